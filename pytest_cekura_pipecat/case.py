@@ -1,0 +1,98 @@
+"""A case: one scenario to evaluate, as the user declared it, and the entries it fires."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A Cekura evaluator case, declared in ``cekura.toml`` or with ``@pytest.mark.cekura``.
+
+    String fields keep their ``${VAR}`` templates: they are expanded when the case is fired,
+    so collection needs no secrets. ``pipecat_token`` is never part of the repr.
+    """
+
+    name: str
+    scenario: int
+    source: str
+    agent: int | None = None
+    pipecat_room_url: str | None = None
+    pipecat_token: str | None = field(default=None, repr=False)
+    publish_data_message: Any = None
+    repeat: int = 1
+    min_passes: int = 1
+    timeout: float = 1800.0
+    project: str | None = None
+    marks: tuple[str, ...] = ()
+
+    @property
+    def runs_requested(self) -> int:
+        return self.repeat
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One element of ``scenarios`` in a start request: one run of a case."""
+
+    scenario: int
+    pipecat_room_url: str
+    pipecat_token: str | None = field(default=None, repr=False)
+    publish_data_message: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"scenario": self.scenario, "pipecat_room_url": self.pipecat_room_url}
+        if self.pipecat_token:
+            body["pipecat_token"] = self.pipecat_token
+        if self.publish_data_message is not None:
+            body["publish_data_message"] = self.publish_data_message
+        return body
+
+
+def expand(value: str, env: Mapping[str, str], where: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``; a missing variable is a ConfigError."""
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        got = env.get(name)
+        if got:
+            return got
+        if default is not None:
+            return default
+        raise ConfigError([f"{where}: environment variable {name} is not set (export it, or write ${{{name}:-default}})"])
+
+    return _VAR.sub(sub, value)
+
+
+def expand_json(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+        return expand(value, env, where)
+    if isinstance(value, list):
+        return [expand_json(item, env, where) for item in value]
+    if isinstance(value, dict):
+        return {key: expand_json(item, env, where) for key, item in value.items()}
+    return value
+
+
+def has_template(value: str | None) -> bool:
+    return bool(value) and _VAR.search(value or "") is not None
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ
+
+
+@dataclass(frozen=True)
+class Room:
+    """A Daily room for one run: its URL and the tester's meeting token (a secret)."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)

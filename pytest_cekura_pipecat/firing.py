@@ -1,0 +1,205 @@
+"""Turning selected cases into start requests, and runs back into cases.
+
+Every run of every case becomes a *slot* (a plain dict, so a plan can be written to a file
+and read by another xdist worker): the entry's position, its scenario, and once fired the
+result and run it became, or the reason it never started.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .case import Case, Entry, Room, expand, expand_json
+from .client import CekuraClient
+from .config import room_url_problem
+from .coordinator import Plan
+from .errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown, StartRejected
+from .models import Run
+from .redact import Redactor
+
+Slot = dict[str, Any]
+
+
+@dataclass
+class FireContext:
+    client: CekuraClient | None
+    redactor: Redactor
+    env: Mapping[str, str]
+    batch_size: int = 50
+    concurrency: int = 4
+    no_client_reason: str = "CEKURA_API_KEY is not set: export your Cekura API key"
+    room_hook: Callable[[Case], Room | None] | None = None
+    entry_hook: Callable[[Case, dict[str, Any]], None] | None = None
+    dashboard: str = "https://dashboard.cekura.ai"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    nodeid: str
+    case: Case
+    slot: Slot
+    entry: dict[str, Any] | None = None
+
+
+def _new_slot(index: int, case: Case) -> Slot:
+    return {
+        "index": index,
+        "scenario": case.scenario,
+        "result_id": None,
+        "run_id": None,
+        "error": None,
+        "dashboard_url": None,
+    }
+
+
+def _prepare(pending: _Pending, ctx: FireContext) -> None:
+    """Expand variables, find a room, run the entry hook; an error marks the slot."""
+    case, where = pending.case, f"case {pending.case.name}"
+    try:
+        url = expand(case.pipecat_room_url, ctx.env, where) if case.pipecat_room_url else None
+        token = expand(case.pipecat_token, ctx.env, where) if case.pipecat_token else None
+        message = expand_json(case.publish_data_message, ctx.env, where)
+        if url is None:
+            room = ctx.room_hook(case) if ctx.room_hook else None
+            if room is None:
+                raise CekuraError(f"{where}: no pipecat_room_url, and no pytest_cekura_room hook gave one")
+            url, token = room.url, room.token
+        ctx.redactor.add(token)
+        problem = room_url_problem(url)
+        if problem:
+            raise CekuraError(f"{where}: {problem}")
+        entry = Entry(case.scenario, url, token, message).to_json()
+        if ctx.entry_hook:
+            ctx.entry_hook(case, entry)
+            ctx.redactor.add(entry.get("pipecat_token"))
+        pending.entry = entry
+    except CekuraError as exc:
+        pending.slot["error"] = ctx.redactor(str(exc))
+    except Exception as exc:  # a user's hook failed: that case errors, the session goes on
+        pending.slot["error"] = ctx.redactor(f"{where}: preparing the entry failed: {exc!r}")
+
+
+def assign_runs(scenarios: Sequence[int], runs: Sequence[Run]) -> list[int | None]:
+    """Run ids for entries, by scenario id and then by position among the same scenario."""
+    if runs and all(run.scenario is None for run in runs) and len(runs) == len(scenarios):
+        return [run.id for run in runs]
+    queues: dict[int | None, deque[int]] = defaultdict(deque)
+    for run in runs:
+        queues[run.scenario].append(run.id)
+    return [queues[s].popleft() if queues[s] else None for s in scenarios]
+
+
+def _batches(ready: list[_Pending], size: int) -> Iterator[tuple[int | None, list[_Pending]]]:
+    by_agent: dict[int | None, list[_Pending]] = defaultdict(list)
+    for item in ready:
+        by_agent[item.case.agent].append(item)
+    for agent, items in by_agent.items():
+        for start in range(0, len(items), size):
+            yield agent, items[start : start + size]
+
+
+def _fail_batch(batch: list[_Pending], message: str) -> None:
+    for item in batch:
+        item.slot["error"] = message
+
+
+def _send(
+    agent: int | None, batch: list[_Pending], ctx: FireContext, stop: threading.Event, stop_reason: list[str]
+) -> None:
+    assert ctx.client is not None
+    if stop.is_set():
+        _fail_batch(batch, f"not started: {stop_reason[0]}")
+        return
+    body: dict[str, Any] = {"scenarios": [item.entry for item in batch]}
+    if agent is not None:
+        body["agent"] = agent
+    try:
+        result = ctx.client.start_runs(body)
+    except (AuthError, CreditError) as exc:
+        stop_reason[:] = [str(exc)]
+        stop.set()
+        _fail_batch(batch, str(exc))
+        return
+    except StartRejected as exc:
+        for index, item in enumerate(batch):
+            own = exc.by_entry.get(index)
+            if own:
+                item.slot["error"] = f"Cekura rejected this run's entry (HTTP 400): {'; '.join(own)}"
+            else:
+                why = "; ".join(exc.general) or "; ".join(
+                    f"entry of case {batch[i].case.name}: {'; '.join(m)}"
+                    for i, m in sorted(exc.by_entry.items())
+                    if i < len(batch)
+                ) or "no reason given"
+                item.slot["error"] = f"not started: Cekura rejected the start request it was part of (HTTP 400): {why}"
+        ctx.notes.append(ctx.redactor(str(exc)))
+        return
+    except FateUnknown as exc:
+        _fail_batch(batch, str(exc))
+        ctx.notes.append(str(exc))
+        return
+    except ApiError as exc:
+        _fail_batch(batch, f"not started: {exc}")
+        return
+    run_ids = assign_runs([item.case.scenario for item in batch], result.runs)
+    for item, run_id in zip(batch, run_ids, strict=True):
+        item.slot["result_id"] = result.id
+        item.slot["run_id"] = run_id
+
+
+def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
+    """Fire every run of every case, batched; return the plan (never raises for a case)."""
+    fired_at = time.time()
+    slots: dict[str, list[Slot]] = {}
+    pending: list[_Pending] = []
+    for nodeid, case in cases:
+        case_slots = [_new_slot(i, case) for i in range(case.repeat)]
+        slots[nodeid] = case_slots
+        pending.extend(_Pending(nodeid, case, slot) for slot in case_slots)
+    if ctx.client is None:
+        for item in pending:
+            item.slot["error"] = ctx.no_client_reason
+        return {"fired_at": fired_at, "slots": slots, "notes": [ctx.no_client_reason]}
+    with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency * 4)) as pool:
+        list(pool.map(lambda p: _prepare(p, ctx), pending))
+    ready = [p for p in pending if p.slot["error"] is None]
+    stop = threading.Event()
+    stop_reason: list[str] = [""]
+    batches = list(_batches(ready, ctx.batch_size))
+    with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency)) as pool:
+        list(pool.map(lambda b: _send(b[0], b[1], ctx, stop, stop_reason), batches))
+    _add_dashboard_links(pending, ctx)
+    return {
+        "fired_at": fired_at,
+        "slots": slots,
+        "notes": ctx.notes,
+        "requests": len(batches),
+    }
+
+
+def _add_dashboard_links(pending: list[_Pending], ctx: FireContext) -> None:
+    assert ctx.client is not None
+    projects: dict[int, str | None] = {}
+    for item in pending:
+        result_id = item.slot["result_id"]
+        if result_id is None:
+            continue
+        project = item.case.project
+        agent = item.case.agent
+        if project is None and agent is not None:
+            if agent not in projects:
+                try:
+                    found = ctx.client.agent(agent).project
+                except CekuraError:
+                    found = None
+                projects[agent] = str(found) if found is not None else None
+            project = projects[agent]
+        if project is not None:
+            item.slot["dashboard_url"] = f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"

@@ -1,0 +1,121 @@
+"""The pytest side of a case: ``cekura.toml`` files, their items, and marked tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .case import Case
+from .config import case_from_marker, file_defaults, load_cases
+from .errors import ConfigError
+from .session import CekuraSession
+from .verdict import CaseVerdict
+
+MARKER = "cekura"
+
+
+def properties(verdict: CaseVerdict) -> list[tuple[str, object]]:
+    """JUnit properties: one set per run, plain strings so they survive pytest-xdist."""
+    props: list[tuple[str, object]] = []
+    for run in verdict.runs:
+        props.append(("cekura_scenario_id", str(run.scenario_id)))
+        props.append(("cekura_result_id", "" if run.result_id is None else str(run.result_id)))
+        props.append(("cekura_run_id", "" if run.run_id is None else str(run.run_id)))
+        props.append(("cekura_status", run.status))
+        props.append(("cekura_verdict", run.verdict))
+        if run.dashboard_url:
+            props.append(("cekura_dashboard_url", run.dashboard_url))
+    return props
+
+
+def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
+    """Wait for the item's verdict, record its properties; an errored case errors in setup."""
+    verdict = session.verdict(item.nodeid)
+    if not any(name == "cekura_run_id" for name, _ in item.user_properties):
+        item.user_properties.extend(properties(verdict))
+    if verdict.outcome == "error":
+        pytest.fail(verdict.message, pytrace=False)
+    return verdict
+
+
+class CekuraFile(pytest.File):
+    """A ``cekura.toml``: one item per ``[[case]]``."""
+
+    def collect(self) -> Iterator[CekuraItem]:
+        session = CekuraSession.of(self.config)
+        try:
+            cases = load_cases(
+                self.path,
+                self.nodeid,
+                session.settings.defaults,
+                session.has_room_provider(),
+            )
+        except ConfigError as exc:
+            raise self.CollectError(str(exc)) from None
+        for case in cases:
+            item = CekuraItem.from_parent(self, name=case.name, case=case)
+            for mark in case.marks:
+                item.add_marker(mark)
+            session.register(item.nodeid, case)
+            yield item
+
+
+class CekuraItem(pytest.Item):
+    """One case of a ``cekura.toml``, backed by ``repeat`` runs."""
+
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def setup(self) -> None:
+        judge(CekuraSession.of(self.config), self)
+
+    def runtest(self) -> None:
+        verdict = CekuraSession.of(self.config).verdict(self.nodeid)
+        if verdict.outcome == "failed":
+            pytest.fail(verdict.message, pytrace=False)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"cekura case {self.case.name} (scenario {self.case.scenario})"
+
+
+def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
+    """Turn ``@pytest.mark.cekura`` tests into cases; every problem is one line."""
+    problems: list[str] = []
+    defaults_by_dir: dict[Any, Any] = {}
+    for item in items:
+        if isinstance(item, CekuraItem):
+            continue
+        markers = list(item.iter_markers(MARKER))
+        if not markers:
+            continue
+        kwargs: dict[str, Any] = {}
+        for marker in reversed(markers):  # closest last, so it wins
+            if marker.args:
+                problems.append(f"{item.nodeid}: @pytest.mark.cekura takes keyword arguments only")
+            kwargs.update(marker.kwargs)
+        directory = item.path.parent
+        if directory not in defaults_by_dir:
+            toml = directory / "cekura.toml"
+            try:
+                defaults_by_dir[directory] = file_defaults(toml) if toml.is_file() else None
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                defaults_by_dir[directory] = None
+        try:
+            case = case_from_marker(
+                kwargs,
+                name=item.name,
+                source=item.nodeid,
+                file_defaults=defaults_by_dir[directory],
+                defaults=session.settings.defaults,
+                have_room_provider=session.has_room_provider(),
+            )
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        session.register(item.nodeid, case)
+    if problems:
+        raise pytest.UsageError("\n".join(problems))

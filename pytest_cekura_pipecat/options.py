@@ -1,0 +1,167 @@
+"""Command-line options and ini keys. Every option has both; the command line wins.
+
+Secrets never come from here: the API key is read from ``CEKURA_API_KEY`` and room tokens
+from ``${VAR}`` references, so argv (recorded by ``--debug``, shipped to xdist workers)
+never holds one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .client import DEFAULT_API_URL, HttpPolicy
+from .config import DEFAULT_TIMEOUT, Defaults
+
+DEFAULT_DASHBOARD_URL = "https://dashboard.cekura.ai"
+
+
+@dataclass(frozen=True)
+class _Option:
+    name: str  # ini key; the flag is --cekura-<name with dashes>
+    help: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"{text} is not a positive number")
+    return value
+
+
+OPTIONS = [
+    _Option("cekura_api_url", "Cekura API base URL (env CEKURA_API_URL; default https://api.cekura.ai).", metavar="URL"),
+    _Option("cekura_agent", "Default Cekura agent id for cases that name none.", _positive_int, metavar="ID"),
+    _Option("cekura_project", "Cekura project id, for dashboard links in failures.", str, metavar="ID"),
+    _Option("cekura_pipecat_room_url", "Default Daily room URL for cases that name none.", metavar="URL"),
+    _Option("cekura_batch_size", "Entries per start request (default 50).", _positive_int, 50, "N"),
+    _Option("cekura_poll_interval", "Seconds between polls of a result (default 5).", _positive_float, 5.0, "S"),
+    _Option("cekura_poll_max_interval", "Longest poll interval while nothing changes (default 30).", _positive_float, 30.0, "S"),
+    _Option("cekura_timeout", "Seconds a case may take before it errors (default 1800).", _positive_float, None, "S"),
+    _Option("cekura_http_timeout", "Connect and read timeout of each HTTP request (default 30).", _positive_float, 30.0, "S"),
+    _Option("cekura_retry_window", "How long GETs ride out transient errors before cases error (default 150).", _positive_float, 150.0, "S"),
+    _Option("cekura_max_runs", "Refuse to fire a session that would start more than N runs.", _positive_int, None, "N"),
+]
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cekura", "Cekura voice-agent evaluations (pytest-cekura-pipecat)")
+    for option in OPTIONS:
+        group.addoption(option.flag, dest=option.name, default=None, metavar=option.metavar, help=option.help)
+        parser.addini(option.name, option.help, default=None)
+    group.addoption(
+        "--cekura-simulate",
+        dest="cekura_simulate",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="SCENARIOS_TOML",
+        help="Run against the bundled local Cekura-compatible server (scripted outcomes from "
+        "SCENARIOS_TOML, or every scenario passing). Never the real service.",
+    )
+    parser.addini("cekura_simulate", "Scenarios file for --cekura-simulate; set to run simulated.", default=None)
+    group.addoption(
+        "--cekura-dry-run",
+        dest="cekura_dry_run",
+        action="store_true",
+        default=None,
+        help="Validate and print the planned start requests (redacted) and the runs they would bill; fire nothing.",
+    )
+    parser.addini("cekura_dry_run", "Same as --cekura-dry-run.", type="bool", default=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str
+    api_url_source: str
+    dashboard_url: str
+    batch_size: int
+    poll_interval: float
+    poll_max_interval: float
+    http: HttpPolicy
+    defaults: Defaults
+    max_runs: int | None
+    timeout_override: float | None  # --cekura-timeout on the command line beats every file
+    simulate: str | None  # None: off; "": every scenario passes; else a scenarios file
+    dry_run: bool
+
+
+class OptionError(ValueError):
+    pass
+
+
+def _value(config: pytest.Config, name: str) -> Any:
+    option = _BY_NAME[name]
+    raw = config.getoption(name, None)
+    where = option.flag
+    if raw is None:
+        raw = config.getini(name)
+        where = f"ini key {name}"
+    if raw in (None, ""):
+        return option.default
+    try:
+        return option.type(str(raw).strip())
+    except ValueError:
+        raise OptionError(f"{where}: {raw!r} is not valid ({option.help})") from None
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """All options, validated; raises OptionError with a one-line message."""
+    api_url = _value(config, "cekura_api_url")
+    source = "option"
+    if not api_url:
+        api_url, source = os.environ.get("CEKURA_API_URL") or DEFAULT_API_URL, "env" if os.environ.get("CEKURA_API_URL") else "default"
+    simulate = config.getoption("cekura_simulate", None)
+    if simulate is None:
+        ini = config.getini("cekura_simulate")
+        if ini:
+            simulate = str(ini)
+            if config.inipath is not None:
+                simulate = str((config.inipath.parent / simulate).resolve())
+    http_timeout = _value(config, "cekura_http_timeout")
+    cli_timeout = config.getoption("cekura_timeout", None)
+    timeout_override = _value(config, "cekura_timeout") if cli_timeout is not None else None
+    ini_timeout = config.getini("cekura_timeout")
+    timeout = _positive_float(str(ini_timeout)) if ini_timeout else None
+    return Settings(
+        api_url=api_url.rstrip("/"),
+        api_url_source=source,
+        dashboard_url=os.environ.get("CEKURA_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL,
+        batch_size=_value(config, "cekura_batch_size"),
+        poll_interval=_value(config, "cekura_poll_interval"),
+        poll_max_interval=max(_value(config, "cekura_poll_max_interval"), _value(config, "cekura_poll_interval")),
+        http=HttpPolicy(
+            connect_timeout=min(http_timeout, 10.0),
+            read_timeout=http_timeout,
+            retry_window=_value(config, "cekura_retry_window"),
+        ),
+        defaults=Defaults(
+            agent=_value(config, "cekura_agent"),
+            pipecat_room_url=_value(config, "cekura_pipecat_room_url"),
+            project=_value(config, "cekura_project"),
+            timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+        ),
+        max_runs=_value(config, "cekura_max_runs"),
+        timeout_override=timeout_override,
+        simulate=simulate,
+        dry_run=bool(config.getoption("cekura_dry_run", None) or config.getini("cekura_dry_run")),
+    )

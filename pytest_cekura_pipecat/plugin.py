@@ -1,0 +1,200 @@
+"""pytest hook implementations: each a few lines that delegate. Entry point ``pytest11``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Generator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import hooks, options
+from .coordinator import Coordinator, LocalCoordinator, SharedDirCoordinator
+from .errors import CekuraError
+from .items import CekuraFile, CekuraItem, judge, marked_cases
+from .redact import Redactor
+from .report import Summary, record
+from .session import SESSION_KEY, CekuraSession
+
+pytest_plugins = ["pytest_cekura_pipecat.fixtures"]
+
+_PLUGIN_NAME = "cekura-session"
+MARKER_HELP = (
+    "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
+    "agent=None, repeat=1, min_passes=None, timeout=None): run this test's Cekura evaluator "
+    "scenario against a Pipecat bot; the run's verdict becomes the test's."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    try:
+        settings = options.resolve(config)
+    except options.OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    plugin = CekuraPlugin(config, settings)
+    config.stash[SESSION_KEY] = plugin.session
+    config.pluginmanager.register(plugin, _PLUGIN_NAME)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(plugin), "cekura-xdist")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    plugin = config.pluginmanager.get_plugin(_PLUGIN_NAME)
+    if isinstance(plugin, CekuraPlugin):
+        plugin.close()
+        config.pluginmanager.unregister(plugin)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name == "cekura.toml":
+        return CekuraFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CekuraPlugin:
+    """Session-scoped hooks. Registered in ``pytest_configure``, found by name."""
+
+    def __init__(self, config: pytest.Config, settings: options.Settings) -> None:
+        self.config = config
+        self.summary = Summary()
+        self.simulator: Any = None
+        self.shared_dir: Path | None = None
+        workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+        api_key = os.environ.get("CEKURA_API_KEY") or None
+        simulated_url: str | None = None
+        coordinator: Coordinator = LocalCoordinator()
+        if workerinput is not None:
+            if workerinput.get("cekura_shared_dir"):
+                coordinator = SharedDirCoordinator(Path(workerinput["cekura_shared_dir"]))
+            if workerinput.get("cekura_sim_url"):
+                simulated_url = str(workerinput["cekura_sim_url"])
+                api_key = str(workerinput["cekura_sim_key"])
+        elif settings.simulate is not None:
+            self.simulator = _start_simulator(settings.simulate)
+            simulated_url, api_key = self.simulator.url, self.simulator.api_key
+        if simulated_url is not None:
+            settings = replace(settings, api_url=simulated_url, api_url_source="simulator")
+        self.session = CekuraSession(
+            config, settings, coordinator, Redactor(), api_key=api_key, simulated_url=simulated_url
+        )
+
+    def close(self) -> None:
+        self.session.close()
+        if self.simulator is not None:
+            self.simulator.stop()
+        if self.shared_dir is not None:
+            shutil.rmtree(self.shared_dir, ignore_errors=True)
+
+    def shared(self) -> Path:
+        if self.shared_dir is None:
+            self.shared_dir = Path(tempfile.mkdtemp(prefix="pytest-cekura-"))
+        return self.shared_dir
+
+    @pytest.hookimpl
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        settings = self.session.settings
+        if self.session.simulated_url:
+            return [
+                f"cekura: SIMULATED: local Cekura-compatible server at {self.session.simulated_url}"
+                " (no real calls, scripted verdicts)"
+            ]
+        return [
+            f"cekura: api {settings.api_url} ({settings.api_url_source}), batch size "
+            f"{settings.batch_size}, poll every {settings.poll_interval:g}s, key "
+            f"{'set' if os.environ.get('CEKURA_API_KEY') else 'NOT SET (CEKURA_API_KEY)'}"
+        ]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        marked_cases(self.session, items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if session.config.option.collectonly or session.testsfailed:
+            return None
+        self.session.start(session.items)
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not isinstance(item, CekuraItem) and item.nodeid in self.session.state.cases:
+            judge(self.session, item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        result = yield
+        if not isinstance(item, CekuraItem) and item.nodeid in self.session.state.cases:
+            verdict = self.session.verdict(item.nodeid)
+            if verdict.outcome == "failed":
+                pytest.fail(verdict.message, pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        verdict = self.session.state.verdicts.get(item.nodeid)
+        if verdict is not None and call.when == "setup":
+            case = self.session.state.cases[item.nodeid]
+            report.cekura = record(case.name, item.nodeid, case.scenario, verdict)  # type: ignore[attr-defined]
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.summary.add(report)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.summary.records and not self.session.simulated:
+            return
+        terminalreporter.write_sep("=", "cekura")
+        for line in self.summary.lines(terminalreporter._tw.fullwidth):
+            terminalreporter.write_line(self.session.redactor(line))
+        if self.session.simulated:
+            terminalreporter.write_line(
+                "cekura: SIMULATED RUN: verdicts came from the local Cekura-compatible server, "
+                "not from Cekura",
+                yellow=True,
+                bold=True,
+            )
+
+
+class XdistHooks:
+    """Hooks that exist only when pytest-xdist is installed (the controller side)."""
+
+    def __init__(self, plugin: CekuraPlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["cekura_shared_dir"] = str(self.plugin.shared())
+        session = self.plugin.session
+        if session.simulated_url and self.plugin.simulator is not None:
+            node.workerinput["cekura_sim_url"] = session.simulated_url
+            node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
+
+
+def _start_simulator(scenarios: str) -> Any:
+    from .simulator import ScenarioScript, Simulator
+
+    try:
+        if scenarios:
+            return Simulator(scenarios).start()
+        return Simulator(default_outcome=ScenarioScript(id=0, seconds=1.0)).start()
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"--cekura-simulate: {exc}") from None
+
+
+__all__ = ["CekuraError"]

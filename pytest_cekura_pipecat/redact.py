@@ -1,0 +1,47 @@
+"""Keeps secrets (the API key, room tokens) out of everything the plugin writes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+MASK = "***"
+# Shorter values would mask ordinary words; real keys and tokens are far longer.
+_MIN_SECRET_LEN = 4
+
+
+class Redactor:
+    """The set of secret strings seen in this process, and the one function that hides them."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(secret) >= _MIN_SECRET_LEN:
+            with self._lock:
+                self._secrets.add(secret)
+
+    def __call__(self, text: str) -> str:
+        if not self._secrets:
+            return text
+        # Longest first, so a secret that contains another is masked whole.
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in every record that passes through a handler it is attached to."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__("cekura-redact")
+        self._redact = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self._redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True

@@ -1,0 +1,74 @@
+"""The terminal summary, built from plain records that ride on test reports.
+
+A record is attached to the report of the phase in which a case's verdict became known
+(``report.cekura``, plain builtins, so it survives pytest-xdist's serialization) and
+collected wherever reports are logged: the only process that writes the terminal.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from .verdict import CaseVerdict
+
+_ORDER = {"failed": 0, "error": 1, "passed": 2}
+_LABEL = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}
+
+
+def record(name: str, nodeid: str, scenario: int, verdict: CaseVerdict) -> dict[str, Any]:
+    durations = [run.duration for run in verdict.runs if run.duration is not None]
+    return {
+        "name": name,
+        "nodeid": nodeid,
+        "scenario": scenario,
+        "scenario_name": next((r.scenario_name for r in verdict.runs if r.scenario_name), ""),
+        "outcome": verdict.outcome,
+        "runs": [r.run_id for r in verdict.runs],
+        "results": sorted({r.result_id for r in verdict.runs if r.result_id is not None}),
+        "passed_runs": sum(r.passed for r in verdict.runs),
+        "duration": max(durations) if durations else None,
+        "reason": verdict.first_reason,
+        "dashboard": next((r.dashboard_url for r in verdict.runs if r.dashboard_url), None),
+    }
+
+
+@dataclass
+class Summary:
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "cekura", None)
+        if isinstance(data, dict) and "nodeid" in data:
+            self.records[data["nodeid"]] = data
+
+    def lines(self, width: int | None = None) -> list[str]:
+        width = width or shutil.get_terminal_size((120, 20)).columns
+        rows = sorted(self.records.values(), key=lambda r: (_ORDER.get(r["outcome"], 3), r["nodeid"]))
+        name_w = min(max((len(r["name"]) for r in rows), default=4), 40)
+        out: list[str] = []
+        for r in rows:
+            runs = ",".join("-" if i is None else str(i) for i in r["runs"])
+            duration = "" if r["duration"] is None else f"{r['duration']:.0f}s"
+            head = (
+                f"{_LABEL.get(r['outcome'], r['outcome']):<6} {r['name'][:name_w]:<{name_w}}  "
+                f"scenario {r['scenario']}  run{'s' if len(r['runs']) > 1 else ''} {runs}"
+                + (f"  {duration}" if duration else "")
+            )
+            out.append(head)
+            reason = r["reason"].splitlines()[0] if r["reason"] else ""
+            if reason:
+                room = max(20, width - 9)
+                out.append("       " + (reason if len(reason) <= room else reason[: room - 1] + "…"))
+        counts = {k: sum(r["outcome"] == k for r in rows) for k in _ORDER}
+        total_runs = sum(len(r["runs"]) for r in rows)
+        out.append(
+            f"{len(rows)} case(s), {total_runs} run(s): {counts['passed']} passed, "
+            f"{counts['failed']} failed, {counts['error']} error"
+        )
+        out.extend(self.notes)
+        return out

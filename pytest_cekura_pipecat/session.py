@@ -1,0 +1,300 @@
+"""The session object: owns the cases, the firing plan, result snapshots and verdicts.
+
+It is reached through ``config.stash`` (see ``plugin.py``); pytest hooks only delegate here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from .case import Case, Room, environ
+from .client import CekuraClient
+from .coordinator import Coordinator, Plan
+from .errors import CekuraError
+from .firing import FireContext, Slot, fire
+from .models import Result, Run
+from .options import Settings
+from .redact import Redactor
+from .verdict import CaseVerdict, CekuraRun, decide, is_terminal
+
+SESSION_KEY = pytest.StashKey["CekuraSession"]()
+# How long a worker waits for another worker's firing before giving up on a case.
+_PLAN_WAIT = 600.0
+
+
+@dataclass
+class _Track:
+    """What one case's wait loop knows about one of its slots."""
+
+    slot: Slot
+    run: CekuraRun | None = None
+    last_status: str = "pending"
+
+
+@dataclass
+class SessionState:
+    cases: dict[str, Case] = field(default_factory=dict)
+    verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
+    details: dict[int, Run] = field(default_factory=dict)
+
+
+class CekuraSession:
+    """Per-pytest-session state; one instance, stashed on the config."""
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> CekuraSession:
+        return config.stash[SESSION_KEY]
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        coordinator: Coordinator,
+        redactor: Redactor,
+        *,
+        api_key: str | None,
+        simulated_url: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.coordinator = coordinator
+        self.redactor = redactor
+        self.simulated_url = simulated_url
+        self.state = SessionState()
+        self._api_key = api_key
+        self._client: CekuraClient | None = None
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        redactor.add(api_key)
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def register(self, nodeid: str, case: Case) -> None:
+        if self.settings.timeout_override is not None:
+            case = replace(case, timeout=self.settings.timeout_override)
+        self.state.cases[nodeid] = case
+
+    def client(self) -> CekuraClient | None:
+        with self._lock:
+            if self._client is None and self._api_key:
+                self._client = CekuraClient(
+                    self.settings.api_url, self._api_key, self.redactor, self.settings.http
+                )
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    @property
+    def simulated(self) -> bool:
+        return self.simulated_url is not None or bool(self._client and self._client.simulated)
+
+    def has_room_provider(self) -> bool:
+        return bool(self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls())
+
+    # -- firing ----------------------------------------------------------------------------
+
+    def selected(self, items: Sequence[pytest.Item]) -> list[tuple[str, Case]]:
+        return [(item.nodeid, self.state.cases[item.nodeid]) for item in items if item.nodeid in self.state.cases]
+
+    def start(self, items: Sequence[pytest.Item]) -> None:
+        """Fire every selected case once for the whole session (see coordinator.py)."""
+        selected = self.selected(items)
+        if not selected:
+            return
+        self.coordinator.start(lambda: self._fire(selected))
+
+    def _fire(self, selected: list[tuple[str, Case]]) -> Plan:
+        hook = self.config.pluginmanager.hook
+        total = sum(case.repeat for _, case in selected)
+        client = self.client()
+        reason = "CEKURA_API_KEY is not set: export your Cekura API key"
+        if self.settings.max_runs is not None and total > self.settings.max_runs:
+            client, reason = None, (
+                f"not fired: this session would start {total} runs, more than "
+                f"cekura_max_runs={self.settings.max_runs}"
+            )
+
+        def room(case: Case) -> Room | None:
+            got = hook.pytest_cekura_room(case=case, config=self.config)
+            if got is None or isinstance(got, Room):
+                return got
+            url, token = got
+            return Room(url, token)
+
+        ctx = FireContext(
+            client=client,
+            redactor=self.redactor,
+            env=environ(),
+            batch_size=self.settings.batch_size,
+            no_client_reason=reason,
+            room_hook=room if self.has_room_provider() else None,
+            entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
+            dashboard=self.settings.dashboard_url,
+        )
+        return fire(selected, ctx)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def verdict(self, nodeid: str) -> CaseVerdict:
+        """Wait for the case's runs, then decide; cached, so setup and call share it."""
+        known = self.state.verdicts.get(nodeid)
+        if known is not None:
+            return known
+        case = self.state.cases[nodeid]
+        plan = self.coordinator.plan(_PLAN_WAIT)
+        slots = plan["slots"].get(nodeid) if plan else None
+        if plan is None or slots is None:
+            runs = [self._never_started(case, "the case was not fired (the firing process gave no plan)")]
+        else:
+            runs = self._wait(case, slots, float(plan["fired_at"]))
+        hook = self.config.pluginmanager.hook
+        for run in runs:
+            hook.pytest_cekura_run_finished(case=case, run=run)
+        override = None
+        if all(run.verdict != "error" for run in runs):
+            override = hook.pytest_cekura_verdict(case=case, runs=tuple(runs))
+        verdict = decide(case, runs, override)
+        verdict = replace(verdict, message=self.redactor(verdict.message), first_reason=self.redactor(verdict.first_reason))
+        self.state.verdicts[nodeid] = verdict
+        return verdict
+
+    def _never_started(self, case: Case, reason: str, slot: Slot | None = None) -> CekuraRun:
+        return CekuraRun(
+            scenario_id=case.scenario,
+            status="not_started",
+            error_message=self.redactor(reason),
+            result_id=slot.get("result_id") if slot else None,
+            dashboard_url=slot.get("dashboard_url") if slot else None,
+            _details=self._details,
+        )
+
+    def _wait(self, case: Case, slots: list[Slot], fired_at: float) -> list[CekuraRun]:
+        tracks = [_Track(slot) for slot in slots]
+        for track in tracks:
+            if track.slot["error"] is not None:
+                track.run = self._never_started(case, track.slot["error"], track.slot)
+        client = self.client()
+        deadline = fired_at + case.timeout
+        interval = self.settings.poll_interval
+        signatures: dict[int, Any] = {}
+        while True:
+            waiting = [t for t in tracks if t.run is None]
+            if not waiting or client is None:
+                break
+            changed = False
+            for result_id in sorted({t.slot["result_id"] for t in waiting}):
+                mine = [t for t in waiting if t.slot["result_id"] == result_id]
+                try:
+                    result = self._result(client, result_id, interval * 0.8, mine)
+                except CekuraError as exc:
+                    for track in mine:
+                        track.run = self._never_started(case, str(exc), track.slot)
+                        track.run = replace(track.run, status=track.last_status, run_id=track.slot["run_id"])
+                    continue
+                signature = tuple((run.id, run.status) for run in result.runs)
+                changed = changed or signatures.get(result_id) != signature
+                signatures[result_id] = signature
+                self._update(case, mine, result, slots)
+            if all(t.run is not None for t in tracks):
+                break
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                self._time_out(case, client, [t for t in tracks if t.run is None])
+                break
+            interval = (
+                self.settings.poll_interval
+                if changed
+                else min(interval * 1.5, self.settings.poll_max_interval)
+            )
+            self._sleep(min(interval, remaining))
+        return [t.run for t in tracks if t.run is not None]
+
+    def _result(self, client: CekuraClient, result_id: int, max_age: float, mine: list[_Track]) -> Result:
+        known = self.coordinator.snapshot(result_id)
+        if known is not None:
+            # Terminal runs never change: a snapshot of any age serves them without a GET.
+            cached = client.parse_result(known[0], result_id)
+            statuses = {run.id: run.status for run in cached.runs}
+            if all(
+                t.slot["run_id"] is not None and is_terminal(statuses.get(t.slot["run_id"], ""))
+                for t in mine
+            ):
+                return cached
+        data = self.coordinator.refresh(result_id, max_age, lambda: client.result_json(result_id))
+        return client.parse_result(data, result_id)
+
+    def _update(self, case: Case, mine: list[_Track], result: Result, all_slots: list[Slot]) -> None:
+        by_id = {run.id: run for run in result.runs}
+        raw_by_id = {run.id: run for run in result.runs}
+        for track in mine:
+            run_id = track.slot["run_id"]
+            if run_id is None:
+                run_id = self._claim(track.slot, result, all_slots)
+            run = by_id.get(run_id) if run_id is not None else None
+            if run is None:
+                continue
+            track.last_status = run.status
+            if is_terminal(run.status):
+                raw = raw_by_id[run.id].model_dump(mode="json")
+                track.run = CekuraRun.from_api(run, result.id, raw, track.slot["dashboard_url"])
+                track.run = replace(track.run, _details=self._details)
+                if track.run.scenario_id == 0:
+                    track.run = replace(track.run, scenario_id=case.scenario)
+
+    def _claim(self, slot: Slot, result: Result, all_slots: list[Slot]) -> int | None:
+        """A run the start response did not list: the first unclaimed run of its scenario."""
+        claimed = {s["run_id"] for s in all_slots if s["run_id"] is not None}
+        for run in sorted(result.runs, key=lambda r: r.id):
+            if run.scenario == slot["scenario"] and run.id not in claimed:
+                slot["run_id"] = run.id
+                return run.id
+        return None
+
+    def _time_out(self, case: Case, client: CekuraClient, late: list[_Track]) -> None:
+        for track in late:
+            run_id = track.slot["run_id"]
+            if run_id is not None:
+                client.end_call(run_id)
+            track.run = CekuraRun(
+                scenario_id=case.scenario,
+                status=track.last_status,
+                run_id=run_id,
+                result_id=track.slot["result_id"],
+                error_message=f"no verdict after {case.timeout:g} s (last status: {track.last_status})"
+                + ("; the call was ended" if run_id is not None else ""),
+                dashboard_url=track.slot["dashboard_url"],
+                _details=self._details,
+            )
+
+    # -- details (transcripts) -------------------------------------------------------------
+
+    def _details(self, run: CekuraRun) -> Run | None:
+        """Full run (transcript, recording), fetched in one bulk request for every finished
+        run of this process that is not fetched yet."""
+        if run.run_id is None:
+            return None
+        with self._lock:
+            if run.run_id not in self.state.details:
+                client = self.client()
+                wanted = {run.run_id} | {
+                    r.run_id
+                    for v in self.state.verdicts.values()
+                    for r in v.runs
+                    if r.run_id is not None and r.run_id not in self.state.details
+                }
+                if client is not None:
+                    try:
+                        for full in client.bulk_runs(sorted(wanted)):
+                            self.state.details[full.id] = full
+                    except CekuraError:
+                        return None
+            return self.state.details.get(run.run_id)
