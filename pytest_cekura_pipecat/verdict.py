@@ -176,7 +176,9 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
             head = f"{title} failed its evaluation"
         else:
             head = f"{title} errored"
-        lines = [head, *(f"  {r}" for r in reasons), f"  {_run_id(run)}"]
+        if reasons:
+            head += f": {reasons[0]}"
+        lines = [head, *(f"  {r}" for r in reasons[1:]), f"  {_run_id(run)}"]
     else:
         lines = [f"{title}: {passes} of {len(runs)} runs passed, {case.min_passes} required"]
         for run in runs:

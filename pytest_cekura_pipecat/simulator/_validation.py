@@ -1,0 +1,93 @@
+"""Validation of the start POST body, with Django REST framework's error shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Errors = dict[str, list[str]]
+
+_REQUIRED = "This field is required."
+_NOT_INT = "A valid integer is required."
+_NOT_STR = "Not a valid string."
+_BLANK = "This field may not be blank."
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    agent: int | None
+    scenario_ids: list[int]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _list_type_error(value: object) -> str:
+    return f'Expected a list of items but got type "{type(value).__name__}".'
+
+
+def _dict_type_error(value: object) -> str:
+    return f"Invalid data. Expected a dictionary, but got {type(value).__name__}."
+
+
+def validate_start(body: Any, is_known: Callable[[int], bool]) -> StartRequest | Errors:
+    """The parsed request, or every problem keyed by location (``scenarios[2].scenario``)."""
+    if not isinstance(body, dict):
+        return {"non_field_errors": [_dict_type_error(body)]}
+    errors: Errors = {}
+    agent = body.get("agent")
+    if agent is not None and not _is_int(agent):
+        errors["agent"] = [_NOT_INT]
+    mock = body.get("mock_tool_names")
+    if mock is not None:
+        if not isinstance(mock, list):
+            errors["mock_tool_names"] = [_list_type_error(mock)]
+        else:
+            for j, name in enumerate(mock):
+                if not isinstance(name, str):
+                    errors[f"mock_tool_names[{j}]"] = [_NOT_STR]
+    ids: list[int] = []
+    if "scenarios" not in body:
+        errors["scenarios"] = [_REQUIRED]
+    elif not isinstance(body["scenarios"], list):
+        errors["scenarios"] = [_list_type_error(body["scenarios"])]
+    elif not body["scenarios"]:
+        errors["scenarios"] = ["This list may not be empty."]
+    else:
+        for i, entry in enumerate(body["scenarios"]):
+            scenario_id = _check_entry(f"scenarios[{i}]", entry, is_known, errors)
+            if scenario_id is not None:
+                ids.append(scenario_id)
+    if errors:
+        return errors
+    return StartRequest(agent=agent, scenario_ids=ids)
+
+
+def _check_entry(
+    where: str, entry: object, is_known: Callable[[int], bool], errors: Errors
+) -> int | None:
+    if not isinstance(entry, dict):
+        errors[where] = [_dict_type_error(entry)]
+        return None
+    scenario: Any = entry.get("scenario")
+    if "scenario" not in entry:
+        errors[f"{where}.scenario"] = [_REQUIRED]
+    elif not _is_int(scenario):
+        errors[f"{where}.scenario"] = [_NOT_INT]
+    elif not is_known(scenario):
+        errors[f"{where}.scenario"] = [f'Invalid pk "{scenario}" - object does not exist.']
+    room = entry.get("pipecat_room_url")
+    if "pipecat_room_url" not in entry or room is None:
+        errors[f"{where}.pipecat_room_url"] = [_REQUIRED]
+    elif not isinstance(room, str):
+        errors[f"{where}.pipecat_room_url"] = [_NOT_STR]
+    elif not room.strip():
+        errors[f"{where}.pipecat_room_url"] = [_BLANK]
+    if "pipecat_token" in entry and not isinstance(entry["pipecat_token"], str):
+        errors[f"{where}.pipecat_token"] = [_NOT_STR]
+    # publish_data_message is any JSON: nothing to check.
+    if any(key.startswith(f"{where}.") for key in errors):
+        return None
+    return scenario if _is_int(scenario) else None

@@ -1,0 +1,130 @@
+"""Shared fixtures: a scripted local Cekura server and a pytester suite pointed at it."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator
+
+API_KEY = "sk-test-SECRET-0123456789abcdef"
+ROOM_TOKEN = "daily-token-SECRET-fedcba9876543210"
+START = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
+
+SCRIPTS = [
+    ScenarioScript(101, "Books a table", "pass", 0.3),
+    ScenarioScript(
+        102,
+        "Refuses a late booking",
+        "fail",
+        0.3,
+        reasons=("The agent booked 23:30 although the restaurant closes at 22:00.",),
+        failed_metrics=("Respects opening hours",),
+    ),
+    ScenarioScript(103, "Cancels a booking", "error", 0.3, reasons=("Bot did not join the room",)),
+    ScenarioScript(104, "Opening hours", "pass", 0.3),
+    ScenarioScript(105, "Hangs forever", "stuck", 0.3),
+    ScenarioScript(106, "Times out", "timeout", 0.3, reasons=("Call exceeded 10 minutes",)),
+    ScenarioScript(107, "Gets cancelled", "cancelled", 0.3),
+]
+
+FOUR_CASES = """
+pipecat_room_url = "https://acme.daily.co/room-abc"
+pipecat_token = "${ROOM_TOKEN}"
+
+[[case]]
+name = "books-a-table"
+scenario = 101
+publish_data_message = { locale = "en-US" }
+
+[[case]]
+name = "late-booking"
+scenario = 102
+
+[[case]]
+name = "cancels"
+scenario = 103
+
+[[case]]
+name = "opening-hours"
+scenario = 104
+repeat = 2
+"""
+
+
+@dataclass
+class Suite:
+    """A pytester project whose ini points at the simulator, with secrets in the env."""
+
+    pytester: pytest.Pytester
+    sim: Simulator
+
+    def toml(self, text: str, name: str = "cekura.toml") -> Path:
+        path = self.pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml", *args)
+
+    def posts(self) -> list[RecordedRequest]:
+        return [r for r in self.sim.requests if r.method == "POST" and r.path == START]
+
+    def gets(self, part: str = "/results/") -> list[RecordedRequest]:
+        return [r for r in self.sim.requests if r.method == "GET" and part in r.path]
+
+    def junit(self) -> ET.Element:
+        return ET.parse(self.pytester.path / "junit.xml").getroot()
+
+    def testcase(self, name: str) -> ET.Element:
+        for case in self.junit().iter("testcase"):
+            if case.get("name") == name:
+                return case
+        raise AssertionError(f"no testcase {name} in junit")
+
+    def properties(self, name: str) -> list[tuple[str, str]]:
+        return [
+            (p.get("name", ""), p.get("value", ""))
+            for p in self.testcase(name).iter("property")
+        ]
+
+    def artifacts(self, result: pytest.RunResult) -> str:
+        junit = self.pytester.path / "junit.xml"
+        text = "\n".join(result.outlines + result.errlines)
+        return text + (junit.read_text() if junit.exists() else "")
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(SCRIPTS, api_key=API_KEY) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> Suite:
+    monkeypatch.setenv("CEKURA_API_KEY", API_KEY)
+    monkeypatch.setenv("ROOM_TOKEN", ROOM_TOKEN)
+    for name in ("CEKURA_API_URL", "CEKURA_DASHBOARD_URL", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeini(
+        f"""
+        [pytest]
+        cekura_api_url = {sim.url}
+        cekura_poll_interval = 0.1
+        cekura_poll_max_interval = 0.3
+        cekura_retry_window = 5
+        markers =
+            smoke: quick subset
+        """
+    )
+    return Suite(pytester, sim)
+
+
+def no_traceback(text: str) -> bool:
+    return "Traceback" not in text and not re.search(r"^E\s+File ", text, re.M)
