@@ -45,12 +45,27 @@ class Coordinator(Protocol):
     def refresh(self, result_id: int, max_age: float, fetch: Callable[[], Any]) -> Any:
         """The result's JSON, fetched unless a snapshot younger than ``max_age`` exists."""
 
+    def trip(self, reason: str) -> bool:
+        """Trip the session's circuit breaker; True for the caller that tripped it first."""
+
+    def tripped(self) -> str | None:
+        """Why the breaker tripped, or None."""
+
 
 class LocalCoordinator:
     def __init__(self) -> None:
         self._plan: Plan | None = None
         self._snapshots: dict[int, tuple[Any, float]] = {}
         self._lock = threading.Lock()
+        self._tripped: str | None = None
+
+    def trip(self, reason: str) -> bool:
+        first = self._tripped is None
+        self._tripped = self._tripped or reason
+        return first
+
+    def tripped(self) -> str | None:
+        return self._tripped
 
     def start(self, fire: Callable[[], Plan]) -> None:
         if self._plan is None:
@@ -101,6 +116,16 @@ class SharedDirCoordinator:
         self.directory = directory
         self.stale_after = stale_after
         directory.mkdir(parents=True, exist_ok=True)
+
+    def trip(self, reason: str) -> bool:
+        if not _try_lock(self.directory / "breaker.lock"):
+            return False
+        _write_atomic(self.directory / "breaker.json", reason)
+        return True
+
+    def tripped(self) -> str | None:
+        reason = _read(self.directory / "breaker.json")
+        return reason if isinstance(reason, str) else None
 
     def start(self, fire: Callable[[], Plan]) -> None:
         if not _try_lock(self.directory / "fire.lock"):

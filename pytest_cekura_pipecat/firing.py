@@ -7,6 +7,7 @@ result and run it became, or the reason it never started.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict, deque
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .case import Case, Entry, Room, expand, expand_json
-from .client import CekuraClient
+from .client import START_PATH, CekuraClient
 from .config import room_url_problem
 from .coordinator import Plan
 from .errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown, StartRejected
@@ -152,6 +153,37 @@ def _send(
     for item, run_id in zip(batch, run_ids, strict=True):
         item.slot["result_id"] = result.id
         item.slot["run_id"] = run_id
+
+
+def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
+    """The start requests a real session would send, redacted; nothing is sent and no room
+    hook is called (it may create rooms)."""
+    pending = [
+        _Pending(nodeid, case, _new_slot(i, case)) for nodeid, case in cases for i in range(case.repeat)
+    ]
+    ctx.room_hook = lambda case: Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
+    for item in pending:
+        _prepare(item, ctx)
+    lines: list[str] = []
+    ready = [p for p in pending if p.slot["error"] is None]
+    batches = list(_batches(ready, ctx.batch_size))
+    for number, (agent, batch) in enumerate(batches, 1):
+        body: dict[str, Any] = {"scenarios": [
+            {k: ("***" if k == "pipecat_token" else v) for k, v in (item.entry or {}).items()}
+            for item in batch
+        ]}
+        if agent is not None:
+            body["agent"] = agent
+        lines.append(f"POST {START_PATH} (request {number} of {len(batches)}, {len(batch)} run(s))")
+        lines.append(ctx.redactor(json.dumps(body, indent=2)))
+    for item in pending:
+        if item.slot["error"] is not None:
+            lines.append(f"would not fire: {item.slot['error']}")
+    lines.append(
+        f"cekura dry run: {len(ready)} run(s) in {len(batches)} request(s) would be started "
+        f"and billed; nothing was fired"
+    )
+    return lines
 
 
 def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:

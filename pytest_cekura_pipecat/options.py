@@ -47,6 +47,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text} is negative")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    shard, total = int(k), int(n)
+    if not 1 <= shard <= total:
+        raise ValueError(f"{text}: want K/N with 1 <= K <= N")
+    return shard, total
+
+
 OPTIONS = [
     _Option("cekura_api_url", "Cekura API base URL (env CEKURA_API_URL; default https://api.cekura.ai).", metavar="URL"),
     _Option("cekura_agent", "Default Cekura agent id for cases that name none.", _positive_int, metavar="ID"),
@@ -59,6 +74,10 @@ OPTIONS = [
     _Option("cekura_http_timeout", "Connect and read timeout of each HTTP request (default 30).", _positive_float, 30.0, "S"),
     _Option("cekura_retry_window", "How long GETs ride out transient errors before cases error (default 150).", _positive_float, 150.0, "S"),
     _Option("cekura_max_runs", "Refuse to fire a session that would start more than N runs.", _positive_int, None, "N"),
+    _Option("cekura_breaker_after", "Stop waiting when the first K finished runs all errored the same way (default 5, 0: never).", _non_negative_int, 5, "K"),
+    _Option("cekura_shard", "Fire and run only shard K of N of the selected cases (stable, by case id).", _shard, None, "K/N"),
+    _Option("cekura_pipecat_cloud_agent", "Start one Pipecat Cloud session per run of this agent for cases without a room (key: PIPECAT_CLOUD_API_KEY).", str, None, "NAME"),
+    _Option("cekura_pipecat_cloud_url", "Pipecat Cloud API base URL (default https://api.pipecat.daily.co).", str, "https://api.pipecat.daily.co", "URL"),
 ]
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -100,6 +119,10 @@ class Settings:
     http: HttpPolicy
     defaults: Defaults
     max_runs: int | None
+    breaker_after: int
+    shard: tuple[int, int] | None
+    pipecat_cloud_agent: str | None
+    pipecat_cloud_url: str
     timeout_override: float | None  # --cekura-timeout on the command line beats every file
     simulate: str | None  # None: off; "": every scenario passes; else a scenarios file
     dry_run: bool
@@ -141,7 +164,10 @@ def resolve(config: pytest.Config) -> Settings:
     cli_timeout = config.getoption("cekura_timeout", None)
     timeout_override = _value(config, "cekura_timeout") if cli_timeout is not None else None
     ini_timeout = config.getini("cekura_timeout")
-    timeout = _positive_float(str(ini_timeout)) if ini_timeout else None
+    try:
+        timeout = _positive_float(str(ini_timeout)) if ini_timeout else None
+    except ValueError:
+        raise OptionError(f"ini key cekura_timeout: {ini_timeout!r} is not a positive number") from None
     return Settings(
         api_url=api_url.rstrip("/"),
         api_url_source=source,
@@ -161,6 +187,10 @@ def resolve(config: pytest.Config) -> Settings:
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         ),
         max_runs=_value(config, "cekura_max_runs"),
+        breaker_after=_value(config, "cekura_breaker_after"),
+        shard=_value(config, "cekura_shard"),
+        pipecat_cloud_agent=_value(config, "cekura_pipecat_cloud_agent"),
+        pipecat_cloud_url=_value(config, "cekura_pipecat_cloud_url"),
         timeout_override=timeout_override,
         simulate=simulate,
         dry_run=bool(config.getoption("cekura_dry_run", None) or config.getini("cekura_dry_run")),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 import tempfile
 from collections.abc import Generator
 from dataclasses import replace
@@ -16,7 +18,8 @@ from . import hooks, options
 from .coordinator import Coordinator, LocalCoordinator, SharedDirCoordinator
 from .errors import CekuraError
 from .items import CekuraFile, CekuraItem, judge, marked_cases
-from .redact import Redactor
+from .pipecat_cloud import PipecatCloudRooms
+from .redact import RecordFactory, Redactor
 from .report import Summary, record
 from .session import SESSION_KEY, CekuraSession
 
@@ -91,7 +94,25 @@ class CekuraPlugin:
             config, settings, coordinator, Redactor(), api_key=api_key, simulated_url=simulated_url
         )
 
+        self.rooms: PipecatCloudRooms | None = None
+        if settings.pipecat_cloud_agent:
+            key = os.environ.get("PIPECAT_CLOUD_API_KEY")
+            if not key:
+                raise pytest.UsageError(
+                    "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your Pipecat Cloud key)"
+                )
+            self.rooms = PipecatCloudRooms(
+                settings.pipecat_cloud_agent, key, settings.pipecat_cloud_url, self.session.redactor
+            )
+            config.pluginmanager.register(self.rooms, "cekura-pipecat-cloud")
+        self.log_records = RecordFactory(self.session.redactor)
+        self.log_records.install()
+
     def close(self) -> None:
+        self.log_records.uninstall()
+        if self.rooms is not None:
+            self.rooms.close()
+            self.config.pluginmanager.unregister(self.rooms)
         self.session.close()
         if self.simulator is not None:
             self.simulator.stop()
@@ -118,15 +139,35 @@ class CekuraPlugin:
         ]
 
     @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         marked_cases(self.session, items)
+        if self.session.settings.shard is not None:
+            keep, drop = shard(self.session, items, *self.session.settings.shard)
+            if drop:
+                config.hook.pytest_deselected(items=drop)
+                items[:] = keep
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         if session.config.option.collectonly or session.testsfailed:
             return None
+        if self.session.settings.dry_run:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            for line in self.session.dry_run(session.items):
+                if reporter is not None:
+                    reporter.write_line(line)
+            return True
+        self.previous_sigterm = _sigterm_as_interrupt()
         self.session.start(session.items)
         return None
+
+    def pytest_sessionfinish(self) -> None:
+        _restore_sigterm(getattr(self, "previous_sigterm", None))
+
+    def pytest_keyboard_interrupt(self) -> None:
+        # Calls left running cost money. Under xdist the controller does this, once.
+        if getattr(self.config, "workerinput", None) is None:
+            self.session.end_live_calls()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -160,7 +201,12 @@ class CekuraPlugin:
         if not self.summary.records and not self.session.simulated:
             return
         terminalreporter.write_sep("=", "cekura")
-        for line in self.summary.lines(terminalreporter._tw.fullwidth):
+        plan = self.session.coordinator.plan(0.0)
+        notes = list(plan.get("notes", [])) if plan else []
+        tripped = self.session.coordinator.tripped()
+        notes += [tripped] if tripped else []
+        notes += self.session.state.ended
+        for line in self.summary.lines(terminalreporter._tw.fullwidth) + notes:
             terminalreporter.write_line(self.session.redactor(line))
         if self.session.simulated:
             terminalreporter.write_line(
@@ -184,6 +230,47 @@ class XdistHooks:
         if session.simulated_url and self.plugin.simulator is not None:
             node.workerinput["cekura_sim_url"] = session.simulated_url
             node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
+
+
+def shard(
+    session: CekuraSession, items: list[pytest.Item], index: int, total: int
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Shard K of N: cases dealt by run count (largest first, ties by node id) to the
+    lightest shard, so N jobs fire disjoint subsets that together are the whole selection.
+    Tests that are not Cekura cases are left to every shard."""
+    cases = sorted(
+        (item for item in items if item.nodeid in session.state.cases),
+        key=lambda item: (-session.state.cases[item.nodeid].repeat, item.nodeid),
+    )
+    load = [0] * total
+    mine: set[str] = set()
+    for item in cases:
+        target = min(range(total), key=lambda i: (load[i], i))
+        load[target] += session.state.cases[item.nodeid].repeat
+        if target == index - 1:
+            mine.add(item.nodeid)
+    keep = [i for i in items if i.nodeid in mine or i.nodeid not in session.state.cases]
+    drop = [i for i in items if i.nodeid not in mine and i.nodeid in session.state.cases]
+    return keep, drop
+
+
+def _sigterm_as_interrupt() -> Any:
+    """CI cancels a job with SIGTERM: treat it like Ctrl-C so live calls get ended."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _start_simulator(scenarios: str) -> Any:

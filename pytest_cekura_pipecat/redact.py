@@ -32,16 +32,28 @@ class Redactor:
         return text
 
 
-class RedactingFilter(logging.Filter):
-    """Masks secrets in every record that passes through a handler it is attached to."""
+class RecordFactory:
+    """A log-record factory that masks secrets in every record of every logger (httpx and
+    httpcore debug logs included), installed for the session and removed after it."""
 
     def __init__(self, redactor: Redactor) -> None:
-        super().__init__("cekura-redact")
         self._redact = redactor
+        self._previous = logging.getLogRecordFactory()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+    def __call__(self, *args: object, **kwargs: object) -> logging.LogRecord:
+        record = self._previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem, not ours
+            return record
         clean = self._redact(message)
         if clean != message:
             record.msg, record.args = clean, None
-        return True
+        return record
+
+    def install(self) -> None:
+        logging.setLogRecordFactory(self)
+
+    def uninstall(self) -> None:
+        if logging.getLogRecordFactory() is self:
+            logging.setLogRecordFactory(self._previous)

@@ -33,6 +33,25 @@ def record(name: str, nodeid: str, scenario: int, verdict: CaseVerdict) -> dict[
         "duration": max(durations) if durations else None,
         "reason": verdict.first_reason,
         "dashboard": next((r.dashboard_url for r in verdict.runs if r.dashboard_url), None),
+        "run_details": [
+            {
+                "run_id": r.run_id,
+                "result_id": r.result_id,
+                "status": r.status,
+                "success": r.success,
+                "verdict": r.verdict,
+                "score": r.expected_outcome.score,
+                "failed_metrics": [
+                    {"name": m.name, "explanation": list(m.explanation)}
+                    for m in r.metrics
+                    if m.passed is False
+                ],
+                "error_message": r.error_message,
+                "duration": r.duration,
+                "dashboard_url": r.dashboard_url,
+            }
+            for r in verdict.runs
+        ],
     }
 
 

@@ -16,8 +16,8 @@ import pytest
 from .case import Case, Room, environ
 from .client import CekuraClient
 from .coordinator import Coordinator, Plan
-from .errors import CekuraError
-from .firing import FireContext, Slot, fire
+from .errors import AuthError, CekuraError
+from .firing import FireContext, Slot, dry_run, fire
 from .models import Result, Run
 from .options import Settings
 from .redact import Redactor
@@ -42,6 +42,8 @@ class SessionState:
     cases: dict[str, Case] = field(default_factory=dict)
     verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
     details: dict[int, Run] = field(default_factory=dict)
+    finished: list[CekuraRun] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)
 
 
 class CekuraSession:
@@ -112,16 +114,32 @@ class CekuraSession:
             return
         self.coordinator.start(lambda: self._fire(selected))
 
-    def _fire(self, selected: list[tuple[str, Case]]) -> Plan:
-        hook = self.config.pluginmanager.hook
+    def budget_problem(self, selected: list[tuple[str, Case]]) -> str | None:
         total = sum(case.repeat for _, case in selected)
-        client = self.client()
-        reason = "CEKURA_API_KEY is not set: export your Cekura API key"
         if self.settings.max_runs is not None and total > self.settings.max_runs:
-            client, reason = None, (
+            return (
                 f"not fired: this session would start {total} runs, more than "
                 f"cekura_max_runs={self.settings.max_runs}"
             )
+        return None
+
+    def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
+        selected = self.selected(items)
+        ctx = self._context(None, "")
+        lines = dry_run(selected, ctx) if selected else ["cekura dry run: no Cekura case selected"]
+        problem = self.budget_problem(selected)
+        return lines + ([problem] if problem else [])
+
+    def _fire(self, selected: list[tuple[str, Case]]) -> Plan:
+        client = self.client()
+        reason = "CEKURA_API_KEY is not set: export your Cekura API key"
+        problem = self.budget_problem(selected)
+        if problem:
+            client, reason = None, problem
+        return fire(selected, self._context(client, reason))
+
+    def _context(self, client: CekuraClient | None, reason: str) -> FireContext:
+        hook = self.config.pluginmanager.hook
 
         def room(case: Case) -> Room | None:
             got = hook.pytest_cekura_room(case=case, config=self.config)
@@ -130,7 +148,7 @@ class CekuraSession:
             url, token = got
             return Room(url, token)
 
-        ctx = FireContext(
+        return FireContext(
             client=client,
             redactor=self.redactor,
             env=environ(),
@@ -140,7 +158,6 @@ class CekuraSession:
             entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
         )
-        return fire(selected, ctx)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -156,6 +173,7 @@ class CekuraSession:
             runs = [self._never_started(case, "the case was not fired (the firing process gave no plan)")]
         else:
             runs = self._wait(case, slots, float(plan["fired_at"]))
+            self._watch_breaker(runs)
         hook = self.config.pluginmanager.hook
         for run in runs:
             hook.pytest_cekura_run_finished(case=case, run=run)
@@ -190,12 +208,23 @@ class CekuraSession:
             waiting = [t for t in tracks if t.run is None]
             if not waiting or client is None:
                 break
+            tripped = self.coordinator.tripped()
+            if tripped:
+                for track in waiting:
+                    track.run = replace(
+                        self._never_started(case, tripped, track.slot),
+                        status=track.last_status,
+                        run_id=track.slot["run_id"],
+                    )
+                break
             changed = False
             for result_id in sorted({t.slot["result_id"] for t in waiting}):
                 mine = [t for t in waiting if t.slot["result_id"] == result_id]
                 try:
                     result = self._result(client, result_id, interval * 0.8, mine)
                 except CekuraError as exc:
+                    if isinstance(exc, AuthError):
+                        self.trip(str(exc))
                     for track in mine:
                         track.run = self._never_started(case, str(exc), track.slot)
                         track.run = replace(track.run, status=track.last_status, run_id=track.slot["run_id"])
@@ -274,6 +303,61 @@ class CekuraSession:
                 dashboard_url=track.slot["dashboard_url"],
                 _details=self._details,
             )
+
+    # -- breaker and interrupts ------------------------------------------------------------
+
+    def _watch_breaker(self, runs: list[CekuraRun]) -> None:
+        """Trip when the first K finished runs all errored with one same message."""
+        k, finished = self.settings.breaker_after, self.state.finished
+        before = len(finished)
+        finished.extend(runs)
+        if not k or before >= k or len(finished) < k:
+            return  # disabled, already judged, or not enough runs yet
+        first = finished[:k]
+        messages = {run.error_message for run in first}
+        if all(run.verdict == "error" for run in first) and len(messages) == 1 and first[0].error_message:
+            self.trip(
+                f"circuit breaker: the first {k} finished runs all errored with "
+                f"'{first[0].error_message}'; the remaining cases were not waited for"
+            )
+
+    def trip(self, reason: str) -> None:
+        if self.coordinator.trip(reason):
+            self.end_live_calls()
+
+    def end_live_calls(self, budget: float = 5.0) -> list[int]:
+        """Best effort, bounded: end every call of every result this session started that
+        is not known to be finished. Returns the results asked to end."""
+        client = self.client()
+        plan = self.coordinator.plan(0.0)
+        if client is None or not plan:
+            return []
+        results = sorted(
+            {s["result_id"] for slots in plan["slots"].values() for s in slots if s["result_id"] is not None}
+        )
+        live = []
+        for result_id in results:
+            known = self.coordinator.snapshot(result_id)
+            if known is not None:
+                try:
+                    if all(run.terminal for run in client.parse_result(known[0], result_id).runs):
+                        continue
+                except CekuraError:
+                    pass
+            live.append(result_id)
+        deadline = time.monotonic() + budget
+        ended = []
+        for result_id in live:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if client.end_calls(result_id, timeout=min(2.0, remaining)):
+                ended.append(result_id)
+        if ended:
+            self.state.ended.append(
+                "cekura: ended the live calls of result(s) " + ", ".join(map(str, ended))
+            )
+        return ended
 
     # -- details (transcripts) -------------------------------------------------------------
 
