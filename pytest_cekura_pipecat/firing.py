@@ -149,6 +149,14 @@ def _send(
     except ApiError as exc:
         _fail_batch(batch, f"not started: {exc}")
         return
+    except Exception as exc:  # never crash the session; never re-send either
+        message = ctx.redactor(
+            f"the start request failed unexpectedly ({type(exc).__name__}): runs may already "
+            "exist and were not re-sent; check the agent's results on the Cekura dashboard"
+        )
+        _fail_batch(batch, message)
+        ctx.notes.append(message)
+        return
     run_ids = assign_runs([item.case.scenario for item in batch], result.runs)
     for item, run_id in zip(batch, run_ids, strict=True):
         item.slot["result_id"] = result.id

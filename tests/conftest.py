@@ -8,6 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# Imported here, before any pytester run: pytester restores sys.modules after each
+# in-process run, and httpx caches httpcore's exception classes on first use. A first
+# import inside a run would leave httpx mapping classes of a discarded httpcore module.
+import httpcore  # noqa: F401
 import pytest
 
 from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ._model import Faults, RecordedRequest, Variants
 from ._runs import RunStore, end_runs, render_created, render_full_run, render_result
-from ._validation import validate_start
+from ._validation import StartRequest, validate_start, validate_start_v2
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -29,8 +29,15 @@ _NON_JSON_BODY = b"<html>gateway</html>"
 _HTML_503 = b"<html><body><h1>503 Service Unavailable</h1>upstream overloaded</body></html>"
 
 _START = "start"
+_START_V2 = "start_v2"
 _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"/test_framework/v1/scenarios/run_scenarios_pipecat/"), _START),
+    # The official CLI's `cekura run start --mode pipecat`; it sends no trailing slash.
+    (
+        "POST",
+        re.compile(r"/test_framework/v1/scenarios-external/run_scenarios_pipecat_v2/?"),
+        _START_V2,
+    ),
     ("GET", re.compile(r"/test_framework/v[12]/results/(\d+)/"), "result"),
     ("GET", re.compile(r"/test_framework/v1/runs/bulk/"), "bulk"),
     ("POST", re.compile(r"/test_framework/v1/results/(\d+)/end_calls/"), "end_calls"),
@@ -113,6 +120,7 @@ class App:
         self._wav = _silent_wav()
         self._handlers: dict[str, Callable[[_Request], Reply]] = {
             _START: self._start,
+            _START_V2: self._start_v2,
             "result": self._result,
             "bulk": self._bulk,
             "end_calls": self._end_calls,
@@ -223,6 +231,17 @@ class App:
         return None
 
     def _start(self, request: _Request) -> Reply:
+        return self._create(request, validate_start)
+
+    def _start_v2(self, request: _Request) -> Reply:
+        """Like the v1 start (faults, result shape), but scenario ids and a frequency."""
+        return self._create(request, validate_start_v2)
+
+    def _create(
+        self,
+        request: _Request,
+        validate: Callable[[Any, Callable[[int], bool]], StartRequest | dict[str, list[str]]],
+    ) -> Reply:
         faults = self.faults
         with self.lock:
             # Throttling comes first, as in DRF: a throttled request never reaches the view.
@@ -237,7 +256,7 @@ class App:
         if isinstance(body, _BadJson):
             return json_reply(400, {"detail": "JSON parse error"})
         with self.lock:
-            checked = validate_start(body, lambda sid: self._store.script_for(sid) is not None)
+            checked = validate(body, lambda sid: self._store.script_for(sid) is not None)
             if isinstance(checked, dict):
                 return json_reply(400, checked)
             if faults.post_400_entry is not None:

@@ -91,3 +91,42 @@ def _check_entry(
     if any(key.startswith(f"{where}.") for key in errors):
         return None
     return scenario if _is_int(scenario) else None
+
+
+def validate_start_v2(body: Any, is_known: Callable[[int], bool]) -> StartRequest | Errors:
+    """The Pipecat v2 start, as the official ``cekura`` CLI sends it (``run start --mode pipecat``).
+
+    ``{"agent_id": int, "scenarios": [int, ...], "frequency"?: int, ...}``: no rooms (Cekura
+    starts the Pipecat session itself), each scenario run ``frequency`` times. Selecting by
+    ``tags`` or ``folder_path`` is not simulated: list the scenario ids.
+    """
+    if not isinstance(body, dict):
+        return {"non_field_errors": [_dict_type_error(body)]}
+    errors: Errors = {}
+    agent = body.get("agent_id")
+    if "agent_id" not in body:
+        errors["agent_id"] = [_REQUIRED]
+    elif not _is_int(agent):
+        errors["agent_id"] = [_NOT_INT]
+    frequency = body.get("frequency", 1)
+    if not _is_int(frequency) or frequency < 1:
+        errors["frequency"] = ["Ensure this value is a positive integer."]
+    scenarios = body.get("scenarios")
+    ids: list[int] = []
+    if "scenarios" not in body:
+        errors["scenarios"] = [_REQUIRED]
+    elif not isinstance(scenarios, list):
+        errors["scenarios"] = [_list_type_error(scenarios)]
+    elif not scenarios:
+        errors["scenarios"] = ["This list may not be empty."]
+    else:
+        for i, scenario in enumerate(scenarios):
+            if not _is_int(scenario):
+                errors[f"scenarios[{i}]"] = [_NOT_INT]
+            elif not is_known(scenario):
+                errors[f"scenarios[{i}]"] = [f'Invalid pk "{scenario}" - object does not exist.']
+            else:
+                ids.append(scenario)
+    if errors:
+        return errors
+    return StartRequest(agent=agent, scenario_ids=[sid for sid in ids for _ in range(frequency)])

@@ -1,0 +1,597 @@
+"""Config errors: every problem one clear line naming file, case and field; nothing fired."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from conftest import Suite, no_traceback
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pytest_cekura_pipecat.case import Case
+from pytest_cekura_pipecat.config import (
+    MARKER_KEYS,
+    TOML_CASE_KEYS,
+    TOML_TOP_KEYS,
+    Defaults,
+    case_from_marker,
+    load_cases,
+)
+from pytest_cekura_pipecat.errors import ConfigError
+
+ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
+
+
+def _doc(text: str) -> str:
+    return "\n".join(line.strip() for line in text.strip().splitlines()) + "\n"
+
+
+def _output(result: pytest.RunResult) -> str:
+    return "\n".join(result.outlines + result.errlines)
+
+
+def assert_collection_error(suite: Suite, result: pytest.RunResult, *lines: str) -> None:
+    """Collection interrupted, each expected problem a whole line, no traceback, no request."""
+    assert result.ret == pytest.ExitCode.INTERRUPTED, _output(result)
+    for line in lines:
+        assert line in result.outlines, f"{line!r} is not a line of:\n{_output(result)}"
+    assert no_traceback(_output(result))
+    assert suite.sim.requests == []
+
+
+def assert_usage_error(suite: Suite, result: pytest.RunResult, *patterns: str) -> None:
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, _output(result)
+    result.stderr.fnmatch_lines(list(patterns))
+    assert no_traceback(_output(result))
+    assert suite.sim.requests == []
+
+
+def add_ini(suite: Suite, line: str) -> None:
+    ini = suite.pytester.path / "tox.ini"
+    ini.write_text(ini.read_text() + f"\n{line}\n")
+
+
+# -- cekura.toml, through pytest ------------------------------------------------------------
+
+
+def test_toml_syntax_error_names_file_line_and_column(suite: Suite) -> None:
+    suite.toml(ROOM + "[[case]]\nscenario = = 101\n")
+    result = suite.run()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*cekura.toml: invalid TOML: * (at line 3, column 12)"])
+    assert no_traceback(_output(result))
+    assert suite.sim.requests == []
+
+
+def test_unknown_keys_are_named_with_a_suggestion(suite: Suite) -> None:
+    suite.toml(ROOM + "agnet = 12\n[[case]]\nname = \"books\"\nscenaro = 101\n")
+    result = suite.run()
+    assert_collection_error(
+        suite,
+        result,
+        "cekura.toml: unknown key 'agnet' (did you mean 'agent'?)",
+        "cekura.toml: case books: unknown key 'scenaro' (did you mean 'scenario'?)",
+        "cekura.toml: case books: scenario: required",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "line"),
+    [
+        ('scenario = "101"', "cekura.toml: case #1: scenario: Input should be a valid integer"),
+        ('repeat = "3"', "cekura.toml: case #1: repeat: Input should be a valid integer"),
+        ("agent = true", "cekura.toml: case #1: agent: Input should be a valid integer"),
+        ("repeat = 0", "cekura.toml: case #1: repeat: Input should be greater than or equal to 1"),
+        (
+            "repeat = 2\nmin_passes = 3",
+            "cekura.toml: case #1: min_passes: 3 is more than repeat (2)",
+        ),
+        ("timeout = 0", "cekura.toml: case #1: timeout: Input should be greater than 0"),
+        ("timeout = -1.5", "cekura.toml: case #1: timeout: Input should be greater than 0"),
+        ("marks = [1]", "cekura.toml: case #1: marks.0: Input should be a valid string"),
+    ],
+)
+def test_wrong_values_are_one_line_each(suite: Suite, field: str, line: str) -> None:
+    scenario = "" if field.startswith("scenario") else "scenario = 101\n"
+    suite.toml(ROOM + f"[[case]]\n{scenario}{field}\n")
+    assert_collection_error(suite, suite.run(), line)
+
+
+def test_publish_data_message_takes_any_json(suite: Suite) -> None:
+    suite.toml(
+        _doc(
+            """
+            pipecat_room_url = "https://acme.daily.co/r"
+            [[case]]
+            name = "table"
+            scenario = 101
+            publish_data_message = { locale = "en-US", nested = { n = [1, 2.5, true] } }
+            [[case]]
+            name = "array"
+            scenario = 101
+            publish_data_message = ["a", 1, { b = false }]
+            [[case]]
+            name = "string"
+            scenario = 101
+            publish_data_message = "hello"
+            [[case]]
+            name = "number"
+            scenario = 101
+            publish_data_message = 3
+            """
+        )
+    )
+    result = suite.run("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK, _output(result)
+    result.stdout.fnmatch_lines(
+        ["cekura.toml::table", "cekura.toml::array", "cekura.toml::string", "cekura.toml::number"]
+    )
+    assert suite.sim.requests == []
+
+
+def test_duplicate_names_are_reported(suite: Suite) -> None:
+    suite.toml(
+        ROOM
+        + _doc(
+            """
+            [[case]]
+            name = "books"
+            scenario = 101
+            [[case]]
+            name = "books"
+            scenario = 104
+            [[case]]
+            scenario = 102
+            [[case]]
+            scenario = 102
+            """
+        )
+    )
+    assert_collection_error(
+        suite,
+        suite.run(),
+        "cekura.toml: case books: name: duplicate of case #1 (give each case a unique name)",
+        "cekura.toml: case scenario-102: name: duplicate of case #3 (give each case a unique name)",
+    )
+
+
+def test_no_room_url_anywhere_is_an_error(suite: Suite) -> None:
+    suite.toml("[[case]]\nname = \"books\"\nscenario = 101\n")
+    assert_collection_error(
+        suite,
+        suite.run(),
+        "cekura.toml: case books: pipecat_room_url: no room URL for this case (set it on the "
+        "case, at the top of cekura.toml, or with the cekura_pipecat_room_url ini key)",
+    )
+
+
+def test_room_url_from_ini_is_enough(suite: Suite) -> None:
+    add_ini(suite, "cekura_pipecat_room_url = https://acme.daily.co/from-ini")
+    suite.toml("[[case]]\nname = \"books\"\nscenario = 101\n")
+    result = suite.run("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK, _output(result)
+    result.stdout.fnmatch_lines(["cekura.toml::books"])
+    assert suite.sim.requests == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://acme.daily.co/r", "ftp://acme.daily.co/r", "acme.daily.co/r", "https:///r"]
+)
+def test_room_url_must_be_https(suite: Suite, url: str) -> None:
+    suite.toml(f'pipecat_room_url = "{url}"\n[[case]]\nname = "books"\nscenario = 101\n')
+    assert_collection_error(
+        suite,
+        suite.run(),
+        "cekura.toml: case books: pipecat_room_url must be an https:// URL "
+        "(plain http only on loopback)",
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:7880/r", "http://localhost/r", "http://[::1]:80/r", "https://a.b/r"]
+)
+def test_loopback_http_and_https_room_urls_are_valid(suite: Suite, url: str) -> None:
+    suite.toml(f'pipecat_room_url = "{url}"\n[[case]]\nname = "books"\nscenario = 101\n')
+    result = suite.run("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK, _output(result)
+    assert suite.sim.requests == []
+
+
+@pytest.mark.xfail(
+    reason="room_url_problem lets urlsplit's ValueError escape: a collection traceback",
+    strict=True,
+)
+def test_room_url_with_a_broken_ipv6_host_is_one_line(suite: Suite) -> None:
+    suite.toml('pipecat_room_url = "https://[oops/r"\n[[case]]\nname = "books"\nscenario = 101\n')
+    result = suite.run()
+    assert_collection_error(suite, result)
+    result.stdout.fnmatch_lines(["cekura.toml: case books: pipecat_room_url*"])
+
+
+def test_every_problem_of_a_file_is_reported_on_its_own_line(suite: Suite) -> None:
+    suite.toml(
+        ROOM
+        + _doc(
+            """
+            [[case]]
+            name = "books"
+            scenario = 101
+            repeat = 0
+            [[case]]
+            name = "late"
+            scenario = 102
+            timeout = -1
+            """
+        )
+    )
+    result = suite.run()
+    assert_collection_error(
+        suite,
+        result,
+        "cekura.toml: case books: repeat: Input should be greater than or equal to 1",
+        "cekura.toml: case late: timeout: Input should be greater than 0",
+    )
+    assert sum(line.startswith("cekura.toml: case ") for line in result.outlines) == 2
+
+
+def test_templates_need_no_environment_at_collection(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROOM_URL_NOT_SET", raising=False)
+    monkeypatch.delenv("ROOM_TOKEN_NOT_SET", raising=False)
+    suite.toml(
+        'pipecat_room_url = "${ROOM_URL_NOT_SET}"\npipecat_token = "${ROOM_TOKEN_NOT_SET}"\n'
+        '[[case]]\nname = "books"\nscenario = 101\n'
+    )
+    result = suite.run("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK, _output(result)
+    result.stdout.fnmatch_lines(["cekura.toml::books"])
+    assert suite.sim.requests == []
+
+
+def test_a_secret_in_the_wrong_field_is_not_echoed(suite: Suite) -> None:
+    suite.toml(
+        ROOM + '[[case]]\nscenario = 101\nagent = "sk-SECRET-xyz"\nproject = [["sk-SECRET-xyz"]]\n'
+    )
+    result = suite.run()
+    assert_collection_error(
+        suite, result, "cekura.toml: case #1: agent: Input should be a valid integer"
+    )
+    assert "SECRET" not in suite.artifacts(result)
+
+
+@pytest.mark.xfail(
+    reason="NaN passes validation; the start request cannot be JSON-encoded, so the case "
+    "errors when fired instead of at collection",
+    strict=True,
+)
+def test_nan_in_publish_data_message_is_a_config_error(suite: Suite) -> None:
+    suite.toml(ROOM + "[[case]]\nscenario = 101\npublish_data_message = nan\n")
+    result = suite.run()
+    assert_collection_error(suite, result)
+    result.stdout.fnmatch_lines(["cekura.toml: case #1: publish_data_message*"])
+
+
+# -- @pytest.mark.cekura --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "patterns"),
+    [
+        (
+            'scenaro=1, pipecat_room_url="https://a.b/r"',
+            [
+                "*test_bot.py::test_call: @pytest.mark.cekura: scenario: required",
+                "*test_bot.py::test_call: @pytest.mark.cekura: unknown key 'scenaro' "
+                "(did you mean 'scenario'?)",
+            ],
+        ),
+        (
+            '1, pipecat_room_url="https://a.b/r"',
+            ["*test_bot.py::test_call: @pytest.mark.cekura takes keyword arguments only"],
+        ),
+        (
+            'scenario=1, repeat=2, min_passes=3, pipecat_room_url="https://a.b/r"',
+            ["*test_bot.py::test_call: @pytest.mark.cekura: min_passes: 3 is more than repeat (2)"],
+        ),
+        (
+            "scenario=1",
+            ["*test_bot.py::test_call: @pytest.mark.cekura: pipecat_room_url: no room URL*"],
+        ),
+    ],
+)
+def test_marker_errors_are_usage_errors(suite: Suite, args: str, patterns: list[str]) -> None:
+    suite.pytester.makepyfile(
+        test_bot=f"""
+        import pytest
+
+        @pytest.mark.cekura({args})
+        def test_call():
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    result = suite.run()
+    assert_usage_error(suite, result, *patterns)
+
+
+# -- options --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ini", "args", "pattern"),
+    [
+        (None, ["--cekura-batch-size=0"], "ERROR: --cekura-batch-size: '0' is not valid*"),
+        (None, ["--cekura-poll-interval=-1"], "ERROR: --cekura-poll-interval: '-1' is not valid*"),
+        ("cekura_poll_interval = abc", [], "ERROR: ini key cekura_poll_interval: 'abc' is not*"),
+        ("cekura_agent = twelve", [], "ERROR: ini key cekura_agent: 'twelve' is not valid*"),
+    ],
+)
+def test_invalid_option_values_are_one_line_usage_errors(
+    suite: Suite, ini: str | None, args: list[str], pattern: str
+) -> None:
+    if ini:
+        ini_path = suite.pytester.path / "tox.ini"
+        kept = [line for line in ini_path.read_text().splitlines() if "poll_interval =" not in line]
+        ini_path.write_text("\n".join([*kept, ini, ""]))
+    suite.toml(ROOM + "[[case]]\nscenario = 101\n")
+    result = suite.run(*args)
+    assert_usage_error(suite, result, pattern)
+    name = pattern.split(":")[1].strip().split()[-1]
+    assert sum(name in line for line in result.errlines) == 1
+
+
+# -- pure functions, and properties -----------------------------------------------------------
+
+
+def _load(text: str | bytes, display: str = "suite/cekura.toml") -> list[Case]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cekura.toml"
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return load_cases(path, display, Defaults(), have_room_provider=False)
+
+
+def _assert_one_line_problems(exc: ConfigError, prefix: str) -> None:
+    assert exc.problems
+    for problem in exc.problems:
+        assert isinstance(problem, str)
+        assert problem.startswith(prefix), problem
+        assert len(problem) > len(prefix)
+        assert problem.splitlines() == [problem], problem
+    assert str(exc) == "\n".join(exc.problems)
+
+
+def test_load_cases_merges_file_defaults_and_ini_defaults() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cekura.toml"
+        path.write_text(
+            _doc(
+                """
+                agent = 7
+                project = "acme"
+                [[case]]
+                scenario = 101
+                repeat = 3
+                [[case]]
+                name = "own"
+                scenario = 102
+                agent = 8
+                repeat = 3
+                min_passes = 2
+                timeout = 60
+                """
+            )
+        )
+        defaults = Defaults(agent=1, pipecat_room_url="https://a.b/r", timeout=99.0)
+        first, second = load_cases(path, "cekura.toml", defaults, have_room_provider=False)
+    assert (first.name, first.agent, first.project, first.min_passes, first.timeout) == (
+        "scenario-101", 7, "acme", 3, 99.0,
+    )
+    assert first.pipecat_room_url == "https://a.b/r"
+    assert (second.name, second.agent, second.min_passes, second.timeout) == ("own", 8, 2, 60.0)
+
+
+def test_a_room_provider_replaces_the_room_url() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cekura.toml"
+        path.write_text("[[case]]\nscenario = 101\n")
+        (case,) = load_cases(path, "cekura.toml", Defaults(), have_room_provider=True)
+    assert case.pipecat_room_url is None
+
+
+@pytest.mark.xfail(
+    reason="an invalid TOML problem starts with the absolute path, not the display name",
+    strict=True,
+)
+def test_invalid_toml_problem_starts_with_the_display_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        _load("[[case]\n")
+    _assert_one_line_problems(info.value, "suite/cekura.toml: ")
+
+
+@pytest.mark.xfail(
+    reason="keys and case names are printed unescaped: a newline splits the problem line",
+    strict=True,
+)
+@pytest.mark.parametrize(
+    "text",
+    [ROOM + '"agent\\nx" = 1\n', ROOM + '[[case]]\nname = "a\\nb"\nscenario = 1\nrepeat = 0\n'],
+    ids=["key", "name"],
+)
+def test_problems_stay_one_line_with_a_newline_in_a_key_or_name(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(text)
+    _assert_one_line_problems(info.value, "suite/cekura.toml: ")
+
+
+# Keys the user might write, and some they should not. No control characters: the
+# newline case is pinned down (xfail) above.
+_SAFE_TEXT = st.text(
+    st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), max_size=8
+)
+_IMPLAUSIBLE = ["scenaro", "Scenario", "repeats", "min_pass", "url", "", " ", "ünï", "x.y", "case"]
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.sampled_from(
+        ["https://acme.daily.co/r", "http://127.0.0.1/r", "http://x.y/r", "${ROOM}", "101"]
+    )
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_SAFE_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+_RAW_CASE = st.dictionaries(
+    st.sampled_from(TOML_CASE_KEYS + _IMPLAUSIBLE),
+    st.integers(min_value=-2, max_value=5) | _JSON,
+    max_size=5,
+)
+_GOOD_CASE = st.fixed_dictionaries(
+    {"scenario": st.integers(min_value=1, max_value=999)},
+    optional={
+        "name": st.text("abc-", min_size=1, max_size=4),
+        "repeat": st.integers(min_value=1, max_value=3),
+        "timeout": st.floats(min_value=0.5, max_value=100),
+        "publish_data_message": _JSON,
+        "marks": st.lists(st.sampled_from(["smoke", "slow"]), max_size=2),
+    },
+)
+_CASE = _RAW_CASE | _RAW_CASE.map(lambda case: {"scenario": 101, **case}) | _GOOD_CASE
+_RAW_DOCUMENT = st.dictionaries(
+    st.sampled_from(TOML_TOP_KEYS + _IMPLAUSIBLE),
+    _JSON | st.lists(_CASE, max_size=4),
+    max_size=5,
+)
+_GOOD_DOCUMENT = st.fixed_dictionaries(
+    {
+        "pipecat_room_url": st.sampled_from(["https://acme.daily.co/r", "http://127.0.0.1/r"]),
+        "case": st.lists(_GOOD_CASE, min_size=1, max_size=3),
+    },
+    optional={"agent": st.integers(min_value=1, max_value=99), "project": st.just("acme")},
+)
+_DOCUMENT = (
+    _RAW_DOCUMENT
+    | _RAW_DOCUMENT.map(lambda doc: {"pipecat_room_url": "https://acme.daily.co/r", **doc})
+    | _GOOD_DOCUMENT
+)
+_PROPERTY = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _drop_none(value: Any) -> Any:
+    # TOML has no null.
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value if v is not None]
+    return value
+
+
+@_PROPERTY
+@given(_DOCUMENT)
+def test_any_document_loads_or_gives_one_line_problems(document: dict[str, Any]) -> None:
+    text = tomli_w.dumps(_drop_none(document))
+    try:
+        cases = _load(text)
+    except ConfigError as exc:
+        _assert_one_line_problems(exc, "suite/cekura.toml: ")
+    else:
+        assert all(isinstance(case, Case) for case in cases)
+        assert len({case.name for case in cases}) == len(cases)
+
+
+@_PROPERTY
+@given(st.binary(max_size=64) | st.text(max_size=64))
+def test_garbage_files_give_one_line_problems(garbage: bytes | str) -> None:
+    # Garbage is mostly a TOML syntax error, named by path (see the xfail above).
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cekura.toml"
+        if isinstance(garbage, bytes):
+            path.write_bytes(garbage)
+        else:
+            path.write_text(garbage, encoding="utf-8")
+        try:
+            cases = load_cases(path, str(path), Defaults(), have_room_provider=False)
+        except ConfigError as exc:
+            _assert_one_line_problems(exc, f"{path}: ")
+        else:
+            assert cases == []
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\x00bad", b"[[case]]\nscenario = \x00\n", b"= 1"])
+def test_unreadable_or_invalid_files_are_config_errors(garbage: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cekura.toml"
+        path.write_bytes(garbage)
+        with pytest.raises(ConfigError) as info:
+            load_cases(path, str(path), Defaults(), have_room_provider=False)
+    _assert_one_line_problems(info.value, f"{path}: ")
+
+
+_MARKER_VALUES = (
+    st.integers(min_value=-2, max_value=5)
+    | _JSON
+    | st.builds(object)
+    | st.tuples(st.integers())
+    | st.binary(max_size=4)
+    | st.just(float("inf"))
+)
+
+
+@_PROPERTY
+@given(
+    st.dictionaries(st.sampled_from(MARKER_KEYS + _IMPLAUSIBLE), _MARKER_VALUES, max_size=6),
+    st.booleans(),
+)
+def test_any_marker_kwargs_give_a_case_or_one_line_problems(
+    kwargs: dict[str, Any], have_room_provider: bool
+) -> None:
+    source = "tests/test_bot.py::test_call"
+    try:
+        case = case_from_marker(
+            kwargs,
+            name="test_call",
+            source=source,
+            file_defaults=None,
+            defaults=Defaults(),
+            have_room_provider=have_room_provider,
+        )
+    except ConfigError as exc:
+        _assert_one_line_problems(exc, f"{source}: @pytest.mark.cekura")
+    else:
+        assert isinstance(case, Case)
+        assert case.scenario == kwargs["scenario"] >= 1
+        assert 1 <= case.min_passes <= case.repeat
+
+
+def test_marker_kwargs_do_not_echo_values() -> None:
+    with pytest.raises(ConfigError) as info:
+        case_from_marker(
+            {"scenario": 1, "agent": "sk-SECRET-xyz", "pipecat_token": 12},
+            name="test_call",
+            source="t.py::test_call",
+            file_defaults=None,
+            defaults=Defaults(),
+            have_room_provider=True,
+        )
+    assert info.value.problems == [
+        "t.py::test_call: @pytest.mark.cekura: agent: Input should be a valid integer",
+        "t.py::test_call: @pytest.mark.cekura: pipecat_token: Input should be a valid string",
+    ]
