@@ -49,7 +49,10 @@ class Entry:
     publish_data_message: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"scenario": self.scenario, "pipecat_room_url": self.pipecat_room_url}
+        body: dict[str, Any] = {
+            "scenario": self.scenario,
+            "pipecat_room_url": self.pipecat_room_url,
+        }
         if self.pipecat_token:
             body["pipecat_token"] = self.pipecat_token
         if self.publish_data_message is not None:
@@ -67,7 +70,11 @@ def expand(value: str, env: Mapping[str, str], where: str) -> str:
             return got
         if default is not None:
             return default
-        raise ConfigError([f"{where}: environment variable {name} is not set (export it, or write ${{{name}:-default}})"])
+        raise ConfigError(
+            [
+                f"{where}: environment variable {name} is not set (export it, or write ${{{name}:-default}})"
+            ]
+        )
 
     return _VAR.sub(sub, value)
 

@@ -32,6 +32,7 @@ DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
 _ENTRY_KEY = re.compile(r"^scenarios\[(\d+)\](?:\.(.+))?$")
 _M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,10 @@ def parse_rejection(body: Any) -> tuple[dict[int, list[str]], list[str]]:
                 by_entry.setdefault(index, []).extend(
                     f"{field}: {m}" if field else m for m in _messages(value)
                 )
-            elif key == "scenarios" and isinstance(value, list) and any(
-                isinstance(item, dict) for item in value
+            elif (
+                key == "scenarios"
+                and isinstance(value, list)
+                and any(isinstance(item, dict) for item in value)
             ):
                 # DRF's nested form: one dict of field errors per entry.
                 for index, item in enumerate(value):
@@ -234,7 +237,9 @@ class CekuraClient:
         return [self._validate(Run, item, "run") for item in data]
 
     def agent(self, agent_id: int) -> Agent:
-        return self._validate(Agent, self._get_json(f"/test_framework/v1/aiagents/{agent_id}/"), "agent")
+        return self._validate(
+            Agent, self._get_json(f"/test_framework/v1/aiagents/{agent_id}/"), "agent"
+        )
 
     # -- POST ------------------------------------------------------------------------------
 
@@ -319,5 +324,3 @@ class CekuraClient:
             return False
         return response.is_success
 
-
-_T = TypeVar("_T")

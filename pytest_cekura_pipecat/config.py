@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .case import Case, has_template
 from .errors import ConfigError
@@ -39,6 +48,15 @@ class _Common(_Strict):
     timeout: Annotated[float, Field(gt=0)] | None = None
     project: PositiveInt | NonEmpty | None = None
 
+    @field_validator("publish_data_message")
+    @classmethod
+    def _json_compliant(cls, value: JsonValue) -> JsonValue:
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("publish_data_message: nan and inf are not JSON") from None
+        return value
+
 
 class _CaseFields(_Common):
     scenario: PositiveInt
@@ -48,9 +66,7 @@ class _CaseFields(_Common):
     @model_validator(mode="after")
     def _min_passes_fits(self) -> _CaseFields:
         if self.min_passes is not None and self.min_passes > self.repeat:
-            raise ValueError(
-                f"min_passes: {self.min_passes} is more than repeat ({self.repeat})"
-            )
+            raise ValueError(f"min_passes: {self.min_passes} is more than repeat ({self.repeat})")
         return self
 
 
@@ -100,9 +116,7 @@ def _field_problem(error: Mapping[str, Any], loc: Sequence[str | int], keys: Seq
     return f"{field}: {message}"
 
 
-def _problems(
-    exc: ValidationError, where: str, cases: list[Any] | None = None
-) -> list[str]:
+def _problems(exc: ValidationError, where: str, cases: list[Any] | None = None) -> list[str]:
     lines: list[str] = []
     for error in exc.errors():
         loc = list(error["loc"])
@@ -118,7 +132,7 @@ def _problems(
             keys = TOML_CASE_KEYS
         elif cases is None:
             keys = MARKER_KEYS
-        lines.append(f"{prefix}: {_field_problem(error, loc, keys)}")
+        lines.append(one_line(f"{prefix}: {_field_problem(error, loc, keys)}"))
     return lines
 
 
@@ -133,7 +147,11 @@ def _is_loopback(host: str) -> bool:
 
 def room_url_problem(url: str) -> str | None:
     """Why a (fully expanded) room URL is unusable, or None."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - parsing the host is what may raise
+    except ValueError:
+        return "pipecat_room_url is not a valid URL"
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
@@ -191,13 +209,19 @@ def _room_problems(case: Case, where: str, have_room_provider: bool) -> list[str
     return [f"{where}: {problem}"] if problem else []
 
 
-def parse_toml(path: Path) -> dict[str, Any]:
+def one_line(text: str) -> str:
+    """Control characters (a newline in a quoted key or a name) shown escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
+def parse_toml(path: Path, display: str | None = None) -> dict[str, Any]:
+    where = display or str(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+        raise ConfigError([f"{where}: invalid TOML: {exc}"]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+        raise ConfigError([f"{where}: cannot read: {exc}"]) from None
 
 
 def file_defaults(path: Path) -> _Common:
@@ -209,9 +233,11 @@ def file_defaults(path: Path) -> _Common:
         raise ConfigError(_problems(exc, str(path), document.get("case"))) from None
 
 
-def load_cases(path: Path, display: str, defaults: Defaults, have_room_provider: bool) -> list[Case]:
+def load_cases(
+    path: Path, display: str, defaults: Defaults, have_room_provider: bool
+) -> list[Case]:
     """All cases of a ``cekura.toml``; a ConfigError lists every problem in the file."""
-    document = parse_toml(path)
+    document = parse_toml(path, display)
     raw_cases = document.get("case")
     try:
         parsed = TomlFile.model_validate(document)
@@ -242,7 +268,7 @@ def load_cases(path: Path, display: str, defaults: Defaults, have_room_provider:
         problems.extend(_room_problems(case, where, have_room_provider))
         cases.append(case)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([one_line(p) for p in problems])
     return cases
 
 

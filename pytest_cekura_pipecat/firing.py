@@ -70,7 +70,9 @@ def _prepare(pending: _Pending, ctx: FireContext) -> None:
         if url is None:
             room = ctx.room_hook(case) if ctx.room_hook else None
             if room is None:
-                raise CekuraError(f"{where}: no pipecat_room_url, and no pytest_cekura_room hook gave one")
+                raise CekuraError(
+                    f"{where}: no pipecat_room_url, and no pytest_cekura_room hook gave one"
+                )
             url, token = room.url, room.token
         ctx.redactor.add(token)
         problem = room_url_problem(url)
@@ -112,7 +114,11 @@ def _fail_batch(batch: list[_Pending], message: str) -> None:
 
 
 def _send(
-    agent: int | None, batch: list[_Pending], ctx: FireContext, stop: threading.Event, stop_reason: list[str]
+    agent: int | None,
+    batch: list[_Pending],
+    ctx: FireContext,
+    stop: threading.Event,
+    stop_reason: list[str],
 ) -> None:
     assert ctx.client is not None
     if stop.is_set():
@@ -132,14 +138,22 @@ def _send(
         for index, item in enumerate(batch):
             own = exc.by_entry.get(index)
             if own:
-                item.slot["error"] = f"Cekura rejected this run's entry (HTTP 400): {'; '.join(own)}"
+                item.slot["error"] = (
+                    f"Cekura rejected this run's entry (HTTP 400): {'; '.join(own)}"
+                )
             else:
-                why = "; ".join(exc.general) or "; ".join(
-                    f"entry of case {batch[i].case.name}: {'; '.join(m)}"
-                    for i, m in sorted(exc.by_entry.items())
-                    if i < len(batch)
-                ) or "no reason given"
-                item.slot["error"] = f"not started: Cekura rejected the start request it was part of (HTTP 400): {why}"
+                why = (
+                    "; ".join(exc.general)
+                    or "; ".join(
+                        f"entry of case {batch[i].case.name}: {'; '.join(m)}"
+                        for i, m in sorted(exc.by_entry.items())
+                        if i < len(batch)
+                    )
+                    or "no reason given"
+                )
+                item.slot["error"] = (
+                    f"not started: Cekura rejected the start request it was part of (HTTP 400): {why}"
+                )
         ctx.notes.append(ctx.redactor(str(exc)))
         return
     except FateUnknown as exc:
@@ -167,7 +181,9 @@ def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     """The start requests a real session would send, redacted; nothing is sent and no room
     hook is called (it may create rooms)."""
     pending = [
-        _Pending(nodeid, case, _new_slot(i, case)) for nodeid, case in cases for i in range(case.repeat)
+        _Pending(nodeid, case, _new_slot(i, case))
+        for nodeid, case in cases
+        for i in range(case.repeat)
     ]
     ctx.room_hook = lambda case: Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
     for item in pending:
@@ -176,10 +192,12 @@ def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     ready = [p for p in pending if p.slot["error"] is None]
     batches = list(_batches(ready, ctx.batch_size))
     for number, (agent, batch) in enumerate(batches, 1):
-        body: dict[str, Any] = {"scenarios": [
-            {k: ("***" if k == "pipecat_token" else v) for k, v in (item.entry or {}).items()}
-            for item in batch
-        ]}
+        body: dict[str, Any] = {
+            "scenarios": [
+                {k: ("***" if k == "pipecat_token" else v) for k, v in (item.entry or {}).items()}
+                for item in batch
+            ]
+        }
         if agent is not None:
             body["agent"] = agent
         lines.append(f"POST {START_PATH} (request {number} of {len(batches)}, {len(batch)} run(s))")
@@ -242,4 +260,6 @@ def _add_dashboard_links(pending: list[_Pending], ctx: FireContext) -> None:
                 projects[agent] = str(found) if found is not None else None
             project = projects[agent]
         if project is not None:
-            item.slot["dashboard_url"] = f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"
+            item.slot["dashboard_url"] = (
+                f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"
+            )

@@ -63,21 +63,101 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 OPTIONS = [
-    _Option("cekura_api_url", "Cekura API base URL (env CEKURA_API_URL; default https://api.cekura.ai).", metavar="URL"),
-    _Option("cekura_agent", "Default Cekura agent id for cases that name none.", _positive_int, metavar="ID"),
-    _Option("cekura_project", "Cekura project id, for dashboard links in failures.", str, metavar="ID"),
-    _Option("cekura_pipecat_room_url", "Default Daily room URL for cases that name none.", metavar="URL"),
+    _Option(
+        "cekura_api_url",
+        "Cekura API base URL (env CEKURA_API_URL; default https://api.cekura.ai).",
+        metavar="URL",
+    ),
+    _Option(
+        "cekura_agent",
+        "Default Cekura agent id for cases that name none.",
+        _positive_int,
+        metavar="ID",
+    ),
+    _Option(
+        "cekura_project", "Cekura project id, for dashboard links in failures.", str, metavar="ID"
+    ),
+    _Option(
+        "cekura_pipecat_room_url", "Default Daily room URL for cases that name none.", metavar="URL"
+    ),
     _Option("cekura_batch_size", "Entries per start request (default 50).", _positive_int, 50, "N"),
-    _Option("cekura_poll_interval", "Seconds between polls of a result (default 5).", _positive_float, 5.0, "S"),
-    _Option("cekura_poll_max_interval", "Longest poll interval while nothing changes (default 30).", _positive_float, 30.0, "S"),
-    _Option("cekura_timeout", "Seconds a case may take before it errors (default 1800).", _positive_float, None, "S"),
-    _Option("cekura_http_timeout", "Connect and read timeout of each HTTP request (default 30).", _positive_float, 30.0, "S"),
-    _Option("cekura_retry_window", "How long GETs ride out transient errors before cases error (default 150).", _positive_float, 150.0, "S"),
-    _Option("cekura_max_runs", "Refuse to fire a session that would start more than N runs.", _positive_int, None, "N"),
-    _Option("cekura_breaker_after", "Stop waiting when the first K finished runs all errored the same way (default 5, 0: never).", _non_negative_int, 5, "K"),
-    _Option("cekura_shard", "Fire and run only shard K of N of the selected cases (stable, by case id).", _shard, None, "K/N"),
-    _Option("cekura_pipecat_cloud_agent", "Start one Pipecat Cloud session per run of this agent for cases without a room (key: PIPECAT_CLOUD_API_KEY).", str, None, "NAME"),
-    _Option("cekura_pipecat_cloud_url", "Pipecat Cloud API base URL (default https://api.pipecat.daily.co).", str, "https://api.pipecat.daily.co", "URL"),
+    _Option(
+        "cekura_poll_interval",
+        "Seconds between polls of a result (default 5).",
+        _positive_float,
+        5.0,
+        "S",
+    ),
+    _Option(
+        "cekura_poll_max_interval",
+        "Longest poll interval while nothing changes (default 30).",
+        _positive_float,
+        30.0,
+        "S",
+    ),
+    _Option(
+        "cekura_timeout",
+        "Seconds a case may take before it errors (default 1800).",
+        _positive_float,
+        None,
+        "S",
+    ),
+    _Option(
+        "cekura_http_timeout",
+        "Connect and read timeout of each HTTP request (default 30).",
+        _positive_float,
+        30.0,
+        "S",
+    ),
+    _Option(
+        "cekura_retry_window",
+        "How long GETs ride out transient errors before cases error (default 150).",
+        _positive_float,
+        150.0,
+        "S",
+    ),
+    _Option(
+        "cekura_max_runs",
+        "Refuse to fire a session that would start more than N runs.",
+        _positive_int,
+        None,
+        "N",
+    ),
+    _Option(
+        "cekura_breaker_after",
+        "Stop waiting when the first K finished runs all errored the same way (default 5, 0: never).",
+        _non_negative_int,
+        5,
+        "K",
+    ),
+    _Option(
+        "cekura_shard",
+        "Fire and run only shard K of N of the selected cases (stable, by case id).",
+        _shard,
+        None,
+        "K/N",
+    ),
+    _Option(
+        "cekura_report",
+        "Write a versioned JSON report of every case and run to PATH.",
+        str,
+        None,
+        "PATH",
+    ),
+    _Option(
+        "cekura_pipecat_cloud_agent",
+        "Start one Pipecat Cloud session per run of this agent for cases without a room (key: PIPECAT_CLOUD_API_KEY).",
+        str,
+        None,
+        "NAME",
+    ),
+    _Option(
+        "cekura_pipecat_cloud_url",
+        "Pipecat Cloud API base URL (default https://api.pipecat.daily.co).",
+        str,
+        "https://api.pipecat.daily.co",
+        "URL",
+    ),
 ]
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -85,7 +165,9 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("cekura", "Cekura voice-agent evaluations (pytest-cekura-pipecat)")
     for option in OPTIONS:
-        group.addoption(option.flag, dest=option.name, default=None, metavar=option.metavar, help=option.help)
+        group.addoption(
+            option.flag, dest=option.name, default=None, metavar=option.metavar, help=option.help
+        )
         parser.addini(option.name, option.help, default=None)
     group.addoption(
         "--cekura-simulate",
@@ -97,7 +179,11 @@ def add_options(parser: pytest.Parser) -> None:
         help="Run against the bundled local Cekura-compatible server (scripted outcomes from "
         "SCENARIOS_TOML, or every scenario passing). Never the real service.",
     )
-    parser.addini("cekura_simulate", "Scenarios file for --cekura-simulate; set to run simulated.", default=None)
+    parser.addini(
+        "cekura_simulate",
+        "Scenarios file for --cekura-simulate; set to run simulated.",
+        default=None,
+    )
     group.addoption(
         "--cekura-dry-run",
         dest="cekura_dry_run",
@@ -106,6 +192,16 @@ def add_options(parser: pytest.Parser) -> None:
         help="Validate and print the planned start requests (redacted) and the runs they would bill; fire nothing.",
     )
     parser.addini("cekura_dry_run", "Same as --cekura-dry-run.", type="bool", default=False)
+    group.addoption(
+        "--cekura-no-step-summary",
+        dest="cekura_no_step_summary",
+        action="store_true",
+        default=None,
+        help="Do not append a Markdown summary to $GITHUB_STEP_SUMMARY.",
+    )
+    parser.addini(
+        "cekura_no_step_summary", "Same as --cekura-no-step-summary.", type="bool", default=False
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +215,8 @@ class Settings:
     http: HttpPolicy
     defaults: Defaults
     max_runs: int | None
+    report: str | None
+    step_summary: bool
     breaker_after: int
     shard: tuple[int, int] | None
     pipecat_cloud_agent: str | None
@@ -152,7 +250,10 @@ def resolve(config: pytest.Config) -> Settings:
     api_url = _value(config, "cekura_api_url")
     source = "option"
     if not api_url:
-        api_url, source = os.environ.get("CEKURA_API_URL") or DEFAULT_API_URL, "env" if os.environ.get("CEKURA_API_URL") else "default"
+        api_url, source = (
+            os.environ.get("CEKURA_API_URL") or DEFAULT_API_URL,
+            "env" if os.environ.get("CEKURA_API_URL") else "default",
+        )
     simulate = config.getoption("cekura_simulate", None)
     if simulate is None:
         ini = config.getini("cekura_simulate")
@@ -167,14 +268,18 @@ def resolve(config: pytest.Config) -> Settings:
     try:
         timeout = _positive_float(str(ini_timeout)) if ini_timeout else None
     except ValueError:
-        raise OptionError(f"ini key cekura_timeout: {ini_timeout!r} is not a positive number") from None
+        raise OptionError(
+            f"ini key cekura_timeout: {ini_timeout!r} is not a positive number"
+        ) from None
     return Settings(
         api_url=api_url.rstrip("/"),
         api_url_source=source,
         dashboard_url=os.environ.get("CEKURA_DASHBOARD_URL") or DEFAULT_DASHBOARD_URL,
         batch_size=_value(config, "cekura_batch_size"),
         poll_interval=_value(config, "cekura_poll_interval"),
-        poll_max_interval=max(_value(config, "cekura_poll_max_interval"), _value(config, "cekura_poll_interval")),
+        poll_max_interval=max(
+            _value(config, "cekura_poll_max_interval"), _value(config, "cekura_poll_interval")
+        ),
         http=HttpPolicy(
             connect_timeout=min(http_timeout, 10.0),
             read_timeout=http_timeout,
@@ -187,6 +292,11 @@ def resolve(config: pytest.Config) -> Settings:
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         ),
         max_runs=_value(config, "cekura_max_runs"),
+        report=_value(config, "cekura_report"),
+        step_summary=not (
+            config.getoption("cekura_no_step_summary", None)
+            or config.getini("cekura_no_step_summary")
+        ),
         breaker_after=_value(config, "cekura_breaker_after"),
         shard=_value(config, "cekura_shard"),
         pipecat_cloud_agent=_value(config, "cekura_pipecat_cloud_agent"),

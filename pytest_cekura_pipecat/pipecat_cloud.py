@@ -20,7 +20,9 @@ DEFAULT_URL = "https://api.pipecat.daily.co"
 
 
 class PipecatCloudRooms:
-    def __init__(self, agent: str, api_key: str, base_url: str, redactor: Redactor, timeout: float = 30.0) -> None:
+    def __init__(
+        self, agent: str, api_key: str, base_url: str, redactor: Redactor, timeout: float = 30.0
+    ) -> None:
         redactor.add(api_key)
         self.agent = agent
         self._redact = redactor
@@ -40,7 +42,9 @@ class PipecatCloudRooms:
         try:
             response = self._http.post(f"/v1/public/{self.agent}/start", json=body)
         except httpx.HTTPError as exc:
-            raise CekuraError(f"Pipecat Cloud start for agent {self.agent} failed: {type(exc).__name__}") from None
+            raise CekuraError(
+                f"Pipecat Cloud start for agent {self.agent} failed: {type(exc).__name__}"
+            ) from None
         if response.status_code in (401, 403):
             raise CekuraError(
                 f"Pipecat Cloud rejected the key (HTTP {response.status_code}): check PIPECAT_CLOUD_API_KEY"

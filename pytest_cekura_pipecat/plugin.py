@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
-import threading
 import tempfile
+import threading
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from .errors import CekuraError
 from .items import CekuraFile, CekuraItem, judge, marked_cases
 from .pipecat_cloud import PipecatCloudRooms
 from .redact import RecordFactory, Redactor
-from .report import Summary, record
+from .report import Summary, json_document, record, step_summary
 from .session import SESSION_KEY, CekuraSession
 
 pytest_plugins = ["pytest_cekura_pipecat.fixtures"]
@@ -120,8 +121,11 @@ class CekuraPlugin:
             shutil.rmtree(self.shared_dir, ignore_errors=True)
 
     def shared(self) -> Path:
+        """The directory the controller shares with its workers; from then on the controller
+        reads the workers' plan and breaker from it (to end live calls, and for the summary)."""
         if self.shared_dir is None:
             self.shared_dir = Path(tempfile.mkdtemp(prefix="pytest-cekura-"))
+            self.session.coordinator = SharedDirCoordinator(self.shared_dir)
         return self.shared_dir
 
     @pytest.hookimpl
@@ -139,7 +143,9 @@ class CekuraPlugin:
         ]
 
     @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         marked_cases(self.session, items)
         if self.session.settings.shard is not None:
             keep, drop = shard(self.session, items, *self.session.settings.shard)
@@ -208,6 +214,7 @@ class CekuraPlugin:
         notes += self.session.state.ended
         for line in self.summary.lines(terminalreporter._tw.fullwidth) + notes:
             terminalreporter.write_line(self.session.redactor(line))
+        self._write_outputs(terminalreporter)
         if self.session.simulated:
             terminalreporter.write_line(
                 "cekura: SIMULATED RUN: verdicts came from the local Cekura-compatible server, "
@@ -215,6 +222,28 @@ class CekuraPlugin:
                 yellow=True,
                 bold=True,
             )
+
+    def _write_outputs(self, terminalreporter: Any) -> None:
+        settings = self.session.settings
+        if settings.report:
+            from . import __version__
+
+            document = json_document(
+                self.summary,
+                plugin_version=__version__,
+                api_url=settings.api_url,
+                simulated=self.session.simulated,
+            )
+            path = Path(settings.report)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.session.redactor(json.dumps(document, indent=2)), encoding="utf-8")
+            terminalreporter.write_line(f"cekura: report written to {path}")
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target and settings.step_summary:
+            with open(target, "a", encoding="utf-8") as handle:
+                handle.write(
+                    self.session.redactor(step_summary(self.summary, self.session.simulated))
+                )
 
 
 class XdistHooks:

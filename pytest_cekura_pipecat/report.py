@@ -67,7 +67,9 @@ class Summary:
 
     def lines(self, width: int | None = None) -> list[str]:
         width = width or shutil.get_terminal_size((120, 20)).columns
-        rows = sorted(self.records.values(), key=lambda r: (_ORDER.get(r["outcome"], 3), r["nodeid"]))
+        rows = sorted(
+            self.records.values(), key=lambda r: (_ORDER.get(r["outcome"], 3), r["nodeid"])
+        )
         name_w = min(max((len(r["name"]) for r in rows), default=4), 40)
         out: list[str] = []
         for r in rows:
@@ -82,7 +84,9 @@ class Summary:
             reason = r["reason"].splitlines()[0] if r["reason"] else ""
             if reason:
                 room = max(20, width - 9)
-                out.append("       " + (reason if len(reason) <= room else reason[: room - 1] + "…"))
+                out.append(
+                    "       " + (reason if len(reason) <= room else reason[: room - 1] + "…")
+                )
         counts = {k: sum(r["outcome"] == k for r in rows) for k in _ORDER}
         total_runs = sum(len(r["runs"]) for r in rows)
         out.append(
@@ -91,3 +95,75 @@ class Summary:
         )
         out.extend(self.notes)
         return out
+
+
+SCHEMA_VERSION = 1
+
+
+def json_document(
+    summary: Summary, *, plugin_version: str, api_url: str, simulated: bool
+) -> dict[str, Any]:
+    """The ``--cekura-report`` document (schema: ``report.schema.json`` in the package)."""
+    cases = []
+    for r in sorted(summary.records.values(), key=lambda r: r["nodeid"]):
+        cases.append(
+            {
+                "name": r["name"],
+                "nodeid": r["nodeid"],
+                "scenario": r["scenario"],
+                "scenario_name": r["scenario_name"],
+                "verdict": r["outcome"],
+                "reason": r["reason"],
+                "runs": r["run_details"],
+            }
+        )
+    counts = {k: sum(c["verdict"] == k for c in cases) for k in _ORDER}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "plugin_version": plugin_version,
+        "api_version": "v1",
+        "api_url": api_url,
+        "simulated": simulated,
+        "totals": {
+            "cases": len(cases),
+            "runs": sum(len(c["runs"]) for c in cases),
+            **counts,
+            "pass_rate": round(100 * counts["passed"] / len(cases), 1) if cases else None,
+        },
+        "cases": cases,
+        "notes": summary.notes,
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def step_summary(summary: Summary, simulated: bool) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: totals, failed cases, passed ones collapsed."""
+    rows = sorted(
+        summary.records.values(), key=lambda r: (_ORDER.get(r["outcome"], 3), r["nodeid"])
+    )
+    bad = [r for r in rows if r["outcome"] != "passed"]
+    good = [r for r in rows if r["outcome"] == "passed"]
+    lines = [
+        "## Cekura evaluations" + (" (SIMULATED: local server, not Cekura)" if simulated else ""),
+        "",
+        f"**{len(good)} passed, {sum(r['outcome'] == 'failed' for r in rows)} failed, "
+        f"{sum(r['outcome'] == 'error' for r in rows)} error** of {len(rows)} case(s)",
+        "",
+    ]
+    if bad:
+        lines += ["| verdict | case | scenario | reason | link |", "|---|---|---|---|---|"]
+        for r in bad:
+            link = f"[dashboard]({r['dashboard']})" if r["dashboard"] else ""
+            lines.append(
+                f"| {r['outcome']} | `{_cell(r['name'])}` | {r['scenario']} {_cell(r['scenario_name'])} "
+                f"| {_cell(r['reason'][:300])} | {link} |"
+            )
+        lines.append("")
+    if good:
+        lines += ["<details><summary>Passed cases</summary>", ""]
+        lines += [f"- `{r['name']}` (scenario {r['scenario']})" for r in good]
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)

@@ -105,7 +105,11 @@ class CekuraSession:
     # -- firing ----------------------------------------------------------------------------
 
     def selected(self, items: Sequence[pytest.Item]) -> list[tuple[str, Case]]:
-        return [(item.nodeid, self.state.cases[item.nodeid]) for item in items if item.nodeid in self.state.cases]
+        return [
+            (item.nodeid, self.state.cases[item.nodeid])
+            for item in items
+            if item.nodeid in self.state.cases
+        ]
 
     def start(self, items: Sequence[pytest.Item]) -> None:
         """Fire every selected case once for the whole session (see coordinator.py)."""
@@ -170,7 +174,11 @@ class CekuraSession:
         plan = self.coordinator.plan(_PLAN_WAIT)
         slots = plan["slots"].get(nodeid) if plan else None
         if plan is None or slots is None:
-            runs = [self._never_started(case, "the case was not fired (the firing process gave no plan)")]
+            runs = [
+                self._never_started(
+                    case, "the case was not fired (the firing process gave no plan)"
+                )
+            ]
         else:
             runs = self._wait(case, slots, float(plan["fired_at"]))
             self._watch_breaker(runs)
@@ -181,7 +189,11 @@ class CekuraSession:
         if all(run.verdict != "error" for run in runs):
             override = hook.pytest_cekura_verdict(case=case, runs=tuple(runs))
         verdict = decide(case, runs, override)
-        verdict = replace(verdict, message=self.redactor(verdict.message), first_reason=self.redactor(verdict.first_reason))
+        verdict = replace(
+            verdict,
+            message=self.redactor(verdict.message),
+            first_reason=self.redactor(verdict.first_reason),
+        )
         self.state.verdicts[nodeid] = verdict
         return verdict
 
@@ -227,7 +239,9 @@ class CekuraSession:
                         self.trip(str(exc))
                     for track in mine:
                         track.run = self._never_started(case, str(exc), track.slot)
-                        track.run = replace(track.run, status=track.last_status, run_id=track.slot["run_id"])
+                        track.run = replace(
+                            track.run, status=track.last_status, run_id=track.slot["run_id"]
+                        )
                     continue
                 signature = tuple((run.id, run.status) for run in result.runs)
                 changed = changed or signatures.get(result_id) != signature
@@ -247,7 +261,9 @@ class CekuraSession:
             self._sleep(min(interval, remaining))
         return [t.run for t in tracks if t.run is not None]
 
-    def _result(self, client: CekuraClient, result_id: int, max_age: float, mine: list[_Track]) -> Result:
+    def _result(
+        self, client: CekuraClient, result_id: int, max_age: float, mine: list[_Track]
+    ) -> Result:
         known = self.coordinator.snapshot(result_id)
         if known is not None:
             # Terminal runs never change: a snapshot of any age serves them without a GET.
@@ -261,7 +277,9 @@ class CekuraSession:
         data = self.coordinator.refresh(result_id, max_age, lambda: client.result_json(result_id))
         return client.parse_result(data, result_id)
 
-    def _update(self, case: Case, mine: list[_Track], result: Result, all_slots: list[Slot]) -> None:
+    def _update(
+        self, case: Case, mine: list[_Track], result: Result, all_slots: list[Slot]
+    ) -> None:
         by_id = {run.id: run for run in result.runs}
         raw_by_id = {run.id: run for run in result.runs}
         for track in mine:
@@ -315,7 +333,11 @@ class CekuraSession:
             return  # disabled, already judged, or not enough runs yet
         first = finished[:k]
         messages = {run.error_message for run in first}
-        if all(run.verdict == "error" for run in first) and len(messages) == 1 and first[0].error_message:
+        if (
+            all(run.verdict == "error" for run in first)
+            and len(messages) == 1
+            and first[0].error_message
+        ):
             self.trip(
                 f"circuit breaker: the first {k} finished runs all errored with "
                 f"'{first[0].error_message}'; the remaining cases were not waited for"
@@ -333,7 +355,12 @@ class CekuraSession:
         if client is None or not plan:
             return []
         results = sorted(
-            {s["result_id"] for slots in plan["slots"].values() for s in slots if s["result_id"] is not None}
+            {
+                s["result_id"]
+                for slots in plan["slots"].values()
+                for s in slots
+                if s["result_id"] is not None
+            }
         )
         live = []
         for result_id in results:

@@ -86,7 +86,9 @@ class CekuraRun:
         return details.voice_recording_url if details else None
 
     @classmethod
-    def from_api(cls, run: Run, result_id: int, raw: Mapping[str, Any], dashboard_url: str | None) -> CekuraRun:
+    def from_api(
+        cls, run: Run, result_id: int, raw: Mapping[str, Any], dashboard_url: str | None
+    ) -> CekuraRun:
         return cls(
             scenario_id=run.scenario or 0,
             status=run.status,
@@ -126,7 +128,9 @@ def run_reasons(run: CekuraRun) -> list[str]:
     outcome = run.expected_outcome
     if outcome.score is not None and outcome.score < 100:
         text = " ".join(outcome.explanation)
-        reasons.append(f"expected outcome: score {outcome.score:g}/100" + (f": {text}" if text else ""))
+        reasons.append(
+            f"expected outcome: score {outcome.score:g}/100" + (f": {text}" if text else "")
+        )
     for metric in run.metrics:
         if metric.passed is False:
             text = " ".join(metric.explanation)

@@ -94,8 +94,7 @@ class Suite:
 
     def properties(self, name: str) -> list[tuple[str, str]]:
         return [
-            (p.get("name", ""), p.get("value", ""))
-            for p in self.testcase(name).iter("property")
+            (p.get("name", ""), p.get("value", "")) for p in self.testcase(name).iter("property")
         ]
 
     def artifacts(self, result: pytest.RunResult) -> str:

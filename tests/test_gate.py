@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, START, Suite, no_traceback
+from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, Suite, no_traceback
 
 
 def test_four_cases_give_pass_fail_error_and_one_post(suite: Suite) -> None:
@@ -74,7 +74,7 @@ def test_junit_carries_properties_per_run(suite: Suite) -> None:
     assert len(set(run_ids)) == 2 and all(v.isdigit() for v in run_ids)
     assert [v for k, v in props if k == "cekura_status"] == ["completed", "completed"]
     (result_id,) = {v for k, v in props if k == "cekura_result_id"}
-    assert (f"cekura_dashboard_url", f"https://dashboard.cekura.ai/7/results/{result_id}") in props
+    assert ("cekura_dashboard_url", f"https://dashboard.cekura.ai/7/results/{result_id}") in props
     failure = suite.testcase("late-booking").find("failure")
     assert failure is not None
     assert "Respects opening hours" in (failure.text or "") + failure.get("message", "")
@@ -109,13 +109,17 @@ def test_terminal_summary_lists_cases(suite: Suite) -> None:
         (["cekura.toml::cancels"], [103]),
     ],
 )
-def test_selection_fires_only_what_it_selects(suite: Suite, args: list[str], fired: list[int]) -> None:
+def test_selection_fires_only_what_it_selects(
+    suite: Suite, args: list[str], fired: list[int]
+) -> None:
     suite.toml(FOUR_CASES.replace("repeat = 2", 'repeat = 2\nmarks = ["smoke"]'))
     suite.run(*args)
     assert [e["scenario"] for p in suite.posts() for e in p.body["scenarios"]] == fired
 
 
-def test_collect_only_fires_nothing_and_needs_no_secrets(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_collect_only_fires_nothing_and_needs_no_secrets(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ROOM_TOKEN")
     monkeypatch.delenv("CEKURA_API_KEY")
     suite.toml(FOUR_CASES)
@@ -142,9 +146,7 @@ def test_entries_are_batched(suite: Suite) -> None:
 
 
 def test_one_get_per_result_per_interval_serves_every_item(suite: Suite) -> None:
-    cases = "\n".join(
-        f'[[case]]\nname = "c{i}"\nscenario = 101\n' for i in range(12)
-    )
+    cases = "\n".join(f'[[case]]\nname = "c{i}"\nscenario = 101\n' for i in range(12))
     suite.toml('pipecat_room_url = "https://acme.daily.co/r"\n' + cases)
     suite.run("--cekura-poll-interval=0.2").assert_outcomes(passed=12)
     gets = suite.gets()
@@ -184,7 +186,9 @@ def test_env_expansion_with_default_and_missing_variable(suite: Suite) -> None:
     )
     result = suite.run()
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*case missing: environment variable NOT_EXPORTED_TOKEN is not set*"])
+    result.stdout.fnmatch_lines(
+        ["*case missing: environment variable NOT_EXPORTED_TOKEN is not set*"]
+    )
     (post,) = suite.posts()
     assert post.body["scenarios"] == [
         {"scenario": 101, "pipecat_room_url": "https://acme.daily.co/fallback"}
@@ -241,7 +245,9 @@ def test_error_statuses_are_errors_with_the_api_words(suite: Suite) -> None:
 
 
 def test_stuck_run_times_out_and_its_call_is_ended(suite: Suite) -> None:
-    suite.toml('pipecat_room_url = "https://acme.daily.co/r"\n[[case]]\nname = "stuck"\nscenario = 105\n')
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n[[case]]\nname = "stuck"\nscenario = 105\n'
+    )
     result = suite.run("--cekura-timeout=1")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*no verdict after 1 s (last status: running)*"])
@@ -249,9 +255,13 @@ def test_stuck_run_times_out_and_its_call_is_ended(suite: Suite) -> None:
     assert len(ended) == 1
 
 
-def test_simulate_flag_runs_offline_and_says_so(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_simulate_flag_runs_offline_and_says_so(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CEKURA_API_KEY", raising=False)
-    pytester.makefile(".toml", cekura='[[case]]\nscenario = 1\npipecat_room_url = "https://x.daily.co/r"\n')
+    pytester.makefile(
+        ".toml", cekura='[[case]]\nscenario = 1\npipecat_room_url = "https://x.daily.co/r"\n'
+    )
     result = pytester.runpytest("--cekura-simulate", "--cekura-poll-interval=0.2")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["cekura: SIMULATED*", "*SIMULATED RUN*"])

@@ -34,10 +34,17 @@ def test_done_when_marked_file(suite: Suite) -> None:
     )
     result = suite.run("-p", "no:randomly")
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["*test_empty_body_failing_evaluation*", "*Respects opening hours*"])
+    result.stdout.fnmatch_lines(
+        ["*test_empty_body_failing_evaluation*", "*Respects opening hours*"]
+    )
     (post,) = suite.posts()
     assert [e["scenario"] for e in post.body["scenarios"]] == [101, 102, 101, 104]
-    assert [e.get("publish_data_message") for e in post.body["scenarios"]] == [None, None, {"l": "en"}, {"l": "fr"}]
+    assert [e.get("publish_data_message") for e in post.body["scenarios"]] == [
+        None,
+        None,
+        {"l": "en"},
+        {"l": "fr"},
+    ]
     bulk = [r for r in suite.sim.requests if "/runs/bulk/" in r.path]
     assert len(bulk) == 1  # one lazy bulk request served the transcript
 
@@ -52,7 +59,9 @@ def test_done_when_marked_file(suite: Suite) -> None:
         (103, "pass", {"errors": 1}),
     ],
 )
-def test_verdict_semantics(suite: Suite, evaluation: int, body: str, outcome: dict[str, int]) -> None:
+def test_verdict_semantics(
+    suite: Suite, evaluation: int, body: str, outcome: dict[str, int]
+) -> None:
     suite.pytester.makepyfile(
         f"""
         import pytest
@@ -100,10 +109,15 @@ def test_ini_defaults_apply_to_marked_tests(suite: Suite) -> None:
         cekura_pipecat_room_url = {ROOM}/ini
         """
     )
-    suite.pytester.makepyfile("import pytest\n@pytest.mark.cekura(scenario=101)\ndef test_a(): pass\n")
+    suite.pytester.makepyfile(
+        "import pytest\n@pytest.mark.cekura(scenario=101)\ndef test_a(): pass\n"
+    )
     suite.run().assert_outcomes(passed=1)
     (post,) = suite.posts()
-    assert post.body == {"agent": 9, "scenarios": [{"scenario": 101, "pipecat_room_url": f"{ROOM}/ini"}]}
+    assert post.body == {
+        "agent": 9,
+        "scenarios": [{"scenario": 101, "pipecat_room_url": f"{ROOM}/ini"}],
+    }
 
 
 def test_fixture_without_marker_is_a_clear_error(suite: Suite) -> None:
@@ -145,7 +159,9 @@ def test_hooks_room_entry_verdict_and_run_finished(suite: Suite) -> None:
     result.stdout.fnmatch_lines(["*rooms=3 finished=3*"])
     (post,) = suite.posts()
     assert [e["pipecat_room_url"] for e in post.body["scenarios"]] == [
-        "https://acme.daily.co/101", "https://acme.daily.co/101", "https://acme.daily.co/102"
+        "https://acme.daily.co/101",
+        "https://acme.daily.co/101",
+        "https://acme.daily.co/102",
     ]
     assert all(e["publish_data_message"] == {"sha": "abc123"} for e in post.body["scenarios"])
     assert "hook-token-SECRET-1234" not in suite.artifacts(result)
@@ -158,7 +174,11 @@ def test_pipecat_cloud_room_provider(suite: Suite, monkeypatch: pytest.MonkeyPat
         "--cekura-pipecat-cloud-agent=my-bot", f"--cekura-pipecat-cloud-url={suite.sim.url}"
     )
     result.assert_outcomes(passed=1)
-    starts = [r for r in suite.sim.requests if r.path == "/v1/public/my-bot/start/" or r.path == "/v1/public/my-bot/start"]
+    starts = [
+        r
+        for r in suite.sim.requests
+        if r.path == "/v1/public/my-bot/start/" or r.path == "/v1/public/my-bot/start"
+    ]
     assert len(starts) == 2 and all(r.body["createDailyRoom"] is True for r in starts)
     (post,) = suite.posts()
     urls = [e["pipecat_room_url"] for e in post.body["scenarios"]]
@@ -167,7 +187,9 @@ def test_pipecat_cloud_room_provider(suite: Suite, monkeypatch: pytest.MonkeyPat
     assert "sim-daily-token-" not in suite.artifacts(result)
 
 
-def test_pipecat_cloud_without_key_is_a_usage_error(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipecat_cloud_without_key_is_a_usage_error(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PIPECAT_CLOUD_API_KEY", raising=False)
     suite.toml("[[case]]\nscenario = 101\n")
     result = suite.run("--cekura-pipecat-cloud-agent=my-bot")

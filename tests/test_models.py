@@ -162,8 +162,14 @@ def test_metric_variants(metric: dict[str, Any], passed: bool | None) -> None:
 
 def test_metric_explanation_and_unknown_fields() -> None:
     metric = Metric.model_validate(
-        {"id": 3, "name": "Hours", "eval_type": "binary", "passed": False,
-         "explanation": ["Closed at 22:00", None, ""], "extra": [1]}
+        {
+            "id": 3,
+            "name": "Hours",
+            "eval_type": "binary",
+            "passed": False,
+            "explanation": ["Closed at 22:00", None, ""],
+            "extra": [1],
+        }
     )
     assert metric.explanation == ["Closed at 22:00"]
 
@@ -391,7 +397,7 @@ def test_decide_override_wins_and_says_so(override: bool) -> None:
     [
         ({"scenarios": ["This field is required."]}, {}, ["scenarios: This field is required."]),
         (
-            {"scenarios[2].scenario": ["Invalid pk \"9\"."], "agent": "Not found."},
+            {"scenarios[2].scenario": ['Invalid pk "9".'], "agent": "Not found."},
             {2: ['scenario: Invalid pk "9".']},
             ["agent: Not found."],
         ),
@@ -403,7 +409,7 @@ def test_decide_override_wins_and_says_so(override: bool) -> None:
         (["Insufficient credit."], {}, ["Insufficient credit."]),
         ("Bad request", {}, ["Bad request"]),
         (
-            {"scenarios": [{}, {"scenario": ["Invalid pk \"9\"."]}, {}]},
+            {"scenarios": [{}, {"scenario": ['Invalid pk "9".']}, {}]},
             {1: ['scenario: Invalid pk "9".']},
             [],
         ),
@@ -412,13 +418,18 @@ def test_decide_override_wins_and_says_so(override: bool) -> None:
         ("", {}, []),
     ],
     ids=[
-        "field-dict", "location-keys", "entry-key", "bare-list", "string", "drf-nested",
-        "non-field", "null", "empty",
+        "field-dict",
+        "location-keys",
+        "entry-key",
+        "bare-list",
+        "string",
+        "drf-nested",
+        "non-field",
+        "null",
+        "empty",
     ],
 )
-def test_parse_rejection(
-    body: Any, by_entry: dict[int, list[str]], general: list[str]
-) -> None:
+def test_parse_rejection(body: Any, by_entry: dict[int, list[str]], general: list[str]) -> None:
     assert parse_rejection(body) == (by_entry, general)
 
 

@@ -30,9 +30,19 @@ def test_quickstart_has_two_commands_and_ci_runs_the_second_verbatim() -> None:
 
 def test_example_suite_passes_on_the_local_server(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "example_suite"), "-p", "no:cacheprovider",
-         f"--junitxml={tmp_path / 'junit.xml'}"],
-        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "example_suite"),
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={tmp_path / 'junit.xml'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cekura: SIMULATED" in result.stdout
@@ -42,8 +52,54 @@ def test_example_suite_passes_on_the_local_server(tmp_path: Path) -> None:
 @pytest.mark.parametrize("marker", ["-m smoke", "-k books"])
 def test_example_suite_selection(marker: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "example_suite"), "-p", "no:cacheprovider", *marker.split()],
-        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "example_suite"),
+            "-p",
+            "no:cacheprovider",
+            *marker.split(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "deselected" in result.stdout
+
+
+def test_cekura_simulator_fixture_serves_a_users_own_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+
+        def test_it(cekura_simulator):
+            body = {"scenarios": [{"scenario": 5, "pipecat_room_url": "https://x.daily.co/r"}]}
+            key = {"X-CEKURA-API-KEY": cekura_simulator.api_key}
+            url = cekura_simulator.url + "/test_framework/v1/scenarios/run_scenarios_pipecat/"
+            assert httpx.post(url, json=body, headers=key).status_code == 200
+            assert cekura_simulator.entries_fired() == 1
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_simulator_cli_refuses_a_non_loopback_host() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_cekura_pipecat.simulator",
+            "--default-outcome",
+            "pass",
+            "--host",
+            "0.0.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -94,8 +94,11 @@ def test_dry_run_prints_redacted_plan_and_fires_nothing(suite: Suite) -> None:
     result = suite.run("--cekura-dry-run")
     assert result.ret == 0
     result.stdout.fnmatch_lines(
-        [f"POST {START} (request 1 of 1, 5 run(s))", '*"pipecat_token": "***"*',
-         "cekura dry run: 5 run(s) in 1 request(s) would be started and billed; nothing was fired"]
+        [
+            f"POST {START} (request 1 of 1, 5 run(s))",
+            '*"pipecat_token": "***"*',
+            "cekura dry run: 5 run(s) in 1 request(s) would be started and billed; nothing was fired",
+        ]
     )
     assert suite.sim.requests == []
     assert ROOM_TOKEN not in suite.artifacts(result)
@@ -117,18 +120,30 @@ def test_circuit_breaker_trips_on_identical_errors(suite: Suite) -> None:
     result = suite.run("--cekura-breaker-after=3", "--cekura-timeout=60", "-p", "no:randomly")
     result.assert_outcomes(errors=6)
     assert time.monotonic() - started < 20
-    result.stdout.fnmatch_lines(["*circuit breaker: the first 3 finished runs all errored with 'Bot did not join the room'*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*circuit breaker: the first 3 finished runs all errored with 'Bot did not join the room'*"
+        ]
+    )
     assert [r for r in suite.sim.requests if r.path.endswith("/end_calls/")]
 
 
 def test_secrets_appear_in_no_artifact(suite: Suite) -> None:
     suite.toml(FOUR_CASES)
     result = suite.run(
-        "--log-level=DEBUG", "-o", "junit_logging=all", "-o", "log_cli=true", "-rA", "-vv",
+        "--log-level=DEBUG",
+        "-o",
+        "junit_logging=all",
+        "-o",
+        "log_cli=true",
+        "-rA",
+        "-vv",
         "--cekura-dry-run",
     )
     assert ROOM_TOKEN not in suite.artifacts(result)
-    result = suite.run("--log-level=DEBUG", "-o", "junit_logging=all", "-o", "log_cli=true", "-rA", "-vv")
+    result = suite.run(
+        "--log-level=DEBUG", "-o", "junit_logging=all", "-o", "log_cli=true", "-rA", "-vv"
+    )
     text = suite.artifacts(result)
     assert "HTTP Request" in text  # httpx's debug log did reach the artifacts
     assert API_KEY not in text
@@ -136,11 +151,15 @@ def test_secrets_appear_in_no_artifact(suite: Suite) -> None:
 
 
 def test_sigterm_ends_live_calls_once(suite: Suite, tmp_path: object) -> None:
-    suite.toml(ROOM + "[[case]]\nscenario = 105\n[[case]]\nname = \"b\"\nscenario = 105\n")
+    suite.toml(ROOM + '[[case]]\nscenario = 105\n[[case]]\nname = "b"\nscenario = 105\n')
     env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--cekura-timeout=120"],
-        cwd=suite.pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=suite.pytester.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 20
     while not suite.posts() and time.monotonic() < deadline:
