@@ -234,6 +234,12 @@ class Bench:
         print(f" {usage.wall:6.1f} s", file=sys.stderr, flush=True)
         return row
 
+    def startup(self) -> Usage:
+        """pytest with the plugin on an empty directory: the fixed cost in every plugin row."""
+        empty = self.scratch / "empty"
+        empty.mkdir(exist_ok=True)
+        return run_measured(plugin_command(empty, self.sim.url), bench_env(), empty)
+
     def plugin(self, n: int, workers: int = 0) -> Row:
         suite = write_suite(self.scratch / f"suite-{n}", n)
         cmd = plugin_command(suite, self.sim.url, workers)
@@ -304,7 +310,7 @@ def naive_client(url: str, n: int) -> int:
 # -- output --------------------------------------------------------------------------------
 
 
-def render_table(rows: Sequence[Row], seconds: float, naive_budget: float) -> str:
+def render_table(rows: Sequence[Row], seconds: float, naive_budget: float, startup: Usage) -> str:
     header = (
         "| contender | N | wall (s) | wall / floor | POSTs | GETs | runs fired "
         "| CPU (s) | CPU / case (ms) | peak RSS (MiB) | outcome |"
@@ -326,7 +332,9 @@ def render_table(rows: Sequence[Row], seconds: float, naive_budget: float) -> st
         "client can finish sooner. Wall time includes interpreter and pytest start-up.",
         "POSTs, GETs and runs fired are counted by the simulator (one run per fired entry).",
         "CPU = user + sys of the contender's process tree (pytest and, with -n, its workers), "
-        "start-up included; peak RSS = the largest single process of that tree.",
+        "start-up included; peak RSS = the largest single process of that tree. "
+        f"pytest start-up alone (plugin loaded, no cases, same flags): {startup.wall:.1f} s "
+        f"wall, {startup.cpu:.2f} s CPU, {startup.peak_rss_mib:.0f} MiB.",
         f"plugin: --cekura-poll-interval={POLL_INTERVAL:g}, batch size {BATCH_SIZE} (default). "
         f"-n {XDIST_WORKERS}: pytest-xdist {_version('pytest-xdist')}.",
         f"naive: sequential, one POST of one entry per case, a GET every {POLL_INTERVAL:g} s "
@@ -367,12 +375,13 @@ def compare(sizes: Sequence[int], seconds: float, naive_budget: float) -> int:
         tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
     ):
         bench = Bench(sim, seconds, Path(scratch))
+        startup = bench.startup()
         for n in sizes:
             rows.append(bench.plugin(n))
             rows.append(bench.plugin(n, XDIST_WORKERS))
             rows.append(bench.naive(n, naive_budget))
             rows.append(bench.cli(n))
-    print(render_table(rows, seconds, naive_budget))
+    print(render_table(rows, seconds, naive_budget, startup))
     return 0
 
 
