@@ -211,7 +211,7 @@ class CekuraPlugin:
         notes = list(plan.get("notes", [])) if plan else []
         tripped = self.session.coordinator.tripped()
         notes += [tripped] if tripped else []
-        notes += self.session.state.ended
+        notes += self.session.state.ended + self.session.state.notes
         for line in self.summary.lines(terminalreporter._tw.fullwidth) + notes:
             terminalreporter.write_line(self.session.redactor(line))
         self._write_outputs(terminalreporter)

@@ -18,7 +18,7 @@ from .client import CekuraClient
 from .coordinator import Coordinator, Plan
 from .errors import AuthError, CekuraError
 from .firing import FireContext, Slot, dry_run, fire
-from .models import Result, Run
+from .models import KNOWN_STATUSES, Result, Run
 from .options import Settings
 from .redact import Redactor
 from .verdict import CaseVerdict, CekuraRun, decide, is_terminal
@@ -43,6 +43,7 @@ class SessionState:
     verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
     details: dict[int, Run] = field(default_factory=dict)
     finished: list[CekuraRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
 
 
@@ -290,6 +291,10 @@ class CekuraSession:
             if run is None:
                 continue
             track.last_status = run.status
+            if run.status not in KNOWN_STATUSES:
+                note = f"cekura: run {run.id} reported an unknown status '{run.status}' (treated as not finished)"
+                if note not in self.state.notes:
+                    self.state.notes.append(note)
             if is_terminal(run.status):
                 raw = raw_by_id[run.id].model_dump(mode="json")
                 track.run = CekuraRun.from_api(run, result.id, raw, track.slot["dashboard_url"])
