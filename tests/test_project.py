@@ -28,44 +28,28 @@ def test_quickstart_has_two_commands_and_ci_runs_the_second_verbatim() -> None:
     assert commands[1] in ci
 
 
-def test_example_suite_passes_on_the_local_server(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "example_suite"),
-            "-p",
-            "no:cacheprovider",
-            f"--junitxml={tmp_path / 'junit.xml'}",
-        ],
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    """The example suite in a clean environment: no key, no URL, only the local server."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "example_suite"), "-p", "no:cacheprovider", *args],
         capture_output=True,
         text=True,
         timeout=120,
         env={"PATH": "/usr/bin:/bin"},
     )
+
+
+def test_example_suite_passes_on_the_local_server(tmp_path: Path) -> None:
+    result = run_example(f"--junitxml={tmp_path / 'junit.xml'}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cekura: SIMULATED" in result.stdout
     assert "4 passed, 1 xfailed" in result.stdout
+    assert "example conftest saw 6 finished run(s)" in result.stdout
 
 
-@pytest.mark.parametrize("marker", ["-m smoke", "-k books"])
-def test_example_suite_selection(marker: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "example_suite"),
-            "-p",
-            "no:cacheprovider",
-            *marker.split(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+@pytest.mark.parametrize("selection", ["-m smoke", "-k books"])
+def test_example_suite_selection(selection: str) -> None:
+    result = run_example(*selection.split())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "deselected" in result.stdout
 
