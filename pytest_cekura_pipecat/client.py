@@ -323,4 +323,3 @@ class CekuraClient:
         except httpx.HTTPError:
             return False
         return response.is_success
-

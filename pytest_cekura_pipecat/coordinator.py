@@ -53,7 +53,8 @@ class Coordinator(Protocol):
 
 
 class LocalCoordinator:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._plan: Plan | None = None
         self._snapshots: dict[int, tuple[Any, float]] = {}
         self._lock = threading.Lock()
@@ -80,11 +81,11 @@ class LocalCoordinator:
     def refresh(self, result_id: int, max_age: float, fetch: Callable[[], Any]) -> Any:
         with self._lock:
             known = self._snapshots.get(result_id)
-            if known is not None and time.time() - known[1] < max_age:
+            if known is not None and self._clock() - known[1] < max_age:
                 return known[0]
         data = fetch()
         with self._lock:
-            self._snapshots[result_id] = (data, time.time())
+            self._snapshots[result_id] = (data, self._clock())
         return data
 
 

@@ -27,11 +27,27 @@ def properties(verdict: CaseVerdict) -> list[tuple[str, object]]:
         props.append(("cekura_verdict", run.verdict))
         if run.dashboard_url:
             props.append(("cekura_dashboard_url", run.dashboard_url))
+        recording = run.recording_url
+        if recording:
+            props.append(("cekura_recording_url", recording))
     return props
 
 
 def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
-    """Wait for the item's verdict, record its properties; an errored case errors in setup."""
+    """Wait for the item's verdict, record its properties; an errored case errors in setup.
+
+    Under pytest-rerunfailures a rerun (``execution_count`` > 1) of a case whose evaluation
+    did not pass fires a fresh run instead of reusing the old verdict."""
+    previous = session.state.verdicts.get(item.nodeid)
+    if (
+        getattr(item, "execution_count", 1) > 1
+        and previous is not None
+        and previous.outcome != "passed"
+    ):
+        session.refire(item.nodeid)
+        item.user_properties[:] = [
+            p for p in item.user_properties if not p[0].startswith("cekura_")
+        ]
     verdict = session.verdict(item.nodeid)
     if not any(name == "cekura_run_id" for name, _ in item.user_properties):
         item.user_properties.extend(properties(verdict))

@@ -138,6 +138,13 @@ OPTIONS = [
         "K/N",
     ),
     _Option(
+        "cekura_progress_interval",
+        "Seconds between progress lines when not on a terminal (default 30).",
+        _positive_float,
+        30.0,
+        "S",
+    ),
+    _Option(
         "cekura_report",
         "Write a versioned JSON report of every case and run to PATH.",
         str,
@@ -216,6 +223,7 @@ class Settings:
     defaults: Defaults
     max_runs: int | None
     report: str | None
+    progress_interval: float
     step_summary: bool
     breaker_after: int
     shard: tuple[int, int] | None
@@ -293,6 +301,7 @@ def resolve(config: pytest.Config) -> Settings:
         ),
         max_runs=_value(config, "cekura_max_runs"),
         report=_value(config, "cekura_report"),
+        progress_interval=_value(config, "cekura_progress_interval"),
         step_summary=not (
             config.getoption("cekura_no_step_summary", None)
             or config.getini("cekura_no_step_summary")

@@ -20,6 +20,7 @@ from .coordinator import Coordinator, LocalCoordinator, SharedDirCoordinator
 from .errors import CekuraError
 from .items import CekuraFile, CekuraItem, judge, marked_cases
 from .pipecat_cloud import PipecatCloudRooms
+from .progress import Progress
 from .redact import RecordFactory, Redactor
 from .report import Summary, json_document, record, step_summary
 from .session import SESSION_KEY, CekuraSession
@@ -76,6 +77,7 @@ class CekuraPlugin:
         self.summary = Summary()
         self.simulator: Any = None
         self.shared_dir: Path | None = None
+        self.progress: Progress | None = None
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         api_key = os.environ.get("CEKURA_API_KEY") or None
         simulated_url: str | None = None
@@ -165,10 +167,23 @@ class CekuraPlugin:
             return True
         self.previous_sigterm = _sigterm_as_interrupt()
         self.session.start(session.items)
+        self._start_progress(session.config)
         return None
+
+    def _start_progress(self, config: pytest.Config) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or config.get_verbosity() < 0 or getattr(config, "workerinput", None):
+            return
+        self.progress = Progress(self.session, reporter, self.session.settings.progress_interval)
+        if self.shared_dir is not None:  # the xdist controller: the workers do the waiting
+            self.progress.run_in_background()
+        else:
+            self.session.on_tick = self.progress.tick
 
     def pytest_sessionfinish(self) -> None:
         _restore_sigterm(getattr(self, "previous_sigterm", None))
+        if self.progress is not None:
+            self.progress.stop()
 
     def pytest_keyboard_interrupt(self) -> None:
         # Calls left running cost money. Under xdist the controller does this, once.
@@ -179,6 +194,11 @@ class CekuraPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if not isinstance(item, CekuraItem) and item.nodeid in self.session.state.cases:
             judge(self.session, item)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.progress is not None and report.when == "setup":
+            self.progress.clear()
+        self.summary.add(report)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -197,22 +217,22 @@ class CekuraPlugin:
         verdict = self.session.state.verdicts.get(item.nodeid)
         if verdict is not None and call.when == "setup":
             case = self.session.state.cases[item.nodeid]
-            report.cekura = record(case.name, item.nodeid, case.scenario, verdict)  # type: ignore[attr-defined]
+            data = record(case.name, item.nodeid, case.scenario, verdict)
+            data["rerun"] = self.session.state.rerun_counts.get(item.nodeid, 0)
+            report.cekura = data  # type: ignore[attr-defined]
         return report
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.summary.add(report)
-
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.summary.records and not self.session.simulated:
-            return
-        terminalreporter.write_sep("=", "cekura")
         plan = self.session.coordinator.plan(0.0)
         notes = list(plan.get("notes", [])) if plan else []
         tripped = self.session.coordinator.tripped()
         notes += [tripped] if tripped else []
         notes += self.session.state.ended + self.session.state.notes
-        for line in self.summary.lines(terminalreporter._tw.fullwidth) + notes:
+        if not self.summary.records and not notes and not self.session.simulated:
+            return
+        terminalreporter.write_sep("=", "cekura")
+        table = self.summary.lines(terminalreporter._tw.fullwidth) if self.summary.records else []
+        for line in table + notes:
             terminalreporter.write_line(self.session.redactor(line))
         self._write_outputs(terminalreporter)
         if self.session.simulated:

@@ -66,35 +66,57 @@ class Summary:
             self.records[data["nodeid"]] = data
 
     def lines(self, width: int | None = None) -> list[str]:
+        """The table: failures first; verdict, case, scenario, runs passed/total, lowest
+        expected-outcome score, duration, first reason (cut to the width), dashboard link."""
         width = width or shutil.get_terminal_size((120, 20)).columns
         rows = sorted(
             self.records.values(), key=lambda r: (_ORDER.get(r["outcome"], 3), r["nodeid"])
         )
-        name_w = min(max((len(r["name"]) for r in rows), default=4), 40)
-        out: list[str] = []
+        name_w = min(max((len(r["name"]) for r in rows), default=4), 32)
+        scen_w = min(max((len(_scenario(r)) for r in rows), default=8), 36)
+        out: list[str] = [
+            f"{'':<6} {'case':<{name_w}}  {'scenario':<{scen_w}}  {'runs':>5}  {'score':>5}  "
+            f"{'time':>5}  first reason"
+        ]
         for r in rows:
-            runs = ",".join("-" if i is None else str(i) for i in r["runs"])
-            duration = "" if r["duration"] is None else f"{r['duration']:.0f}s"
+            details = r.get("run_details", [])
+            scores = [d["score"] for d in details if d.get("score") is not None]
+            passed = f"{r['passed_runs']}/{len(r['runs'])}"
+            score = f"{min(scores):g}" if scores else "-"
+            duration = "-" if r["duration"] is None else f"{r['duration']:.0f}s"
+            label = _LABEL.get(r["outcome"], r["outcome"])
+            if r.get("rerun"):
+                label += f" (rerun {r['rerun']})"
             head = (
-                f"{_LABEL.get(r['outcome'], r['outcome']):<6} {r['name'][:name_w]:<{name_w}}  "
-                f"scenario {r['scenario']}  run{'s' if len(r['runs']) > 1 else ''} {runs}"
-                + (f"  {duration}" if duration else "")
+                f"{label:<6} {r['name'][:name_w]:<{name_w}}  {_scenario(r)[:scen_w]:<{scen_w}}  "
+                f"{passed:>5}  {score:>5}  {duration:>5}"
             )
-            out.append(head)
             reason = r["reason"].splitlines()[0] if r["reason"] else ""
-            if reason:
-                room = max(20, width - 9)
-                out.append(
-                    "       " + (reason if len(reason) <= room else reason[: room - 1] + "…")
+            room = width - len(head) - 2
+            if reason and room >= 40:
+                head += "  " + (reason if len(reason) <= room else reason[: room - 1] + "…")
+            elif reason:
+                out.append(head)
+                head = "       " + (
+                    reason if len(reason) <= width - 8 else reason[: width - 9] + "…"
                 )
+            out.append(head)
+            if r["dashboard"] and r["outcome"] != "passed":
+                out.append(f"       {r['dashboard']}")
         counts = {k: sum(r["outcome"] == k for r in rows) for k in _ORDER}
         total_runs = sum(len(r["runs"]) for r in rows)
+        rate = f" · pass rate {100 * counts['passed'] / len(rows):.0f}%" if rows else ""
         out.append(
             f"{len(rows)} case(s), {total_runs} run(s): {counts['passed']} passed, "
-            f"{counts['failed']} failed, {counts['error']} error"
+            f"{counts['failed']} failed, {counts['error']} error{rate}"
         )
         out.extend(self.notes)
         return out
+
+
+def _scenario(record: dict[str, Any]) -> str:
+    name = record["scenario_name"]
+    return f"{record['scenario']} {name}" if name else str(record["scenario"])
 
 
 SCHEMA_VERSION = 1

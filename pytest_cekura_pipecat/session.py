@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,12 @@ from .models import KNOWN_STATUSES, Result, Run
 from .options import Settings
 from .redact import Redactor
 from .verdict import CaseVerdict, CekuraRun, decide, is_terminal
+
+
+def next_interval(current: float, changed: bool, base: float, ceiling: float) -> float:
+    """Poll again soon after a change; back off by half while nothing changes."""
+    return base if changed else min(current * 1.5, ceiling)
+
 
 SESSION_KEY = pytest.StashKey["CekuraSession"]()
 # How long a worker waits for another worker's firing before giving up on a case.
@@ -42,6 +49,8 @@ class SessionState:
     cases: dict[str, Case] = field(default_factory=dict)
     verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
     details: dict[int, Run] = field(default_factory=dict)
+    reruns: dict[str, Plan] = field(default_factory=dict)
+    rerun_counts: dict[str, int] = field(default_factory=dict)
     finished: list[CekuraRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
@@ -64,6 +73,7 @@ class CekuraSession:
         api_key: str | None,
         simulated_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -74,6 +84,8 @@ class CekuraSession:
         self._api_key = api_key
         self._client: CekuraClient | None = None
         self._sleep = sleep
+        self.clock = clock
+        self.on_tick: Callable[[], None] | None = None  # progress reporting, if any
         self._lock = threading.RLock()
         redactor.add(api_key)
 
@@ -172,7 +184,7 @@ class CekuraSession:
         if known is not None:
             return known
         case = self.state.cases[nodeid]
-        plan = self.coordinator.plan(_PLAN_WAIT)
+        plan = self.state.reruns.get(nodeid) or self.coordinator.plan(_PLAN_WAIT)
         slots = plan["slots"].get(nodeid) if plan else None
         if plan is None or slots is None:
             runs = [
@@ -190,13 +202,41 @@ class CekuraSession:
         if all(run.verdict != "error" for run in runs):
             override = hook.pytest_cekura_verdict(case=case, runs=tuple(runs))
         verdict = decide(case, runs, override)
+        message = verdict.message
+        if verdict.outcome != "passed":
+            message += self._transcript_tail(runs)
         verdict = replace(
             verdict,
-            message=self.redactor(verdict.message),
+            message=self.redactor(message),
             first_reason=self.redactor(verdict.first_reason),
         )
         self.state.verdicts[nodeid] = verdict
         return verdict
+
+    def refire(self, nodeid: str) -> None:
+        """A rerun (pytest-rerunfailures) of a case that did not pass: fire a fresh run of
+        it, in this process, and judge the case again from that run alone."""
+        case = self.state.cases[nodeid]
+        self.state.verdicts.pop(nodeid, None)
+        self.state.rerun_counts[nodeid] = self.state.rerun_counts.get(nodeid, 0) + 1
+        client = self.client()
+        reason = "CEKURA_API_KEY is not set: export your Cekura API key"
+        self.state.reruns[nodeid] = fire([(nodeid, case)], self._context(client, reason))
+
+    def _transcript_tail(self, runs: Sequence[CekuraRun], turns: int = 8) -> str:
+        """The last turns of each failing run's transcript, bounded, for the failure text."""
+        parts: list[str] = []
+        for run in runs:
+            if run.passed or run.run_id is None:
+                continue
+            transcript = run.transcript
+            if not transcript:
+                continue
+            lines = [line.strip() for line in transcript.splitlines() if line.strip()]
+            tail = [line if len(line) <= 200 else line[:199] + "…" for line in lines[-turns:]]
+            parts.append(f"\n  transcript of run {run.run_id}, last {len(tail)} turn(s):")
+            parts.extend(f"\n    {line}" for line in tail)
+        return "".join(parts)
 
     def _never_started(self, case: Case, reason: str, slot: Slot | None = None) -> CekuraRun:
         return CekuraRun(
@@ -231,36 +271,57 @@ class CekuraSession:
                     )
                 break
             changed = False
-            for result_id in sorted({t.slot["result_id"] for t in waiting}):
+            result_ids = sorted({t.slot["result_id"] for t in waiting})
+            for result_id, got in zip(
+                result_ids,
+                self._fetch_all(client, result_ids, interval * 0.8, waiting),
+                strict=True,
+            ):
                 mine = [t for t in waiting if t.slot["result_id"] == result_id]
-                try:
-                    result = self._result(client, result_id, interval * 0.8, mine)
-                except CekuraError as exc:
-                    if isinstance(exc, AuthError):
-                        self.trip(str(exc))
+                if isinstance(got, CekuraError):
+                    if isinstance(got, AuthError):
+                        self.trip(str(got))
                     for track in mine:
-                        track.run = self._never_started(case, str(exc), track.slot)
                         track.run = replace(
-                            track.run, status=track.last_status, run_id=track.slot["run_id"]
+                            self._never_started(case, str(got), track.slot),
+                            status=track.last_status,
+                            run_id=track.slot["run_id"],
                         )
                     continue
-                signature = tuple((run.id, run.status) for run in result.runs)
+                signature = tuple((run.id, run.status) for run in got.runs)
                 changed = changed or signatures.get(result_id) != signature
                 signatures[result_id] = signature
-                self._update(case, mine, result, slots)
+                self._update(case, mine, got, slots)
+            if self.on_tick is not None:
+                self.on_tick()
             if all(t.run is not None for t in tracks):
                 break
-            remaining = deadline - time.time()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 self._time_out(case, client, [t for t in tracks if t.run is None])
                 break
-            interval = (
-                self.settings.poll_interval
-                if changed
-                else min(interval * 1.5, self.settings.poll_max_interval)
+            interval = next_interval(
+                interval, changed, self.settings.poll_interval, self.settings.poll_max_interval
             )
             self._sleep(min(interval, remaining))
         return [t.run for t in tracks if t.run is not None]
+
+    def _fetch_all(
+        self, client: CekuraClient, result_ids: list[int], max_age: float, waiting: list[_Track]
+    ) -> list[Result | CekuraError]:
+        """Each result once this tick; several at once (bounded) when a case spans batches."""
+
+        def one(result_id: int) -> Result | CekuraError:
+            mine = [t for t in waiting if t.slot["result_id"] == result_id]
+            try:
+                return self._result(client, result_id, max_age, mine)
+            except CekuraError as exc:
+                return exc
+
+        if len(result_ids) == 1:
+            return [one(result_ids[0])]
+        with ThreadPoolExecutor(max_workers=min(4, len(result_ids))) as pool:
+            return list(pool.map(one, result_ids))
 
     def _result(
         self, client: CekuraClient, result_id: int, max_age: float, mine: list[_Track]
@@ -394,23 +455,45 @@ class CekuraSession:
     # -- details (transcripts) -------------------------------------------------------------
 
     def _details(self, run: CekuraRun) -> Run | None:
-        """Full run (transcript, recording), fetched in one bulk request for every finished
-        run of this process that is not fetched yet."""
+        """Full run (transcript, recording). The first miss fetches, in bulk requests of at
+        most 100, every finished run this process knows of that is not fetched yet: the
+        runs of judged cases and the terminal runs of the result snapshots."""
         if run.run_id is None:
             return None
         with self._lock:
             if run.run_id not in self.state.details:
                 client = self.client()
-                wanted = {run.run_id} | {
-                    r.run_id
-                    for v in self.state.verdicts.values()
-                    for r in v.runs
-                    if r.run_id is not None and r.run_id not in self.state.details
-                }
-                if client is not None:
-                    try:
-                        for full in client.bulk_runs(sorted(wanted)):
+                if client is None:
+                    return None
+                wanted = {run.run_id} | self._finished_run_ids()
+                wanted -= set(self.state.details)
+                ids = sorted(wanted)
+                try:
+                    for start in range(0, len(ids), 100):
+                        for full in client.bulk_runs(ids[start : start + 100]):
                             self.state.details[full.id] = full
-                    except CekuraError:
-                        return None
+                except CekuraError:
+                    return None
             return self.state.details.get(run.run_id)
+
+    def _finished_run_ids(self) -> set[int]:
+        ids = {
+            r.run_id for v in self.state.verdicts.values() for r in v.runs if r.run_id is not None
+        }
+        plan = self.coordinator.plan(0.0)
+        results = {
+            s["result_id"]
+            for slots in (plan or {}).get("slots", {}).values()
+            for s in slots
+            if s["result_id"] is not None
+        }
+        client = self.client()
+        for result_id in results:
+            known = self.coordinator.snapshot(result_id)
+            if known is None or client is None:
+                continue
+            try:
+                ids |= {r.id for r in client.parse_result(known[0], result_id).runs if r.terminal}
+            except CekuraError:
+                continue
+        return ids

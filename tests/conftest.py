@@ -35,6 +35,7 @@ SCRIPTS = [
     ScenarioScript(105, "Hangs forever", "stuck", 0.3),
     ScenarioScript(106, "Times out", "timeout", 0.3, reasons=("Call exceeded 10 minutes",)),
     ScenarioScript(107, "Gets cancelled", "cancelled", 0.3),
+    ScenarioScript(108, "Takes a while", "pass", 2.5),
 ]
 
 FOUR_CASES = """

@@ -434,6 +434,8 @@ _SCALARS = (
         ["https://acme.daily.co/r", "http://127.0.0.1/r", "http://x.y/r", "${ROOM}", "101"]
     )
 )
+
+
 def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.lists(inner, max_size=3) | st.dictionaries(_SAFE_TEXT, inner, max_size=3)
 

@@ -84,18 +84,20 @@ def test_junit_carries_properties_per_run(suite: Suite) -> None:
 
 
 def test_terminal_summary_lists_cases(suite: Suite) -> None:
-    suite.toml(FOUR_CASES)
+    suite.toml(FOUR_CASES.replace('pipecat_token = "${ROOM_TOKEN}"', "project = 7"))
     result = suite.run()
     result.stdout.fnmatch_lines(
         [
             "*= cekura =*",
-            "FAILED late-booking*scenario 102*run 9*",
+            "*case*scenario*runs*score*time*first reason",
+            "FAILED late-booking*102 Refuses a late booking*0/1*40*",
             "*expected outcome: score 40/100*",
-            "ERROR*cancels*scenario 103*",
+            "*https://dashboard.cekura.ai/7/results/*",
+            "ERROR*cancels*103 Cancels a booking*0/1*-*",
             "*Bot did not join the room*",
-            "PASSED*",
-            "PASSED*",
-            "4 case(s), 5 run(s): 2 passed, 1 failed, 1 error",
+            "PASSED*books-a-table*1/1*100*",
+            "PASSED*opening-hours*2/2*100*",
+            "4 case(s), 5 run(s): 2 passed, 1 failed, 1 error · pass rate 50%",
         ]
     )
 

@@ -57,3 +57,95 @@ def test_step_summary_can_be_turned_off(
     suite.toml(FOUR_CASES)
     suite.run("--cekura-no-step-summary")
     assert not summary.exists()
+
+
+SLOW = 'pipecat_room_url = "https://acme.daily.co/r"\n[[case]]\nname = "slow"\nscenario = 108\n'
+
+
+def progress_lines(text: str) -> list[str]:
+    return [
+        line for line in text.splitlines() if line.startswith("cekura: ") and " done · " in line
+    ]
+
+
+def test_progress_lines_in_ci_mode_are_rate_limited(suite: Suite) -> None:
+    suite.toml(SLOW + '[[case]]\nname = "quick"\nscenario = 101\n')
+    result = suite.run("--cekura-progress-interval=1")
+    lines = progress_lines(result.stdout.str())
+    assert 2 <= len(lines) <= 5, lines  # a 2.5 s wait, a line at most every second
+    assert lines[0].startswith("cekura: 0/2 done · ")
+    assert all(
+        " running · " in line and " queued · " in line and " failed · " in line for line in lines
+    )
+
+
+def test_progress_is_silent_with_q(suite: Suite) -> None:
+    suite.toml(SLOW)
+    result = suite.run("-q", "--cekura-progress-interval=1")
+    assert progress_lines(result.stdout.str()) == []
+
+
+def test_progress_is_printed_by_the_xdist_controller(suite: Suite) -> None:
+    suite.toml(SLOW)
+    result = suite.run("-n", "2", "--cekura-progress-interval=1")
+    assert len(progress_lines(result.stdout.str())) >= 1
+
+
+def test_progress_updates_in_place_on_a_tty(suite: Suite) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    suite.toml(SLOW)
+    master, replica = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=suite.pytester.path,
+        stdin=replica,
+        stdout=replica,
+        stderr=replica,
+        close_fds=True,
+    )
+    os.close(replica)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    text = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert text.count("\rcekura: 0/1 done") >= 2  # rewritten in place, not appended
+
+
+def test_junit_has_transcript_recording_and_validates_against_the_schema(suite: Suite) -> None:
+    import xmlschema
+
+    suite.toml(FOUR_CASES.replace('pipecat_token = "${ROOM_TOKEN}"', "project = 7"))
+    suite.run("-n", "2")
+    schema = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd"))
+    schema.validate(str(suite.pytester.path / "junit.xml"))
+    failure = suite.testcase("late-booking").find("failure")
+    assert failure is not None
+    assert "transcript of run" in (failure.text or "")
+    assert "Main Agent:" in (failure.text or "")
+    props = suite.properties("books-a-table")
+    assert any(k == "cekura_recording_url" and v.endswith(".wav") for k, v in props)
+
+
+def test_rerun_fires_a_fresh_run(suite: Suite) -> None:
+    pytest.importorskip("pytest_rerunfailures")
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n[[case]]\nname = "late"\nscenario = 102\n'
+    )
+    result = suite.run("--reruns=1", "--cekura-report=report.json")
+    assert result.parseoutcomes() == {"failed": 1, "rerun": 1}
+    assert suite.sim.entries_fired() == 2 and len(suite.posts()) == 2
+    result.stdout.fnmatch_lines(["FAILED (rerun 1) late*"])
+    props = suite.properties("late")
+    assert len([k for k, _ in props if k == "cekura_run_id"]) == 1  # the last attempt's run

@@ -31,7 +31,15 @@ def test_quickstart_has_two_commands_and_ci_runs_the_second_verbatim() -> None:
 def run_example(*args: str) -> subprocess.CompletedProcess[str]:
     """The example suite in a clean environment: no key, no URL, only the local server."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "example_suite"), "-p", "no:cacheprovider", *args],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "example_suite"),
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
