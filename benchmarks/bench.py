@@ -22,17 +22,20 @@ keep counting across resets, so no id is reused). Nothing leaves 127.0.0.1.
     python benchmarks/bench.py                  # N = 10, 100, 1000; S = 3 (a few minutes)
     python benchmarks/bench.py --quick          # N = 10, 100; S = 1 (about a minute)
     python benchmarks/bench.py --check-300      # the done-when of issue 5: PASS/FAIL lines
+    python benchmarks/bench.py --overhead       # issue 5's per-case CPU and memory claim
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import importlib.metadata
 import importlib.util
 import math
 import os
 import platform
+import pstats
 import re
 import subprocess
 import sys
@@ -64,6 +67,11 @@ CHECK_CASES = 300
 CHECK_SECONDS = 3.0
 CHECK_MAX_GETS = 160
 CHECK_SLACK = 25.0
+OVERHEAD_CASES = 5000
+OVERHEAD_POLL_INTERVAL = 0.05
+OVERHEAD_MAX_CPU_MS = 2.0  # plugin CPU per case
+OVERHEAD_MAX_RSS_MB = 200.0  # peak RSS, MB = 10**6 bytes
+PLUGIN_PACKAGE = "pytest_cekura_pipecat"
 
 
 @dataclass(frozen=True)
@@ -416,6 +424,176 @@ def check_300() -> int:
     return 0 if all(ok for ok, _ in checks) else 1
 
 
+# -- overhead: the plugin's own CPU per case, against pytest's per-item cost ---------------
+
+
+def write_trivial(directory: Path, n: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "test_trivial.py").write_text(
+        f"import pytest\n\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_x(i):\n    pass\n",
+        encoding="utf-8",
+    )
+    return directory
+
+
+def overhead_command(suite: Path, url: str, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", "-q"]
+    cmd += [f"--cekura-api-url={url}", f"--cekura-poll-interval={OVERHEAD_POLL_INTERVAL:g}"]
+    return [*cmd, *extra]
+
+
+def _best(runs: Sequence[Usage]) -> Usage:
+    """The round with the least CPU: noise only ever adds time."""
+    return min(runs, key=lambda usage: usage.cpu)
+
+
+def _mb(usage: Usage) -> float:
+    return usage.peak_rss_mib * 1024 * 1024 / 1e6
+
+
+def overhead(n: int, rounds: int, profile: bool) -> int:
+    """Issue 5's claim: collecting and firing a 5,000-case cekura.toml adds at most 2 ms of
+    plugin CPU per case over pytest's own per-item cost; peak memory stays under 200 MB."""
+    script = ScenarioScript(id=0, seconds=0)  # every run is terminal when first polled
+    with (
+        Simulator(api_key=API_KEY, default_outcome=script) as sim,
+        tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
+    ):
+        trivial = write_trivial(Path(scratch) / "trivial", n)
+        suite = write_suite(Path(scratch) / "toml", n)
+        env = bench_env()
+        measured: dict[str, list[Usage]] = {"i": [], "ic": [], "ii": [], "iii": []}
+        counts = (0, 0, 0)
+        for r in range(rounds):
+            print(f"  overhead round {r + 1}/{rounds} ...", file=sys.stderr, flush=True)
+            measured["i"].append(run_measured(overhead_command(trivial, sim.url), env, trivial))
+            trivial_collect = overhead_command(trivial, sim.url, "--collect-only")
+            measured["ic"].append(run_measured(trivial_collect, env, trivial))
+            sim.reset()
+            measured["ii"].append(run_measured(overhead_command(suite, sim.url), env, suite))
+            counts = (
+                sum(1 for q in sim.requests if q.method == "POST"),
+                sum(1 for q in sim.requests if q.method == "GET"),
+                sim.entries_fired(),
+            )
+            sim.reset()
+            collect = overhead_command(suite, sim.url, "--collect-only")
+            measured["iii"].append(run_measured(collect, env, suite))
+        base, base_collect, fired, collected = (
+            _best(measured[k]) for k in ("i", "ic", "ii", "iii")
+        )
+        ok_outcomes = [
+            pytest_verdict(base, n) == f"{n}/{n} passed",
+            pytest_verdict(fired, n) == f"{n}/{n} passed" and counts[2] == n,
+            collected.exit_code == 0 and f"{n} tests collected" in collected.last_line(),
+            base_collect.exit_code == 0 and f"{n} tests collected" in base_collect.last_line(),
+        ]
+        per_case_ms = 1000 * (fired.cpu - base.cpu) / n
+        collect_ms = 1000 * (collected.cpu - base_collect.cpu) / n
+        rows = [
+            (f"(i) {n:,} trivial parametrized python tests", base, pytest_verdict(base, n)),
+            ("(i-c) --collect-only of those", base_collect, base_collect.last_line()),
+            (f"(ii) {n:,}-case cekura.toml, fired and polled", fired, pytest_verdict(fired, n)),
+            ("(iii) --collect-only of that cekura.toml", collected, collected.last_line()),
+        ]
+        print(
+            f"overhead: N = {n:,}, simulator on 127.0.0.1 (runs end at once), poll interval "
+            f"{OVERHEAD_POLL_INTERVAL:g} s, batch size {BATCH_SIZE}, best of {rounds} round(s) by "
+            f"CPU · Python {platform.python_version()} · {os.cpu_count()} CPUs"
+        )
+        print()
+        print("| run | wall (s) | CPU (s) | CPU / item (ms) | peak RSS (MB) | outcome |")
+        print("|---|---|---|---|---|---|")
+        for name, usage, outcome in rows:
+            print(
+                f"| {name} | {usage.wall:.2f} | {usage.cpu:.2f} | {1000 * usage.cpu / n:.2f} "
+                f"| {_mb(usage):.0f} | {outcome} |"
+            )
+        print()
+        print(f"(ii): {counts[0]} POSTs, {counts[1]} GETs, {counts[2]} runs fired")
+        print(
+            f"plugin CPU per case = ((ii) - (i)) / {n:,} = {per_case_ms:.3f} ms "
+            f"(of which collection, ((iii) - (i-c)) / {n:,}: {collect_ms:.3f} ms)"
+        )
+        checks = [
+            (all(ok_outcomes), "every run passed / collected as expected"),
+            (
+                per_case_ms <= OVERHEAD_MAX_CPU_MS,
+                f"plugin CPU per case {per_case_ms:.3f} ms (want ≤ {OVERHEAD_MAX_CPU_MS:g} ms)",
+            ),
+            (
+                _mb(fired) < OVERHEAD_MAX_RSS_MB,
+                f"peak RSS of (ii) {_mb(fired):.0f} MB (want < {OVERHEAD_MAX_RSS_MB:g} MB)",
+            ),
+        ]
+        for ok, text in checks:
+            print(f"{'PASS' if ok else 'FAIL'}  {text}")
+        passed = all(ok for ok, _ in checks)
+        if profile or not passed:
+            sim.reset()
+            print()
+            print(profile_hotspots(overhead_command(suite, sim.url), env, suite))
+    return 0 if passed else 1
+
+
+def profile_hotspots(pytest_cmd: Sequence[str], env: dict[str, str], cwd: Path) -> str:
+    """Run ``pytest_cmd`` under cProfile in every thread (CPU time, not wall), then list the
+    plugin's functions by cumulative CPU seconds."""
+    with tempfile.TemporaryDirectory(prefix="cekura-profile-") as tmp:
+        out = Path(tmp) / "pytest.prof"
+        # sys.executable -m pytest ARGS  ->  sys.executable bench.py --profile-pytest OUT ARGS
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--profile-pytest", str(out)]
+        run_measured([*cmd, *pytest_cmd[3:]], env, cwd)
+        stats = pstats.Stats(str(out))
+    total = sum(tt for _, _, tt, _, _ in stats.stats.values())  # type: ignore[attr-defined]
+    rows: list[tuple[float, float, int, str]] = []
+    for (filename, line, function), (_, calls, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if f"{os.sep}{PLUGIN_PACKAGE}{os.sep}" in filename and "simulator" not in filename:
+            where = filename.split(f"{os.sep}{PLUGIN_PACKAGE}{os.sep}", 1)[1]
+            rows.append((ct, tt, calls, f"{where}:{line}:{function}"))
+    rows.sort(reverse=True)
+    lines = [
+        f"profile of (ii) (cProfile, thread CPU time, all threads; total {total:.2f} s CPU; "
+        "profiling slows it down): plugin functions by cumulative CPU",
+        "",
+        "| cumulative (s) | own (s) | calls | plugin function |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {ct:.3f} | {tt:.3f} | {calls} | {name} |" for ct, tt, calls, name in rows[:20]]
+    return "\n".join(lines)
+
+
+def profile_pytest(out: str, args: Sequence[str]) -> int:
+    """pytest.main(args) with one cProfile per thread (thread CPU time), merged into ``out``."""
+    import pytest
+
+    profiles: list[cProfile.Profile] = []
+    run = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:
+        profile = cProfile.Profile(time.thread_time)
+        profiles.append(profile)
+        profile.enable()
+        try:
+            run(self)
+        finally:
+            profile.disable()
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    main = cProfile.Profile(time.thread_time)
+    main.enable()
+    try:
+        code = pytest.main(list(args))
+    finally:
+        main.disable()
+        threading.Thread.run = run  # type: ignore[method-assign]
+    stats = pstats.Stats(main)
+    for profile in profiles:
+        stats.add(profile)
+    stats.dump_stats(out)
+    return int(code)
+
+
 def _sizes(text: str) -> list[int]:
     sizes = [int(part) for part in text.split(",") if part.strip()]
     if not sizes or min(sizes) < 1:
@@ -428,7 +606,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Benchmark pytest-cekura-pipecat against the local simulator (127.0.0.1).",
     )
     parser.add_argument(
-        "--sizes", type=_sizes, help="numbers of cases (default 10,100,1000; --quick 10,100)"
+        "--sizes",
+        type=_sizes,
+        help="numbers of cases (default 10,100,1000; --quick 10,100; --overhead: N, 5000)",
     )
     parser.add_argument(
         "--seconds", type=float, help="S, how long every run takes (default 3; --quick 1)"
@@ -446,17 +626,41 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="300 cases of 3 s under -n 4: print PASS/FAIL for issue 5's four conditions",
     )
+    parser.add_argument(
+        "--overhead",
+        action="store_true",
+        help="5,000 cases: plugin CPU per case over pytest's own (want ≤ 2 ms) and peak RSS "
+        "(want < 200 MB), PASS/FAIL; profiles the plugin when a check fails",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="--overhead: measure K times, keep the least CPU of each run (default 1)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="--overhead: profile the plugin even on PASS"
+    )
     parser.add_argument("--naive-client", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-pytest", metavar="OUT", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, rest = _parser().parse_known_args(argv)
+    if args.profile_pytest:
+        return profile_pytest(args.profile_pytest, rest)
+    if rest:
+        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
     sizes: list[int] = args.sizes or ([10, 100] if args.quick else [10, 100, 1000])
     if args.naive_client:
         return naive_client(args.naive_client, sizes[0])
     if args.check_300:
         return check_300()
+    if args.overhead:
+        n = args.sizes[0] if args.sizes else OVERHEAD_CASES
+        return overhead(n, max(1, args.rounds), args.profile)
     seconds: float = args.seconds or (1.0 if args.quick else 3.0)
     return compare(sizes, seconds, args.naive_budget)
 

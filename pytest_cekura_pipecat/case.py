@@ -49,15 +49,22 @@ class Entry:
     publish_data_message: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "scenario": self.scenario,
-            "pipecat_room_url": self.pipecat_room_url,
-        }
+        body: dict[str, Any] = EntryJson(
+            scenario=self.scenario, pipecat_room_url=self.pipecat_room_url
+        )
         if self.pipecat_token:
             body["pipecat_token"] = self.pipecat_token
         if self.publish_data_message is not None:
             body["publish_data_message"] = self.publish_data_message
         return body
+
+
+class EntryJson(dict[str, Any]):
+    """An outgoing entry; its repr (pluggy's --debug trace logs hook arguments) masks the
+    room token."""
+
+    def __repr__(self) -> str:
+        return repr({k: ("***" if k == "pipecat_token" else v) for k, v in self.items()})
 
 
 def expand(value: str, env: Mapping[str, str], where: str) -> str:

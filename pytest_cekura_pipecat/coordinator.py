@@ -48,6 +48,13 @@ class Coordinator(Protocol):
     def trip(self, reason: str) -> bool:
         """Trip the session's circuit breaker; True for the caller that tripped it first."""
 
+    def note_started(self, result_id: int) -> None:
+        """A start request created this result (published before the plan is complete, so
+        an interrupt during firing can still end its calls)."""
+
+    def started(self) -> set[int]:
+        """Every result noted so far."""
+
     def tripped(self) -> str | None:
         """Why the breaker tripped, or None."""
 
@@ -59,6 +66,13 @@ class LocalCoordinator:
         self._snapshots: dict[int, tuple[Any, float]] = {}
         self._lock = threading.Lock()
         self._tripped: str | None = None
+        self._started: set[int] = set()
+
+    def note_started(self, result_id: int) -> None:
+        self._started.add(result_id)
+
+    def started(self) -> set[int]:
+        return set(self._started)
 
     def trip(self, reason: str) -> bool:
         first = self._tripped is None
@@ -117,6 +131,12 @@ class SharedDirCoordinator:
         self.directory = directory
         self.stale_after = stale_after
         directory.mkdir(parents=True, exist_ok=True)
+
+    def note_started(self, result_id: int) -> None:
+        (self.directory / f"started-{int(result_id)}").touch()
+
+    def started(self) -> set[int]:
+        return {int(p.name.split("-", 1)[1]) for p in self.directory.glob("started-*")}
 
     def trip(self, reason: str) -> bool:
         if not _try_lock(self.directory / "breaker.lock"):

@@ -12,19 +12,23 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+import pytest
 
 from .case import Case, Entry, Room, expand, expand_json
 from .client import START_PATH, CekuraClient
 from .config import room_url_problem
 from .coordinator import Plan
 from .errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown, StartRejected
-from .models import Run
+from .models import Result, Run
 from .redact import Redactor
 
 Slot = dict[str, Any]
+_IN_FLIGHT_GRACE = 5.0
 
 
 @dataclass
@@ -39,6 +43,8 @@ class FireContext:
     entry_hook: Callable[[Case, dict[str, Any]], None] | None = None
     dashboard: str = "https://dashboard.cekura.ai"
     notes: list[str] = field(default_factory=list)
+    on_started: Callable[[int], None] | None = None  # a result exists: it may need ending
+    systemic: str | None = None  # why every later batch was refused (key, credit)
 
 
 @dataclass
@@ -85,8 +91,12 @@ def _prepare(pending: _Pending, ctx: FireContext) -> None:
         pending.entry = entry
     except CekuraError as exc:
         pending.slot["error"] = ctx.redactor(str(exc))
-    except Exception as exc:  # a user's hook failed: that case errors, the session goes on
-        pending.slot["error"] = ctx.redactor(f"{where}: preparing the entry failed: {exc!r}")
+    except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
+        # A user's hook failed (or called pytest.skip/fail): that case errors, the session
+        # goes on.
+        pending.slot["error"] = ctx.redactor(
+            f"{where}: preparing the entry failed: {type(exc).__name__}: {exc}"
+        )
 
 
 def assign_runs(scenarios: Sequence[int], runs: Sequence[Run]) -> list[int | None]:
@@ -131,6 +141,7 @@ def _send(
         result = ctx.client.start_runs(body)
     except (AuthError, CreditError) as exc:
         stop_reason[:] = [str(exc)]
+        ctx.systemic = str(exc)
         stop.set()
         _fail_batch(batch, str(exc))
         return
@@ -171,6 +182,8 @@ def _send(
         _fail_batch(batch, message)
         ctx.notes.append(message)
         return
+    if ctx.on_started is not None:
+        ctx.on_started(result.id)
     run_ids = assign_runs([item.case.scenario for item in batch], result.runs)
     for item, run_id in zip(batch, run_ids, strict=True):
         item.slot["result_id"] = result.id
@@ -212,6 +225,38 @@ def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     return lines
 
 
+def _in_pool(workers: int, jobs: list[Callable[[], None]], stop: threading.Event) -> None:
+    """Run jobs on a bounded pool. On Ctrl-C/SIGTERM nothing queued is started any more
+    (a batch not yet sent stays unsent) and the interrupt goes on at once."""
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    futures = [pool.submit(job) for job in jobs]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        # Requests already on the wire get a few seconds to answer, so the results they
+        # create are known (and their calls can be ended) before the interrupt goes on.
+        wait([f for f in futures if f.running()], timeout=_IN_FLIGHT_GRACE)
+        raise
+    pool.shutdown()
+
+
+def claim_runs(result: Result, slots: Sequence[Slot]) -> None:
+    """Give runs to the slots of ``result`` that the start answer did not map (a variant
+    that lists no runs): by scenario, in plan order, lowest run id first. Every process
+    that holds the same plan and snapshot reaches the same assignment."""
+    claimed = {s["run_id"] for s in slots if s["run_id"] is not None}
+    free: dict[int | None, deque[int]] = defaultdict(deque)
+    for run in sorted(result.runs, key=lambda r: r.id):
+        if run.id not in claimed:
+            free[run.scenario].append(run.id)
+    for slot in slots:
+        if slot["run_id"] is None and slot["error"] is None and free[slot["scenario"]]:
+            slot["run_id"] = free[slot["scenario"]].popleft()
+
+
 def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
     """Fire every run of every case, batched; return the plan (never raises for a case)."""
     fired_at = time.time()
@@ -225,14 +270,16 @@ def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
         for item in pending:
             item.slot["error"] = ctx.no_client_reason
         return {"fired_at": fired_at, "slots": slots, "notes": [ctx.no_client_reason]}
-    with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency * 4)) as pool:
-        list(pool.map(lambda p: _prepare(p, ctx), pending))
-    ready = [p for p in pending if p.slot["error"] is None]
     stop = threading.Event()
-    stop_reason: list[str] = [""]
+    stop_reason: list[str] = ["the session was interrupted"]
+    _in_pool(ctx.concurrency * 4, [partial(_prepare, p, ctx) for p in pending], stop)
+    ready = [p for p in pending if p.slot["error"] is None]
     batches = list(_batches(ready, ctx.batch_size))
-    with ThreadPoolExecutor(max_workers=max(1, ctx.concurrency)) as pool:
-        list(pool.map(lambda b: _send(b[0], b[1], ctx, stop, stop_reason), batches))
+    _in_pool(
+        ctx.concurrency,
+        [partial(_send, agent, batch, ctx, stop, stop_reason) for agent, batch in batches],
+        stop,
+    )
     _add_dashboard_links(pending, ctx)
     return {
         "fired_at": fired_at,

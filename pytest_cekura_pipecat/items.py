@@ -9,7 +9,7 @@ import pytest
 
 from .case import Case
 from .config import case_from_marker, file_defaults, load_cases
-from .errors import ConfigError
+from .errors import CekuraError, ConfigError
 from .session import CekuraSession
 from .verdict import CaseVerdict
 
@@ -93,8 +93,15 @@ class CekuraItem(pytest.Item):
         if verdict.outcome == "failed":
             pytest.fail(verdict.message, pytrace=False)
 
-    def reportinfo(self) -> tuple[Any, int | None, str]:
-        return self.path, None, f"cekura case {self.case.name} (scenario {self.case.scenario})"
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | Any:
+        if isinstance(excinfo.value, CekuraError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, 0, f"cekura case {self.case.name} (scenario {self.case.scenario})"
 
 
 def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
@@ -134,4 +141,14 @@ def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
             continue
         session.register(item.nodeid, case)
     if problems:
-        raise pytest.UsageError("\n".join(problems))
+        if getattr(session.config, "workerinput", None) is None:
+            raise pytest.UsageError("\n".join(problems))
+        # A UsageError in an xdist worker crashes xdist: instead, fire nothing, and error
+        # the items (every worker finds the same problems, so none of them fires).
+        summary = "not fired: configuration errors: " + "; ".join(problems)
+        session.state.problem = summary
+        session.state.plan_missing = True
+        for item in items:
+            if item.get_closest_marker(MARKER) and item.nodeid not in session.state.cases:
+                own = [p for p in problems if p.startswith(item.nodeid)]
+                session.state.invalid[item.nodeid] = "; ".join(own) or summary

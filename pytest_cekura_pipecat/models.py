@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "timeout", "cancelled"})
 KNOWN_STATUSES = TERMINAL_STATUSES | {
@@ -41,12 +48,17 @@ class _ApiModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
 
+def _none_as_empty(value: object) -> object:
+    return "" if value is None else value
+
+
 class Metric(_ApiModel):
     name: str = ""
     passed: bool | None = None
     explanation: list[str] = Field(default_factory=list)
 
     _text = field_validator("explanation", mode="before")(_as_text_list)
+    _name = field_validator("name", mode="before")(_none_as_empty)
 
     @model_validator(mode="before")
     @classmethod
@@ -101,10 +113,18 @@ class Run(_ApiModel):
         scenario = data.get("scenario")
         if isinstance(scenario, dict):
             data["scenario"] = scenario.get("id")
-            data.setdefault("scenario_name", scenario.get("name") or "")
+            if not data.get("scenario_name"):
+                data["scenario_name"] = scenario.get("name") or ""
         for key in ("expected_outcome", "evaluation"):
-            if not data.get(key):
+            if not isinstance(data.get(key), dict) or not data.get(key):
                 data.pop(key, None)
+        if isinstance(data.get("success"), str):
+            data["success"] = {"true": True, "false": False}.get(data["success"].strip().lower())
+        duration = data.get("duration")
+        if isinstance(duration, int | float) and not isinstance(duration, bool):
+            data["duration"] = f"{int(duration) // 60:02d}:{int(duration) % 60:02d}"
+        elif duration is not None and not isinstance(duration, str):
+            data.pop("duration")
         for key in ("error_message", "scenario_name"):
             if data.get(key) is None:
                 data.pop(key, None)
@@ -134,13 +154,46 @@ def _runs_variants(value: Any) -> Any:
 
 
 class Result(_ApiModel):
+    """A result and its runs. Runs are read one by one: one odd run makes that run
+    ``unreadable`` (by id, with the field and the problem), never the whole result."""
+
     id: int
     status: str = "pending"
     agent: int | None = None
     runs: list[Run] = Field(default_factory=list)
+    raw_runs: dict[int, dict[str, Any]] = Field(default_factory=dict)
+    unreadable: dict[int, str] = Field(default_factory=dict)
 
     _status = field_validator("status", mode="before")(normalize_status)
-    _runs = field_validator("runs", mode="before")(_runs_variants)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_runs(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        raw = _runs_variants(data.get("runs"))
+        if not isinstance(raw, list):
+            return data  # the field validation names the problem
+        runs: list[Run] = []
+        raws: dict[int, dict[str, Any]] = {}
+        unreadable: dict[int, str] = {}
+        for item in raw:
+            try:
+                run = Run.model_validate(item)
+            except ValidationError as exc:
+                raw_id = item.get("id") if isinstance(item, dict) else None
+                try:
+                    run_id = int(raw_id) if raw_id is not None else None
+                except (TypeError, ValueError):
+                    run_id = None
+                if run_id is not None:
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in first["loc"]) or "(run)"
+                    unreadable[run_id] = f"{where}: {first['msg']}"
+                continue
+            runs.append(run)
+            raws[run.id] = item
+        return {**data, "runs": runs, "raw_runs": raws, "unreadable": unreadable}
 
 
 class Agent(_ApiModel):

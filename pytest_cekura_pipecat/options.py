@@ -7,6 +7,7 @@ never holds one.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{text} is not a positive number")
     return value
 
@@ -261,6 +262,10 @@ def resolve(config: pytest.Config) -> Settings:
         api_url, source = (
             os.environ.get("CEKURA_API_URL") or DEFAULT_API_URL,
             "env" if os.environ.get("CEKURA_API_URL") else "default",
+        )
+    if not api_url.startswith(("https://", "http://")):
+        raise OptionError(
+            f"cekura API URL {api_url!r} must start with https:// (or http:// for a local server)"
         )
     simulate = config.getoption("cekura_simulate", None)
     if simulate is None:

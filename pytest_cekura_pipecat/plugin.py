@@ -49,6 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = options.resolve(config)
     except options.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+    distributed = config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no"
+    if settings.dry_run and distributed and getattr(config, "workerinput", None) is None:
+        raise pytest.UsageError("--cekura-dry-run plans in one process: run it without -n")
     plugin = CekuraPlugin(config, settings)
     config.stash[SESSION_KEY] = plugin.session
     config.pluginmanager.register(plugin, _PLUGIN_NAME)
@@ -157,7 +160,14 @@ class CekuraPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        if session.config.option.collectonly or session.testsfailed:
+        option = session.config.option
+        if (
+            option.collectonly
+            or getattr(option, "setupplan", False)
+            or getattr(option, "setuponly", False)
+        ):
+            return None  # nothing will run: fire nothing
+        if session.testsfailed and not option.continue_on_collection_errors:
             return None
         if self.session.settings.dry_run:
             reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -190,9 +200,12 @@ class CekuraPlugin:
         if getattr(self.config, "workerinput", None) is None:
             self.session.end_live_calls()
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl  # after pytest's skipping (tryfirst): a skipped test never waits
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if not isinstance(item, CekuraItem) and item.nodeid in self.session.state.cases:
+        state = self.session.state
+        if not isinstance(item, CekuraItem) and (
+            item.nodeid in state.cases or item.nodeid in state.invalid
+        ):
             judge(self.session, item)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -244,6 +257,14 @@ class CekuraPlugin:
             )
 
     def _write_outputs(self, terminalreporter: Any) -> None:
+        if getattr(self.config, "workerinput", None) is not None:
+            return  # under xdist the controller has every case; workers have a part
+        try:
+            self._write_files(terminalreporter)
+        except OSError as exc:
+            terminalreporter.write_line(f"cekura: could not write an output: {exc}", red=True)
+
+    def _write_files(self, terminalreporter: Any) -> None:
         settings = self.session.settings
         if settings.report:
             from . import __version__

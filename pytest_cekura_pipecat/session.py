@@ -5,6 +5,7 @@ It is reached through ``config.stash`` (see ``plugin.py``); pytest hooks only de
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from .case import Case, Room, environ
+from .case import Case, Room, environ, expand
 from .client import CekuraClient
 from .coordinator import Coordinator, Plan
 from .errors import AuthError, CekuraError
-from .firing import FireContext, Slot, dry_run, fire
+from .firing import FireContext, Slot, claim_runs, dry_run, fire
 from .models import KNOWN_STATUSES, Result, Run
 from .options import Settings
 from .redact import Redactor
@@ -28,6 +29,22 @@ from .verdict import CaseVerdict, CekuraRun, decide, is_terminal
 def next_interval(current: float, changed: bool, base: float, ceiling: float) -> float:
     """Poll again soon after a change; back off by half while nothing changes."""
     return base if changed else min(current * 1.5, ceiling)
+
+
+_NOT_FIRED = "the case was not fired (the firing process gave no plan)"
+
+
+def will_not_run(item: pytest.Item) -> bool:
+    """Whether pytest's skipping plugin will skip the item before it runs."""
+    from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+    try:
+        if evaluate_skip_marks(item) is not None:
+            return True
+        xfail = evaluate_xfail_marks(item)
+    except BaseException:  # a broken condition: pytest reports it; do not fire for it
+        return True
+    return xfail is not None and not xfail.run
 
 
 SESSION_KEY = pytest.StashKey["CekuraSession"]()
@@ -50,6 +67,11 @@ class SessionState:
     verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
     details: dict[int, Run] = field(default_factory=dict)
     reruns: dict[str, Plan] = field(default_factory=dict)
+    rerun_runs: int = 0
+    selected_runs: int = 0
+    plan_missing: bool = False
+    problem: str | None = None  # a configuration problem that stopped all firing
+    invalid: dict[str, str] = field(default_factory=dict)  # marked tests with bad markers
     rerun_counts: dict[str, int] = field(default_factory=dict)
     finished: list[CekuraRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -86,6 +108,7 @@ class CekuraSession:
         self._sleep = sleep
         self.clock = clock
         self.on_tick: Callable[[], None] | None = None  # progress reporting, if any
+        self._parsed: dict[int, tuple[float, Result]] = {}
         self._lock = threading.RLock()
         redactor.add(api_key)
 
@@ -95,6 +118,11 @@ class CekuraSession:
         if self.settings.timeout_override is not None:
             case = replace(case, timeout=self.settings.timeout_override)
         self.state.cases[nodeid] = case
+        # Every process learns the tokens it may have to mask, not only the one that fires
+        # (Cekura may echo a token back in an error message that any worker prints).
+        if case.pipecat_token:
+            with contextlib.suppress(CekuraError):  # a missing variable is reported at firing
+                self.redactor.add(expand(case.pipecat_token, environ(), case.name))
 
     def client(self) -> CekuraClient | None:
         with self._lock:
@@ -118,16 +146,19 @@ class CekuraSession:
     # -- firing ----------------------------------------------------------------------------
 
     def selected(self, items: Sequence[pytest.Item]) -> list[tuple[str, Case]]:
+        """The cases of the selected items that will run: a test skipped by a mark (skip,
+        a true skipif, xfail(run=False)) is never fired, never billed."""
         return [
             (item.nodeid, self.state.cases[item.nodeid])
             for item in items
-            if item.nodeid in self.state.cases
+            if item.nodeid in self.state.cases and not will_not_run(item)
         ]
 
     def start(self, items: Sequence[pytest.Item]) -> None:
         """Fire every selected case once for the whole session (see coordinator.py)."""
         selected = self.selected(items)
-        if not selected:
+        self.state.selected_runs = sum(case.repeat for _, case in selected)
+        if not selected or self.state.problem:
             return
         self.coordinator.start(lambda: self._fire(selected))
 
@@ -153,7 +184,11 @@ class CekuraSession:
         problem = self.budget_problem(selected)
         if problem:
             client, reason = None, problem
-        return fire(selected, self._context(client, reason))
+        ctx = self._context(client, reason)
+        plan = fire(selected, ctx)
+        if ctx.systemic:
+            self.coordinator.trip(ctx.systemic)
+        return plan
 
     def _context(self, client: CekuraClient | None, reason: str) -> FireContext:
         hook = self.config.pluginmanager.hook
@@ -174,6 +209,7 @@ class CekuraSession:
             room_hook=room if self.has_room_provider() else None,
             entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
+            on_started=self.coordinator.note_started,
         )
 
     # -- waiting ---------------------------------------------------------------------------
@@ -184,44 +220,82 @@ class CekuraSession:
         if known is not None:
             return known
         case = self.state.cases[nodeid]
-        plan = self.state.reruns.get(nodeid) or self.coordinator.plan(_PLAN_WAIT)
+        plan = self.state.reruns.get(nodeid) or self._plan()
         slots = plan["slots"].get(nodeid) if plan else None
         if plan is None or slots is None:
-            runs = [
-                self._never_started(
-                    case, "the case was not fired (the firing process gave no plan)"
-                )
-            ]
+            runs = [self._never_started(case, self.state.problem or _NOT_FIRED)]
         else:
-            runs = self._wait(case, slots, float(plan["fired_at"]))
+            runs = self._wait(case, slots, float(plan["fired_at"]), plan["slots"])
             self._watch_breaker(runs)
+        verdict = self._decide(case, runs)
+        self.state.verdicts[nodeid] = verdict
+        return verdict
+
+    def _plan(self) -> Plan | None:
+        """The plan, waiting for the firing process once per session, not once per item."""
+        if self.state.plan_missing:
+            return None
+        plan = self.coordinator.plan(_PLAN_WAIT)
+        self.state.plan_missing = plan is None
+        return plan
+
+    def _decide(self, case: Case, runs: list[CekuraRun]) -> CaseVerdict:
         hook = self.config.pluginmanager.hook
-        for run in runs:
-            hook.pytest_cekura_run_finished(case=case, run=run)
         override = None
-        if all(run.verdict != "error" for run in runs):
-            override = hook.pytest_cekura_verdict(case=case, runs=tuple(runs))
+        try:
+            for run in runs:
+                hook.pytest_cekura_run_finished(case=case, run=run)
+            if all(run.verdict != "error" for run in runs):
+                override = hook.pytest_cekura_verdict(case=case, runs=tuple(runs))
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
+            broken = f"a pytest_cekura_* hook raised {type(exc).__name__}: {exc}"
+            return CaseVerdict("error", self.redactor(broken), self.redactor(broken), tuple(runs))
         verdict = decide(case, runs, override)
         message = verdict.message
         if verdict.outcome != "passed":
             message += self._transcript_tail(runs)
-        verdict = replace(
+        return replace(
             verdict,
             message=self.redactor(message),
             first_reason=self.redactor(verdict.first_reason),
         )
-        self.state.verdicts[nodeid] = verdict
-        return verdict
 
-    def refire(self, nodeid: str) -> None:
+    def rerun_problem(self, nodeid: str) -> str | None:
+        """Why a rerun must not fire again, or None. Only a case whose runs all reached
+        Cekura may be fired again: after a start request of unknown fate, a rejected key or
+        credit, a tripped breaker or the run budget, a second POST could bill twice."""
+        previous = self.state.verdicts.get(nodeid)
+        case = self.state.cases[nodeid]
+        if previous is None or previous.outcome == "passed":
+            return "nothing to rerun"
+        if self.coordinator.tripped():
+            return "the circuit breaker tripped"
+        if any(run.run_id is None for run in previous.runs):
+            return "a run of the first attempt never started or its fate is unknown"
+        budget = self.settings.max_runs
+        spent = self.state.selected_runs + self.state.rerun_runs
+        if budget is not None and spent + case.repeat > budget:
+            return f"a rerun would start more than cekura_max_runs={budget} runs"
+        return None
+
+    def refire(self, nodeid: str) -> bool:
         """A rerun (pytest-rerunfailures) of a case that did not pass: fire a fresh run of
-        it, in this process, and judge the case again from that run alone."""
+        it, in this process, and judge the case again from that run alone. False (and the
+        old verdict stands) when ``rerun_problem`` says no."""
+        problem = self.rerun_problem(nodeid)
+        if problem is not None:
+            note = f"cekura: {nodeid} was not fired again on rerun: {problem}"
+            if note not in self.state.notes:
+                self.state.notes.append(note)
+            return False
         case = self.state.cases[nodeid]
         self.state.verdicts.pop(nodeid, None)
         self.state.rerun_counts[nodeid] = self.state.rerun_counts.get(nodeid, 0) + 1
+        self.state.rerun_runs += case.repeat
         client = self.client()
         reason = "CEKURA_API_KEY is not set: export your Cekura API key"
         self.state.reruns[nodeid] = fire([(nodeid, case)], self._context(client, reason))
+        return True
 
     def _transcript_tail(self, runs: Sequence[CekuraRun], turns: int = 8) -> str:
         """The last turns of each failing run's transcript, bounded, for the failure text."""
@@ -248,7 +322,9 @@ class CekuraSession:
             _details=self._details,
         )
 
-    def _wait(self, case: Case, slots: list[Slot], fired_at: float) -> list[CekuraRun]:
+    def _wait(
+        self, case: Case, slots: list[Slot], fired_at: float, plan_slots: dict[str, list[Slot]]
+    ) -> list[CekuraRun]:
         tracks = [_Track(slot) for slot in slots]
         for track in tracks:
             if track.slot["error"] is not None:
@@ -264,11 +340,7 @@ class CekuraSession:
             tripped = self.coordinator.tripped()
             if tripped:
                 for track in waiting:
-                    track.run = replace(
-                        self._never_started(case, tripped, track.slot),
-                        status=track.last_status,
-                        run_id=track.slot["run_id"],
-                    )
+                    track.run = self._failed_run(case, track, tripped)
                 break
             changed = False
             result_ids = sorted({t.slot["result_id"] for t in waiting})
@@ -282,16 +354,16 @@ class CekuraSession:
                     if isinstance(got, AuthError):
                         self.trip(str(got))
                     for track in mine:
-                        track.run = replace(
-                            self._never_started(case, str(got), track.slot),
-                            status=track.last_status,
-                            run_id=track.slot["run_id"],
-                        )
+                        track.run = self._failed_run(case, track, str(got))
                     continue
                 signature = tuple((run.id, run.status) for run in got.runs)
                 changed = changed or signatures.get(result_id) != signature
                 signatures[result_id] = signature
-                self._update(case, mine, got, slots)
+                claim_runs(
+                    got,
+                    [s for ss in plan_slots.values() for s in ss if s["result_id"] == result_id],
+                )
+                self._update(case, mine, got)
             if self.on_tick is not None:
                 self.on_tick()
             if all(t.run is not None for t in tracks):
@@ -326,30 +398,57 @@ class CekuraSession:
     def _result(
         self, client: CekuraClient, result_id: int, max_age: float, mine: list[_Track]
     ) -> Result:
-        known = self.coordinator.snapshot(result_id)
+        known = self._snapshot(client, result_id)
         if known is not None:
             # Terminal runs never change: a snapshot of any age serves them without a GET.
-            cached = client.parse_result(known[0], result_id)
-            statuses = {run.id: run.status for run in cached.runs}
+            statuses = {run.id: run.status for run in known.runs}
             if all(
                 t.slot["run_id"] is not None and is_terminal(statuses.get(t.slot["run_id"], ""))
                 for t in mine
             ):
-                return cached
-        data = self.coordinator.refresh(result_id, max_age, lambda: client.result_json(result_id))
-        return client.parse_result(data, result_id)
+                return known
+        self.coordinator.refresh(result_id, max_age, lambda: client.result_json(result_id))
+        fresh = self._snapshot(client, result_id)
+        assert fresh is not None  # refresh stored one
+        return fresh
 
-    def _update(
-        self, case: Case, mine: list[_Track], result: Result, all_slots: list[Slot]
-    ) -> None:
+    def _snapshot(self, client: CekuraClient, result_id: int) -> Result | None:
+        """The last snapshot of a result, parsed once per fetch (items of a 50-run result
+        would otherwise each parse the same JSON again)."""
+        known = self.coordinator.snapshot(result_id)
+        if known is None:
+            return None
+        data, fetched_at = known
+        with self._lock:
+            parsed = self._parsed.get(result_id)
+            if parsed is not None and parsed[0] == fetched_at:
+                return parsed[1]
+        result = client.parse_result(data, result_id)
+        with self._lock:
+            self._parsed[result_id] = (fetched_at, result)
+        return result
+
+    def _update(self, case: Case, mine: list[_Track], result: Result) -> None:
         by_id = {run.id: run for run in result.runs}
-        raw_by_id = {run.id: run for run in result.runs}
+        settled = bool(result.runs) and all(run.terminal for run in result.runs)
         for track in mine:
             run_id = track.slot["run_id"]
-            if run_id is None:
-                run_id = self._claim(track.slot, result, all_slots)
+            if run_id in result.unreadable:
+                track.run = self._failed_run(
+                    case,
+                    track,
+                    f"Cekura's run {run_id} could not be read: {result.unreadable[run_id]}",
+                )
+                continue
             run = by_id.get(run_id) if run_id is not None else None
             if run is None:
+                if settled:  # every listed run finished, and this one never appeared
+                    track.run = self._failed_run(
+                        case,
+                        track,
+                        f"the run never appeared in result {result.id} (no run of scenario "
+                        f"{case.scenario} left to match this entry)",
+                    )
                 continue
             track.last_status = run.status
             if run.status not in KNOWN_STATUSES:
@@ -357,20 +456,18 @@ class CekuraSession:
                 if note not in self.state.notes:
                     self.state.notes.append(note)
             if is_terminal(run.status):
-                raw = raw_by_id[run.id].model_dump(mode="json")
+                raw = result.raw_runs.get(run.id, {})
                 track.run = CekuraRun.from_api(run, result.id, raw, track.slot["dashboard_url"])
                 track.run = replace(track.run, _details=self._details)
                 if track.run.scenario_id == 0:
                     track.run = replace(track.run, scenario_id=case.scenario)
 
-    def _claim(self, slot: Slot, result: Result, all_slots: list[Slot]) -> int | None:
-        """A run the start response did not list: the first unclaimed run of its scenario."""
-        claimed = {s["run_id"] for s in all_slots if s["run_id"] is not None}
-        for run in sorted(result.runs, key=lambda r: r.id):
-            if run.scenario == slot["scenario"] and run.id not in claimed:
-                slot["run_id"] = run.id
-                return run.id
-        return None
+    def _failed_run(self, case: Case, track: _Track, reason: str) -> CekuraRun:
+        return replace(
+            self._never_started(case, reason, track.slot),
+            status=track.last_status,
+            run_id=track.slot["run_id"],
+        )
 
     def _time_out(self, case: Case, client: CekuraClient, late: list[_Track]) -> None:
         for track in late:
@@ -394,7 +491,8 @@ class CekuraSession:
         """Trip when the first K finished runs all errored with one same message."""
         k, finished = self.settings.breaker_after, self.state.finished
         before = len(finished)
-        finished.extend(runs)
+        # Only runs that reached Cekura count: a refused batch is not a sick bot.
+        finished.extend(run for run in runs if run.run_id is not None)
         if not k or before >= k or len(finished) < k:
             return  # disabled, already judged, or not enough runs yet
         first = finished[:k]
@@ -417,8 +515,8 @@ class CekuraSession:
         """Best effort, bounded: end every call of every result this session started that
         is not known to be finished. Returns the results asked to end."""
         client = self.client()
-        plan = self.coordinator.plan(0.0)
-        if client is None or not plan:
+        plan = self.coordinator.plan(0.0) or {"slots": {}}
+        if client is None:
             return []
         results = sorted(
             {
@@ -427,6 +525,7 @@ class CekuraSession:
                 for s in slots
                 if s["result_id"] is not None
             }
+            | self.coordinator.started()
         )
         live = []
         for result_id in results:
@@ -455,9 +554,9 @@ class CekuraSession:
     # -- details (transcripts) -------------------------------------------------------------
 
     def _details(self, run: CekuraRun) -> Run | None:
-        """Full run (transcript, recording). The first miss fetches, in bulk requests of at
-        most 100, every finished run this process knows of that is not fetched yet: the
-        runs of judged cases and the terminal runs of the result snapshots."""
+        """Full run (transcript, recording). A miss fetches, in bulk requests of at most
+        100, this run and every other finished run of its result and of the judged cases
+        that is not fetched yet: one request serves the many items that ask next."""
         if run.run_id is None:
             return None
         with self._lock:
@@ -465,9 +564,17 @@ class CekuraSession:
                 client = self.client()
                 if client is None:
                     return None
-                wanted = {run.run_id} | self._finished_run_ids()
-                wanted -= set(self.state.details)
-                ids = sorted(wanted)
+                wanted = {run.run_id} | {
+                    r.run_id
+                    for v in self.state.verdicts.values()
+                    for r in v.runs
+                    if r.run_id is not None
+                }
+                if run.result_id is not None:
+                    with contextlib.suppress(CekuraError):
+                        known = self._snapshot(client, run.result_id)
+                        wanted |= {r.id for r in known.runs if r.terminal} if known else set()
+                ids = sorted(wanted - set(self.state.details))
                 try:
                     for start in range(0, len(ids), 100):
                         for full in client.bulk_runs(ids[start : start + 100]):
@@ -475,25 +582,3 @@ class CekuraSession:
                 except CekuraError:
                     return None
             return self.state.details.get(run.run_id)
-
-    def _finished_run_ids(self) -> set[int]:
-        ids = {
-            r.run_id for v in self.state.verdicts.values() for r in v.runs if r.run_id is not None
-        }
-        plan = self.coordinator.plan(0.0)
-        results = {
-            s["result_id"]
-            for slots in (plan or {}).get("slots", {}).values()
-            for s in slots
-            if s["result_id"] is not None
-        }
-        client = self.client()
-        for result_id in results:
-            known = self.coordinator.snapshot(result_id)
-            if known is None or client is None:
-                continue
-            try:
-                ids |= {r.id for r in client.parse_result(known[0], result_id).runs if r.terminal}
-            except CekuraError:
-                continue
-        return ids

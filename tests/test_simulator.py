@@ -832,3 +832,239 @@ def test_cli_refuses_with_exit_2(tmp_path: Path, args: list[str], expected: str)
     assert expected in err
     if "--host" not in args:
         assert str(path) in err
+
+
+# -- the v2 start (the official CLI's `cekura run start --mode pipecat`) --------------------
+
+START_V2 = "/test_framework/v1/scenarios-external/run_scenarios_pipecat_v2"
+
+
+def v2_body(*ids: int, **extra: Any) -> dict[str, Any]:
+    return {"agent_id": 12, "scenarios": list(ids), **extra}
+
+
+@pytest.mark.parametrize("path", [START_V2, START_V2 + "/"], ids=["no-slash", "slash"])
+def test_v2_start_creates_one_result_with_a_run_per_scenario(
+    sim: Simulator, client: httpx.Client, path: str
+) -> None:
+    response = client.post(path, json=v2_body(102, 101))
+    assert response.status_code == 200, response.text
+    created = response.json()
+    assert created["id"] == 5001 and created["agent"] == 12 and created["status"] == "pending"
+    assert [(r["id"], r["scenario"], r["status"]) for r in created["runs"]] == [
+        (90001, 102, "pending"),
+        (90002, 101, "pending"),
+    ]
+    assert sim.entries_fired() == 2
+    assert sim.requests_to("POST", "run_scenarios_pipecat_v2")[0].path == path
+
+
+def test_v2_frequency_runs_each_scenario_that_many_times(
+    sim: Simulator, client: httpx.Client, clock: FakeClock
+) -> None:
+    created = client.post(START_V2, json=v2_body(101, 102, frequency=3)).json()
+    assert [r["scenario"] for r in created["runs"]] == [101, 101, 101, 102, 102, 102]
+    assert sim.entries_fired() == 6
+    clock.advance(S)
+    body = result(client, created["id"])
+    assert (body["total_runs_count"], body["success_runs_count"]) == (6, 3)
+    assert body["agent"] == 12
+
+
+def test_v2_frequency_defaults_to_one_and_extra_keys_are_ignored(
+    sim: Simulator, client: httpx.Client
+) -> None:
+    created = client.post(START_V2, json=v2_body(101, name="nightly", tags=["x"])).json()
+    assert len(created["runs"]) == 1 and sim.entries_fired() == 1
+
+
+def test_v2_runs_follow_the_same_life_cycle_and_results_path(
+    client: httpx.Client, clock: FakeClock
+) -> None:
+    result_id = client.post(START_V2, json=v2_body(103)).json()["id"]
+    assert only_run(client, result_id)["status"] == "pending"
+    clock.advance(S)
+    run = only_run(client, result_id)
+    assert (run["status"], run["error_message"]) == ("failed", "Bot did not join the room")
+    assert result(client, result_id, "v2") == result(client, result_id, "v1")
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({"agent_id": 12}, {"scenarios": ["This field is required."]}),
+        ({"scenarios": [101]}, {"agent_id": ["This field is required."]}),
+        (v2_body(101, agent_id="12"), {"agent_id": ["A valid integer is required."]}),
+        (v2_body(101, agent_id=True), {"agent_id": ["A valid integer is required."]}),
+        (v2_body(), {"scenarios": ["This list may not be empty."]}),
+        (
+            {"agent_id": 12, "scenarios": 101},
+            {"scenarios": ['Expected a list of items but got type "int".']},
+        ),
+        (
+            # v1's entry objects are not v2's scenario ids.
+            {"agent_id": 12, "scenarios": [{"scenario": 101}]},
+            {"scenarios[0]": ["A valid integer is required."]},
+        ),
+        (v2_body(101, False), {"scenarios[1]": ["A valid integer is required."]}),
+        (
+            v2_body(101, 999, 998),
+            {
+                "scenarios[1]": ['Invalid pk "999" - object does not exist.'],
+                "scenarios[2]": ['Invalid pk "998" - object does not exist.'],
+            },
+        ),
+        (v2_body(101, frequency=0), {"frequency": ["Ensure this value is a positive integer."]}),
+        (v2_body(101, frequency=-2), {"frequency": ["Ensure this value is a positive integer."]}),
+        (v2_body(101, frequency="2"), {"frequency": ["Ensure this value is a positive integer."]}),
+        (v2_body(101, frequency=1.5), {"frequency": ["Ensure this value is a positive integer."]}),
+        (
+            v2_body(101, frequency=True),
+            {"frequency": ["Ensure this value is a positive integer."]},
+        ),
+        (
+            {"scenarios": [999], "frequency": 0},  # every problem at once, as DRF reports them
+            {
+                "agent_id": ["This field is required."],
+                "frequency": ["Ensure this value is a positive integer."],
+                "scenarios[0]": ['Invalid pk "999" - object does not exist.'],
+            },
+        ),
+        ([101], {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}),
+    ],
+    ids=[
+        "no-scenarios",
+        "no-agent",
+        "agent-string",
+        "agent-bool",
+        "empty",
+        "not-a-list",
+        "v1-entry",
+        "bool-id",
+        "unknown-ids",
+        "frequency-0",
+        "frequency-negative",
+        "frequency-string",
+        "frequency-float",
+        "frequency-bool",
+        "all-at-once",
+        "body-not-object",
+    ],
+)
+def test_v2_start_validation_errors(
+    sim: Simulator, client: httpx.Client, body: Any, errors: dict[str, list[str]]
+) -> None:
+    response = client.post(START_V2, json=body)
+    assert response.status_code == 400
+    assert response.json() == errors
+    assert sim.entries_fired() == 0
+    assert sim.runs() == []
+
+
+def test_v2_bad_json_and_empty_body_are_400(sim: Simulator, client: httpx.Client) -> None:
+    bad = client.post(START_V2, content=b"{nope", headers={"Content-Type": "application/json"})
+    assert (bad.status_code, bad.json()) == (400, {"detail": "JSON parse error"})
+    empty = client.post(START_V2)
+    assert empty.status_code == 400
+    assert set(empty.json()) == {"agent_id", "scenarios"}
+    assert sim.entries_fired() == 0
+
+
+def test_v2_needs_the_api_key_and_post(sim: Simulator, client: httpx.Client) -> None:
+    with httpx.Client(base_url=sim.url) as anonymous:
+        assert anonymous.post(START_V2, json=v2_body(101)).status_code == 401
+    assert client.get(START_V2).status_code == 405
+    assert client.post(START_V2 + "//", json=v2_body(101)).status_code == 404
+    assert sim.entries_fired() == 0
+
+
+def test_v2_post_status_variant_201(clock: FakeClock) -> None:
+    variants = Variants(post_status=201)
+    with Simulator(SCRIPTS, clock=clock, variants=variants) as simulator, _client(simulator) as c:
+        assert c.post(START_V2, json=v2_body(101)).status_code == 201
+
+
+def test_v2_post_429_with_retry_after_then_success(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.post_429 = 1
+    sim.faults.retry_after = "7"
+    throttled = client.post(START_V2, json=v2_body(101))
+    assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "7")
+    assert throttled.json() == {"detail": "Request was throttled."}
+    assert sim.entries_fired() == 0
+    assert client.post(START_V2, json=v2_body(101)).status_code == 200
+
+
+def test_v2_throttle_comes_before_validation(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.post_429 = 1
+    assert client.post(START_V2, json={}).status_code == 429
+    assert client.post(START_V2, json={}).status_code == 400
+
+
+def test_v2_post_500_after_create_creates_runs(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.post_500_after_create = 1
+    response = client.post(START_V2, json=v2_body(101, frequency=2))
+    assert response.status_code == 500
+    assert sim.entries_fired() == 2
+    assert result(client, 5001)["total_runs_count"] == 2
+
+
+def test_v2_drop_connection_on_post_creates_runs(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.drop_connection_on_post = 1
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post(START_V2, json=v2_body(101, 102))
+    assert sim.entries_fired() == 2 and sim.requests[-1].status == 0
+    assert client.post(START_V2, json=v2_body(101)).json()["id"] == 5002
+
+
+def test_v2_credit_exhausted_is_402(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.credit_exhausted = True
+    response = client.post(START_V2, json=v2_body(101))
+    assert response.status_code == 402
+    assert response.json()["detail"].startswith("Insufficient credits")
+    assert sim.runs() == []
+
+
+def test_v2_latency_fault(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.latency = 0.2
+    began = time.monotonic()
+    assert client.post(START_V2, json=v2_body(101)).status_code == 200
+    assert time.monotonic() - began >= 0.2
+
+
+def test_v2_post_400_entry_fires_nothing(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.post_400_entry = 0
+    response = client.post(START_V2, json=v2_body(101, 102))
+    assert response.status_code == 400
+    assert sim.entries_fired() == 0 and sim.runs() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="simulator bug: post_400_entry on v2 answers v1's location `scenarios[1].scenario`; "
+    "v2's own validation names a bad id `scenarios[1]` (_app._entry_error is shared by both)",
+)
+def test_v2_post_400_entry_uses_the_v2_error_location(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.post_400_entry = 1
+    response = client.post(START_V2, json=v2_body(101, 102))
+    assert response.json() == {"scenarios[1]": ['Invalid pk "102" - object does not exist.']}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="simulator bug: with frequency > 1, post_400_entry indexes the frequency-expanded id "
+    "list ([101, 101, 102, 102]), so entry 1 is named 101 although scenarios[1] is 102",
+)
+def test_v2_post_400_entry_names_the_requested_scenario_under_frequency(
+    sim: Simulator, client: httpx.Client
+) -> None:
+    sim.faults.post_400_entry = 1
+    response = client.post(START_V2, json=v2_body(101, 102, frequency=2))
+    (messages,) = response.json().values()
+    assert messages == ['Invalid pk "102" - object does not exist.']
+
+
+def test_v2_get_faults_do_not_touch_the_post(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.get_5xx_every = 1
+    sim.faults.get_non_json_every = 1
+    assert client.post(START_V2, json=v2_body(101)).status_code == 200
+    assert client.get("/test_framework/v1/results/5001/").status_code == 503
