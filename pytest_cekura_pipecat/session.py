@@ -578,7 +578,12 @@ class CekuraSession:
                 try:
                     for start in range(0, len(ids), 100):
                         for full in client.bulk_runs(ids[start : start + 100]):
-                            self.state.details[full.id] = full
+                            # Keep what is asked of it, not the whole run (memory at scale).
+                            self.state.details[full.id] = Run.model_construct(
+                                id=full.id,
+                                transcript=full.transcript,
+                                voice_recording_url=full.voice_recording_url,
+                            )
                 except CekuraError:
                     return None
             return self.state.details.get(run.run_id)

@@ -105,7 +105,7 @@ class CekuraRun:
             ),
             duration=parse_duration(run.duration),
             dashboard_url=dashboard_url,
-            raw=MappingProxyType(dict(raw)),
+            raw=MappingProxyType(raw),  # a read-only view of the snapshot's own dict
         )
 
 

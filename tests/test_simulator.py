@@ -1038,22 +1038,12 @@ def test_v2_post_400_entry_fires_nothing(sim: Simulator, client: httpx.Client) -
     assert sim.entries_fired() == 0 and sim.runs() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator bug: post_400_entry on v2 answers v1's location `scenarios[1].scenario`; "
-    "v2's own validation names a bad id `scenarios[1]` (_app._entry_error is shared by both)",
-)
 def test_v2_post_400_entry_uses_the_v2_error_location(sim: Simulator, client: httpx.Client) -> None:
     sim.faults.post_400_entry = 1
     response = client.post(START_V2, json=v2_body(101, 102))
     assert response.json() == {"scenarios[1]": ['Invalid pk "102" - object does not exist.']}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator bug: with frequency > 1, post_400_entry indexes the frequency-expanded id "
-    "list ([101, 101, 102, 102]), so entry 1 is named 101 although scenarios[1] is 102",
-)
 def test_v2_post_400_entry_names_the_requested_scenario_under_frequency(
     sim: Simulator, client: httpx.Client
 ) -> None:

@@ -260,7 +260,7 @@ class App:
             if isinstance(checked, dict):
                 return json_reply(400, checked)
             if faults.post_400_entry is not None:
-                return json_reply(400, _entry_error(faults.post_400_entry, checked.scenario_ids))
+                return json_reply(400, _entry_error(faults.post_400_entry, checked))
             if faults.credit_exhausted:
                 return json_reply(402, {"detail": "Insufficient credits to run these scenarios."})
             scripts = [self._store.script_for(sid) for sid in checked.scenario_ids]
@@ -351,12 +351,13 @@ class App:
         return json_reply(200, data)
 
 
-def _entry_error(index: int, scenario_ids: list[int]) -> dict[str, list[str]]:
-    if 0 <= index < len(scenario_ids):
-        message = f'Invalid pk "{scenario_ids[index]}" - object does not exist.'
+def _entry_error(index: int, checked: StartRequest) -> dict[str, list[str]]:
+    ids = checked.requested_ids or tuple(checked.scenario_ids)
+    if 0 <= index < len(ids):
+        message = f'Invalid pk "{ids[index]}" - object does not exist.'
     else:
         message = "Invalid scenario."
-    return {f"scenarios[{index}].scenario": [message]}
+    return {f"scenarios[{index}]{checked.entry_field}": [message]}
 
 
 def _parse_body(body: bytes) -> Any:

@@ -17,7 +17,9 @@ _BLANK = "This field may not be blank."
 @dataclass(frozen=True)
 class StartRequest:
     agent: int | None
-    scenario_ids: list[int]
+    scenario_ids: list[int]  # one per run to create
+    requested_ids: tuple[int, ...] = ()  # as the body listed them (v2: before frequency)
+    entry_field: str = ".scenario"  # how a 400 names an entry: v1 "scenarios[i].scenario", v2 "scenarios[i]"
 
 
 def _is_int(value: object) -> bool:
@@ -129,4 +131,9 @@ def validate_start_v2(body: Any, is_known: Callable[[int], bool]) -> StartReques
                 ids.append(scenario)
     if errors:
         return errors
-    return StartRequest(agent=agent, scenario_ids=[sid for sid in ids for _ in range(frequency)])
+    return StartRequest(
+        agent=agent,
+        scenario_ids=[sid for sid in ids for _ in range(frequency)],
+        requested_ids=tuple(ids),
+        entry_field="",
+    )
