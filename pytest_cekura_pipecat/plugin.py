@@ -85,9 +85,15 @@ class CekuraPlugin:
         api_key = os.environ.get("CEKURA_API_KEY") or None
         simulated_url: str | None = None
         coordinator: Coordinator = LocalCoordinator()
+        remote = False
         if workerinput is not None:
             if workerinput.get("cekura_shared_dir"):
-                coordinator = SharedDirCoordinator(Path(workerinput["cekura_shared_dir"]))
+                shared = Path(workerinput["cekura_shared_dir"])
+                # A worker on another host (--tx ssh=/socket=) cannot see the controller's
+                # directory; firing there would fire once per host.
+                remote = not shared.is_dir()
+                if not remote:
+                    coordinator = SharedDirCoordinator(shared)
             if workerinput.get("cekura_sim_url"):
                 simulated_url = str(workerinput["cekura_sim_url"])
                 api_key = str(workerinput["cekura_sim_key"])
@@ -99,6 +105,12 @@ class CekuraPlugin:
         self.session = CekuraSession(
             config, settings, coordinator, Redactor(), api_key=api_key, simulated_url=simulated_url
         )
+        if remote:
+            self.session.state.problem = (
+                "not fired: pytest-cekura-pipecat needs xdist workers on the controller's "
+                "machine (-n N), not remote ones (--tx ssh/socket)"
+            )
+            self.session.state.plan_missing = True
 
         self.rooms: PipecatCloudRooms | None = None
         if settings.pipecat_cloud_agent:

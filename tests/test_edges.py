@@ -27,10 +27,14 @@ def test_rerun_after_unknown_fate_is_not_fired_again(suite: Suite) -> None:
     suite.toml(TWO_FAILING)
     result = suite.run("--reruns=1")
     assert len(suite.posts()) == 1 and suite.sim.entries_fired() == 2
-    result.stdout.fnmatch_lines(["*was not fired again on rerun: a run of the first attempt never started*"])
+    result.stdout.fnmatch_lines(
+        ["*was not fired again on rerun: a run of the first attempt never started*"]
+    )
 
 
-def test_rerun_after_a_rejected_key_is_not_fired_again(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rerun_after_a_rejected_key_is_not_fired_again(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CEKURA_API_KEY", "sk-wrong-SECRET-000000")
     suite.toml(TWO_FAILING)
     suite.run("--reruns=1")
@@ -48,7 +52,10 @@ def test_reruns_respect_the_run_budget(suite: Suite) -> None:
 
 
 def test_skipped_tests_and_cases_are_not_fired(suite: Suite) -> None:
-    suite.toml(ROOM + '[[case]]\nname = "skipped"\nscenario = 101\nmarks = ["skip"]\n[[case]]\nname = "runs"\nscenario = 104\n')
+    suite.toml(
+        ROOM
+        + '[[case]]\nname = "skipped"\nscenario = 101\nmarks = ["skip"]\n[[case]]\nname = "runs"\nscenario = 104\n'
+    )
     suite.pytester.makepyfile(
         """
         import pytest
@@ -107,7 +114,9 @@ def test_interrupt_during_firing_stops_firing_and_ends_what_started(suite: Suite
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     assert suite.sim.entries_fired() < 12  # the queued batches were never sent
     created = {run["result"] for run in suite.sim.runs()}
-    ended = {int(r.path.split("/")[-3]) for r in suite.sim.requests if r.path.endswith("/end_calls/")}
+    ended = {
+        int(r.path.split("/")[-3]) for r in suite.sim.requests if r.path.endswith("/end_calls/")
+    }
     assert created and created <= ended, out
 
 
@@ -130,7 +139,10 @@ def test_claim_gives_each_unmapped_slot_its_own_run() -> None:
 
 def test_a_rejected_batch_does_not_trip_the_breaker_for_healthy_batches(suite: Suite) -> None:
     cases = [999] + [101] * 6 + [101] * 7  # batch 1 has an unknown scenario id
-    suite.toml(ROOM + "".join(f'[[case]]\nname = "c{i:02d}"\nscenario = {s}\n' for i, s in enumerate(cases)))
+    suite.toml(
+        ROOM
+        + "".join(f'[[case]]\nname = "c{i:02d}"\nscenario = {s}\n' for i, s in enumerate(cases))
+    )
     result = suite.run("--cekura-batch-size=7", "--cekura-breaker-after=3")
     result.assert_outcomes(passed=7, errors=7)
     assert "circuit breaker" not in result.stdout.str()
@@ -162,7 +174,9 @@ def test_marker_errors_under_xdist_are_errors_not_a_crash(suite: Suite) -> None:
 
 @pytest.mark.parametrize("call", ["pytest.skip('no rooms today')", "pytest.fail('no rooms')"])
 def test_outcome_exceptions_in_room_hooks_error_the_case(suite: Suite, call: str) -> None:
-    suite.pytester.makeconftest(f"import pytest\ndef pytest_cekura_room(case, config):\n    {call}\n")
+    suite.pytester.makeconftest(
+        f"import pytest\ndef pytest_cekura_room(case, config):\n    {call}\n"
+    )
     suite.toml("[[case]]\nscenario = 101\n")
     result = suite.run()
     result.assert_outcomes(errors=1)
@@ -171,7 +185,9 @@ def test_outcome_exceptions_in_room_hooks_error_the_case(suite: Suite, call: str
 
 
 def test_exceptions_in_verdict_hooks_are_one_line(suite: Suite) -> None:
-    suite.pytester.makeconftest("def pytest_cekura_run_finished(case, run):\n    raise ValueError('export down')\n")
+    suite.pytester.makeconftest(
+        "def pytest_cekura_run_finished(case, run):\n    raise ValueError('export down')\n"
+    )
     suite.toml(ROOM + "[[case]]\nscenario = 101\n")
     result = suite.run()
     result.assert_outcomes(errors=1)
@@ -181,7 +197,12 @@ def test_exceptions_in_verdict_hooks_are_one_line(suite: Suite) -> None:
 
 @pytest.mark.parametrize(
     "flag",
-    ["--cekura-timeout=nan", "--cekura-poll-interval=nan", "--cekura-http-timeout=inf", "--cekura-api-url=api.cekura.ai"],
+    [
+        "--cekura-timeout=nan",
+        "--cekura-poll-interval=nan",
+        "--cekura-http-timeout=inf",
+        "--cekura-api-url=api.cekura.ai",
+    ],
 )
 def test_bad_option_values_are_usage_errors(suite: Suite, flag: str) -> None:
     suite.toml(ROOM + "[[case]]\nscenario = 101\n")

@@ -60,3 +60,21 @@ def _names(suite: Suite, k: int) -> list[str]:
         "-p", "no:cacheprovider", "--collect-only", "-q", f"--cekura-shard={k}/3"
     )
     return [line.split("::")[1] for line in result.outlines if line.startswith("cekura.toml::")]
+
+
+def test_remote_workers_fire_nothing_and_say_why(suite: Suite) -> None:
+    # Stand in for --tx ssh=...: the worker cannot see the controller's shared directory.
+    suite.pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_configure_node(node):
+            node.workerinput["cekura_shared_dir"] = "/nonexistent/cekura-shared"
+        """
+    )
+    suite.toml(MANY)
+    result = suite.run("-n", "2")
+    result.assert_outcomes(errors=24)
+    result.stdout.fnmatch_lines(["*needs xdist workers on the controller's machine*"])
+    assert suite.sim.requests == []

@@ -19,7 +19,9 @@ class StartRequest:
     agent: int | None
     scenario_ids: list[int]  # one per run to create
     requested_ids: tuple[int, ...] = ()  # as the body listed them (v2: before frequency)
-    entry_field: str = ".scenario"  # how a 400 names an entry: v1 "scenarios[i].scenario", v2 "scenarios[i]"
+    entry_field: str = (
+        ".scenario"  # how a 400 names an entry: v1 "scenarios[i].scenario", v2 "scenarios[i]"
+    )
 
 
 def _is_int(value: object) -> bool:
