@@ -22,7 +22,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +48,13 @@ class Coordinator(Protocol):
     def trip(self, reason: str) -> bool:
         """Trip the session's circuit breaker; True for the caller that tripped it first."""
 
+    def reserve(self, runs: int, budget: int) -> bool:
+        """Reserve ``runs`` more runs (reruns) for the whole session if the session's total
+        stays within ``budget``; the first-attempt runs count from ``set_spent``."""
+
+    def set_spent(self, runs: int) -> None:
+        """The runs the first attempt fired (set once, by the firing process)."""
+
     def note_started(self, result_id: int) -> None:
         """A start request created this result (published before the plan is complete, so
         an interrupt during firing can still end its calls)."""
@@ -67,6 +74,17 @@ class LocalCoordinator:
         self._lock = threading.Lock()
         self._tripped: str | None = None
         self._started: set[int] = set()
+        self._spent = 0
+
+    def set_spent(self, runs: int) -> None:
+        self._spent = runs
+
+    def reserve(self, runs: int, budget: int) -> bool:
+        with self._lock:
+            if self._spent + runs > budget:
+                return False
+            self._spent += runs
+            return True
 
     def note_started(self, result_id: int) -> None:
         self._started.add(result_id)
@@ -124,6 +142,22 @@ def _try_lock(path: Path) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _held(lock: Path, timeout: float = 10.0) -> Iterator[None]:
+    """A short critical section across processes (a lock file; stale after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not _try_lock(lock):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # its holder died
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+
+
 class SharedDirCoordinator:
     """See the module docstring. ``stale_after`` bounds how long a dead poller's lock blocks."""
 
@@ -131,6 +165,18 @@ class SharedDirCoordinator:
         self.directory = directory
         self.stale_after = stale_after
         directory.mkdir(parents=True, exist_ok=True)
+
+    def set_spent(self, runs: int) -> None:
+        _write_atomic(self.directory / "spent.json", runs)
+
+    def reserve(self, runs: int, budget: int) -> bool:
+        with _held(self.directory / "spent.lock"):
+            spent = _read(self.directory / "spent.json")
+            spent = spent if isinstance(spent, int) else 0
+            if spent + runs > budget:
+                return False
+            _write_atomic(self.directory / "spent.json", spent + runs)
+            return True
 
     def note_started(self, result_id: int) -> None:
         (self.directory / f"started-{int(result_id)}").touch()

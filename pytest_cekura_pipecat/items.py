@@ -38,13 +38,10 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
 
     Under pytest-rerunfailures a rerun (``execution_count`` > 1) of a case whose evaluation
     did not pass fires a fresh run instead of reusing the old verdict."""
-    previous = session.state.verdicts.get(item.nodeid)
-    if (
-        getattr(item, "execution_count", 1) > 1
-        and previous is not None
-        and previous.outcome != "passed"
-    ):
-        session.refire(item.nodeid)
+    invalid = session.state.invalid.get(item.nodeid)
+    if invalid:
+        pytest.fail(invalid, pytrace=False)
+    if getattr(item, "execution_count", 1) > 1 and session.refire(item.nodeid):
         item.user_properties[:] = [
             p for p in item.user_properties if not p[0].startswith("cekura_")
         ]

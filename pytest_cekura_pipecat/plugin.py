@@ -198,7 +198,7 @@ class CekuraPlugin:
             return
         self.progress = Progress(self.session, reporter, self.session.settings.progress_interval)
         if self.shared_dir is not None:  # the xdist controller: the workers do the waiting
-            self.progress.run_in_background()
+            self.progress.run_in_background(self.session.settings.progress_interval)
         else:
             self.session.on_tick = self.progress.tick
 
@@ -244,20 +244,28 @@ class CekuraPlugin:
             case = self.session.state.cases[item.nodeid]
             data = record(case.name, item.nodeid, case.scenario, verdict)
             data["rerun"] = self.session.state.rerun_counts.get(item.nodeid, 0)
+            data["notes"] = self.session.state.ended + self.session.state.notes
             report.cekura = data  # type: ignore[attr-defined]
         return report
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         plan = self.session.coordinator.plan(0.0)
-        notes = list(plan.get("notes", [])) if plan else []
         tripped = self.session.coordinator.tripped()
-        notes += [tripped] if tripped else []
-        notes += self.session.state.ended + self.session.state.notes
+        self.summary.note(
+            *(plan.get("notes", []) if plan else []),
+            *([tripped] if tripped else []),
+            *self.session.state.ended,
+            *self.session.state.notes,
+        )
+        notes = self.summary.notes
         if not self.summary.records and not notes and not self.session.simulated:
             return
         terminalreporter.write_sep("=", "cekura")
-        table = self.summary.lines(terminalreporter._tw.fullwidth) if self.summary.records else []
-        for line in table + notes:
+        # The table ends with the notes; with no case recorded, the notes stand alone.
+        table = (
+            self.summary.lines(terminalreporter._tw.fullwidth) if self.summary.records else notes
+        )
+        for line in table:
             terminalreporter.write_line(self.session.redactor(line))
         self._write_outputs(terminalreporter)
         if self.session.simulated:

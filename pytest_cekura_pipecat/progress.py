@@ -110,8 +110,10 @@ class Progress:
                 self.reporter.write("\r")
                 self._shown = False
 
-    def run_in_background(self) -> None:
-        """Under xdist the controller waits on no item itself: tick from a thread."""
+    def run_in_background(self, interval: float) -> None:
+        """Under xdist the controller waits on no item itself: tick from a thread. Lines,
+        never an in-place rewrite: xdist writes its own progress on the current line."""
+        self.tty, self.interval = False, interval
 
         def loop() -> None:
             while not self._stop.wait(0.5):

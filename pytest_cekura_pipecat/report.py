@@ -64,6 +64,11 @@ class Summary:
         data = getattr(report, "cekura", None)
         if isinstance(data, dict) and "nodeid" in data:
             self.records[data["nodeid"]] = data
+            self.note(*data.get("notes", []))
+
+    def note(self, *notes: str) -> None:
+        """Notes from this process and from xdist workers (they ride on records), once each."""
+        self.notes.extend(n for n in notes if n not in self.notes)
 
     def lines(self, width: int | None = None) -> list[str]:
         """The table: failures first; verdict, case, scenario, runs passed/total, lowest
@@ -74,8 +79,9 @@ class Summary:
         )
         name_w = min(max((len(r["name"]) for r in rows), default=4), 32)
         scen_w = min(max((len(_scenario(r)) for r in rows), default=8), 36)
+        label_w = max((len(_label(r)) for r in rows), default=6)
         out: list[str] = [
-            f"{'':<6} {'case':<{name_w}}  {'scenario':<{scen_w}}  {'runs':>5}  {'score':>5}  "
+            f"{'':<{label_w}} {'case':<{name_w}}  {'scenario':<{scen_w}}  {'runs':>5}  {'score':>5}  "
             f"{'time':>5}  first reason"
         ]
         for r in rows:
@@ -84,11 +90,8 @@ class Summary:
             passed = f"{r['passed_runs']}/{len(r['runs'])}"
             score = f"{min(scores):g}" if scores else "-"
             duration = "-" if r["duration"] is None else f"{r['duration']:.0f}s"
-            label = _LABEL.get(r["outcome"], r["outcome"])
-            if r.get("rerun"):
-                label += f" (rerun {r['rerun']})"
             head = (
-                f"{label:<6} {r['name'][:name_w]:<{name_w}}  {_scenario(r)[:scen_w]:<{scen_w}}  "
+                f"{_label(r):<{label_w}} {r['name'][:name_w]:<{name_w}}  {_scenario(r)[:scen_w]:<{scen_w}}  "
                 f"{passed:>5}  {score:>5}  {duration:>5}"
             )
             reason = r["reason"].splitlines()[0] if r["reason"] else ""
@@ -112,6 +115,11 @@ class Summary:
         )
         out.extend(self.notes)
         return out
+
+
+def _label(record: dict[str, Any]) -> str:
+    label = str(_LABEL.get(record["outcome"], record["outcome"]))
+    return label + (f" (rerun {record['rerun']})" if record.get("rerun") else "")
 
 
 def _scenario(record: dict[str, Any]) -> str:

@@ -67,8 +67,6 @@ class SessionState:
     verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
     details: dict[int, Run] = field(default_factory=dict)
     reruns: dict[str, Plan] = field(default_factory=dict)
-    rerun_runs: int = 0
-    selected_runs: int = 0
     plan_missing: bool = False
     problem: str | None = None  # a configuration problem that stopped all firing
     invalid: dict[str, str] = field(default_factory=dict)  # marked tests with bad markers
@@ -157,7 +155,6 @@ class CekuraSession:
     def start(self, items: Sequence[pytest.Item]) -> None:
         """Fire every selected case once for the whole session (see coordinator.py)."""
         selected = self.selected(items)
-        self.state.selected_runs = sum(case.repeat for _, case in selected)
         if not selected or self.state.problem:
             return
         self.coordinator.start(lambda: self._fire(selected))
@@ -185,6 +182,7 @@ class CekuraSession:
         if problem:
             client, reason = None, problem
         ctx = self._context(client, reason)
+        self.coordinator.set_spent(sum(case.repeat for _, case in selected) if client else 0)
         plan = fire(selected, ctx)
         if ctx.systemic:
             self.coordinator.trip(ctx.systemic)
@@ -273,8 +271,7 @@ class CekuraSession:
         if any(run.run_id is None for run in previous.runs):
             return "a run of the first attempt never started or its fate is unknown"
         budget = self.settings.max_runs
-        spent = self.state.selected_runs + self.state.rerun_runs
-        if budget is not None and spent + case.repeat > budget:
+        if budget is not None and not self.coordinator.reserve(case.repeat, budget):
             return f"a rerun would start more than cekura_max_runs={budget} runs"
         return None
 
@@ -291,7 +288,6 @@ class CekuraSession:
         case = self.state.cases[nodeid]
         self.state.verdicts.pop(nodeid, None)
         self.state.rerun_counts[nodeid] = self.state.rerun_counts.get(nodeid, 0) + 1
-        self.state.rerun_runs += case.repeat
         client = self.client()
         reason = "CEKURA_API_KEY is not set: export your Cekura API key"
         self.state.reruns[nodeid] = fire([(nodeid, case)], self._context(client, reason))
@@ -538,16 +534,24 @@ class CekuraSession:
                     pass
             live.append(result_id)
         deadline = time.monotonic() + budget
-        ended = []
-        for result_id in live:
+
+        def end(result_id: int) -> bool:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if client.end_calls(result_id, timeout=min(2.0, remaining)):
-                ended.append(result_id)
+            return remaining > 0 and client.end_calls(result_id, timeout=min(3.0, remaining))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = dict(zip(live, pool.map(end, live), strict=True))
+        ended = [r for r, ok in answers.items() if ok]
+        missed = [r for r, ok in answers.items() if not ok]
         if ended:
             self.state.ended.append(
                 "cekura: ended the live calls of result(s) " + ", ".join(map(str, ended))
+            )
+        if missed:
+            self.state.ended.append(
+                "cekura: could not end the calls of result(s) "
+                + ", ".join(map(str, missed))
+                + " in time: end them on the Cekura dashboard"
             )
         return ended
 

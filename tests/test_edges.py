@@ -166,9 +166,12 @@ def test_marker_errors_under_xdist_are_errors_not_a_crash(suite: Suite) -> None:
     )
     result = suite.run("-n", "2")
     out = result.stdout.str()
-    assert "INTERNALERROR" not in out
+    assert "INTERNALERROR" not in out and "KeyError" not in out
+    assert no_traceback(out)
     result.assert_outcomes(errors=2)
-    assert "unknown key 'repet' (did you mean 'repeat'?)" in out
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of test_bad*", "*unknown key 'repet' (did you mean 'repeat'?)*"]
+    )
     assert suite.sim.requests == []
 
 
@@ -252,3 +255,19 @@ def test_continue_on_collection_errors_under_xdist_fires_and_ends(suite: Suite) 
     result.assert_outcomes(passed=1, errors=1)
     assert suite.sim.entries_fired() == 1
     assert START
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_rerun_budget_holds_for_the_session_and_the_note_reaches_summary_and_report(
+    suite: Suite, workers: list[str]
+) -> None:
+    suite.toml(TWO_FAILING)
+    result = suite.run("--reruns=1", "--cekura-max-runs=3", "--cekura-report=report.json", *workers)
+    assert suite.sim.entries_fired() == 3
+    result.stdout.fnmatch_lines(
+        ["*not fired again on rerun: a rerun would start more than cekura_max_runs=3 runs*"]
+    )
+    import json
+
+    notes = json.loads((suite.pytester.path / "report.json").read_text())["notes"]
+    assert any("not fired again on rerun" in note for note in notes)
