@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +102,28 @@ class Suite:
         return [
             (p.get("name", ""), p.get("value", "")) for p in self.testcase(name).iter("property")
         ]
+
+    def sigterm_after_start(self, *args: str, settle: float = 0.0) -> tuple[int, str]:
+        """Run pytest in a subprocess, send SIGTERM once a start request has been answered
+        (and ``settle`` seconds more), return its exit code and output."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cwd=self.pytester.path,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not [r for r in self.posts() if r.status == 200] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(settle)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        return proc.returncode, out
+
+    def ended(self) -> list[RecordedRequest]:
+        return [r for r in self.sim.requests if r.path.endswith("/end_calls/")]
 
     def artifacts(self, result: pytest.RunResult) -> str:
         junit = self.pytester.path / "junit.xml"

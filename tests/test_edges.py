@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -98,20 +94,8 @@ def test_dry_run_refuses_xdist(suite: Suite) -> None:
 def test_interrupt_during_firing_stops_firing_and_ends_what_started(suite: Suite) -> None:
     suite.sim.faults.latency = 0.5
     suite.toml(ROOM + "".join(f'[[case]]\nname = "s{i}"\nscenario = 105\n' for i in range(12)))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--cekura-batch-size=1"],
-        cwd=suite.pytester.path,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not [r for r in suite.posts() if r.status == 200] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    code, out = suite.sigterm_after_start("--cekura-batch-size=1")
+    assert code == pytest.ExitCode.INTERRUPTED, out
     assert suite.sim.entries_fired() < 12  # the queued batches were never sent
     created = {run["result"] for run in suite.sim.runs()}
     ended = {

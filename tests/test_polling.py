@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -68,31 +64,8 @@ def test_sigterm_under_xdist_ends_live_calls_once(suite: Suite) -> None:
         'pipecat_room_url = "https://acme.daily.co/r"\n'
         + "".join(f'[[case]]\nname = "s{i}"\nscenario = 105\n' for i in range(4))
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-n",
-            "2",
-            "--cekura-timeout=120",
-        ],
-        cwd=suite.pytester.path,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while not suite.posts() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    code, out = suite.sigterm_after_start("-n", "2", "--cekura-timeout=120", settle=1.0)
+    assert code == pytest.ExitCode.INTERRUPTED, out
     assert len(suite.posts()) == 1
-    ended = [r for r in suite.sim.requests if r.path.endswith("/end_calls/")]
-    assert len(ended) == 1, out
+    assert len(suite.ended()) == 1, out
     assert "ended the live calls of result(s)" in out

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -150,24 +146,9 @@ def test_secrets_appear_in_no_artifact(suite: Suite) -> None:
     assert ROOM_TOKEN not in text
 
 
-def test_sigterm_ends_live_calls_once(suite: Suite, tmp_path: object) -> None:
+def test_sigterm_ends_live_calls_once(suite: Suite) -> None:
     suite.toml(ROOM + '[[case]]\nscenario = 105\n[[case]]\nname = "b"\nscenario = 105\n')
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--cekura-timeout=120"],
-        cwd=suite.pytester.path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not suite.posts() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
-    ended = [r for r in suite.sim.requests if r.path.endswith("/end_calls/")]
-    assert len(ended) == 1
+    code, out = suite.sigterm_after_start("-q", "--cekura-timeout=120", settle=0.3)
+    assert code == pytest.ExitCode.INTERRUPTED, out
+    assert len(suite.ended()) == 1
     assert "ended the live calls of result(s)" in out
