@@ -34,10 +34,6 @@ class Case:
     project: str | None = None
     marks: tuple[str, ...] = ()
 
-    @property
-    def runs_requested(self) -> int:
-        return self.repeat
-
 
 @dataclass(frozen=True)
 class Entry:

@@ -41,7 +41,7 @@ class FireContext:
     no_client_reason: str = "CEKURA_API_KEY is not set: export your Cekura API key"
     room_hook: Callable[[Case], Room | None] | None = None
     entry_hook: Callable[[Case, dict[str, Any]], None] | None = None
-    dashboard: str = "https://dashboard.cekura.ai"
+    dashboard: str = ""  # the session passes cekura_dashboard_url; no link when empty
     notes: list[str] = field(default_factory=list)
     on_started: Callable[[int], None] | None = None  # a result exists: it may need ending
     systemic: str | None = None  # why every later batch was refused (key, credit)
@@ -306,7 +306,7 @@ def _add_dashboard_links(pending: list[_Pending], ctx: FireContext) -> None:
                     found = None
                 projects[agent] = str(found) if found is not None else None
             project = projects[agent]
-        if project is not None:
+        if project is not None and ctx.dashboard:
             item.slot["dashboard_url"] = (
                 f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"
             )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .session import CekuraSession
-from .simulator import ScenarioScript, Simulator
 from .verdict import CekuraRun
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
 
 
 @pytest.fixture
@@ -34,6 +37,8 @@ def cekura_simulator() -> Iterator[Simulator]:
     """A local Cekura-compatible server on 127.0.0.1, every scenario passing in 0.2 s
     unless scripted. Point a suite at it with ``--cekura-api-url=<simulator.url>`` and
     ``CEKURA_API_KEY=<simulator.api_key>``; inspect ``simulator.requests`` afterwards."""
+    from .simulator import ScenarioScript, Simulator  # only for suites that use it
+
     simulator = Simulator(default_outcome=ScenarioScript(id=0, seconds=0.2)).start()
     try:
         yield simulator

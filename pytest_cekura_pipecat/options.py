@@ -17,6 +17,7 @@ import pytest
 
 from .client import DEFAULT_API_URL, HttpPolicy
 from .config import DEFAULT_TIMEOUT, Defaults
+from .pipecat_cloud import DEFAULT_URL as PIPECAT_CLOUD_URL
 
 DEFAULT_DASHBOARD_URL = "https://dashboard.cekura.ai"
 
@@ -161,9 +162,9 @@ OPTIONS = [
     ),
     _Option(
         "cekura_pipecat_cloud_url",
-        "Pipecat Cloud API base URL (default https://api.pipecat.daily.co).",
+        f"Pipecat Cloud API base URL (default {PIPECAT_CLOUD_URL}).",
         str,
-        "https://api.pipecat.daily.co",
+        PIPECAT_CLOUD_URL,
         "URL",
     ),
 ]

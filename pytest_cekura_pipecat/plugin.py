@@ -17,7 +17,6 @@ import pytest
 
 from . import hooks, options
 from .coordinator import Coordinator, LocalCoordinator, SharedDirCoordinator
-from .errors import CekuraError
 from .items import CekuraFile, CekuraItem, judge, marked_cases
 from .pipecat_cloud import PipecatCloudRooms
 from .progress import Progress
@@ -372,6 +371,3 @@ def _start_simulator(scenarios: str) -> Any:
         return Simulator(default_outcome=ScenarioScript(id=0, seconds=1.0)).start()
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--cekura-simulate: {exc}") from None
-
-
-__all__ = ["CekuraError"]

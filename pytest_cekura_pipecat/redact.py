@@ -22,6 +22,9 @@ class Redactor:
             with self._lock:
                 self._secrets.add(secret)
 
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
     def __call__(self, text: str) -> str:
         if not self._secrets:
             return text
@@ -42,6 +45,8 @@ class RecordFactory:
 
     def __call__(self, *args: object, **kwargs: object) -> logging.LogRecord:
         record = self._previous(*args, **kwargs)
+        if not self._redact:
+            return record  # nothing to hide yet: keep logging free for everyone else
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is logging's problem, not ours

@@ -28,7 +28,6 @@ def record(name: str, nodeid: str, scenario: int, verdict: CaseVerdict) -> dict[
         "scenario_name": next((r.scenario_name for r in verdict.runs if r.scenario_name), ""),
         "outcome": verdict.outcome,
         "runs": [r.run_id for r in verdict.runs],
-        "results": sorted({r.result_id for r in verdict.runs if r.result_id is not None}),
         "passed_runs": sum(r.passed for r in verdict.runs),
         "duration": max(durations) if durations else None,
         "reason": verdict.first_reason,

@@ -96,7 +96,13 @@ class CekuraRun:
             run_id=run.id,
             result_id=result_id,
             scenario_name=run.scenario_name,
-            error_message=run.error_message,
+            # Without a message, Cekura's metadata.ended_reason is the best reason there is.
+            error_message=run.error_message
+            or (
+                f"ended: {run.ended_reason}"
+                if run.ended_reason and run.status != "completed"
+                else ""
+            ),
             expected_outcome=ExpectedOutcomeResult(
                 run.expected_outcome.score, tuple(run.expected_outcome.explanation)
             ),
