@@ -10,6 +10,9 @@ from typing import Any
 
 from .errors import ConfigError
 
+DEFAULT_TIMEOUT = 1800.0
+MAX_TIMEOUT = 24 * 3600.0
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -33,6 +36,7 @@ class Case:
     timeout: float = 1800.0
     project: str | None = None
     marks: tuple[str, ...] = ()
+    mock_tool_names: tuple[str, ...] | None = None  # None: not sent (Cekura mocks every tool)
 
 
 @dataclass(frozen=True)
@@ -106,3 +110,14 @@ class Room:
 
     url: str
     token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Values from ini keys and command-line options: the layer under ``cekura.toml``."""
+
+    agent: int | None = None
+    pipecat_room_url: str | None = None
+    project: str | None = None
+    timeout: float | None = None
+    mock_tool_names: tuple[str, ...] | None = None

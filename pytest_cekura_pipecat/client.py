@@ -1,35 +1,51 @@
-"""The one place that knows Cekura's URLs, headers and retry policy.
+"""The one place that knows Cekura's URLs, headers and what each HTTP failure means.
 
-GETs are idempotent: 408, 429, 5xx, connection errors and non-JSON bodies are retried with
-exponential backoff and jitter (``Retry-After`` honoured) for ``retry_window`` seconds.
+Every request has a total deadline (connect, send and the whole body) and a body size cap, so
+no server can hang the session by dripping bytes. One function, ``classify``, decides for each
+failure whether it is transient (worth another try), and whether a start request may have
+reached Cekura.
 
-A start POST is retried only when it provably did not take effect: the connection was never
-made, or the server answered 429. Any other failure after the body may have gone out is
-final (``FateUnknown``): Cekura may already have placed and billed every call of the batch,
-so re-sending would place them twice. There is deliberately no switch to change that.
+A start POST is retried only when it provably did not take effect: nothing was sent, or the
+server answered 429. Any other failure after the request may have gone out is final
+(``FateUnknown``): Cekura may already have placed and billed every call of the batch, so
+re-sending would place them twice. There is deliberately no switch to change that.
+
+Reads (results, runs) are made one attempt at a time: the watcher owns the schedule, so an
+outage costs one retry window for the whole session, not one per case.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
-from tenacity.wait import wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+from tenacity.wait import wait_exponential, wait_random
 
-from .errors import ApiError, AuthError, CreditError, FateUnknown, StartRejected, Unreachable
+from .errors import (
+    ApiError,
+    AuthError,
+    CreditError,
+    FateUnknown,
+    NotSent,
+    StartRejected,
+    Unreachable,
+)
 from .models import Agent, Result, Run
 from .redact import Redactor
 
 DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
+MAX_BODY = 32 * 1024 * 1024
 _ENTRY_KEY = re.compile(r"^scenarios\[(\d+)\](?:\.(.+))?$")
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
@@ -38,29 +54,38 @@ _T = TypeVar("_T")
 @dataclass(frozen=True)
 class HttpPolicy:
     connect_timeout: float = 10.0
-    read_timeout: float = 30.0
+    read_timeout: float = 30.0  # also the total deadline of one request
     retry_window: float = 150.0
     max_backoff: float = 15.0
+    max_body: int = MAX_BODY
 
 
-class _Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+class Transient(Exception):
+    """A failure worth another try. ``sent`` is False when the request provably never left."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, *, sent: bool = True) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.sent = sent
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date."""
+    """``Retry-After`` as seconds to wait: ASCII delta-seconds or an HTTP date; else None."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), 3600.0)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now())
+    if when is None:
+        return None
+    try:
+        return max(0.0, min(when.timestamp() - now(), 3600.0))
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def _messages(value: Any) -> list[str]:
@@ -99,19 +124,38 @@ def parse_rejection(body: Any) -> tuple[dict[int, list[str]], list[str]]:
     return by_entry, general
 
 
-def _json_or_text(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:200]
-
-
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ``ValueError`` for anything that is not (RecursionError too)."""
+        try:
+            return json.loads(self.body)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+    def text(self, limit: int = 200) -> str:
+        return self.body[:limit].decode("utf-8", "replace")
+
+
+def classify(answer: Answer) -> Transient | None:
+    """Transient statuses (408, 429, 5xx); None for an answer to act on."""
+    status = answer.status
+    if status == 408 or status == 429 or status >= 500:
+        return Transient(f"HTTP {status}", parse_retry_after(answer.headers.get("retry-after")))
+    return None
+
+
 class CekuraClient:
-    """A synchronous client; safe to share between threads (httpx.Client is)."""
+    """An asyncio client; every method is one request (``start_runs`` and ``agent`` retry
+    within the retry window where that is safe)."""
 
     def __init__(
         self,
@@ -120,8 +164,8 @@ class CekuraClient:
         redactor: Redactor,
         policy: HttpPolicy = HttpPolicy(),
         *,
-        sleep: Callable[[float], None] = time.sleep,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         from . import __version__
 
@@ -129,9 +173,10 @@ class CekuraClient:
         self.base_url = base_url.rstrip("/")
         self.policy = policy
         self.simulated = False
+        self.reads = "v2"  # falls back to v1 once, for the session, if v2 is missing
         self._redact = redactor
         self._sleep = sleep
-        self._http = httpx.Client(
+        self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
                 "X-CEKURA-API-KEY": api_key,
@@ -140,110 +185,190 @@ class CekuraClient:
             },
             timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
             transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
 
-    def close(self) -> None:
-        self._http.close()
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
-    # -- retry machinery -------------------------------------------------------------------
+    # -- one request -----------------------------------------------------------------------
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
-            return min(exc.retry_after, self.policy.max_backoff * 4)
-        backoff = wait_exponential_jitter(initial=0.5, max=self.policy.max_backoff, jitter=0.5)
-        return float(backoff(state))
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        total: float | None = None,
+        fresh: bool = False,
+    ) -> Answer:
+        """One request with a total deadline and a size cap. Raises ``Transient`` (with
+        ``sent`` False only when nothing can have reached the server)."""
+        sent = False
 
-    def _retrying(self, what: str, attempt: Callable[[], _T]) -> _T:
-        since = _stamp()
-        last: list[str] = []
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            nonlocal sent
+            if event.endswith("send_request_headers.started"):
+                sent = True
 
-        def record(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            last[:] = [str(exc)]
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(_Transient),
-            wait=self._wait,
-            stop=stop_after_delay(self.policy.retry_window),
-            sleep=self._sleep,
-            before_sleep=record,
-            reraise=True,
-        )
+        total = self.policy.read_timeout if total is None else total
+        headers = {"Connection": "close"} if fresh else None
         try:
-            return retrying(attempt)
-        except _Transient as exc:
-            raise Unreachable(
-                f"Cekura unreachable since {since} ({what}): last error {exc}"
+            async with asyncio.timeout(total):
+                async with self._http.stream(
+                    method,
+                    path,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    extensions={"trace": trace},
+                ) as response:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        if size > self.policy.max_body:
+                            raise Transient(
+                                f"the answer to {method} {path} is larger than "
+                                f"{self.policy.max_body // (1024 * 1024)} MiB"
+                            )
+                        chunks.append(chunk)
+                    if response.headers.get("x-cekura-simulator"):
+                        self.simulated = True
+                    return Answer(response.status_code, response.headers, b"".join(chunks))
+        except TimeoutError:
+            raise Transient(
+                f"no complete answer to {method} {path} within {total:g} s", sent=sent
             ) from None
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            # httpx refused to build the request (a header value with a newline, a bad URL):
+            # not a byte left this machine.
+            raise NotSent(
+                self._redact(f"{method} {path} was not sent: {type(exc).__name__}: {exc}")
+            ) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Transient(f"{type(exc).__name__}: {exc}", sent=False) from None
+        except httpx.HTTPError as exc:
+            raise Transient(f"{type(exc).__name__}: {exc}", sent=sent) from None
 
-    def _check_auth(self, response: httpx.Response) -> None:
-        if response.headers.get("x-cekura-simulator"):
-            self.simulated = True
-        if response.status_code in (401, 403):
+    def _check_auth(self, answer: Answer) -> None:
+        if answer.status in (401, 403):
             raise AuthError(
-                f"Cekura rejected the API key (HTTP {response.status_code}): check CEKURA_API_KEY",
-                response.status_code,
+                f"Cekura rejected the API key (HTTP {answer.status}): check CEKURA_API_KEY",
+                answer.status,
             )
 
-    # -- GET -------------------------------------------------------------------------------
+    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """One GET: JSON, or ``Transient``/``ApiError`` (404 raises ``ApiError`` status 404)."""
+        answer = await self._send("GET", path, params=params)
+        self._check_auth(answer)
+        transient = classify(answer)
+        if transient is not None:
+            raise transient
+        if answer.status == 404:
+            raise ApiError(f"Cekura has no {path} (HTTP 404)", 404)
+        if answer.status >= 400:
+            text = self._redact(answer.text())
+            raise ApiError(f"Cekura refused GET {path} (HTTP {answer.status}): {text}", answer.status)
+        try:
+            return answer.json()
+        except ValueError as exc:
+            raise Transient(f"HTTP {answer.status} with a body that is not JSON ({exc})") from None
 
-    def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
-        def attempt() -> Any:
+    async def _read(self, tail: str, params: Mapping[str, str] | None = None) -> Any:
+        """A read on v2; if v2 answers 404, v1 once, remembered for the session."""
+        if self.reads == "v2":
             try:
-                response = self._http.get(path, params=params)
-            except httpx.TransportError as exc:
-                raise _Transient(f"{type(exc).__name__}: {exc}") from None
-            self._check_auth(response)
-            status = response.status_code
-            if status == 408 or status == 429 or status >= 500:
-                raise _Transient(
-                    f"HTTP {status}", parse_retry_after(response.headers.get("retry-after"))
-                )
-            if status == 404:
-                raise ApiError(f"Cekura has no {path} (HTTP 404)", status)
-            if status >= 400:
-                body = self._redact(str(_json_or_text(response)))
-                raise ApiError(f"Cekura refused GET {path} (HTTP {status}): {body}", status)
-            try:
-                return response.json()
-            except ValueError:
-                raise _Transient(f"HTTP {status} with a body that is not JSON") from None
+                return await self._get_json(f"/test_framework/v2/{tail}", params)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                data = await self._get_json(f"/test_framework/v1/{tail}", params)
+                self.reads = "v1"
+                return data
+        return await self._get_json(f"/test_framework/v1/{tail}", params)
 
-        return self._retrying(f"GET {path}", attempt)
-
-    def _validate(self, model: type[_M], data: Any, what: str) -> _M:
+    @staticmethod
+    def _validate(model: type[_M], data: Any, what: str) -> _M:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(body)"
-            raise ApiError(f"Cekura's {what} could not be read: {field}: {first['msg']}") from None
+            raise Transient(f"Cekura's {what} could not be read: {field}: {first['msg']}") from None
+        except RecursionError:
+            raise Transient(f"Cekura's {what} is nested too deeply to read") from None
 
-    def result_json(self, result_id: int) -> Any:
-        return self._get_json(f"/test_framework/v1/results/{result_id}/")
+    # -- reads -----------------------------------------------------------------------------
 
-    def parse_result(self, data: Any, result_id: int) -> Result:
+    async def result(self, result_id: int) -> Result:
+        """One GET of a result (transient problems raise ``Transient``)."""
+        data = await self._read(f"results/{result_id}/")
         return self._validate(Result, data, f"result {result_id}")
 
-    def bulk_runs(self, run_ids: list[int]) -> list[Run]:
-        data = self._get_json(
-            "/test_framework/v1/runs/bulk/", {"run_ids": ",".join(str(i) for i in run_ids)}
-        )
+    async def bulk_runs(self, run_ids: list[int]) -> list[Run]:
+        data = await self._read("runs/bulk/", {"run_ids": ",".join(str(i) for i in run_ids)})
         if isinstance(data, dict):
             data = data.get("results", data.get("runs", []))
         if not isinstance(data, list):
-            raise ApiError("Cekura's runs/bulk answer is not a list")
-        return [self._validate(Run, item, "run") for item in data]
+            raise Transient("Cekura's runs/bulk answer is not a list")
+        runs = []
+        for item in data:
+            try:
+                runs.append(Run.model_validate(item))
+            except (ValidationError, RecursionError):
+                continue  # one odd run loses its transcript, not the others
+        return runs
 
-    def agent(self, agent_id: int) -> Agent:
-        return self._validate(
-            Agent, self._get_json(f"/test_framework/v1/aiagents/{agent_id}/"), "agent"
+    async def agent(self, agent_id: int) -> Agent:
+        async def once() -> Agent:
+            data = await self._get_json(f"/test_framework/v1/aiagents/{agent_id}/")
+            return self._validate(Agent, data, "agent")
+
+        return await self._retrying("GET agent", once, lambda exc: True)
+
+    # -- retry machinery (start requests and the agent lookup) -------------------------------
+
+    async def _retrying(
+        self, what: str, attempt: Callable[[], Any], may_retry: Callable[[Transient], bool]
+    ) -> _T:
+        since = _stamp()
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Transient),
+            wait=self._wait,
+            stop=stop_after_delay(self.policy.retry_window),
+            sleep=self._sleep,
+            reraise=True,
         )
+        try:
+            async for try_ in retrying:
+                with try_:
+                    try:
+                        result: _T = await attempt()
+                    except Transient as exc:
+                        if not may_retry(exc):
+                            raise _Final(exc) from None
+                        raise
+                    return result
+        except Transient as exc:
+            raise Unreachable(
+                f"Cekura at {self.base_url} unreachable since {since} ({what}): last error {exc}"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    # -- POST ------------------------------------------------------------------------------
+    def _wait(self, state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.policy.max_backoff * 4)
+        backoff = wait_exponential(multiplier=0.5, max=self.policy.max_backoff) + wait_random(
+            0, 0.5
+        )
+        return float(backoff(state))
 
-    def start_runs(self, body: dict[str, Any]) -> Result:
+    # -- start -----------------------------------------------------------------------------
+
+    async def start_runs(self, body: dict[str, Any]) -> Result:
         """Fire one batch. Raises FateUnknown when runs may exist but no answer says so."""
         entries = len(body.get("scenarios", []))
 
@@ -255,29 +380,26 @@ class CekuraClient:
                 status,
             )
 
-        def attempt() -> Result:
-            try:
-                # A fresh connection: a stale keep-alive socket must not turn into an
-                # ambiguous failure of a request that never left.
-                response = self._http.post(START_PATH, json=body, headers={"Connection": "close"})
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise _Transient(f"{type(exc).__name__}: {exc}") from None
-            except httpx.TransportError as exc:
-                unknown(type(exc).__name__)
-            self._check_auth(response)
-            status = response.status_code
+        async def attempt() -> Result:
+            # A fresh connection: a stale keep-alive socket must not turn into an ambiguous
+            # failure of a request that never left.
+            answer = await self._send("POST", START_PATH, body=body, fresh=True)
+            self._check_auth(answer)
+            status = answer.status
             if status == 429:
-                raise _Transient(
-                    "HTTP 429", parse_retry_after(response.headers.get("retry-after")) or 1.0
+                raise Transient(
+                    "HTTP 429",
+                    parse_retry_after(answer.headers.get("retry-after")) or 1.0,
+                    sent=False,  # the server said it did not take it
                 )
             if status == 402:
                 raise CreditError(
-                    f"Cekura refused to start runs: insufficient credit (HTTP 402): "
-                    f"{self._redact(str(_json_or_text(response)))}",
+                    "Cekura refused to start runs: insufficient credit (HTTP 402): "
+                    + self._redact(answer.text()),
                     status,
                 )
             if status == 400:
-                self._reject(response)
+                self._reject(answer)
             if status == 404:
                 raise ApiError(
                     f"Cekura has no {START_PATH} at {self.base_url} (HTTP 404): "
@@ -287,18 +409,26 @@ class CekuraClient:
             if status not in (200, 201):
                 unknown(f"HTTP {status}", status)
             try:
-                data = response.json()
+                data = answer.json()
             except ValueError:
                 unknown(f"HTTP {status} with a body that is not JSON", status)
+            if isinstance(data, dict) and "id" not in data and "result_id" in data:
+                data = {**data, "id": data["result_id"]}
             try:
                 return Result.model_validate(data)
-            except ValidationError:
+            except (ValidationError, RecursionError):
                 unknown(f"HTTP {status} with a body that is not a result", status)
 
-        return self._retrying("start runs", attempt)
+        try:
+            return await self._retrying("start runs", attempt, lambda exc: not exc.sent)
+        except _Final as final:
+            unknown(str(final.transient))
 
-    def _reject(self, response: httpx.Response) -> NoReturn:
-        body = _json_or_text(response)
+    def _reject(self, answer: Answer) -> NoReturn:
+        try:
+            body: Any = answer.json()
+        except ValueError:
+            body = answer.text()
         by_entry, general = parse_rejection(body)
         text = self._redact("; ".join(general + [m for ms in by_entry.values() for m in ms]))
         if "credit" in text.lower() or "balance" in text.lower():
@@ -310,16 +440,28 @@ class CekuraClient:
             [self._redact(m) for m in general],
         )
 
-    def end_calls(self, result_id: int, timeout: float = 5.0) -> bool:
+    # -- ending calls ----------------------------------------------------------------------
+
+    async def end_calls(self, result_id: int, timeout: float = 5.0) -> bool:
         """Best effort: end every live call of a result. True when Cekura said yes."""
-        return self._best_effort(f"/test_framework/v1/results/{result_id}/end_calls/", timeout)
+        return await self._best_effort(f"/test_framework/v1/results/{result_id}/end_calls/", timeout)
 
-    def end_call(self, run_id: int, timeout: float = 5.0) -> bool:
-        return self._best_effort(f"/test_framework/v1/runs-external/{run_id}/end_call/", timeout)
+    async def end_call(self, run_id: int, timeout: float = 5.0) -> bool:
+        return await self._best_effort(
+            f"/test_framework/v1/runs-external/{run_id}/end_call/", timeout
+        )
 
-    def _best_effort(self, path: str, timeout: float) -> bool:
+    async def _best_effort(self, path: str, timeout: float) -> bool:
         try:
-            response = self._http.post(path, timeout=timeout)
-        except httpx.HTTPError:
+            answer = await self._send("POST", path, total=timeout)
+        except (Transient, NotSent):
             return False
-        return response.is_success
+        return 200 <= answer.status < 300
+
+
+class _Final(Exception):
+    """A transient failure that must not be retried (a start request that may have been sent)."""
+
+    def __init__(self, transient: Transient) -> None:
+        super().__init__(str(transient))
+        self.transient = transient

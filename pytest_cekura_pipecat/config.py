@@ -12,7 +12,6 @@ import ipaddress
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -27,10 +26,10 @@ from pydantic import (
     model_validator,
 )
 
-from .case import Case, has_template
+from .case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Case, Defaults, has_template
 from .errors import ConfigError
 
-DEFAULT_TIMEOUT = 1800.0
+MAX_REPEAT = 100  # Cekura's own frequency cap
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -45,8 +44,9 @@ class _Common(_Strict):
     pipecat_room_url: NonEmpty | None = None
     pipecat_token: NonEmpty | None = None
     publish_data_message: JsonValue = None
-    timeout: Annotated[float, Field(gt=0)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT)] | None = None
     project: PositiveInt | NonEmpty | None = None
+    mock_tool_names: list[NonEmpty] | None = None
 
     @field_validator("publish_data_message")
     @classmethod
@@ -60,7 +60,7 @@ class _Common(_Strict):
 
 class _CaseFields(_Common):
     scenario: PositiveInt
-    repeat: PositiveInt = 1
+    repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
     min_passes: PositiveInt | None = None
 
     @model_validator(mode="after")
@@ -86,16 +86,6 @@ class MarkerArgs(_CaseFields):
 TOML_CASE_KEYS = sorted(TomlCase.model_fields)
 TOML_TOP_KEYS = sorted(TomlFile.model_fields)
 MARKER_KEYS = sorted(MarkerArgs.model_fields)
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """Values from ini keys and command-line options: the layer under ``cekura.toml``."""
-
-    agent: int | None = None
-    pipecat_room_url: str | None = None
-    project: str | None = None
-    timeout: float | None = None
 
 
 def _did_you_mean(key: str, choices: Sequence[str]) -> str:
@@ -191,6 +181,7 @@ def _merge(
         timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
         project=str(project) if project is not None else None,
         marks=marks,
+        mock_tool_names=tuple(mock) if (mock := pick("mock_tool_names")) is not None else None,
     )
 
 

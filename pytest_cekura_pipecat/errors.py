@@ -53,3 +53,7 @@ class FateUnknown(ApiError):
 
 class Unreachable(ApiError):
     """Transient failures lasted longer than the retry window."""
+
+
+class NotSent(ApiError):
+    """A request that provably never left this machine (httpx refused to build it)."""

@@ -1,34 +1,38 @@
-"""Turning selected cases into start requests, and runs back into cases.
+"""The fire stage: selected cases -> entries -> batched start requests -> slots.
 
-Every run of every case becomes a *slot* (a plain dict, so a plan can be written to a file
-and read by another xdist worker): the entry's position, its scenario, and once fired the
-result and run it became, or the reason it never started.
+Every run of every case becomes a ``Slot``. Entries are prepared (``${VAR}`` expansion, the
+room hook, the entry hook), grouped into start requests by what must be equal across a
+request's body (``agent``, ``mock_tool_names``), and sent a few at a time. Each answered
+request is handed on (``on_batch``) at once, so the watcher starts watching its runs while
+later requests are still being sent.
+
+Billing safety: after the first start request whose fate is unknown (sent, no readable
+answer), nothing more is sent in the session. A request refused with 400 created nothing, so
+it is sent again without the entries Cekura refused (halving the batch to find them when the
+400 does not say which).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import pytest
 
+from ._plan import Plan, Slot
 from .case import Case, Entry, Room, expand, expand_json
 from .client import START_PATH, CekuraClient
 from .config import room_url_problem
-from .coordinator import Plan
 from .errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown, StartRejected
 from .models import Result, Run
 from .redact import Redactor
 
-Slot = dict[str, Any]
-_IN_FLIGHT_GRACE = 5.0
+_BatchKey = tuple[int | None, tuple[str, ...] | None]
 
 
 @dataclass
@@ -38,35 +42,28 @@ class FireContext:
     env: Mapping[str, str]
     batch_size: int = 50
     concurrency: int = 4
-    no_client_reason: str = "CEKURA_API_KEY is not set: export your Cekura API key"
+    no_client_reason: str = "not fired: CEKURA_API_KEY is not set: export your Cekura API key"
     room_hook: Callable[[Case], Room | None] | None = None
     entry_hook: Callable[[Case, dict[str, Any]], None] | None = None
-    dashboard: str = ""  # the session passes cekura_dashboard_url; no link when empty
+    dashboard: str = ""  # cekura_dashboard_url; no link when empty (or simulated)
+    on_sending: Callable[[list[Slot]], None] | None = None  # before a request leaves
+    on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
+    attempt: int = 0
     notes: list[str] = field(default_factory=list)
-    on_started: Callable[[int], None] | None = None  # a result exists: it may need ending
-    systemic: str | None = None  # why every later batch was refused (key, credit)
+    systemic: str | None = None  # why every later request was refused (key, credit)
+    stopped: str | None = None  # why nothing more is sent
+    requests: int = 0
+    _projects: dict[int, str | None] = field(default_factory=dict)
 
 
 @dataclass
 class _Pending:
-    nodeid: str
     case: Case
     slot: Slot
     entry: dict[str, Any] | None = None
 
 
-def _new_slot(index: int, case: Case) -> Slot:
-    return {
-        "index": index,
-        "scenario": case.scenario,
-        "result_id": None,
-        "run_id": None,
-        "error": None,
-        "dashboard_url": None,
-    }
-
-
-def _prepare(pending: _Pending, ctx: FireContext) -> None:
+async def _prepare(pending: _Pending, ctx: FireContext) -> None:
     """Expand variables, find a room, run the entry hook; an error marks the slot."""
     case, where = pending.case, f"case {pending.case.name}"
     try:
@@ -74,7 +71,8 @@ def _prepare(pending: _Pending, ctx: FireContext) -> None:
         token = expand(case.pipecat_token, ctx.env, where) if case.pipecat_token else None
         message = expand_json(case.publish_data_message, ctx.env, where)
         if url is None:
-            room = ctx.room_hook(case) if ctx.room_hook else None
+            hook = ctx.room_hook
+            room = await asyncio.to_thread(hook, case) if hook else None
             if room is None:
                 raise CekuraError(
                     f"{where}: no pipecat_room_url, and no pytest_cekura_room hook gave one"
@@ -89,12 +87,13 @@ def _prepare(pending: _Pending, ctx: FireContext) -> None:
             ctx.entry_hook(case, entry)
             ctx.redactor.add(entry.get("pipecat_token"))
         pending.entry = entry
+        pending.slot.room_url = ctx.redactor(str(entry.get("pipecat_room_url", url)))
     except CekuraError as exc:
-        pending.slot["error"] = ctx.redactor(str(exc))
+        pending.slot.error = ctx.redactor(str(exc))
     except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
         # A user's hook failed (or called pytest.skip/fail): that case errors, the session
         # goes on.
-        pending.slot["error"] = ctx.redactor(
+        pending.slot.error = ctx.redactor(
             f"{where}: preparing the entry failed: {type(exc).__name__}: {exc}"
         )
 
@@ -109,204 +108,211 @@ def assign_runs(scenarios: Sequence[int], runs: Sequence[Run]) -> list[int | Non
     return [queues[s].popleft() if queues[s] else None for s in scenarios]
 
 
-def _batches(ready: list[_Pending], size: int) -> Iterator[tuple[int | None, list[_Pending]]]:
-    by_agent: dict[int | None, list[_Pending]] = defaultdict(list)
+def claim_runs(result: Result, slots: Sequence[Slot]) -> None:
+    """Give runs to the slots of ``result`` that the start answer did not map (a variant
+    that lists no runs): by scenario, in plan order, lowest run id first."""
+    claimed = {s.run_id for s in slots if s.run_id is not None}
+    free: dict[int | None, deque[int]] = defaultdict(deque)
+    for run in sorted(result.runs, key=lambda r: r.id):
+        if run.id not in claimed:
+            free[run.scenario].append(run.id)
+    for slot in slots:
+        if slot.run_id is None and slot.error is None and free[slot.scenario]:
+            slot.run_id = free[slot.scenario].popleft()
+
+
+def _batch_key(case: Case) -> _BatchKey:
+    mock = case.mock_tool_names
+    return case.agent, (tuple(mock) if mock is not None else None)
+
+
+def _batches(ready: list[_Pending], size: int) -> Iterator[tuple[_BatchKey, list[_Pending]]]:
+    groups: dict[_BatchKey, list[_Pending]] = defaultdict(list)
     for item in ready:
-        by_agent[item.case.agent].append(item)
-    for agent, items in by_agent.items():
+        groups[_batch_key(item.case)].append(item)
+    for key, items in groups.items():
         for start in range(0, len(items), size):
-            yield agent, items[start : start + size]
+            yield key, items[start : start + size]
 
 
-def _fail_batch(batch: list[_Pending], message: str) -> None:
-    for item in batch:
-        item.slot["error"] = message
-
-
-def _send(
-    agent: int | None,
-    batch: list[_Pending],
-    ctx: FireContext,
-    stop: threading.Event,
-    stop_reason: list[str],
-) -> None:
-    assert ctx.client is not None
-    if stop.is_set():
-        _fail_batch(batch, f"not started: {stop_reason[0]}")
-        return
+def _body(key: _BatchKey, batch: list[_Pending]) -> dict[str, Any]:
+    agent, mock = key
     body: dict[str, Any] = {"scenarios": [item.entry for item in batch]}
     if agent is not None:
         body["agent"] = agent
+    if mock is not None:
+        body["mock_tool_names"] = list(mock)
+    return body
+
+
+def _fail(batch: list[_Pending], message: str) -> None:
+    for item in batch:
+        item.slot.error = message
+
+
+async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None:
+    """Send one start request; on a 400, send the entries Cekura did not refuse again."""
+    assert ctx.client is not None
+    if ctx.stopped:
+        _fail(batch, f"not fired: {ctx.stopped}")
+        return
+    if ctx.on_sending is not None:
+        ctx.on_sending([item.slot for item in batch])
+    ctx.requests += 1
     try:
-        result = ctx.client.start_runs(body)
+        result = await ctx.client.start_runs(_body(key, batch))
     except (AuthError, CreditError) as exc:
-        stop_reason[:] = [str(exc)]
-        ctx.systemic = str(exc)
-        stop.set()
-        _fail_batch(batch, str(exc))
+        ctx.systemic = ctx.stopped = str(exc)
+        _fail(batch, str(exc))
         return
     except StartRejected as exc:
-        for index, item in enumerate(batch):
-            own = exc.by_entry.get(index)
-            if own:
-                item.slot["error"] = (
-                    f"Cekura rejected this run's entry (HTTP 400): {'; '.join(own)}"
-                )
-            else:
-                why = (
-                    "; ".join(exc.general)
-                    or "; ".join(
-                        f"entry of case {batch[i].case.name}: {'; '.join(m)}"
-                        for i, m in sorted(exc.by_entry.items())
-                        if i < len(batch)
-                    )
-                    or "no reason given"
-                )
-                item.slot["error"] = (
-                    f"not started: Cekura rejected the start request it was part of (HTTP 400): {why}"
-                )
-        ctx.notes.append(ctx.redactor(str(exc)))
+        await _rejected(key, batch, exc, ctx)
         return
     except FateUnknown as exc:
-        _fail_batch(batch, str(exc))
+        _fail(batch, str(exc))
         ctx.notes.append(str(exc))
+        ctx.stopped = f"an earlier start request's fate is unknown ({exc})"
         return
     except ApiError as exc:
-        _fail_batch(batch, f"not started: {exc}")
+        _fail(batch, f"not started: {exc}")
         return
     except Exception as exc:  # never crash the session; never re-send either
         message = ctx.redactor(
             f"the start request failed unexpectedly ({type(exc).__name__}): runs may already "
             "exist and were not re-sent; check the agent's results on the Cekura dashboard"
         )
-        _fail_batch(batch, message)
+        _fail(batch, message)
         ctx.notes.append(message)
+        ctx.stopped = f"an earlier start request's fate is unknown ({message})"
         return
-    if ctx.on_started is not None:
-        ctx.on_started(result.id)
+    now = time.time()
     run_ids = assign_runs([item.case.scenario for item in batch], result.runs)
+    link = await _dashboard_link(batch[0].case, result.id, ctx)
     for item, run_id in zip(batch, run_ids, strict=True):
-        item.slot["result_id"] = result.id
-        item.slot["run_id"] = run_id
+        item.slot.result_id = result.id
+        item.slot.run_id = run_id
+        item.slot.fired_at = now
+        item.slot.dashboard_url = link
+    if ctx.on_batch is not None:
+        ctx.on_batch([item.slot for item in batch])
+
+
+async def _rejected(
+    key: _BatchKey, batch: list[_Pending], exc: StartRejected, ctx: FireContext
+) -> None:
+    """A 400 created nothing: error the refused entries, send the rest again."""
+    named = {i for i in exc.by_entry if i < len(batch)}
+    if named:
+        for index in sorted(named):
+            item = batch[index]
+            item.slot.error = (
+                f"Cekura refused scenario {item.case.scenario} of case {item.case.name} "
+                f"(HTTP 400): {'; '.join(exc.by_entry[index])}"
+            )
+        rest = [item for i, item in enumerate(batch) if i not in named]
+        if rest:
+            await _send(key, rest, ctx)
+        return
+    why = "; ".join(exc.general) or "no reason given"
+    if len(batch) == 1:
+        item = batch[0]
+        item.slot.error = (
+            f"Cekura refused scenario {item.case.scenario} of case {item.case.name} "
+            f"(HTTP 400): {why}"
+        )
+        return
+    # The 400 names no entry: halve until the refused entries are isolated.
+    half = len(batch) // 2
+    await _send(key, batch[:half], ctx)
+    await _send(key, batch[half:], ctx)
+
+
+async def _dashboard_link(case: Case, result_id: int, ctx: FireContext) -> str | None:
+    assert ctx.client is not None
+    if not ctx.dashboard or ctx.client.simulated:
+        return None  # a simulated result has no page on the real dashboard
+    project = case.project
+    if project is None and case.agent is not None:
+        if case.agent not in ctx._projects:
+            try:
+                found = (await ctx.client.agent(case.agent)).project
+            except CekuraError:
+                found = None
+            ctx._projects[case.agent] = str(found) if found is not None else None
+        project = ctx._projects[case.agent]
+    if project is None:
+        return None
+    return f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"
+
+
+def _pending(cases: Sequence[tuple[str, Case]], attempt: int) -> list[_Pending]:
+    return [
+        _Pending(case, Slot(nodeid, i, case.scenario, case.timeout, attempt=attempt))
+        for nodeid, case in cases
+        for i in range(case.repeat)
+    ]
+
+
+def _plan(fired_at: float, pending: list[_Pending], ctx: FireContext) -> Plan:
+    slots: dict[str, list[Slot]] = defaultdict(list)
+    for item in pending:
+        slots[item.slot.nodeid].append(item.slot)
+    return Plan(fired_at, dict(slots), list(ctx.notes), ctx.requests)
+
+
+async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
+    """Fire every run of every case, batched; return the plan (never raises for a case)."""
+    fired_at = time.time()
+    pending = _pending(cases, ctx.attempt)
+    if ctx.client is None:
+        _fail(pending, ctx.no_client_reason)
+        ctx.notes.append(ctx.no_client_reason)
+        return _plan(fired_at, pending, ctx)
+    limit = asyncio.Semaphore(max(1, ctx.concurrency * 4))
+
+    async def prepare(item: _Pending) -> None:
+        async with limit:
+            await _prepare(item, ctx)
+
+    await asyncio.gather(*(prepare(p) for p in pending))
+    ready = [p for p in pending if p.slot.error is None]
+    sending = asyncio.Semaphore(max(1, ctx.concurrency))
+
+    async def send(key: _BatchKey, batch: list[_Pending]) -> None:
+        async with sending:
+            await _send(key, batch, ctx)
+
+    await asyncio.gather(*(send(key, batch) for key, batch in _batches(ready, ctx.batch_size)))
+    return _plan(fired_at, pending, ctx)
 
 
 def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     """The start requests a real session would send, redacted; nothing is sent and no room
     hook is called (it may create rooms)."""
-    pending = [
-        _Pending(nodeid, case, _new_slot(i, case))
-        for nodeid, case in cases
-        for i in range(case.repeat)
-    ]
+    pending = _pending(cases, 0)
     ctx.room_hook = lambda case: Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
-    for item in pending:
-        _prepare(item, ctx)
+
+    async def prepare_all() -> None:
+        for item in pending:
+            await _prepare(item, ctx)
+
+    asyncio.run(prepare_all())
     lines: list[str] = []
-    ready = [p for p in pending if p.slot["error"] is None]
+    ready = [p for p in pending if p.slot.error is None]
     batches = list(_batches(ready, ctx.batch_size))
-    for number, (agent, batch) in enumerate(batches, 1):
-        body: dict[str, Any] = {
-            "scenarios": [
-                {k: ("***" if k == "pipecat_token" else v) for k, v in (item.entry or {}).items()}
-                for item in batch
-            ]
-        }
-        if agent is not None:
-            body["agent"] = agent
+    for number, (key, batch) in enumerate(batches, 1):
+        body = _body(key, batch)
+        body["scenarios"] = [
+            {k: ("***" if k == "pipecat_token" else v) for k, v in (entry or {}).items()}
+            for entry in body["scenarios"]
+        ]
         lines.append(f"POST {START_PATH} (request {number} of {len(batches)}, {len(batch)} run(s))")
         lines.append(ctx.redactor(json.dumps(body, indent=2)))
     for item in pending:
-        if item.slot["error"] is not None:
-            lines.append(f"would not fire: {item.slot['error']}")
+        if item.slot.error is not None:
+            lines.append(f"would not fire: {item.slot.error}")
     lines.append(
         f"cekura dry run: {len(ready)} run(s) in {len(batches)} request(s) would be started "
         f"and billed; nothing was fired"
     )
     return lines
-
-
-def _in_pool(workers: int, jobs: list[Callable[[], None]], stop: threading.Event) -> None:
-    """Run jobs on a bounded pool. On Ctrl-C/SIGTERM nothing queued is started any more
-    (a batch not yet sent stays unsent) and the interrupt goes on at once."""
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    futures = [pool.submit(job) for job in jobs]
-    try:
-        for future in futures:
-            future.result()
-    except BaseException:
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        # Requests already on the wire get a few seconds to answer, so the results they
-        # create are known (and their calls can be ended) before the interrupt goes on.
-        wait([f for f in futures if f.running()], timeout=_IN_FLIGHT_GRACE)
-        raise
-    pool.shutdown()
-
-
-def claim_runs(result: Result, slots: Sequence[Slot]) -> None:
-    """Give runs to the slots of ``result`` that the start answer did not map (a variant
-    that lists no runs): by scenario, in plan order, lowest run id first. Every process
-    that holds the same plan and snapshot reaches the same assignment."""
-    claimed = {s["run_id"] for s in slots if s["run_id"] is not None}
-    free: dict[int | None, deque[int]] = defaultdict(deque)
-    for run in sorted(result.runs, key=lambda r: r.id):
-        if run.id not in claimed:
-            free[run.scenario].append(run.id)
-    for slot in slots:
-        if slot["run_id"] is None and slot["error"] is None and free[slot["scenario"]]:
-            slot["run_id"] = free[slot["scenario"]].popleft()
-
-
-def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
-    """Fire every run of every case, batched; return the plan (never raises for a case)."""
-    fired_at = time.time()
-    slots: dict[str, list[Slot]] = {}
-    pending: list[_Pending] = []
-    for nodeid, case in cases:
-        case_slots = [_new_slot(i, case) for i in range(case.repeat)]
-        slots[nodeid] = case_slots
-        pending.extend(_Pending(nodeid, case, slot) for slot in case_slots)
-    if ctx.client is None:
-        for item in pending:
-            item.slot["error"] = ctx.no_client_reason
-        return {"fired_at": fired_at, "slots": slots, "notes": [ctx.no_client_reason]}
-    stop = threading.Event()
-    stop_reason: list[str] = ["the session was interrupted"]
-    _in_pool(ctx.concurrency * 4, [partial(_prepare, p, ctx) for p in pending], stop)
-    ready = [p for p in pending if p.slot["error"] is None]
-    batches = list(_batches(ready, ctx.batch_size))
-    _in_pool(
-        ctx.concurrency,
-        [partial(_send, agent, batch, ctx, stop, stop_reason) for agent, batch in batches],
-        stop,
-    )
-    _add_dashboard_links(pending, ctx)
-    return {
-        "fired_at": fired_at,
-        "slots": slots,
-        "notes": ctx.notes,
-        "requests": len(batches),
-    }
-
-
-def _add_dashboard_links(pending: list[_Pending], ctx: FireContext) -> None:
-    assert ctx.client is not None
-    projects: dict[int, str | None] = {}
-    for item in pending:
-        result_id = item.slot["result_id"]
-        if result_id is None:
-            continue
-        project = item.case.project
-        agent = item.case.agent
-        if project is None and agent is not None:
-            if agent not in projects:
-                try:
-                    found = ctx.client.agent(agent).project
-                except CekuraError:
-                    found = None
-                projects[agent] = str(found) if found is not None else None
-            project = projects[agent]
-        if project is not None and ctx.dashboard:
-            item.slot["dashboard_url"] = (
-                f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"
-            )

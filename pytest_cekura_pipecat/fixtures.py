@@ -7,19 +7,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .session import CekuraSession
-from .verdict import CekuraRun
+from .options import PLUGIN_KEY
 
 if TYPE_CHECKING:
     from .simulator import Simulator
+    from .verdict import CekuraRun
 
 
 @pytest.fixture
 def cekura_runs(request: pytest.FixtureRequest) -> tuple[CekuraRun, ...]:
     """Every run of this test's ``@pytest.mark.cekura`` case, finished."""
-    session = CekuraSession.of(request.config)
+    plugin = request.config.stash.get(PLUGIN_KEY, None)
+    session = plugin.session if plugin is not None and plugin._session is not None else None
     nodeid = request.node.nodeid
-    if nodeid not in session.state.cases:
+    if session is None or nodeid not in session.state.cases:
         raise pytest.UsageError(
             f"{nodeid}: the cekura_run fixture needs @pytest.mark.cekura(scenario=...) on the test"
         )

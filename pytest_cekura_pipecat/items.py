@@ -41,7 +41,8 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
     invalid = session.state.invalid.get(item.nodeid)
     if invalid:
         pytest.fail(invalid, pytrace=False)
-    if getattr(item, "execution_count", 1) > 1 and session.refire(item.nodeid):
+    attempts = session.state.attempts.get(item.nodeid, 0)
+    if getattr(item, "execution_count", 1) > attempts + 1 and session.refire(item.nodeid):
         item.user_properties[:] = [
             p for p in item.user_properties if not p[0].startswith("cekura_")
         ]
@@ -144,8 +145,30 @@ def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
         # the items (every worker finds the same problems, so none of them fires).
         summary = "not fired: configuration errors: " + "; ".join(problems)
         session.state.problem = summary
-        session.state.plan_missing = True
         for item in items:
             if item.get_closest_marker(MARKER) and item.nodeid not in session.state.cases:
                 own = [p for p in problems if p.startswith(item.nodeid)]
                 session.state.invalid[item.nodeid] = "; ".join(own) or summary
+
+
+def shard(
+    session: CekuraSession, items: list[pytest.Item], index: int, total: int
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """Shard K of N: cases dealt by run count (largest first, ties by node id) to the
+    lightest shard, so N jobs fire disjoint subsets that together are the whole selection.
+    Tests that are not Cekura cases are left to every shard."""
+    cases = session.state.cases
+    ordered = sorted(
+        (item for item in items if item.nodeid in cases),
+        key=lambda item: (-cases[item.nodeid].repeat, item.nodeid),
+    )
+    load = [0] * total
+    mine: set[str] = set()
+    for item in ordered:
+        target = min(range(total), key=lambda i: (load[i], i))
+        load[target] += cases[item.nodeid].repeat
+        if target == index - 1:
+            mine.add(item.nodeid)
+    keep = [i for i in items if i.nodeid in mine or i.nodeid not in cases]
+    drop = [i for i in items if i.nodeid not in mine and i.nodeid in cases]
+    return keep, drop

@@ -10,16 +10,19 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
-from .client import DEFAULT_API_URL, HttpPolicy
-from .config import DEFAULT_TIMEOUT, Defaults
-from .pipecat_cloud import DEFAULT_URL as PIPECAT_CLOUD_URL
+from .case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Defaults
 
+# This module is imported by every pytest run that has the plugin installed: it must stay
+# light (no httpx, pydantic or tenacity).
+DEFAULT_API_URL = "https://api.cekura.ai"
 DEFAULT_DASHBOARD_URL = "https://dashboard.cekura.ai"
+PIPECAT_CLOUD_URL = "https://api.pipecat.daily.co"
+PLUGIN_KEY = pytest.StashKey[Any]()  # the CekuraPlugin of this config
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{text} is not a positive number")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _positive_float(text)
+    if value > MAX_TIMEOUT:
+        raise ValueError(f"{text} is more than 24 h")
     return value
 
 
@@ -85,35 +95,35 @@ OPTIONS = [
     _Option("cekura_batch_size", "Entries per start request (default 50).", _positive_int, 50, "N"),
     _Option(
         "cekura_poll_interval",
-        "Seconds between polls of a result (default 5).",
+        "Seconds between polls of a result (default 3).",
         _positive_float,
-        5.0,
+        3.0,
         "S",
     ),
     _Option(
         "cekura_poll_max_interval",
-        "Longest poll interval while nothing changes (default 30).",
+        "Longest wait between polls of a result whose reads keep failing (default 30).",
         _positive_float,
         30.0,
         "S",
     ),
     _Option(
         "cekura_timeout",
-        "Seconds a case may take before it errors (default 1800).",
-        _positive_float,
+        "Seconds a case may take, from the moment its run is fired, before it errors and its call is ended (default 1800, at most 86400).",
+        _timeout,
         None,
         "S",
     ),
     _Option(
         "cekura_http_timeout",
-        "Connect and read timeout of each HTTP request (default 30).",
+        "Total deadline of each HTTP request: connect, send and the whole answer (default 30).",
         _positive_float,
         30.0,
         "S",
     ),
     _Option(
         "cekura_retry_window",
-        "How long GETs ride out transient errors before cases error (default 150).",
+        "How long transient errors are ridden out (default 150): reads of results and runs, and start requests that provably did not reach the server (refused connection, 429).",
         _positive_float,
         150.0,
         "S",
@@ -221,7 +231,8 @@ class Settings:
     batch_size: int
     poll_interval: float
     poll_max_interval: float
-    http: HttpPolicy
+    http_timeout: float
+    retry_window: float
     defaults: Defaults
     max_runs: int | None
     report: str | None
@@ -280,10 +291,10 @@ def resolve(config: pytest.Config) -> Settings:
     timeout_override = _value(config, "cekura_timeout") if cli_timeout is not None else None
     ini_timeout = config.getini("cekura_timeout")
     try:
-        timeout = _positive_float(str(ini_timeout)) if ini_timeout else None
+        timeout = _timeout(str(ini_timeout)) if ini_timeout else None
     except ValueError:
         raise OptionError(
-            f"ini key cekura_timeout: {ini_timeout!r} is not a positive number"
+            f"ini key cekura_timeout: {ini_timeout!r} is not a positive number of at most 86400"
         ) from None
     return Settings(
         api_url=api_url.rstrip("/"),
@@ -294,11 +305,8 @@ def resolve(config: pytest.Config) -> Settings:
         poll_max_interval=max(
             _value(config, "cekura_poll_max_interval"), _value(config, "cekura_poll_interval")
         ),
-        http=HttpPolicy(
-            connect_timeout=min(http_timeout, 10.0),
-            read_timeout=http_timeout,
-            retry_window=_value(config, "cekura_retry_window"),
-        ),
+        http_timeout=http_timeout,
+        retry_window=_value(config, "cekura_retry_window"),
         defaults=Defaults(
             agent=_value(config, "cekura_agent"),
             pipecat_room_url=_value(config, "cekura_pipecat_room_url"),
@@ -320,3 +328,8 @@ def resolve(config: pytest.Config) -> Settings:
         simulate=simulate,
         dry_run=bool(config.getoption("cekura_dry_run", None) or config.getini("cekura_dry_run")),
     )
+
+
+def simulated(settings: Settings, url: str) -> Settings:
+    """Settings pointed at the local Cekura-compatible server (never the real service)."""
+    return replace(settings, api_url=url, api_url_source="simulator")

@@ -1,36 +1,43 @@
-"""pytest hook implementations: each a few lines that delegate. Entry point ``pytest11``."""
+"""pytest hook implementations: each a few lines that delegate. Entry point ``pytest11``.
+
+This module is imported by every pytest run with the plugin installed, so it imports
+nothing heavy: httpx, pydantic, tenacity and the runtime load only when a session has a
+Cekura case (a ``cekura.toml`` or a ``@pytest.mark.cekura`` test).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import tempfile
 import threading
 from collections.abc import Generator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import hooks, options
-from .coordinator import Coordinator, LocalCoordinator, SharedDirCoordinator
-from .items import CekuraFile, CekuraItem, judge, marked_cases
-from .pipecat_cloud import PipecatCloudRooms
-from .progress import Progress
 from .redact import RecordFactory, Redactor
-from .report import Summary, json_document, record, step_summary
-from .session import SESSION_KEY, CekuraSession
+
+if TYPE_CHECKING:
+    from .progress import Progress
+    from .report import Summary
+    from .session import CekuraSession
 
 pytest_plugins = ["pytest_cekura_pipecat.fixtures"]
 
 _PLUGIN_NAME = "cekura-session"
+MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
-    "agent=None, repeat=1, min_passes=None, timeout=None): run this test's Cekura evaluator "
-    "scenario against a Pipecat bot; the run's verdict becomes the test's."
+    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None): run this "
+    "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
+)
+_REMOTE = (
+    "not fired: pytest-cekura-pipecat needs xdist workers on the controller's machine "
+    "(-n N), not remote ones (--tx ssh/socket)"
 )
 
 
@@ -48,11 +55,13 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = options.resolve(config)
     except options.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     distributed = config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no"
-    if settings.dry_run and distributed and getattr(config, "workerinput", None) is None:
+    if settings.dry_run and distributed and workerinput is None:
         raise pytest.UsageError("--cekura-dry-run plans in one process: run it without -n")
-    plugin = CekuraPlugin(config, settings)
-    config.stash[SESSION_KEY] = plugin.session
+    role = "worker" if workerinput is not None else "controller" if distributed else "local"
+    plugin = CekuraPlugin(config, settings, role)
+    config.stash[options.PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, _PLUGIN_NAME)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(plugin), "cekura-xdist")
@@ -67,120 +76,126 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.name == "cekura.toml":
+        from .items import CekuraFile
+
         return CekuraFile.from_parent(parent, path=file_path)
     return None
 
 
 class CekuraPlugin:
-    """Session-scoped hooks. Registered in ``pytest_configure``, found by name."""
+    """Session-scoped hooks. Registered in ``pytest_configure``; the session (and with it
+    the runtime) is built on first need."""
 
-    def __init__(self, config: pytest.Config, settings: options.Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: options.Settings, role: str) -> None:
         self.config = config
-        self.summary = Summary()
+        self.settings = settings
+        self.role = role
+        self.redactor = Redactor()
+        self.api_key = os.environ.get("CEKURA_API_KEY") or None
         self.simulator: Any = None
         self.shared_dir: Path | None = None
         self.progress: Progress | None = None
-        workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-        api_key = os.environ.get("CEKURA_API_KEY") or None
-        simulated_url: str | None = None
-        coordinator: Coordinator = LocalCoordinator()
-        remote = False
-        if workerinput is not None:
-            if workerinput.get("cekura_shared_dir"):
-                shared = Path(workerinput["cekura_shared_dir"])
-                # A worker on another host (--tx ssh=/socket=) cannot see the controller's
-                # directory; firing there would fire once per host.
-                remote = not shared.is_dir()
-                if not remote:
-                    coordinator = SharedDirCoordinator(shared)
-            if workerinput.get("cekura_sim_url"):
-                simulated_url = str(workerinput["cekura_sim_url"])
-                api_key = str(workerinput["cekura_sim_key"])
-        elif settings.simulate is not None:
+        self._session: CekuraSession | None = None
+        self._summary: Summary | None = None
+        self._wake: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.previous_sigterm: Any = None
+        workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
+        if workerinput.get("cekura_sim_url"):
+            self.settings = options.simulated(settings, str(workerinput["cekura_sim_url"]))
+            self.api_key = str(workerinput["cekura_sim_key"])
+        elif role != "worker" and settings.simulate is not None:
             self.simulator = _start_simulator(settings.simulate)
-            simulated_url, api_key = self.simulator.url, self.simulator.api_key
-        if simulated_url is not None:
-            settings = replace(settings, api_url=simulated_url, api_url_source="simulator")
-        self.session = CekuraSession(
-            config, settings, coordinator, Redactor(), api_key=api_key, simulated_url=simulated_url
-        )
-        if remote:
-            self.session.state.problem = (
-                "not fired: pytest-cekura-pipecat needs xdist workers on the controller's "
-                "machine (-n N), not remote ones (--tx ssh/socket)"
-            )
-            self.session.state.plan_missing = True
-
-        self.rooms: PipecatCloudRooms | None = None
-        if settings.pipecat_cloud_agent:
-            key = os.environ.get("PIPECAT_CLOUD_API_KEY")
-            if not key:
-                raise pytest.UsageError(
-                    "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your Pipecat Cloud key)"
-                )
-            self.rooms = PipecatCloudRooms(
-                settings.pipecat_cloud_agent, key, settings.pipecat_cloud_url, self.session.redactor
-            )
-            config.pluginmanager.register(self.rooms, "cekura-pipecat-cloud")
-        self.log_records = RecordFactory(self.session.redactor)
+            self.settings = options.simulated(settings, self.simulator.url)
+            self.api_key = self.simulator.api_key
+        self.redactor.add(self.api_key)
+        self.redactor.add(os.environ.get("PIPECAT_CLOUD_API_KEY"))
+        self.log_records = RecordFactory(self.redactor)
         self.log_records.install()
 
+    @property
+    def session(self) -> CekuraSession:
+        if self._session is None:
+            from ._build import build_session
+
+            self._session = build_session(self)
+        return self._session
+
     def close(self) -> None:
+        self._stop.set()
         self.log_records.uninstall()
-        if self.rooms is not None:
-            self.rooms.close()
-            self.config.pluginmanager.unregister(self.rooms)
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
         if self.simulator is not None:
             self.simulator.stop()
         if self.shared_dir is not None:
             shutil.rmtree(self.shared_dir, ignore_errors=True)
 
+    @property
+    def summary(self) -> Summary:
+        if self._summary is None:
+            from .report import Summary
+
+            self._summary = Summary()
+        return self._summary
+
     def shared(self) -> Path:
-        """The directory the controller shares with its workers; from then on the controller
-        reads the workers' plan and breaker from it (to end live calls, and for the summary)."""
+        """The directory the controller shares with its workers (see ``_shared.py``)."""
         if self.shared_dir is None:
             self.shared_dir = Path(tempfile.mkdtemp(prefix="pytest-cekura-"))
-            self.session.coordinator = SharedDirCoordinator(self.shared_dir)
+            self._wake = threading.Thread(target=self._wake_on_firing, daemon=True)
+            self._wake.start()
         return self.shared_dir
+
+    def _wake_on_firing(self) -> None:
+        """The controller builds its runtime (the watcher) only once a worker fires."""
+        assert self.shared_dir is not None
+        while not self._stop.wait(0.05):
+            if any(self.shared_dir.glob("sending-*")) or any(self.shared_dir.glob("batch-*")):
+                _ = self.session
+                return
 
     @pytest.hookimpl
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        settings = self.session.settings
-        if self.session.simulated_url:
+        settings = self.settings
+        if settings.api_url_source == "simulator":
             return [
-                f"cekura: SIMULATED: local Cekura-compatible server at {self.session.simulated_url}"
+                f"cekura: SIMULATED: local Cekura-compatible server at {settings.api_url}"
                 " (no real calls, scripted verdicts)"
             ]
         return [
             f"cekura: api {settings.api_url} ({settings.api_url_source}), batch size "
             f"{settings.batch_size}, poll every {settings.poll_interval:g}s, key "
-            f"{'set' if os.environ.get('CEKURA_API_KEY') else 'NOT SET (CEKURA_API_KEY)'}"
+            f"{'set' if self.api_key else 'NOT SET (CEKURA_API_KEY)'}"
         ]
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
+        if not any(item.get_closest_marker(MARKER) for item in items) and self._session is None:
+            return  # no Cekura case: nothing to load
+        from .items import marked_cases, shard
+
         marked_cases(self.session, items)
-        if self.session.settings.shard is not None:
-            keep, drop = shard(self.session, items, *self.session.settings.shard)
+        if self.settings.shard is not None:
+            keep, drop = shard(self.session, items, *self.settings.shard)
             if drop:
                 config.hook.pytest_deselected(items=drop)
                 items[:] = keep
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self._session is None or not self._session.state.cases:
+            return None
         option = session.config.option
-        if (
-            option.collectonly
-            or getattr(option, "setupplan", False)
-            or getattr(option, "setuponly", False)
-        ):
+        if option.collectonly or getattr(option, "setupplan", False):
             return None  # nothing will run: fire nothing
+        if getattr(option, "setuponly", False):
+            return None
         if session.testsfailed and not option.continue_on_collection_errors:
             return None
-        if self.session.settings.dry_run:
+        if self.settings.dry_run:
             reporter = session.config.pluginmanager.get_plugin("terminalreporter")
             for line in self.session.dry_run(session.items):
                 if reporter is not None:
@@ -193,44 +208,61 @@ class CekuraPlugin:
 
     def _start_progress(self, config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None or config.get_verbosity() < 0 or getattr(config, "workerinput", None):
+        if reporter is None or config.get_verbosity() < 0 or self.role == "worker":
             return
-        self.progress = Progress(self.session, reporter, self.session.settings.progress_interval)
-        if self.shared_dir is not None:  # the xdist controller: the workers do the waiting
-            self.progress.run_in_background(self.session.settings.progress_interval)
-        else:
-            self.session.on_tick = self.progress.tick
+        from .progress import Progress
+
+        self.progress = Progress(self.session, reporter, self.settings.progress_interval)
+        self.progress.start()
 
     def pytest_sessionfinish(self) -> None:
-        _restore_sigterm(getattr(self, "previous_sigterm", None))
+        _restore_sigterm(self.previous_sigterm)
         if self.progress is not None:
             self.progress.stop()
 
     def pytest_keyboard_interrupt(self) -> None:
         # Calls left running cost money. Under xdist the controller does this, once.
-        if getattr(self.config, "workerinput", None) is None:
-            self.session.end_live_calls()
+        if self.role != "worker" and self._session is not None:
+            self._session.interrupt()
+
+    @pytest.hookimpl(tryfirst=True, wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        # Wait for the case's verdict before pytest-timeout (an inner wrapper) starts its
+        # timer: waiting for Cekura is governed by the case's own timeout, not --timeout.
+        if self._session is not None and item.nodeid in self._session.state.cases:
+            if not _will_skip(item):
+                self._session.verdict(item.nodeid)
+        return (yield)
 
     @pytest.hookimpl  # after pytest's skipping (tryfirst): a skipped test never waits
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        state = self.session.state
+        if self._session is None:
+            return
+        from .items import CekuraItem, judge
+
+        state = self._session.state
         if not isinstance(item, CekuraItem) and (
             item.nodeid in state.cases or item.nodeid in state.invalid
         ):
-            judge(self.session, item)
+            judge(self._session, item)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.progress is not None and report.when == "setup":
             self.progress.clear()
-        self.summary.add(report)
+        if self._session is not None or getattr(report, "cekura", None) is not None:
+            self.summary.add(report)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         result = yield
-        if not isinstance(item, CekuraItem) and item.nodeid in self.session.state.cases:
-            verdict = self.session.verdict(item.nodeid)
-            if verdict.outcome == "failed":
-                pytest.fail(verdict.message, pytrace=False)
+        session = self._session
+        if session is not None and item.nodeid in session.state.cases:
+            from .items import CekuraItem
+
+            if not isinstance(item, CekuraItem):
+                verdict = session.verdict(item.nodeid)
+                if verdict.outcome == "failed":
+                    pytest.fail(verdict.message, pytrace=False)
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -238,36 +270,35 @@ class CekuraPlugin:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        verdict = self.session.state.verdicts.get(item.nodeid)
-        if verdict is not None and call.when == "setup":
-            case = self.session.state.cases[item.nodeid]
+        session = self._session
+        verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
+        if session is not None and verdict is not None and call.when == "setup":
+            from .report import record
+
+            case = session.state.cases[item.nodeid]
             data = record(case.name, item.nodeid, case.scenario, verdict)
-            data["rerun"] = self.session.state.rerun_counts.get(item.nodeid, 0)
-            data["notes"] = self.session.state.ended + self.session.state.notes
+            data["rerun"] = session.state.attempts.get(item.nodeid, 0)
+            data["notes"] = session.notes()
+            data["simulated"] = self.settings.api_url_source == "simulator"
             report.cekura = data  # type: ignore[attr-defined]
         return report
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        plan = self.session.coordinator.plan(0.0)
-        tripped = self.session.coordinator.tripped()
-        self.summary.note(
-            *(plan.get("notes", []) if plan else []),
-            *([tripped] if tripped else []),
-            *self.session.state.ended,
-            *self.session.state.notes,
-        )
-        notes = self.summary.notes
-        if not self.summary.records and not notes and not self.session.simulated:
+        simulated = self.settings.api_url_source == "simulator"
+        if self._summary is None and self._session is None and not simulated:
+            return
+        summary = self.summary
+        if self._session is not None:
+            summary.note(*self._session.notes())
+        if not summary.records and not summary.notes and not simulated:
             return
         terminalreporter.write_sep("=", "cekura")
         # The table ends with the notes; with no case recorded, the notes stand alone.
-        table = (
-            self.summary.lines(terminalreporter._tw.fullwidth) if self.summary.records else notes
-        )
+        table = summary.lines(terminalreporter._tw.fullwidth) if summary.records else summary.notes
         for line in table:
-            terminalreporter.write_line(self.session.redactor(line))
-        self._write_outputs(terminalreporter)
-        if self.session.simulated:
+            terminalreporter.write_line(self.redactor(line))
+        self._write_outputs(terminalreporter, simulated)
+        if simulated:
             terminalreporter.write_line(
                 "cekura: SIMULATED RUN: verdicts came from the local Cekura-compatible server, "
                 "not from Cekura",
@@ -275,35 +306,15 @@ class CekuraPlugin:
                 bold=True,
             )
 
-    def _write_outputs(self, terminalreporter: Any) -> None:
-        if getattr(self.config, "workerinput", None) is not None:
+    def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
+        if self.role == "worker":
             return  # under xdist the controller has every case; workers have a part
+        from .report import write_outputs
+
         try:
-            self._write_files(terminalreporter)
+            write_outputs(self.summary, self.settings, self.redactor, simulated, terminalreporter)
         except OSError as exc:
             terminalreporter.write_line(f"cekura: could not write an output: {exc}", red=True)
-
-    def _write_files(self, terminalreporter: Any) -> None:
-        settings = self.session.settings
-        if settings.report:
-            from . import __version__
-
-            document = json_document(
-                self.summary,
-                plugin_version=__version__,
-                api_url=settings.api_url,
-                simulated=self.session.simulated,
-            )
-            path = Path(settings.report)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(self.session.redactor(json.dumps(document, indent=2)), encoding="utf-8")
-            terminalreporter.write_line(f"cekura: report written to {path}")
-        target = os.environ.get("GITHUB_STEP_SUMMARY")
-        if target and settings.step_summary:
-            with open(target, "a", encoding="utf-8") as handle:
-                handle.write(
-                    self.session.redactor(step_summary(self.summary, self.session.simulated))
-                )
 
 
 class XdistHooks:
@@ -315,32 +326,15 @@ class XdistHooks:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["cekura_shared_dir"] = str(self.plugin.shared())
-        session = self.plugin.session
-        if session.simulated_url and self.plugin.simulator is not None:
-            node.workerinput["cekura_sim_url"] = session.simulated_url
+        if self.plugin.simulator is not None:
+            node.workerinput["cekura_sim_url"] = self.plugin.simulator.url
             node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
 
 
-def shard(
-    session: CekuraSession, items: list[pytest.Item], index: int, total: int
-) -> tuple[list[pytest.Item], list[pytest.Item]]:
-    """Shard K of N: cases dealt by run count (largest first, ties by node id) to the
-    lightest shard, so N jobs fire disjoint subsets that together are the whole selection.
-    Tests that are not Cekura cases are left to every shard."""
-    cases = sorted(
-        (item for item in items if item.nodeid in session.state.cases),
-        key=lambda item: (-session.state.cases[item.nodeid].repeat, item.nodeid),
-    )
-    load = [0] * total
-    mine: set[str] = set()
-    for item in cases:
-        target = min(range(total), key=lambda i: (load[i], i))
-        load[target] += session.state.cases[item.nodeid].repeat
-        if target == index - 1:
-            mine.add(item.nodeid)
-    keep = [i for i in items if i.nodeid in mine or i.nodeid not in session.state.cases]
-    drop = [i for i in items if i.nodeid not in mine and i.nodeid in session.state.cases]
-    return keep, drop
+def _will_skip(item: pytest.Item) -> bool:
+    from .session import will_not_run
+
+    return will_not_run(item)
 
 
 def _sigterm_as_interrupt() -> Any:
@@ -371,3 +365,6 @@ def _start_simulator(scenarios: str) -> Any:
         return Simulator(default_outcome=ScenarioScript(id=0, seconds=1.0)).start()
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--cekura-simulate: {exc}") from None
+
+
+REMOTE_PROBLEM = _REMOTE

@@ -196,3 +196,27 @@ def step_summary(summary: Summary, simulated: bool) -> str:
         lines += [f"- `{r['name']}` (scenario {r['scenario']})" for r in good]
         lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def write_outputs(
+    summary: Summary, settings: Any, redact: Any, simulated: bool, terminalreporter: Any
+) -> None:
+    """The JSON report (``--cekura-report``) and the GitHub step summary."""
+    import json
+    import os
+    from pathlib import Path
+
+    from . import __version__
+
+    if settings.report:
+        document = json_document(
+            summary, plugin_version=__version__, api_url=settings.api_url, simulated=simulated
+        )
+        path = Path(settings.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(redact(json.dumps(document, indent=2)), encoding="utf-8")
+        terminalreporter.write_line(f"cekura: report written to {path}")
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if target and settings.step_summary:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(redact(step_summary(summary, simulated)))

@@ -58,10 +58,9 @@ class CekuraRun:
     metrics: tuple[MetricResult, ...] = ()
     duration: float | None = None
     dashboard_url: str | None = None
+    transcript: str | None = field(default=None, repr=False)
+    recording_url: str | None = None
     raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
-    _details: Callable[[CekuraRun], Run | None] | None = field(
-        default=None, repr=False, compare=False
-    )
 
     @property
     def verdict(self) -> Outcome:
@@ -74,16 +73,6 @@ class CekuraRun:
     @property
     def passed(self) -> bool:
         return self.verdict == "passed"
-
-    @property
-    def transcript(self) -> str | None:
-        details = self._details(self) if self._details else None
-        return details.transcript if details else None
-
-    @property
-    def recording_url(self) -> str | None:
-        details = self._details(self) if self._details else None
-        return details.voice_recording_url if details else None
 
     @classmethod
     def from_api(

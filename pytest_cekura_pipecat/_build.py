@@ -1,0 +1,77 @@
+"""Builds the session and its runtime: the one place that turns settings into the process's
+role, client policy and watch schedule (imported only when a session has a Cekura case)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ._roles import Controller, Local, Role, Runtime, Worker
+from ._watch import WatchSettings
+from .client import HttpPolicy
+from .session import CekuraSession
+
+if TYPE_CHECKING:
+    from .plugin import CekuraPlugin
+
+
+def build_session(plugin: CekuraPlugin) -> CekuraSession:
+    settings = plugin.settings
+    runtime = Runtime(
+        api_url=settings.api_url,
+        api_key=plugin.api_key,
+        policy=HttpPolicy(
+            connect_timeout=min(settings.http_timeout, 10.0),
+            read_timeout=settings.http_timeout,
+            retry_window=settings.retry_window,
+        ),
+        watch=WatchSettings(
+            poll_interval=settings.poll_interval,
+            max_interval=settings.poll_max_interval,
+            retry_window=settings.retry_window,
+            breaker_after=settings.breaker_after,
+        ),
+        redactor=plugin.redactor,
+    )
+    session = CekuraSession(plugin.config, settings, plugin.redactor, runtime)
+    session.role = _role(plugin, runtime, session)
+    _room_provider(plugin, session)
+    return session
+
+
+def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Role | None:
+    from .plugin import REMOTE_PROBLEM
+
+    if plugin.role == "controller":
+        return Controller(runtime, plugin.shared())
+    if plugin.role == "local":
+        return Local(runtime)
+    workerinput: dict[str, Any] = getattr(plugin.config, "workerinput", {})
+    shared = Path(str(workerinput.get("cekura_shared_dir", "")))
+    if not workerinput.get("cekura_shared_dir") or not shared.is_dir():
+        # A worker on another host (--tx ssh=/socket=) cannot see the controller's
+        # directory; firing there would fire once per host.
+        session.state.problem = REMOTE_PROBLEM
+        return None
+    return Worker(runtime, shared)
+
+
+def _room_provider(plugin: CekuraPlugin, session: CekuraSession) -> None:
+    settings = plugin.settings
+    if not settings.pipecat_cloud_agent:
+        return
+    from .pipecat_cloud import PipecatCloudRooms
+
+    key = os.environ.get("PIPECAT_CLOUD_API_KEY")
+    if not key:
+        raise pytest.UsageError(
+            "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
+            "Pipecat Cloud key)"
+        )
+    rooms = PipecatCloudRooms(
+        settings.pipecat_cloud_agent, key, settings.pipecat_cloud_url, session.redactor
+    )
+    plugin.config.pluginmanager.register(rooms, "cekura-pipecat-cloud")

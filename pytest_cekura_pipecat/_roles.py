@@ -1,0 +1,441 @@
+"""The process's role in the session, decided once: ``Local`` (no xdist), ``Controller``
+(the xdist controller) or ``Worker`` (an xdist worker). Nothing else asks which it is.
+
+- ``Local`` fires, watches (on its I/O loop) and waits, all in one process.
+- ``Worker``: exactly one worker fires (it has the conftest hooks); every worker waits for
+  its items' runs, which it reads from the shared directory. Workers make no reads of their own.
+- ``Controller`` runs the session's one watcher: it watches every batch the firing worker
+  records, publishes each final run to the shared directory, and ends live calls on an
+  interrupt (workers may be dead by then; the controller is not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ._io import IoLoop
+from ._plan import Plan, Slot
+from ._shared import SharedDir, SharedDirError
+from ._watch import Watcher, WatchSettings
+from .case import Case
+from .client import CekuraClient, HttpPolicy
+from .firing import FireContext, fire
+from .redact import Redactor
+from .verdict import CekuraRun
+
+ContextFactory = Callable[[CekuraClient | None], FireContext]
+_INTERRUPT_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What every role needs to talk to Cekura."""
+
+    api_url: str
+    api_key: str | None
+    policy: HttpPolicy
+    watch: WatchSettings
+    redactor: Redactor
+
+    def client(self) -> CekuraClient | None:
+        if not self.api_key:
+            return None
+        return CekuraClient(self.api_url, self.api_key, self.redactor, self.policy)
+
+
+class Role(Protocol):
+    def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
+        """Fire the selected cases (unless another process of the session does)."""
+
+    def refire(self, nodeid: str, case: Case, attempt: int, context: ContextFactory) -> None:
+        """Fire a fresh run of one case (a rerun), in this process."""
+
+    def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
+        """Every final run of the case, waiting for them (the case must have been started)."""
+
+    def interrupt(self) -> None:
+        """End the live calls this process can end (bounded)."""
+
+    def notes(self) -> list[str]: ...
+
+    def progress(self) -> tuple[int, int, int, int, int, float] | None:
+        """(done, total, running, queued, failed, fired_at), or None before firing."""
+
+    def close(self) -> None: ...
+
+
+def never_started(slot: Slot, reason: str) -> CekuraRun:
+    return CekuraRun(
+        scenario_id=slot.scenario,
+        status="not_started",
+        error_message=reason,
+        result_id=slot.result_id,
+        run_id=slot.run_id,
+        dashboard_url=slot.dashboard_url,
+    )
+
+
+class _Board:
+    """Final runs by slot key, with a condition to wait on (one process)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, CekuraRun] = {}
+        self._cond = threading.Condition()
+
+    def put(self, slot: Slot, run: CekuraRun) -> None:
+        with self._cond:
+            self.runs[slot.key] = run
+            self._cond.notify_all()
+
+    def wait(self, keys: list[str], until: float) -> None:
+        with self._cond:
+            # A timeout so that Ctrl-C reaches the main thread promptly.
+            while not all(key in self.runs for key in keys) and time.time() < until:
+                self._cond.wait(0.5)
+
+
+class _Watching:
+    """An I/O loop with a client and the one watcher (``Local`` and ``Controller``)."""
+
+    def __init__(self, runtime: Runtime, publish: Callable[[Slot, CekuraRun], None]) -> None:
+        self.runtime = runtime
+        self.io = IoLoop()
+        self.client = runtime.client()
+        self.watcher: Watcher | None = None
+        if self.client is not None:
+            self.watcher = Watcher(self.client, runtime.watch, publish, runtime.redactor)
+            self._task = self.io.spawn(self.watcher.run())
+
+    def interrupt(self) -> None:
+        if self.watcher is not None:
+            budget = self.runtime.watch.end_budget
+            with contextlib.suppress(Exception):
+                self.io.run(self.watcher.end_live_calls(budget), timeout=budget + 1)
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.io.run(self.client.aclose(), timeout=2)
+        self.io.close()
+
+
+def _fire_here(
+    io: IoLoop, client: CekuraClient | None, selected: Sequence[tuple[str, Case]], ctx: FireContext
+) -> Plan:
+    """Fire on the I/O loop; on an interrupt nothing more is sent, and requests already on
+    the wire get a few seconds to answer, so their calls can be ended."""
+    future = io.spawn(fire(selected, ctx))
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        ctx.stopped = "the session was interrupted"
+        with contextlib.suppress(Exception):
+            future.result(_INTERRUPT_GRACE)
+        future.cancel()
+        raise
+
+
+class Local:
+    def __init__(self, runtime: Runtime) -> None:
+        self._board = _Board()
+        self._watching = _Watching(runtime, self._board.put)
+        self.plan: Plan | None = None
+        self._reruns: dict[tuple[str, int], list[Slot]] = {}
+        self._fire_notes: list[str] = []
+
+    def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
+        self.plan = self._fire(selected, context, 0)
+
+    def _fire(
+        self, selected: Sequence[tuple[str, Case]], context: ContextFactory, attempt: int
+    ) -> Plan:
+        client = self._watching.client
+        ctx = context(client)
+        ctx.attempt = attempt
+        watcher = self._watching.watcher
+        if watcher is not None:
+            ctx.on_batch = watcher.add
+        plan = _fire_here(self._watching.io, client, selected, ctx)
+        self._fire_notes.extend(n for n in plan.notes if n not in self._fire_notes)
+        return plan
+
+    def refire(self, nodeid: str, case: Case, attempt: int, context: ContextFactory) -> None:
+        plan = self._fire([(nodeid, case)], context, attempt)
+        self._reruns[(nodeid, attempt)] = plan.slots.get(nodeid, [])
+
+    def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
+        if attempt:
+            slots = self._reruns.get((nodeid, attempt), [])
+        else:
+            slots = self.plan.slots.get(nodeid, []) if self.plan else []
+        waiting = [s for s in slots if s.error is None]
+        self._board.wait([s.key for s in waiting], _give_up_at(waiting))
+        return [_final(s, self._board.runs) for s in slots]
+
+    def interrupt(self) -> None:
+        self._watching.interrupt()
+
+    def notes(self) -> list[str]:
+        watcher = self._watching.watcher
+        return [*self._fire_notes, *(watcher.notes if watcher else [])]
+
+    def progress(self) -> tuple[int, int, int, int, int, float] | None:
+        return _progress(self.plan, self._watching.watcher)
+
+    def close(self) -> None:
+        self._watching.close()
+
+
+def _progress(
+    plan: Plan | None, watcher: Watcher | None
+) -> tuple[int, int, int, int, int, float] | None:
+    if plan is None:
+        return None
+    slots = plan.all_slots()
+    unfired = sum(s.error is not None for s in slots)
+    if watcher is None:
+        return len(slots), len(slots), 0, 0, unfired, plan.fired_at
+    running, queued, open_ = watcher.counts()
+    return (
+        unfired + watcher.published,
+        len(slots),
+        running,
+        queued,
+        unfired + watcher.failed,
+        plan.fired_at,
+    )
+
+
+class Controller:
+    """The xdist controller: the session's watcher, fed from the shared directory."""
+
+    def __init__(self, runtime: Runtime, shared: Path) -> None:
+        self.shared = SharedDir(shared)
+        self._watching = _Watching(runtime, self._publish)
+        self._stop = threading.Event()
+        self._problems: list[str] = []
+        self._feeder = threading.Thread(target=self._feed, name="cekura-feed", daemon=True)
+        self._feeder.start()
+
+    def _publish(self, slot: Slot, run: CekuraRun) -> None:
+        try:
+            self.shared.append_run(slot.key, run)
+        except SharedDirError as exc:
+            if str(exc) not in self._problems:
+                self._problems.append(f"cekura: {exc}: workers cannot learn their verdicts")
+
+    def _feed(self) -> None:
+        watcher = self._watching.watcher
+        while not self._stop.wait(0.1):
+            for slots in self.shared.new_batches():
+                if watcher is not None:
+                    watcher.add(slots)
+
+    def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
+        pass  # the controller collects nothing: a worker fires
+
+    def refire(self, nodeid: str, case: Case, attempt: int, context: ContextFactory) -> None:
+        pass
+
+    def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
+        return []
+
+    def interrupt(self) -> None:
+        for slots in self.shared.new_batches():  # batches answered since the last feed
+            if self._watching.watcher is not None:
+                self._watching.watcher.add(slots)
+        self._watching.interrupt()
+
+    def notes(self) -> list[str]:
+        plan = self.shared.read_plan()
+        watcher = self._watching.watcher
+        return [*(plan.notes if plan else []), *(watcher.notes if watcher else []), *self._problems]
+
+    def progress(self) -> tuple[int, int, int, int, int, float] | None:
+        watcher = self._watching.watcher
+        plan = self.shared.read_plan()
+        return _progress(plan, watcher)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._feeder.join(2)
+        self._watching.close()
+
+
+class Worker:
+    """An xdist worker: fires if it wins the fire lock; waits on the shared run log."""
+
+    def __init__(self, runtime: Runtime, shared: Path, *, poll: float = 0.05) -> None:
+        self.runtime = runtime
+        self.shared = SharedDir(shared)
+        self._poll = poll
+        self._plan: Plan | None = None
+        self._reruns: dict[tuple[str, int], list[Slot]] = {}
+        self._io: IoLoop | None = None
+        self._notes: list[str] = []
+
+    def _loop(self) -> IoLoop:
+        if self._io is None:
+            self._io = IoLoop()
+        return self._io
+
+    def _fire(
+        self, selected: Sequence[tuple[str, Case]], context: ContextFactory, attempt: int
+    ) -> Plan:
+        io = self._loop()
+        client = self.runtime.client()
+        ctx = context(client)
+        ctx.attempt = attempt
+        sending: dict[int, Path] = {}
+        failure: list[str] = []
+
+        def on_sending(slots: list[Slot]) -> None:
+            try:
+                sending[id(slots[0])] = self.shared.record_sending(slots)
+            except SharedDirError as exc:
+                failure.append(str(exc))
+
+        def on_batch(slots: list[Slot]) -> None:
+            try:
+                self.shared.record_batch(sending.get(id(slots[0])), slots)
+            except SharedDirError as exc:
+                failure.append(str(exc))
+
+        ctx.on_sending, ctx.on_batch = on_sending, on_batch
+        try:
+            plan = _fire_here(io, client, selected, ctx)
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    io.run(client.aclose(), timeout=2)
+        if failure:
+            plan = self._unshared(plan, failure[0])
+        return plan
+
+    def _unshared(self, plan: Plan, problem: str) -> Plan:
+        """The shared directory failed: nobody can watch these runs, so end their calls."""
+        client = self.runtime.client()
+        results = sorted({s.result_id for s in plan.all_slots() if s.result_id is not None})
+        ended = False
+        if client is not None and results:
+
+            async def end_all() -> bool:
+                import asyncio
+
+                answers = await asyncio.gather(*(client.end_calls(r) for r in results))
+                await client.aclose()
+                return all(answers)
+
+            with contextlib.suppress(Exception):
+                ended = self._loop().run(end_all(), timeout=10)
+        reason = (
+            f"the runs could not be shared with the other processes ({problem}): "
+            + ("their calls were ended" if ended else "end their calls on the Cekura dashboard")
+        )
+        for slot in plan.all_slots():
+            if slot.error is None:
+                slot.error = reason
+        plan.notes.append(f"cekura: {reason}")
+        return plan
+
+    def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
+        if not self.shared.claim_firing():
+            return
+        plan = self._fire(selected, context, 0)
+        self._plan = plan
+        try:
+            self.shared.write_plan(plan)
+        except SharedDirError as exc:
+            self._notes.append(f"cekura: {exc}")
+            with contextlib.suppress(OSError):
+                (self.shared.path / "fire-failed").write_text(str(exc))
+
+    def refire(self, nodeid: str, case: Case, attempt: int, context: ContextFactory) -> None:
+        plan = self._fire([(nodeid, case)], context, attempt)
+        self._reruns[(nodeid, attempt)] = plan.slots.get(nodeid, [])
+
+    def plan(self) -> Plan:
+        """The session's plan, read once; if the firing worker died, rebuilt from what it
+        recorded."""
+        while self._plan is None:
+            plan = self.shared.read_plan()
+            if plan is not None:
+                self._plan = plan
+                break
+            failed = self.shared.path / "fire-failed"
+            if failed.exists():
+                reason = failed.read_text(errors="replace") or "unknown"
+                self._plan = Plan(time.time(), {}, [f"not fired: the firing worker failed: {reason}"])
+                break
+            pid = self.shared.firer()
+            if pid is not None and not _alive(pid):
+                self._plan = self.shared.plan_from_pieces(pid)
+                break
+            time.sleep(self._poll)
+        return self._plan
+
+    def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
+        plan = self.plan()
+        if attempt:
+            slots = self._reruns.get((nodeid, attempt), [])
+        else:
+            slots = plan.slots.get(nodeid, [])
+        if not slots:
+            reason = (plan.notes or ["not fired"])[0]
+            pid = self.shared.firer()
+            if pid is not None and not _alive(pid) and not attempt:
+                reason = f"not fired: the firing worker (pid {pid}) died before firing this case"
+            return [CekuraRun(scenario_id=0, status="not_started", error_message=reason)]
+        waiting = [s for s in slots if s.error is None]
+        until = _give_up_at(waiting)
+        while True:
+            known = self.shared.read_runs()
+            if all(s.key in known for s in waiting) or time.time() >= until:
+                break
+            time.sleep(self._poll)
+        return [_final(s, known) for s in slots]
+
+    def interrupt(self) -> None:
+        pass  # the controller ends live calls
+
+    def notes(self) -> list[str]:
+        return self._notes
+
+    def progress(self) -> tuple[int, int, int, int, int, float] | None:
+        return None
+
+    def close(self) -> None:
+        if self._io is not None:
+            self._io.close()
+
+
+_WATCHER_GRACE = 60.0
+
+
+def _give_up_at(slots: Sequence[Slot]) -> float:
+    """The watcher publishes every slot by its deadline (plus the time to end its call);
+    past this, something is broken and waiting longer would hang the session."""
+    return max((s.deadline for s in slots), default=0.0) + _WATCHER_GRACE
+
+
+def _final(slot: Slot, known: dict[str, CekuraRun]) -> CekuraRun:
+    if slot.error is not None:
+        return never_started(slot, slot.error)
+    run = known.get(slot.key)
+    if run is None:
+        return never_started(slot, "no verdict: the session's watcher never reported this run")
+    return run
+
+
+def _alive(pid: int) -> bool:
+    from ._shared import pid_alive
+
+    return pid_alive(pid)

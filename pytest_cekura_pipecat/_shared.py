@@ -1,0 +1,196 @@
+"""The directory the pytest-xdist controller shares with its workers.
+
+Every worker collects and selects the same items, so exactly one must fire: the first to
+create ``fire.lock`` (``O_CREAT | O_EXCL``, atomic on local filesystems; it holds the
+worker's pid). The firing worker records each start request before it leaves
+(``sending-<tag>.json``) and once answered (``batch-<tag>.json``), then the whole plan
+(``plan.json``). Files are written to a temporary name and renamed, so no reader sees half a
+file. The controller's watcher picks up each answered batch as it appears and appends every
+final run to ``runs.jsonl`` (one line each, written with a single ``O_APPEND`` write);
+workers read that log from where they left off and index it once.
+
+The fire lock is never taken over: a second firing could bill every run twice. When its
+holder is dead (``os.kill(pid, 0)``), the others rebuild the plan from the batch files and
+say what happened to the cases it never answered for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+
+from pydantic import TypeAdapter, ValidationError
+
+from ._plan import Plan, Slot, plan_from_json, plan_to_json, slots_from_json, slots_to_json
+from .verdict import CekuraRun
+
+PLAN = "plan.json"
+FIRE_LOCK = "fire.lock"
+RUNS_LOG = "runs.jsonl"
+
+
+class SharedDirError(OSError):
+    """The shared directory could not be written or read."""
+
+
+@cache
+def _run_adapter() -> TypeAdapter[CekuraRun]:
+    return TypeAdapter(CekuraRun)
+
+
+def run_to_json(run: CekuraRun) -> str:
+    return _run_adapter().dump_json(replace(run, raw=dict(run.raw))).decode()
+
+
+def run_from_json(data: str | bytes) -> CekuraRun:
+    run = _run_adapter().validate_json(data)
+    return replace(run, raw=MappingProxyType(dict(run.raw)))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise SharedDirError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SharedDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tag = 0
+        self._seen: set[str] = set()
+        self._runs_offset = 0
+        self._runs: dict[str, CekuraRun] = {}
+        self._partial = b""
+
+    # -- firing (one worker) ---------------------------------------------------------------
+
+    def claim_firing(self) -> bool:
+        """True for the one process that fires; the lock holds its pid."""
+        try:
+            fd = os.open(self.path / FIRE_LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+
+    def firer(self) -> int | None:
+        try:
+            return int((self.path / FIRE_LOCK).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _next_tag(self, kind: str) -> Path:
+        self._tag += 1
+        return self.path / f"{kind}-{os.getpid()}-{self._tag:05d}.json"
+
+    def record_sending(self, slots: list[Slot]) -> Path:
+        path = self._next_tag("sending")
+        write_atomic(path, slots_to_json(slots))
+        return path
+
+    def record_batch(self, sending: Path | None, slots: list[Slot]) -> None:
+        name = sending.name.replace("sending-", "batch-") if sending else None
+        path = self.path / name if name else self._next_tag("batch")
+        write_atomic(path, slots_to_json(slots))
+
+    def write_plan(self, plan: Plan) -> None:
+        write_atomic(self.path / PLAN, plan_to_json(plan))
+
+    def read_plan(self) -> Plan | None:
+        try:
+            return plan_from_json((self.path / PLAN).read_bytes())
+        except (OSError, ValueError, ValidationError):
+            return None
+
+    def plan_from_pieces(self, pid: int | None) -> Plan:
+        """The plan of a firing worker that died: what its answered batches say."""
+        slots: dict[str, list[Slot]] = {}
+        for path in sorted(self.path.glob("sending-*.json")):
+            batch = self.path / path.name.replace("sending-", "batch-")
+            source = batch if batch.exists() else path
+            try:
+                pieces = slots_from_json(source.read_bytes())
+            except (OSError, ValueError, ValidationError):
+                continue
+            for slot in pieces:
+                if source is path:
+                    slot.error = (
+                        f"the worker firing this case (pid {pid}) died while its start request "
+                        "was in flight: runs may exist; check the agent's results on the "
+                        "Cekura dashboard"
+                    )
+                slots.setdefault(slot.nodeid, []).append(slot)
+        note = f"cekura: the worker firing the session (pid {pid}) died before it finished"
+        return Plan(time.time(), slots, [note])
+
+    # -- watching (the controller) ---------------------------------------------------------
+
+    def new_batches(self) -> Iterator[list[Slot]]:
+        for path in sorted(self.path.glob("batch-*.json")):
+            if path.name in self._seen:
+                continue
+            try:
+                slots = slots_from_json(path.read_bytes())
+            except (OSError, ValueError, ValidationError):
+                continue  # not complete yet (rename is atomic: only a broken file lands here)
+            self._seen.add(path.name)
+            yield slots
+
+    def append_run(self, key: str, run: CekuraRun) -> None:
+        line = f'{{"key": {json.dumps(key)}, "run": {run_to_json(run)}}}\n'.encode()
+        try:
+            fd = os.open(self.path / RUNS_LOG, os.O_CREAT | os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SharedDirError(
+                f"cannot write {self.path / RUNS_LOG}: {exc.strerror or exc}"
+            ) from None
+
+    # -- waiting (workers) -----------------------------------------------------------------
+
+    def read_runs(self) -> dict[str, CekuraRun]:
+        """Every final run published so far, by slot key (reads only what is new)."""
+        try:
+            with open(self.path / RUNS_LOG, "rb") as handle:
+                handle.seek(self._runs_offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return self._runs
+        self._runs_offset += len(data)
+        data, self._partial = self._partial + data, b""
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # an unfinished last line waits for its end
+        for line in lines:
+            if not line:
+                continue
+            record = json.loads(line)
+            run = _run_adapter().validate_python(record["run"])
+            self._runs[record["key"]] = replace(run, raw=MappingProxyType(dict(run.raw)))
+        return self._runs

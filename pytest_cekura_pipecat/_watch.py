@@ -1,0 +1,483 @@
+"""The watch stage: one watcher per session polls every fired result on one schedule.
+
+It runs on the session's I/O loop, in the process that fired (or the pytest-xdist
+controller), and is the only code that reads results. Per tick it GETs each result that has
+runs still open (different results concurrently, bounded), matches runs to slots, fetches the
+full runs (transcript, recording) of those that finished in one bulk request, and publishes
+each slot's final ``CekuraRun`` exactly once. It alone enforces deadlines (a slot's case
+``timeout``, counted from the moment its run was fired), ends the calls that pass them, gives
+up on a result whose reads have failed for the whole retry window (an outage costs one window
+for the session, not one per case), and trips the circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from ._plan import Slot
+from .client import CekuraClient, Transient
+from .errors import ApiError, AuthError
+from .firing import claim_runs
+from .models import KNOWN_STATUSES, TERMINAL_STATUSES, Result
+from .redact import Redactor
+from .verdict import CekuraRun
+
+Publish = Callable[[Slot, CekuraRun], None]
+_QUEUED = frozenset({"pending", "in_queue", "scaling_up"})
+_BULK = 100
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    poll_interval: float = 3.0
+    max_interval: float = 30.0  # back-off ceiling while a result's reads keep failing
+    retry_window: float = 150.0
+    breaker_after: int = 5
+    concurrency: int = 8
+    end_budget: float = 5.0
+
+
+@dataclass
+class _Watched:
+    """One result and the slots fired into it."""
+
+    result_id: int
+    slots: list[Slot] = field(default_factory=list)
+    open: dict[str, Slot] = field(default_factory=dict)  # by slot key, not yet published
+    next_poll: float = 0.0
+    failing_since: float | None = None
+    failures: int = 0
+    terminal_polls: int = 0  # polls in a row that saw the result terminal with runs stuck
+    statuses: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Finished:
+    slot: Slot
+    run: CekuraRun
+    tries: int = 0
+
+
+def _stamp(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%H:%M:%SZ")
+
+
+def same_failure(message: str) -> str:
+    """A message with its numbers (times, ids) blanked: one outage, however it is stamped."""
+    return re.sub(r"\d+", "#", message)
+
+
+class Watcher:
+    """See the module docstring. ``add`` may be called from any thread."""
+
+    def __init__(
+        self,
+        client: CekuraClient,
+        settings: WatchSettings,
+        publish: Publish,
+        redactor: Redactor,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        on_trip: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.notes: list[str] = []
+        self.tripped: str | None = None
+        self._publish = publish
+        self._redact = redactor
+        self._clock = clock
+        self._sleep = sleep
+        self._on_trip = on_trip
+        self._watched: dict[int, _Watched] = {}
+        self._details: dict[str, _Finished] = {}
+        self._inbox: deque[list[Slot]] = deque()
+        self._lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._breaker_runs: list[CekuraRun] = []
+        self.published = 0
+        self.failed = 0
+        self._polls: dict[int, asyncio.Future[None]] = {}
+        self._details_task: asyncio.Future[None] | None = None
+        self._limit = asyncio.Semaphore(settings.concurrency)
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def add(self, slots: Sequence[Slot]) -> None:
+        """Watch these fired slots (thread-safe; wakes the watcher)."""
+        with self._lock:
+            self._inbox.append(list(slots))
+        self._poke()
+
+    def close(self) -> None:
+        """No more slots will be added: ``run`` returns once every slot is published."""
+        self._closed = True
+        self._poke()
+
+    def _poke(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            loop.call_soon_threadsafe(wake.set)
+
+    def _drain(self) -> None:
+        with self._lock:
+            batches, self._inbox = list(self._inbox), deque()
+        for slots in batches:
+            for slot in slots:
+                if slot.result_id is None:
+                    continue
+                watched = self._watched.setdefault(slot.result_id, _Watched(slot.result_id))
+                watched.slots.append(slot)
+                if self.tripped:
+                    self._finish(slot, self._error(slot, self.tripped))
+                else:
+                    watched.open[slot.key] = slot
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def open_count(self) -> int:
+        return sum(len(w.open) for w in self._watched.values())
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            self._wake.clear()
+            self._drain()
+            if self._closed and not self.open_count() and not self._inbox:
+                for task in [*self._polls.values(), self._details_task]:
+                    if task is not None:
+                        task.cancel()
+                return
+            await self.tick()
+            delay = self._next_delay()
+            if delay > 0:
+                await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        assert self._wake is not None
+        if self._sleep is not None:
+            await self._sleep(delay)
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except TimeoutError:
+            pass
+
+    def _next_delay(self) -> float:
+        now = self._clock()
+        times = [now + self.settings.poll_interval]
+        for watched in self._watched.values():
+            if watched.open:
+                times.append(watched.next_poll)
+                times.extend(slot.deadline for slot in watched.open.values())
+        if self._details:
+            times.append(now)
+        return max(0.05, min(times) - now)
+
+    async def tick(self) -> None:
+        """One round: start the polls that are due, fetch finished runs, enforce deadlines.
+
+        Polls run as tasks of their own (at most one per result, ``concurrency`` at once): a
+        slow or dripping answer delays its own result, never the deadlines of the others."""
+        self._drain()
+        now = self._clock()
+        for watched in self._watched.values():
+            if watched.open and watched.next_poll <= now and watched.result_id not in self._polls:
+                self._polls[watched.result_id] = asyncio.ensure_future(self._poll_limited(watched))
+        if self._details_task is None and self._details:
+            self._details_task = asyncio.ensure_future(self._fetch_details())
+        busy = [*self._polls.values(), *([self._details_task] if self._details_task else [])]
+        if busy:
+            await asyncio.wait(busy, timeout=self._wait_budget())
+        self._reap()
+        await self._enforce_deadlines()
+
+    def _wait_budget(self) -> float:
+        """How long a tick waits for its requests: until the next deadline, at most one
+        poll interval."""
+        now = self._clock()
+        deadlines = [
+            slot.deadline for w in self._watched.values() for slot in w.open.values()
+        ]
+        return max(0.0, min([now + self.settings.poll_interval, *deadlines]) - now)
+
+    def _reap(self) -> None:
+        for result_id, task in list(self._polls.items()):
+            if task.done():
+                del self._polls[result_id]
+                task.result()  # a bug in the watcher must surface, not hang the session
+        if self._details_task is not None and self._details_task.done():
+            task, self._details_task = self._details_task, None
+            task.result()
+
+    async def _poll_limited(self, watched: _Watched) -> None:
+        async with self._limit:
+            await self._poll(watched)
+
+    async def _poll(self, watched: _Watched) -> None:
+        now = self._clock()
+        try:
+            result = await self.client.result(watched.result_id)
+        except Transient as exc:
+            watched.failures += 1
+            if watched.failing_since is None:
+                watched.failing_since = now
+            if now - watched.failing_since >= self.settings.retry_window:
+                await self._give_up(
+                    watched,
+                    f"Cekura at {self.client.base_url} unreachable since "
+                    f"{_stamp(watched.failing_since)} (GET result {watched.result_id}): "
+                    f"last error {exc}",
+                )
+                return
+            backoff = min(
+                self.settings.poll_interval * 2 ** (watched.failures - 1),
+                self.settings.max_interval,
+            )
+            watched.next_poll = now + (exc.retry_after if exc.retry_after is not None else backoff)
+            return
+        except AuthError as exc:
+            await self.trip(str(exc))
+            return
+        except ApiError as exc:
+            await self._give_up(watched, str(exc))
+            return
+        watched.failing_since, watched.failures = None, 0
+        watched.next_poll = now + self.settings.poll_interval
+        self._update(watched, result)
+
+    def _update(self, watched: _Watched, result: Result) -> None:
+        claim_runs(result, watched.slots)
+        by_id = {run.id: run for run in result.runs}
+        listed_all_done = bool(result.runs) and all(run.terminal for run in result.runs)
+        result_done = result.status in TERMINAL_STATUSES and result.status != "completed"
+        stuck = False
+        for key, slot in list(watched.open.items()):
+            if key in self._details:
+                continue
+            if slot.run_id is not None and slot.run_id in result.unreadable:
+                reason = f"Cekura's run {slot.run_id} could not be read: {result.unreadable[slot.run_id]}"
+                self._finish(slot, self._error(slot, reason))
+                continue
+            run = by_id.get(slot.run_id) if slot.run_id is not None else None
+            if run is None:
+                if listed_all_done or (result_done and watched.terminal_polls >= 1):
+                    self._finish(
+                        slot,
+                        self._error(
+                            slot,
+                            f"the run never appeared in result {result.id} (no run of scenario "
+                            f"{slot.scenario} left to match this entry)",
+                        ),
+                    )
+                else:
+                    stuck = stuck or result_done
+                continue
+            watched.statuses[run.id] = run.status
+            if run.status not in KNOWN_STATUSES:
+                self._note(
+                    f"cekura: run {run.id} reported an unknown status '{run.status}' "
+                    "(treated as not finished)"
+                )
+            if run.terminal:
+                raw = result.raw_runs.get(run.id, {})
+                final = CekuraRun.from_api(run, result.id, raw, slot.dashboard_url)
+                if final.scenario_id == 0:
+                    final = replace(final, scenario_id=slot.scenario)
+                self._details[key] = _Finished(slot, final)
+            elif result_done:
+                stuck = True
+                if watched.terminal_polls >= 1:
+                    self._finish(
+                        slot,
+                        self._error(
+                            slot,
+                            f"result {result.id} ended with status '{result.status}' while "
+                            f"this run stayed '{run.status}'",
+                        ),
+                    )
+        watched.terminal_polls = watched.terminal_polls + 1 if (result_done and stuck) else 0
+
+    async def _fetch_details(self) -> None:
+        """Transcripts and recordings of finished runs, in bulk; a run whose details cannot
+        be had after two tries is published without them."""
+        if not self._details:
+            return
+        waiting = list(self._details.values())
+        ids = sorted({f.run.run_id for f in waiting if f.run.run_id is not None})
+        full: dict[int, tuple[str | None, str | None]] = {}
+        chunks = [ids[i : i + _BULK] for i in range(0, len(ids), _BULK)]
+
+        async def fetch(chunk: list[int]) -> None:
+            async with self._limit:
+                try:
+                    runs = await self.client.bulk_runs(chunk)
+                except (Transient, ApiError):
+                    return
+                for run in runs:
+                    full[run.id] = (run.transcript, run.voice_recording_url)
+
+        await asyncio.gather(*(fetch(c) for c in chunks))
+        for finished in waiting:
+            key = finished.slot.key
+            if self._details.get(key) is not finished:
+                continue  # given up on meanwhile
+            finished.tries += 1
+            got = full.get(finished.run.run_id) if finished.run.run_id is not None else None
+            if got is None and finished.tries < 2:
+                continue
+            run = finished.run
+            if got is not None:
+                run = replace(run, transcript=got[0], recording_url=got[1])
+            del self._details[key]
+            self._finish(finished.slot, run)
+
+    async def _enforce_deadlines(self) -> None:
+        now = self._clock()
+        late = [
+            (watched, slot)
+            for watched in self._watched.values()
+            for key, slot in watched.open.items()
+            if key not in self._details and now >= slot.deadline
+        ]
+        if not late:
+            return
+        budget = self.settings.end_budget
+
+        async def end(run_id: int | None) -> bool:
+            return run_id is not None and await self.client.end_call(run_id, timeout=budget)
+
+        ended = await asyncio.gather(*(end(slot.run_id) for _, slot in late))
+        for (watched, slot), ok in zip(late, ended, strict=True):
+            status = watched.statuses.get(slot.run_id, "pending") if slot.run_id else "pending"
+            message = f"no verdict after {slot.timeout:g} s (last status: {status})"
+            if ok:
+                message += "; the call was ended"
+            elif slot.run_id is not None:
+                message += "; ending the call failed: end it on the Cekura dashboard"
+            self._finish(slot, self._error(slot, message, status))
+
+    # -- giving up ---------------------------------------------------------------------------
+
+    async def _give_up(self, watched: _Watched, reason: str) -> None:
+        """Error every open slot of a result and end its calls (best effort, bounded)."""
+        ended = await self.client.end_calls(watched.result_id, timeout=self.settings.end_budget)
+        suffix = "; its calls were ended" if ended else ""
+        for slot in list(watched.open.values()):
+            self._details.pop(slot.key, None)
+            self._finish(slot, self._error(slot, reason + suffix))
+
+    async def trip(self, reason: str) -> None:
+        """Stop waiting for anything: end live calls, error every open slot."""
+        if self.tripped:
+            return
+        self.tripped = reason
+        self._note(reason)
+        if self._on_trip is not None:
+            self._on_trip(reason)
+        await self.end_live_calls()
+        for watched in self._watched.values():
+            for slot in list(watched.open.values()):
+                self._details.pop(slot.key, None)
+                self._finish(slot, self._error(slot, reason))
+
+    async def end_live_calls(self, budget: float | None = None) -> list[int]:
+        """End the calls of every result with open runs, concurrently, within ``budget``."""
+        live = sorted(w.result_id for w in self._watched.values() if w.open)
+        if not live:
+            return []
+        budget = self.settings.end_budget if budget is None else budget
+        try:
+            async with asyncio.timeout(budget):
+                answers = await asyncio.gather(
+                    *(self.client.end_calls(r, timeout=budget) for r in live)
+                )
+        except TimeoutError:
+            answers = [False] * len(live)
+        ended = [r for r, ok in zip(live, answers, strict=True) if ok]
+        missed = [r for r, ok in zip(live, answers, strict=True) if not ok]
+        if ended:
+            self._note("cekura: ended the live calls of result(s) " + ", ".join(map(str, ended)))
+        if missed:
+            self._note(
+                "cekura: could not end the calls of result(s) "
+                + ", ".join(map(str, missed))
+                + " in time: end them on the Cekura dashboard"
+            )
+        return ended
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _error(self, slot: Slot, reason: str, status: str | None = None) -> CekuraRun:
+        watched = self._watched.get(slot.result_id) if slot.result_id is not None else None
+        if status is None:
+            known = watched.statuses.get(slot.run_id) if watched and slot.run_id else None
+            status = known or "pending"
+        return CekuraRun(
+            scenario_id=slot.scenario,
+            status=status,
+            run_id=slot.run_id,
+            result_id=slot.result_id,
+            error_message=reason,
+            dashboard_url=slot.dashboard_url,
+        )
+
+    def _finish(self, slot: Slot, run: CekuraRun) -> None:
+        watched = self._watched.get(slot.result_id) if slot.result_id is not None else None
+        if watched is not None and watched.open.pop(slot.key, None) is None:
+            return  # published already
+        run = replace(
+            run,
+            error_message=self._redact(run.error_message),
+            transcript=self._redact(run.transcript) if run.transcript else run.transcript,
+        )
+        self.published += 1
+        self.failed += not run.passed
+        self._publish(slot, run)
+        self._watch_breaker(run)
+
+    def _watch_breaker(self, run: CekuraRun) -> None:
+        """Trip when the first K finished runs all errored the same way (numbers aside)."""
+        k = self.settings.breaker_after
+        if not k or self.tripped or run.run_id is None or len(self._breaker_runs) >= k:
+            return
+        self._breaker_runs.append(run)
+        first = self._breaker_runs
+        if len(first) < k:
+            return
+        kinds = {same_failure(r.error_message) for r in first}
+        if all(r.verdict == "error" for r in first) and len(kinds) == 1 and first[0].error_message:
+            reason = (
+                f"circuit breaker: the first {k} finished runs all errored with "
+                f"'{first[0].error_message}'; the remaining cases were not waited for"
+            )
+            asyncio.get_running_loop().create_task(self.trip(reason))
+
+    def _note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+    # -- progress --------------------------------------------------------------------------
+
+    def counts(self) -> tuple[int, int, int]:
+        """(running, queued, open) over the open slots, from the last statuses seen."""
+        running = queued = 0
+        for watched in self._watched.values():
+            for slot in watched.open.values():
+                status = watched.statuses.get(slot.run_id, "pending") if slot.run_id else "pending"
+                if status in _QUEUED:
+                    queued += 1
+                else:
+                    running += 1
+        return running, queued, running + queued
