@@ -240,6 +240,7 @@ class CekuraSession:
     def _decide(self, case: Case, runs: list[CekuraRun]) -> CaseVerdict:
         hook = self.config.pluginmanager.hook
         override = None
+        runs = [self._with_details(run) for run in runs]
         try:
             for run in runs:
                 hook.pytest_cekura_run_finished(case=case, run=run)
@@ -315,7 +316,6 @@ class CekuraSession:
             error_message=self.redactor(reason),
             result_id=slot.get("result_id") if slot else None,
             dashboard_url=slot.get("dashboard_url") if slot else None,
-            _details=self._details,
         )
 
     def _wait(
@@ -454,7 +454,6 @@ class CekuraSession:
             if is_terminal(run.status):
                 raw = result.raw_runs.get(run.id, {})
                 track.run = CekuraRun.from_api(run, result.id, raw, track.slot["dashboard_url"])
-                track.run = replace(track.run, _details=self._details)
                 if track.run.scenario_id == 0:
                     track.run = replace(track.run, scenario_id=case.scenario)
 
@@ -478,7 +477,6 @@ class CekuraSession:
                 error_message=f"no verdict after {case.timeout:g} s (last status: {track.last_status})"
                 + ("; the call was ended" if run_id is not None else ""),
                 dashboard_url=track.slot["dashboard_url"],
-                _details=self._details,
             )
 
     # -- breaker and interrupts ------------------------------------------------------------
@@ -556,6 +554,19 @@ class CekuraSession:
         return ended
 
     # -- details (transcripts) -------------------------------------------------------------
+
+    def _with_details(self, run: CekuraRun) -> CekuraRun:
+        """The run with its transcript and recording link (CekuraRun is plain data)."""
+        if run.transcript is not None and run.recording_url is not None:
+            return run  # the result itself carried them
+        details = self._details(run)
+        if details is None:
+            return run
+        return replace(
+            run,
+            transcript=details.transcript or run.transcript,
+            recording_url=details.voice_recording_url or run.recording_url,
+        )
 
     def _details(self, run: CekuraRun) -> Run | None:
         """Full run (transcript, recording). A miss fetches, in bulk requests of at most
