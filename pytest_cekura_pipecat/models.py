@@ -2,17 +2,25 @@
 
 Every documented variant is accepted (see ``shared/cekura-api.md``): runs as a dict keyed by
 run id or as a list, counts as strings, ``scenario`` as an int or an object, ``canceled`` for
-``cancelled``, legacy metrics scored 5/0 instead of ``passed``. Unknown fields are ignored.
+``cancelled``, ``success`` as a string, ``expected_outcome`` as a string or an object, binary
+metrics in the canonical (``eval_type`` + ``passed``) and the legacy (``type`` ``binary_*`` +
+``score`` 5/0) formats, numeric and enum metrics, rubric rules, human review. Unknown fields are
+ignored. An absurd value (a duration of Infinity, a NaN score, a list where a flag belongs)
+costs that one field, read as unknown, never the run; a run that cannot be read at all costs
+that run (``Result.unreadable``), never the result.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import reprlib
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SkipValidation,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,11 +35,39 @@ KNOWN_STATUSES = TERMINAL_STATUSES | {
     "in_progress",
     "evaluating",
 }
+REVIEWED_STATUSES = frozenset({"reviewed_success", "reviewed_failure"})
+
+
+def _bounded_repr() -> reprlib.Repr:
+    # Keyword arguments to Repr() arrived in Python 3.12.
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 200, 200
+    short.maxlist = short.maxtuple = short.maxdict = 10
+    return short
+
+
+_short = _bounded_repr()
+
+
+def short_text(value: object) -> str:
+    """A container as a short, bounded repr: never deep (no recursion), never huge."""
+    return _short.repr(value)
 
 
 def normalize_status(value: object) -> str:
-    status = str(value or "pending").strip().lower()
+    status = _text(value).strip().lower() or "pending"
     return "cancelled" if status == "canceled" else status
+
+
+def _text(value: object) -> str:
+    """A scalar as text; a container as a short, bounded repr (no recursion into it)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return short_text(value)
 
 
 def _as_text_list(value: object) -> list[str]:
@@ -40,36 +76,103 @@ def _as_text_list(value: object) -> list[str]:
     if isinstance(value, str):
         return [value] if value else []
     if isinstance(value, list | tuple):
-        return [str(item) for item in value if item not in (None, "")]
-    return [str(value)]
+        return [_text(item) for item in value if item not in (None, "")]
+    return [_text(value)]
+
+
+def _finite(value: object) -> float | None:
+    """A finite number, from a number or a numeric string; anything else is unknown."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _flag(value: object) -> bool | None:
+    """``true``/``false`` as a bool, a string or 0/1; anything else is unknown."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower())
+    return None
+
+
+def _identifier(value: object) -> int | str | None:
+    if isinstance(value, bool):
+        return None
+    return value if isinstance(value, int | str) else None
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _to_list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
 
 
 class _ApiModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
 
-def _none_as_empty(value: object) -> object:
-    return "" if value is None else value
-
-
 class Metric(_ApiModel):
-    name: str = ""
-    passed: bool | None = None
-    explanation: list[str] = Field(default_factory=list)
+    """One evaluation metric. ``passed`` is None for numeric and enum metrics unless the API
+    says; a legacy binary metric (``type`` ``binary_*``) is passed when its score is 5."""
 
-    _text = field_validator("explanation", mode="before")(_as_text_list)
-    _name = field_validator("name", mode="before")(_none_as_empty)
+    id: int | str | None = None
+    name: str = ""
+    type: str = ""
+    eval_type: str = ""
+    passed: bool | None = None
+    score: float | None = None
+    score_normalized: float | None = None
+    value: Any = None
+    enum: Any = None
+    explanation: list[str] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
-    def _legacy_score(cls, data: Any) -> Any:
-        # Older runs carry ``type`` + ``score`` (5 pass / 0 fail) instead of ``passed``.
-        if isinstance(data, dict) and data.get("passed") is None:
-            score = data.get("score")
-            kind = data.get("type") or data.get("eval_type")
-            if kind == "binary" and isinstance(score, int | float) and not isinstance(score, bool):
-                return {**data, "passed": score >= 5}
+    def _tolerate(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data["id"] = _identifier(data.get("id"))
+        for key in ("name", "type", "eval_type"):
+            data[key] = _text(data.get(key)).strip()
+        data["passed"] = _flag(data.get("passed"))
+        data["score"] = _finite(data.get("score"))
+        data["score_normalized"] = _finite(data.get("score_normalized"))
+        data["explanation"] = _as_text_list(data.get("explanation"))
+        if not isinstance(data.get("extra"), dict):
+            data["extra"] = {}
+        if data["passed"] is None and (data["type"] or data["eval_type"]).startswith("binary"):
+            # Legacy binary metrics (notably on v1 reads): score 5 pass / 0 fail, and
+            # sometimes score_normalized 1.0 / 0.0.
+            if data["score"] is not None:
+                data["passed"] = data["score"] >= 5
+            elif data["score_normalized"] is not None:
+                data["passed"] = data["score_normalized"] >= 1
         return data
+
+    @property
+    def kind(self) -> str:
+        return self.type or self.eval_type
+
+
+def _metrics(value: object) -> list[Metric]:
+    metrics: list[Metric] = []
+    for item in _to_list(value):
+        try:
+            metrics.append(Metric.model_validate(item))
+        except ValidationError:
+            continue  # one unreadable metric is not a reason to lose the others
+    return metrics
 
 
 class Evaluation(_ApiModel):
@@ -77,15 +180,75 @@ class Evaluation(_ApiModel):
 
     @field_validator("metrics", mode="before")
     @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return value or []
+    def _readable(cls, value: Any) -> Any:
+        return _metrics(value)
+
+
+class RubricRule(_ApiModel):
+    """A rubric rule of a run: ``conditions`` such as ``"value lte 1500"``, ``value`` measured."""
+
+    metric_id: int | str | None = None
+    metric_name: str = ""
+    value: Any = None
+    explanation: list[str] = Field(default_factory=list)
+    passed: bool | None = None
+    conditions: str = ""
+    expected_conditions: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data["metric_id"] = _identifier(data.get("metric_id"))
+        data["metric_name"] = _text(data.get("metric_name") or data.get("name")).strip()
+        data["explanation"] = _as_text_list(data.get("explanation"))
+        data["passed"] = _flag(data.get("passed"))
+        data["conditions"] = _text(data.get("conditions")).strip()
+        if not isinstance(data.get("expected_conditions"), dict):
+            data["expected_conditions"] = {}
+        return data
+
+
+def _rubric(value: object) -> list[RubricRule]:
+    rules: list[RubricRule] = []
+    for item in _to_list(value):
+        try:
+            rules.append(RubricRule.model_validate(item))
+        except ValidationError:
+            continue
+    return rules
 
 
 class ExpectedOutcome(_ApiModel):
+    """``{"score": 0..100, "explanation": [...]}``; a plain string is the explanation."""
+
     score: float | None = None
     explanation: list[str] = Field(default_factory=list)
 
-    _text = field_validator("explanation", mode="before")(_as_text_list)
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"explanation": _as_text_list(data.strip())}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            "score": _finite(data.get("score")),
+            "explanation": _as_text_list(data.get("explanation")),
+        }
+
+
+def _duration(value: object) -> str | None:
+    """``"MM:SS"`` as sent, or seconds as ``"MM:SS"``; absurd numbers are unknown."""
+    if isinstance(value, str):
+        return value.strip() or None
+    seconds = _finite(value) if isinstance(value, int | float) else None
+    if seconds is None or seconds < 0:
+        return None
+    whole = int(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
 class Run(_ApiModel):
@@ -96,9 +259,14 @@ class Run(_ApiModel):
     scenario_name: str = ""
     expected_outcome: ExpectedOutcome = Field(default_factory=ExpectedOutcome)
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    rubric: list[RubricRule] = Field(default_factory=list)
     error_message: str = ""
     ended_reason: str = ""
     duration: str | None = None
+    is_reviewed: bool = False
+    evaluation_status: str = ""
+    mocked_tool_names: list[str] | None = None
+    trace_id: str | None = None
     transcript: str | None = None
     voice_recording_url: str | None = None
 
@@ -112,33 +280,42 @@ class Run(_ApiModel):
         data = dict(data)
         scenario = data.get("scenario")
         if isinstance(scenario, dict):
-            data["scenario"] = scenario.get("id")
             if not data.get("scenario_name"):
-                data["scenario_name"] = scenario.get("name") or ""
-        for key in ("expected_outcome", "evaluation"):
-            if not isinstance(data.get(key), dict) or not data.get(key):
-                data.pop(key, None)
-        if isinstance(data.get("success"), str):
-            data["success"] = {"true": True, "false": False}.get(data["success"].strip().lower())
-        duration = data.get("duration")
-        if isinstance(duration, int | float) and not isinstance(duration, bool):
-            data["duration"] = f"{int(duration) // 60:02d}:{int(duration) % 60:02d}"
-        elif duration is not None and not isinstance(duration, str):
-            data.pop("duration")
-        for key in ("error_message", "scenario_name"):
-            if data.get(key) is None:
-                data.pop(key, None)
+                data["scenario_name"] = scenario.get("name")
+            scenario = scenario.get("id")
+        data["scenario"] = _whole_number(scenario)
+        for key in ("scenario_name", "error_message", "evaluation_status"):
+            data[key] = _text(data.get(key)).strip()
+        data["evaluation_status"] = data["evaluation_status"].lower()
+        data["success"] = _flag(data.get("success"))
+        data["is_reviewed"] = bool(_flag(data.get("is_reviewed")))
+        if not isinstance(data.get("expected_outcome"), dict | str):
+            data.pop("expected_outcome", None)
+        evaluation = data.get("evaluation")
+        data["evaluation"] = (
+            {"metrics": evaluation.get("metrics")} if isinstance(evaluation, dict) else {}
+        )
+        data["rubric"] = _rubric(data.get("rubric"))
+        data["duration"] = _duration(data.get("duration"))
         metadata = data.get("metadata")
-        if isinstance(metadata, dict) and metadata.get("ended_reason"):
-            data["ended_reason"] = str(metadata["ended_reason"])
-        transcript = data.get("transcript")
-        if transcript is not None and not isinstance(transcript, str):
-            data["transcript"] = str(transcript)
+        ended = metadata.get("ended_reason") if isinstance(metadata, dict) else None
+        data["ended_reason"] = _text(ended).strip()
+        tools = data.get("mocked_tool_names")
+        data["mocked_tool_names"] = (
+            [_text(t) for t in tools if t is not None] if isinstance(tools, list) else None
+        )
+        for key in ("trace_id", "transcript", "voice_recording_url"):
+            data[key] = _optional_text(data.get(key))
         return data
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+def _whole_number(value: object) -> int | None:
+    number = _finite(value)
+    return int(number) if number is not None and number.is_integer() else None
 
 
 def _runs_variants(value: Any) -> Any:
@@ -153,6 +330,16 @@ def _runs_variants(value: Any) -> Any:
     return value or []
 
 
+def _unreadable_reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(run)"
+        return f"{where}: {first['msg']}"
+    if isinstance(exc, RecursionError):
+        return "(run): nested too deeply to read"
+    return f"(run): {type(exc).__name__}"
+
+
 class Result(_ApiModel):
     """A result and its runs. Runs are read one by one: one odd run makes that run
     ``unreadable`` (by id, with the field and the problem), never the whole result."""
@@ -161,10 +348,16 @@ class Result(_ApiModel):
     status: str = "pending"
     agent: int | None = None
     runs: list[Run] = Field(default_factory=list)
-    raw_runs: dict[int, dict[str, Any]] = Field(default_factory=dict)
-    unreadable: dict[int, str] = Field(default_factory=dict)
+    # Filled by the reader below, from data it already checked: not validated again.
+    raw_runs: Annotated[dict[int, dict[str, Any]], SkipValidation] = Field(default_factory=dict)
+    unreadable: Annotated[dict[int, str], SkipValidation] = Field(default_factory=dict)
 
     _status = field_validator("status", mode="before")(normalize_status)
+
+    @field_validator("agent", mode="before")
+    @classmethod
+    def _agent(cls, value: Any) -> Any:
+        return _whole_number(value) if value is not None else None
 
     @model_validator(mode="before")
     @classmethod
@@ -173,23 +366,18 @@ class Result(_ApiModel):
             return data
         raw = _runs_variants(data.get("runs"))
         if not isinstance(raw, list):
-            return data  # the field validation names the problem
+            return {**data, "raw_runs": {}, "unreadable": {}}  # the field names the problem
         runs: list[Run] = []
         raws: dict[int, dict[str, Any]] = {}
         unreadable: dict[int, str] = {}
         for item in raw:
             try:
                 run = Run.model_validate(item)
-            except ValidationError as exc:
+            except (ValidationError, RecursionError, TypeError, ValueError) as exc:
                 raw_id = item.get("id") if isinstance(item, dict) else None
-                try:
-                    run_id = int(raw_id) if raw_id is not None else None
-                except (TypeError, ValueError):
-                    run_id = None
+                run_id = _whole_number(raw_id)
                 if run_id is not None:
-                    first = exc.errors()[0]
-                    where = ".".join(str(p) for p in first["loc"]) or "(run)"
-                    unreadable[run_id] = f"{where}: {first['msg']}"
+                    unreadable[run_id] = _unreadable_reason(exc)
                 continue
             runs.append(run)
             raws[run.id] = item

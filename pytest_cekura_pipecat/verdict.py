@@ -3,22 +3,51 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 from .case import Case
-from .models import TERMINAL_STATUSES, Run
+from .models import TERMINAL_STATUSES, Run, short_text
 
 Outcome = Literal["passed", "failed", "error"]
+
+_REVIEWED_SUCCESS = "reviewed_success"
+_REVIEWED_FAILURE = "reviewed_failure"
+_MAX_EXPLANATION = 300  # characters of an explanation in one reason line
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True)
 class MetricResult:
+    """One evaluation metric of a run. ``passed`` is None when the metric has no pass/fail
+    (numeric scores such as latency, enum values) and the API did not say."""
+
     name: str
     passed: bool | None
     explanation: tuple[str, ...] = ()
+    type: str = ""
+    score: float | None = None
+    value: Any = None
+    enum: Any = None
+    extra: Mapping[str, Any] = field(default_factory=_empty)
+    id: int | str | None = None
+
+
+@dataclass(frozen=True)
+class RubricResult:
+    """One rubric rule of a run: ``conditions`` (``"value lte 1500"``) held for ``value``?"""
+
+    metric_name: str
+    passed: bool | None
+    value: Any = None
+    conditions: str = ""
+    explanation: tuple[str, ...] = ()
+    metric_id: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -28,8 +57,8 @@ class ExpectedOutcomeResult:
 
 
 def parse_duration(value: str | None) -> float | None:
-    """Cekura's ``"MM:SS"`` (or ``"H:MM:SS"``) as seconds."""
-    if not value or not re.fullmatch(r"\d+(:\d{1,2}){1,2}(\.\d+)?", value.strip()):
+    """Cekura's ``"MM:SS"`` (or ``"H:MM:SS"``) as seconds; anything else is None."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d+(:\d{1,2}){1,2}(\.\d+)?", value.strip()):
         return None
     seconds = 0.0
     for part in value.strip().split(":"):
@@ -39,12 +68,13 @@ def parse_duration(value: str | None) -> float | None:
 
 @dataclass(frozen=True)
 class CekuraRun:
-    """One Cekura run as the plugin saw it at the end: the public, immutable view.
+    """One Cekura run as the plugin saw it at the end: the public, immutable view. Plain
+    data: reading it never fetches anything.
 
-    ``passed`` is the verdict of this run alone. A run that never started (the start
+    ``verdict`` is the verdict of this run alone. A run that never started (the start
     request was refused, a variable was missing) has ``run_id`` None and status
-    ``not_started``. ``transcript`` and ``recording_url`` are fetched lazily, in bulk,
-    by the plugin when first asked for.
+    ``not_started``. ``transcript`` and ``recording_url`` are None until the plugin fills
+    them in (they come from a separate request). ``raw`` is the run as Cekura sent it.
     """
 
     scenario_id: int
@@ -58,21 +88,60 @@ class CekuraRun:
     metrics: tuple[MetricResult, ...] = ()
     duration: float | None = None
     dashboard_url: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=_empty, repr=False)
+    # Transcripts and signed recording links may echo secrets: kept out of repr.
     transcript: str | None = field(default=None, repr=False)
-    recording_url: str | None = None
-    raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    recording_url: str | None = field(default=None, repr=False)
+    is_reviewed: bool = False
+    evaluation_status: str = ""
+    rubric: tuple[RubricResult, ...] = ()
+    mocked_tool_names: tuple[str, ...] | None = None
+    trace_id: str | None = None
+
+    @property
+    def reviewed(self) -> bool:
+        """A human gave the verdict on the Cekura dashboard; it decides over ``success``.
+        ``evaluation_status`` ``reviewed_*`` is the review itself (it exists only once
+        reviewed), so it counts even where ``is_reviewed`` is missing."""
+        return self.status == "completed" and self.evaluation_status in (
+            _REVIEWED_SUCCESS,
+            _REVIEWED_FAILURE,
+        )
+
+    @property
+    def never_connected(self) -> bool:
+        """Completed and unsuccessful with an ``error_message`` and no evaluation evidence
+        at all: the call never happened, so nothing was evaluated (an error, not a fail)."""
+        return (
+            self.status == "completed"
+            and self.success is False
+            and not self.reviewed
+            and bool(self.error_message)
+            and self.expected_outcome.score is None
+            and not any(metric.passed is False for metric in self.metrics)
+            and not any(rule.passed is False for rule in self.rubric)
+        )
 
     @property
     def verdict(self) -> Outcome:
-        if self.status == "completed" and self.success is True:
+        if self.status != "completed":
+            return "error"
+        if self.reviewed:
+            return "passed" if self.evaluation_status == _REVIEWED_SUCCESS else "failed"
+        if self.success is True:
             return "passed"
-        if self.status == "completed" and self.success is False:
-            return "failed"
+        if self.success is False:
+            return "error" if self.never_connected else "failed"
         return "error"
 
     @property
     def passed(self) -> bool:
         return self.verdict == "passed"
+
+    @property
+    def error_reason(self) -> str | None:
+        """The ``error_message`` of an errored run (what a circuit breaker counts), or None."""
+        return self.error_message if self.verdict == "error" and self.error_message else None
 
     @classmethod
     def from_api(
@@ -96,11 +165,41 @@ class CekuraRun:
                 run.expected_outcome.score, tuple(run.expected_outcome.explanation)
             ),
             metrics=tuple(
-                MetricResult(m.name, m.passed, tuple(m.explanation)) for m in run.evaluation.metrics
+                MetricResult(
+                    name=m.name,
+                    passed=m.passed,
+                    explanation=tuple(m.explanation),
+                    type=m.kind,
+                    score=m.score,
+                    value=m.value,
+                    enum=m.enum,
+                    extra=MappingProxyType(m.extra),
+                    id=m.id,
+                )
+                for m in run.evaluation.metrics
             ),
             duration=parse_duration(run.duration),
             dashboard_url=dashboard_url,
             raw=MappingProxyType(raw),  # a read-only view of the snapshot's own dict
+            transcript=run.transcript,
+            recording_url=run.voice_recording_url,
+            is_reviewed=run.is_reviewed,
+            evaluation_status=run.evaluation_status,
+            rubric=tuple(
+                RubricResult(
+                    metric_name=r.metric_name,
+                    passed=r.passed,
+                    value=r.value,
+                    conditions=r.conditions,
+                    explanation=tuple(r.explanation),
+                    metric_id=r.metric_id,
+                )
+                for r in run.rubric
+            ),
+            mocked_tool_names=(
+                None if run.mocked_tool_names is None else tuple(run.mocked_tool_names)
+            ),
+            trace_id=run.trace_id,
         )
 
 
@@ -108,8 +207,71 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
 
 
+def _show(value: Any) -> str:
+    """A measured value, short: 2100.0 as 2100, containers bounded."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int | str):
+        text = str(value)
+        return text if len(text) <= 80 else text[:79] + "…"
+    return short_text(value)
+
+
+def _explained(head: str, explanation: Sequence[str]) -> str:
+    text = " ".join(part.strip() for part in explanation if part.strip())
+    if len(text) > _MAX_EXPLANATION:
+        text = text[: _MAX_EXPLANATION - 1] + "…"
+    return head + (f": {text}" if text else "")
+
+
+def _metric_reason(metric: MetricResult) -> str:
+    name = metric.name or (f"#{metric.id}" if metric.id is not None else "(unnamed)")
+    head = f"metric '{name}' did not pass"
+    if not metric.type.startswith("binary"):  # a number or a choice says more than "failed"
+        if metric.score is not None:
+            head += f" with score {_show(metric.score)}"
+        elif metric.value is not None:
+            head += f" with value {_show(metric.value)}"
+    return _explained(head, metric.explanation)
+
+
+def _rubric_reason(rule: RubricResult) -> str:
+    name = rule.metric_name or (f"#{rule.metric_id}" if rule.metric_id is not None else "")
+    head = f"rubric rule '{name}'" if name else "a rubric rule"
+    if rule.conditions:
+        head += f" ({rule.conditions})"
+    head += " did not hold"
+    if rule.value is not None:
+        head += f" with value {_show(rule.value)}"
+    return _explained(head, rule.explanation)
+
+
+def _evaluation_reasons(run: CekuraRun) -> list[str]:
+    """Every piece of evaluation evidence against the run: outcome, metrics, rubric."""
+    reasons: list[str] = []
+    outcome = run.expected_outcome
+    if outcome.score is not None and outcome.score < 100:
+        reasons.append(
+            _explained(f"expected outcome: score {outcome.score:g}/100", outcome.explanation)
+        )
+    reasons.extend(_metric_reason(m) for m in run.metrics if m.passed is False)
+    reasons.extend(_rubric_reason(r) for r in run.rubric if r.passed is False)
+    return reasons
+
+
+def review_note(run: CekuraRun) -> str | None:
+    """How a human review decided the run, or None when nobody reviewed it."""
+    if not run.reviewed:
+        return None
+    marked = "passed" if run.evaluation_status == _REVIEWED_SUCCESS else "failed"
+    return f"reviewed on the Cekura dashboard: marked {marked} by a human"
+
+
 def run_reasons(run: CekuraRun) -> list[str]:
-    """Why a run did not pass, one reason a line (empty for a pass)."""
+    """Why a run did not pass, one reason a line (empty for a pass). The first reason is
+    the most direct one: the review, the failing check, or the error message."""
     verdict = run.verdict
     if verdict == "passed":
         return []
@@ -119,17 +281,14 @@ def run_reasons(run: CekuraRun) -> list[str]:
         if run.status == "completed":
             return ["the run completed without a verdict (success is null)"]
         return [f"the run ended with status {run.status}"]
-    reasons: list[str] = []
+    reasons = _evaluation_reasons(run)
+    note = review_note(run)
+    if note:
+        return [note, *reasons]
     outcome = run.expected_outcome
-    if outcome.score is not None and outcome.score < 100:
-        text = " ".join(outcome.explanation)
-        reasons.append(
-            f"expected outcome: score {outcome.score:g}/100" + (f": {text}" if text else "")
-        )
-    for metric in run.metrics:
-        if metric.passed is False:
-            text = " ".join(metric.explanation)
-            reasons.append(f"metric '{metric.name}' did not pass" + (f": {text}" if text else ""))
+    if not reasons and outcome.score is None and outcome.explanation:
+        # An expected outcome sent as a plain string has no score, only its explanation.
+        return [_explained("expected outcome", outcome.explanation)]
     return reasons or ["Cekura marked the run unsuccessful without a reason"]
 
 
@@ -175,6 +334,9 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
             head = f"{title} failed its evaluation"
         else:
             head = f"{title} errored"
+        if run.passed and (note := review_note(run)):
+            # Say what the human overruled, if Cekura's own evaluation had found anything.
+            reasons = [note, *(f"overruled: {r}" for r in _evaluation_reasons(run))]
         if reasons:
             head += f": {reasons[0]}"
         lines = [head, *(f"  {r}" for r in reasons[1:]), f"  {_run_id(run)}"]
@@ -182,6 +344,8 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
         lines = [f"{title}: {passes} of {len(runs)} runs passed, {case.min_passes} required"]
         for run in runs:
             reasons = run_reasons(run)
+            if run.passed and (note := review_note(run)):
+                reasons = [note]
             lines.append(
                 f"  {_run_id(run)}: {run.verdict}" + (f": {'; '.join(reasons)}" if reasons else "")
             )
