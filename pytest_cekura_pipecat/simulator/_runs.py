@@ -298,7 +298,7 @@ def _verdict_fields(script: ScenarioScript, fmt: MetricFormat) -> dict[str, Any]
         fields["success"] = False
         fields["expected_outcome"] = met
         metrics = _metrics(script, (), fmt)
-        measured = next(m for m in metrics if m["type"] == "numeric")
+        measured = next(m for m in metrics if m.get("type") == "numeric")
         fields["evaluation"] = {"metrics": metrics}
         fields["rubric"] = [
             {
