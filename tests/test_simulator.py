@@ -6,6 +6,7 @@ fault and the CLI subprocess.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -125,17 +126,10 @@ def test_bad_key_is_401_and_recorded(sim: Simulator, headers: dict[str, str]) ->
 
 
 @pytest.mark.parametrize(
-    "path",
-    [
-        "/test_framework/v1/scenarios/run_scenarios_pipecat",
-        "/test_framework/v1/results/5001",
-        "/test_framework/v1/runs/bulk?run_ids=1",
-        "/test_framework/v1/nothing/",
-    ],
+    "path", ["/test_framework/v1/nothing/", "/test_framework/v3/results/5001/", "/results/"]
 )
-def test_missing_trailing_slash_or_unknown_path_is_404(client: httpx.Client, path: str) -> None:
-    method = "POST" if "run_scenarios" in path else "GET"
-    response = client.request(method, path, json=entries(101) if method == "POST" else None)
+def test_unknown_path_is_404(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
     assert response.headers["content-type"] == "application/json"
@@ -1058,3 +1052,307 @@ def test_v2_get_faults_do_not_touch_the_post(sim: Simulator, client: httpx.Clien
     sim.faults.get_non_json_every = 1
     assert client.post(START_V2, json=v2_body(101)).status_code == 200
     assert client.get("/test_framework/v1/results/5001/").status_code == 503
+
+
+# -- published API: aliases, bodies, switches (issue 9) --------------------------------------
+
+ALIASES = [
+    "/test_framework/v1/scenarios/run_scenarios_pipecat",
+    "/test_framework/v1/scenarios-external/run_scenarios_pipecat/",
+    "/test_framework/v2/scenarios/run_scenarios_pipecat",
+]
+
+
+@pytest.mark.parametrize("path", ALIASES)
+def test_start_aliases_with_or_without_slash(client: httpx.Client, path: str) -> None:
+    response = client.post(path, json=entries(101))
+    assert response.status_code == 200, response.text
+    assert response.headers["x-cekura-simulator"] == "1"
+    assert response.json()["runs"][0]["scenario"] == 101
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("slash", ["/", ""])
+def test_reads_and_ends_on_both_versions_with_or_without_slash(
+    client: httpx.Client, clock: FakeClock, version: str, slash: str
+) -> None:
+    created = start(client, 101, 105)
+    rid, (done, stuck) = created["id"], (r["id"] for r in created["runs"])
+    clock.advance(S)
+    base = f"/test_framework/{version}"
+    assert client.get(f"{base}/results/{rid}{slash}").json()["id"] == rid
+    assert client.get(f"{base}/results{slash}").json()["count"] == 1
+    for query in (f"run_ids={done},{stuck}", f"ids={done},{stuck}"):
+        for bulk in ("runs/bulk", "runs-external/bulk"):
+            runs = client.get(f"{base}/{bulk}{slash}?{query}").json()
+            assert [r["id"] for r in runs] == [done, stuck]
+    assert client.get(f"{base}/runs-external/{done}{slash}").json()["status"] == "completed"
+    assert client.get(f"{base}/aiagents/12{slash}").json()["project"] == 7
+    for kind in ("runs", "runs-external"):
+        assert client.post(f"{base}/{kind}/{stuck}/end_call{slash}").status_code == 200
+    for kind in ("results", "results-external"):
+        assert client.post(f"{base}/{kind}/{rid}/end_calls{slash}").status_code == 200
+
+
+def test_results_list_filters_and_pages(sim: Simulator, client: httpx.Client) -> None:
+    for _ in range(3):
+        start(client, 101)
+    client.post(
+        "/test_framework/v1/scenarios-external/run_scenarios_pipecat_v2/",
+        json={"agent_id": 3, "scenarios": [102], "name": "Nightly regression"},
+    )
+    page = client.get("/test_framework/v2/results/", params={"page_size": 2}).json()
+    assert page["count"] == 4 and [r["id"] for r in page["results"]] == [5004, 5003]
+    assert page["next"] == f"{sim.url}/test_framework/v2/results/?page_size=2&page=2"
+    assert "runs" not in page["results"][0]
+    found = client.get("/test_framework/v2/results/", params={"search": "nightly"}).json()
+    assert [r["name"] for r in found["results"]] == ["Nightly regression"]
+    assert client.get("/test_framework/v2/results/?agent_id=1").json()["count"] == 3
+    assert client.get("/test_framework/v2/results/?scenarios=102").json()["count"] == 1
+
+
+FORM_FIELDS = [
+    ("agent", "12"),
+    ("scenarios[0]scenario", "101"),
+    ("scenarios[0]pipecat_room_url", "https://r/a"),
+    ("scenarios[0]pipecat_token", "tok"),
+    ("scenarios[1].scenario", "102"),
+    ("scenarios[1].pipecat_room_url", "https://r/b"),
+    ("mock_tool_names", "lookup_booking"),
+]
+
+
+def test_start_accepts_a_urlencoded_form(sim: Simulator, client: httpx.Client) -> None:
+    response = client.post(START, data=dict(FORM_FIELDS))
+    assert response.status_code == 200, response.text
+    assert response.json()["agent"] == 12
+    assert [r["scenario"] for r in response.json()["runs"]] == [101, 102]
+    assert sim.requests[-1].body["scenarios"][0] == {
+        "scenario": 101,
+        "pipecat_room_url": "https://r/a",
+        "pipecat_token": "tok",
+    }
+    assert sim.runs()[0]["mocked_tool_names"] == ["lookup_booking"]
+
+
+def test_start_accepts_a_multipart_form(sim: Simulator, client: httpx.Client) -> None:
+    files = {name: (None, value) for name, value in FORM_FIELDS}
+    response = client.post(START, files=files)
+    assert response.status_code == 200, response.text
+    assert sim.requests[-1].headers["content-type"].startswith("multipart/form-data")
+    assert [r["scenario"] for r in response.json()["runs"]] == [101, 102]
+
+
+def test_form_with_a_bad_entry_is_400(client: httpx.Client) -> None:
+    response = client.post(START, data={"scenarios[0]scenario": "x"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "scenarios[0].scenario": ["A valid integer is required."],
+        "scenarios[0].pipecat_room_url": ["This field is required."],
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "mocked", "recorded"),
+    [
+        ({}, ["lookup_booking", "create_booking"], None),
+        ({"mock_tool_names": None}, ["lookup_booking", "create_booking"], None),
+        ({"mock_tool_names": []}, [], []),
+        ({"mock_tool_names": ["create_booking"]}, ["create_booking"], ["create_booking"]),
+    ],
+    ids=["absent", "null", "none", "some"],
+)
+def test_mock_tool_names(
+    client: httpx.Client, extra: dict[str, Any], mocked: list[str], recorded: list[str] | None
+) -> None:
+    created = client.post(START, json={**entries(101), **extra}).json()
+    assert created["mock_tool_names"] == recorded
+    assert result(client, created["id"])["mock_tool_names"] == recorded
+    assert only_run(client, created["id"])["mocked_tool_names"] == mocked
+
+
+def test_result_fields_the_official_cli_reads(client: httpx.Client, clock: FakeClock) -> None:
+    created = start(client, 101, 102, 105)
+    clock.advance(S)
+    body = result(client, created["id"])
+    assert body["name"] == f"Pipecat run {created['id']}"
+    assert (body["completed_runs_count"], body["total_runs_count"]) == (2, 3)
+    assert body["scenarios"] == [101, 102, 105]
+    assert body["total_duration"] == "00:30"
+    assert body["success_rate"] == 33.33
+
+
+def test_room_exclusive_refuses_a_room_with_a_live_run(clock: FakeClock) -> None:
+    with Simulator(SCRIPTS, clock=clock, room_exclusive=True) as simulator, _client(simulator) as c:
+        start(c, 105)  # stuck in https://r/105
+        response = c.post(START, json=entries(101, 105))
+        assert response.status_code == 400
+        assert response.json() == {
+            "scenarios[1].pipecat_room_url": ["another caller was already in the room"]
+        }
+        same_body = c.post(START, json={"scenarios": entries(101)["scenarios"] * 2})
+        assert list(same_body.json()) == ["scenarios[1].pipecat_room_url"]
+        assert simulator.entries_fired() == 1
+        c.post("/test_framework/v1/runs-external/90001/end_call/")
+        assert c.post(START, json=entries(105)).status_code == 200
+
+
+def test_echo_secrets_puts_room_and_token_in_the_run(clock: FakeClock) -> None:
+    body = {"scenarios": [{"scenario": 101, "pipecat_room_url": ROOM, "pipecat_token": "s3cr3t"}]}
+    with Simulator(SCRIPTS, clock=clock, echo_secrets=True) as simulator, _client(simulator) as c:
+        rid = c.post(START, json=body).json()["id"]
+        clock.advance(S)
+        run = only_run(c, rid)
+        full = c.get("/test_framework/v1/runs/bulk/?run_ids=90001").json()[0]
+    assert run["error_message"] == f"joined {ROOM} with token s3cr3t"
+    assert f"joined {ROOM} with token s3cr3t" in full["transcript"]
+
+
+def test_start_non_result_creates_runs_but_answers_something_else(clock: FakeClock) -> None:
+    with (
+        Simulator(SCRIPTS, clock=clock, start_non_result=True) as simulator,
+        _client(simulator) as c,
+    ):
+        response = c.post(START, json=entries(101, 102))
+        assert (response.status_code, response.json()) == (200, {"ok": True})
+        assert simulator.entries_fired() == 2 and len(simulator.runs()) == 2
+
+
+def test_unknown_scenario_without_naming_the_entry(clock: FakeClock) -> None:
+    with Simulator(SCRIPTS, clock=clock, unknown_scenario_400="field") as simulator:
+        with _client(simulator) as c:
+            response = c.post(START, json=entries(101, 998, 999))
+        assert response.json() == {
+            "scenarios": [
+                'Invalid pk "998" - object does not exist.',
+                'Invalid pk "999" - object does not exist.',
+            ]
+        }
+        assert simulator.runs() == []
+
+
+def test_bad_switch_values_are_config_errors() -> None:
+    with pytest.raises(SimulatorConfigError, match="v1_reads must be one of"):
+        Simulator(v1_reads="old")  # type: ignore[arg-type]
+    with pytest.raises(SimulatorConfigError, match="unknown_scenario_400"):
+        Simulator(unknown_scenario_400="loc")  # type: ignore[arg-type]
+
+
+def test_pending_forever_run_in_a_failed_result(clock: FakeClock) -> None:
+    scripts = [*SCRIPTS, ScenarioScript(120, outcome="pending_forever", seconds=S)]
+    with Simulator(scripts, clock=clock) as simulator, _client(simulator) as c:
+        rid = start(c, 101, 120)["id"]
+        clock.advance(S / 2)
+        assert result(c, rid)["status"] == "running"
+        clock.advance(S)
+        body = result(c, rid)
+    assert body["status"] == "failed"
+    assert [r["status"] for r in body["runs"].values()] == ["completed", "pending"]
+
+
+def test_non_finite_values_are_written_as_raw_json(clock: FakeClock) -> None:
+    scripts = [
+        ScenarioScript(121, seconds=S, non_finite="duration"),
+        ScenarioScript(122, seconds=S, non_finite="score"),
+        ScenarioScript(123, seconds=S),
+    ]
+    with Simulator(scripts, clock=clock) as simulator, _client(simulator) as c:
+        rid = start(c, 121, 122, 123)["id"]
+        clock.advance(S)
+        raw = c.get(f"/test_framework/v1/results/{rid}/").text
+    assert raw.count('"duration": Infinity') == 1
+    assert raw.count('"score": NaN') == 1
+    with pytest.raises(ValueError):
+        json.loads(raw, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+
+
+def test_new_script_fields_load_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "scenarios.toml"
+    path.write_text(
+        '[[scenario]]\nid = 130\noutcome = "rubric_fail"\nreview = "failure"\n'
+        'expected_outcome_as_string = true\nnon_finite = "score"\n'
+        'numeric_metrics = { "Latency (ms)" = 2100 }\nenum_metrics = { Outcome = "resolved" }\n'
+    )
+    script = load_scenarios(path)[130]
+    assert script.numeric_metrics == (("Latency (ms)", 2100),)
+    assert script.enum_metrics == (("Outcome", "resolved"),)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[scenario]]\nid = 1\nnumeric_metrics = { x = "fast" }\n')
+    with pytest.raises(SimulatorConfigError, match="numeric_metrics: must map metric names"):
+        load_scenarios(bad)
+
+
+def test_get_429_with_retry_after(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.get_429 = 1
+    sim.faults.retry_after = "3"
+    first = client.get("/test_framework/v1/results/5001/")
+    assert (first.status_code, first.headers["retry-after"]) == (429, "3")
+    assert client.get("/test_framework/v1/results/5001/").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_drip_sends_one_byte_at_a_time(sim: Simulator, method: str) -> None:
+    sim.faults.drip_interval = 0.002
+    if method == "GET":
+        sim.faults.drip_gets = 1
+    else:
+        sim.faults.drip_posts = 1
+    with _client(sim) as c:
+        started = time.monotonic()
+        if method == "GET":
+            response = c.get("/test_framework/v1/aiagents/3/")
+        else:
+            response = c.post(START, json=entries(101))
+        took = time.monotonic() - started
+    assert response.status_code == 200 and response.headers["x-cekura-simulator"] == "1"
+    assert took >= 0.002 * len(response.content)
+    assert sim.entries_fired() == (1 if method == "POST" else 0)
+    with pytest.raises(httpx.ReadTimeout), _client(sim) as c:
+        sim.faults.drip_interval = 1.0
+        sim.faults.drip_gets = 1
+        c.get("/test_framework/v1/aiagents/3/", timeout=httpx.Timeout(5, read=0.5))
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_reset_connection(sim: Simulator, client: httpx.Client, method: str) -> None:
+    if method == "GET":
+        sim.faults.reset_gets = 1
+    else:
+        sim.faults.reset_posts = 1
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        client.request(
+            method,
+            START if method == "POST" else "/test_framework/v1/results/1/",
+            json=entries(101) if method == "POST" else None,
+        )
+    assert sim.requests[-1].status == 0
+    assert sim.entries_fired() == (1 if method == "POST" else 0)
+    assert client.get("/test_framework/v1/aiagents/3/").status_code == 200
+
+
+def test_cli_flags_for_the_switches(tmp_path: Path) -> None:
+    proc = run_cli(
+        "--default-outcome",
+        "pass",
+        "--default-seconds",
+        "0",
+        "--v1-reads",
+        "legacy",
+        "--room-exclusive",
+        "--unknown-scenario-400",
+        "field",
+    )
+    try:
+        assert proc.stdout is not None
+        url = LISTENING.match(proc.stdout.readline())
+        assert url, "no listening line"
+        headers = {"X-CEKURA-API-KEY": "sim-key"}
+        created = httpx.post(url.group(1) + START, json=entries(7, 7), headers=headers)
+        assert list(created.json()) == ["scenarios[1].pipecat_room_url"]
+        rid = httpx.post(url.group(1) + START, json=entries(7), headers=headers).json()["id"]
+        body = httpx.get(f"{url.group(1)}/test_framework/v1/results/{rid}/", headers=headers)
+        metric = next(iter(body.json()["runs"].values()))["evaluation"]["metrics"][0]
+        assert metric["type"].startswith("binary_") and metric["score"] == 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)

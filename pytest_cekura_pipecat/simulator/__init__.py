@@ -15,13 +15,27 @@ Python::
 Command line (serves until SIGINT/SIGTERM)::
 
     python -m pytest_cekura_pipecat.simulator --scenarios scenarios.toml [--port 0]
+        [--v1-reads canonical|legacy|removed] [--room-exclusive]
+        [--unknown-scenario-400 entry|field]
+
+Routes (each with and without the trailing slash; key in ``X-CEKURA-API-KEY``):
+start ``POST /test_framework/v1/scenarios/run_scenarios_pipecat/`` and its aliases
+``v1/scenarios-external/...`` and ``v2/scenarios/...`` (JSON, urlencoded or multipart body),
+``POST v1/scenarios-external/run_scenarios_pipecat_v2/`` (the official CLI's pipecat mode),
+``GET v{1,2}/results/{id}/``, ``GET v{1,2}/results/`` (paginated list), ``GET
+v{1,2}/runs/bulk/`` and ``v{1,2}/runs-external/bulk/`` (``run_ids`` or ``ids``), ``GET
+v{1,2}/runs-external/{id}/``, ``POST v{1,2}/{runs,runs-external}/{id}/end_call/``, ``POST
+v{1,2}/{results,results-external}/{id}/end_calls/``, ``GET v{1,2}/aiagents/{id}/``.
+Switches and faults: see ``Simulator`` and ``Faults``.
 
 Scenarios file (TOML): one ``[[scenario]]`` table per scenario id::
 
     [[scenario]]
     id = 101                    # required, integer
     name = "Books a table"      # default "Scenario 101"
-    outcome = "pass"            # pass | fail | error | timeout | stuck | cancelled
+    outcome = "pass"            # pass | fail | error | timeout | stuck | cancelled |
+                                # rubric_fail | never_connected | evaluated_nothing |
+                                # pending_forever
     seconds = 2                 # creation to terminal status (default 1)
 
     [[scenario]]
@@ -31,6 +45,11 @@ Scenarios file (TOML): one ``[[scenario]]`` table per scenario id::
                                                                 # error/timeout: error_message
     failed_metrics = ["Confirms booking"]   # fail: binary metrics that did not pass
     transcript = "Testing Agent: Hi\\nMain Agent: Hello"         # default: generated
+    review = "failure"          # human-reviewed: "" (default) | success | failure
+    expected_outcome_as_string = true    # serve expected_outcome as a plain string
+    non_finite = "duration"     # "" | duration (Infinity) | score (NaN): non-strict JSON
+    numeric_metrics = { "Latency (ms)" = 1234 }
+    enum_metrics = { "Call outcome" = "escalated" }
 
 Any other key, a wrong type or a duplicate id is a ``SimulatorConfigError`` whose message is
 one line: ``FILE: scenario N: FIELD: MESSAGE``.
@@ -38,7 +57,9 @@ one line: ``FILE: scenario N: FIELD: MESSAGE``.
 Life cycle of a run of ``seconds`` S, by time since creation: pending (< 0.1 S), in_queue
 (< 0.2 S), running (< 0.8 S), evaluating (< S), then terminal: pass and fail end
 ``completed`` (success true / false), error ``failed``, timeout ``timeout``, cancelled
-``cancelled``; stuck stays ``running`` until ended through end_call(s).
+``cancelled``; stuck stays ``running`` until ended through end_call(s). rubric_fail,
+never_connected and evaluated_nothing end ``completed``; pending_forever stays ``pending``
+and its result turns ``failed`` (see ``ScenarioScript``).
 """
 
 from ._model import Faults, Outcome, RecordedRequest, ScenarioScript, SimulatorConfigError, Variants

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from ._model import OUTCOMES, ScenarioScript, SimulatorConfigError
+from ._model import OUTCOMES, V1_READS, ScenarioScript, SimulatorConfigError
 from ._server import Simulator, check_loopback
 
 EXIT_USAGE = 2
@@ -47,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="duration of runs played by --default-outcome",
     )
+    parser.add_argument(
+        "--v1-reads",
+        choices=V1_READS,
+        default="canonical",
+        help="binary metrics on v1 reads: canonical (default), legacy (type/score 5|0), "
+        "or removed (v1 results and runs/bulk answer 404); v2 reads are always canonical",
+    )
+    parser.add_argument(
+        "--room-exclusive",
+        action="store_true",
+        help="refuse (400) a start entry whose room already has a live run",
+    )
+    parser.add_argument(
+        "--unknown-scenario-400",
+        choices=("entry", "field"),
+        default="entry",
+        help="a 400 for an unknown scenario id names the entry (default) or only 'scenarios'",
+    )
     return parser
 
 
@@ -69,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             default_outcome=default,
             pipecat_cloud_key=args.pipecat_cloud_key,
+            v1_reads=args.v1_reads,
+            room_exclusive=args.room_exclusive,
+            unknown_scenario_400=args.unknown_scenario_400,
         )
         simulator.start()
     except SimulatorConfigError as exc:

@@ -6,6 +6,8 @@ the two apart keeps the protocol rules here readable and the socket code small.
 
 from __future__ import annotations
 
+import dataclasses
+import email.policy
 import io
 import json
 import re
@@ -15,12 +17,21 @@ import uuid
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.parser import BytesParser
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
-from ._model import Faults, RecordedRequest, Variants
-from ._runs import RunStore, end_runs, render_created, render_full_run, render_result
-from ._validation import StartRequest, validate_start, validate_start_v2
+from ._model import EntryErrors, Faults, RecordedRequest, V1Reads, Variants
+from ._runs import (
+    MetricFormat,
+    Run,
+    RunStore,
+    end_runs,
+    render_created,
+    render_full_run,
+    render_result,
+)
+from ._validation import StartRequest, form_to_body, validate_start, validate_start_v2
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -30,22 +41,36 @@ _HTML_503 = b"<html><body><h1>503 Service Unavailable</h1>upstream overloaded</b
 
 _START = "start"
 _START_V2 = "start_v2"
-_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("POST", re.compile(r"/test_framework/v1/scenarios/run_scenarios_pipecat/"), _START),
-    # The official CLI's `cekura run start --mode pipecat`; it sends no trailing slash.
-    (
-        "POST",
-        re.compile(r"/test_framework/v1/scenarios-external/run_scenarios_pipecat_v2/?"),
-        _START_V2,
-    ),
-    ("GET", re.compile(r"/test_framework/v[12]/results/(\d+)/"), "result"),
-    ("GET", re.compile(r"/test_framework/v1/runs/bulk/"), "bulk"),
-    ("POST", re.compile(r"/test_framework/v1/results/(\d+)/end_calls/"), "end_calls"),
-    ("POST", re.compile(r"/test_framework/v1/runs-external/(\d+)/end_call/"), "end_call"),
-    ("GET", re.compile(r"/test_framework/v1/aiagents/(\d+)/"), "agent"),
-    ("GET", re.compile(r"/recordings/(\d+)\.wav"), "recording"),
+_V = r"/test_framework/v(?P<v>[12])"
+_ID = r"(?P<id>\d+)"
+# Every route answers with and without the trailing slash: the official SDK sends none.
+_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(pattern + "/?"), name)
+    for method, pattern, name in (
+        # The v1 start and its documented aliases (same body, same answer).
+        (
+            "POST",
+            r"/test_framework/(?:v1/scenarios|v1/scenarios-external|v2/scenarios)"
+            r"/run_scenarios_pipecat",
+            _START,
+        ),
+        # The official CLI's `cekura run start --mode pipecat` (SDK scenarios.run_pipecat_v2).
+        ("POST", r"/test_framework/v1/scenarios-external/run_scenarios_pipecat_v2", _START_V2),
+        ("GET", _V + r"/results", "results"),
+        ("GET", _V + r"/results/" + _ID, "result"),
+        ("GET", _V + r"/runs/bulk", "bulk"),
+        ("GET", _V + r"/runs-external/bulk", "bulk"),
+        ("GET", _V + r"/runs-external/" + _ID, "run"),
+        ("POST", _V + r"/(?:results|results-external)/" + _ID + r"/end_calls", "end_calls"),
+        ("POST", _V + r"/(?:runs|runs-external)/" + _ID + r"/end_call", "end_call"),
+        ("GET", _V + r"/aiagents/" + _ID, "agent"),
+        ("GET", r"/recordings/" + _ID + r"\.wav", "recording"),
+    )
 )
+_READS = frozenset({"results", "result", "bulk", "run"})  # what v1_reads="removed" takes away
 _PIPECAT = re.compile(r"/v1/public/([^/]+)/start/?")
+PROJECT = 7
+_ROOM_TAKEN = "another caller was already in the room"
 
 
 @dataclass(frozen=True)
@@ -55,9 +80,12 @@ class Reply:
     content_type: str = JSON_TYPE
     headers: tuple[tuple[str, str], ...] = ()
     drop: bool = False  # close the socket without answering
+    reset: bool = False  # reset the connection (TCP RST) without answering
+    drip: float = 0.0  # seconds between bytes of the whole response; 0: send at once
 
 
 def json_reply(status: int, data: Any, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    # allow_nan: a script may ask for a run with Infinity/NaN, as a buggy server would send.
     return Reply(status, json.dumps(data).encode(), JSON_TYPE, headers)
 
 
@@ -80,6 +108,7 @@ class _Request:
     headers: dict[str, str]
     json: Any  # parsed body, None when empty, _BAD_JSON when unparsable
     arg: int  # the id captured from the path, 0 when the route has none
+    version: int  # 1 or 2 from /test_framework/vN/, 1 when the path has none
 
 
 def _silent_wav() -> bytes:
@@ -90,6 +119,18 @@ def _silent_wav() -> bytes:
         out.setframerate(8000)
         out.writeframes(b"\x00\x00" * 800)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Constructor-time switches of the simulator (see ``Simulator``)."""
+
+    v1_reads: V1Reads = "canonical"
+    room_exclusive: bool = False
+    echo_secrets: bool = False
+    start_non_result: bool = False
+    unknown_scenario_400: EntryErrors = "entry"
+    agent_tools: tuple[str, ...] = ()
 
 
 class App:
@@ -103,6 +144,7 @@ class App:
         api_key: str,
         pipecat_cloud_key: str,
         clock: Callable[[], float],
+        behaviour: Behaviour = Behaviour(),
     ) -> None:
         self.lock = threading.Lock()
         self.faults = Faults()
@@ -110,6 +152,7 @@ class App:
         self.base_url = ""
         self._store = store
         self._variants = variants
+        self._behaviour = behaviour
         self._pipecat_cloud_key = pipecat_cloud_key
         self._clock = clock
         self._records: list[tuple[int, RecordedRequest]] = []
@@ -121,8 +164,10 @@ class App:
         self._handlers: dict[str, Callable[[_Request], Reply]] = {
             _START: self._start,
             _START_V2: self._start_v2,
+            "results": self._results,
             "result": self._result,
             "bulk": self._bulk,
+            "run": self._run,
             "end_calls": self._end_calls,
             "end_call": self._end_call,
             "agent": self._agent,
@@ -166,11 +211,12 @@ class App:
             self._seq += 1
         split = urlsplit(target)
         query = parse_qs(split.query, keep_blank_values=True)
-        parsed = _parse_body(body)
+        parsed = _parse_body(body, headers.get("content-type", ""))
         try:
             reply = self._dispatch(method, split.path, query, headers, parsed)
         except Exception as exc:  # a simulator bug must not kill the connection silently
             reply = json_reply(500, {"detail": f"simulator error: {type(exc).__name__}: {exc}"})
+        reply = self._transport_fault(method, reply)
         if isinstance(parsed, _BadJson):
             recorded_body: Any = body.decode("utf-8", errors="replace")
         else:
@@ -181,11 +227,31 @@ class App:
             query=query,
             headers=headers,
             body=recorded_body,
-            status=0 if reply.drop else reply.status,
+            status=0 if reply.drop or reply.reset else reply.status,
             at=arrived,
         )
         with self.lock:
             self._records.append((seq, record))
+        return reply
+
+    def _transport_fault(self, method: str, reply: Reply) -> Reply:
+        """Drip or reset the answer, once the handler ran (a start has created its runs)."""
+        if reply.drop:
+            return reply
+        with self.lock:
+            faults = self.faults
+            if method == "GET" and faults.reset_gets > 0:
+                faults.reset_gets -= 1
+                return dataclasses.replace(reply, reset=True)
+            if method == "POST" and faults.reset_posts > 0:
+                faults.reset_posts -= 1
+                return dataclasses.replace(reply, reset=True)
+            if method == "GET" and faults.drip_gets > 0:
+                faults.drip_gets -= 1
+                return dataclasses.replace(reply, drip=faults.drip_interval)
+            if method == "POST" and faults.drip_posts > 0:
+                faults.drip_posts -= 1
+                return dataclasses.replace(reply, drip=faults.drip_interval)
         return reply
 
     def _dispatch(
@@ -211,24 +277,42 @@ class App:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
+            groups = match.groupdict()
+            version = int(groups.get("v") or 1)
+            if version == 1 and name in _READS and self._behaviour.v1_reads == "removed":
+                return _not_found()
             # Recordings stand for pre-signed storage links: no API key, like the real ones.
             if name != "recording" and headers.get("x-cekura-api-key") != self.api_key:
                 return json_reply(401, {"detail": "Invalid API key."})
             if method != route_method:
                 return json_reply(405, {"detail": f'Method "{method}" not allowed.'})
-            arg = int(match.group(1)) if match.groups() else 0
-            return self._handlers[name](_Request(method, path, query, headers, parsed, arg))
+            arg = int(groups.get("id") or 0)
+            request = _Request(method, path, query, headers, parsed, arg, version)
+            return self._handlers[name](request)
         return _not_found()
 
     def _gateway_fault(self) -> Reply | None:
         with self.lock:
             self._gets += 1
             count, faults = self._gets, self.faults
+            if faults.get_429 > 0:
+                faults.get_429 -= 1
+                return json_reply(
+                    429,
+                    {"detail": "Request was throttled."},
+                    (("Retry-After", faults.retry_after),),
+                )
             if faults.get_5xx_every > 0 and count % faults.get_5xx_every == 0:
                 return Reply(503, _HTML_503, HTML_TYPE)
             if faults.get_non_json_every > 0 and count % faults.get_non_json_every == 0:
                 return Reply(200, _NON_JSON_BODY, HTML_TYPE)
         return None
+
+    def _format(self, request: _Request) -> MetricFormat:
+        """Metrics as the route serves them: v2 canonical; v1 as ``v1_reads`` says."""
+        if request.version == 1 and self._behaviour.v1_reads == "legacy":
+            return "legacy"
+        return "canonical"
 
     def _start(self, request: _Request) -> Reply:
         return self._create(request, validate_start)
@@ -243,6 +327,7 @@ class App:
         validate: Callable[[Any, Callable[[int], bool]], StartRequest | dict[str, list[str]]],
     ) -> Reply:
         faults = self.faults
+        behaviour = self._behaviour
         with self.lock:
             # Throttling comes first, as in DRF: a throttled request never reaches the view.
             if faults.post_429 > 0:
@@ -258,15 +343,34 @@ class App:
         with self.lock:
             checked = validate(body, lambda sid: self._store.script_for(sid) is not None)
             if isinstance(checked, dict):
+                if behaviour.unknown_scenario_400 == "field":
+                    checked = _unnamed_entries(checked)
                 return json_reply(400, checked)
             if faults.post_400_entry is not None:
                 return json_reply(400, _entry_error(faults.post_400_entry, checked))
             if faults.credit_exhausted:
                 return json_reply(402, {"detail": "Insufficient credits to run these scenarios."})
-            scripts = [self._store.script_for(sid) for sid in checked.scenario_ids]
+            now = self._clock()
+            if behaviour.room_exclusive:
+                taken = _rooms_taken(checked, self._store.live_rooms(now))
+                if taken:
+                    return json_reply(400, taken)
+            entries = []
+            for index, sid in enumerate(checked.scenario_ids):
+                script = self._store.script_for(sid)
+                room, token = checked.rooms[index] if checked.rooms else ("", None)
+                if script is not None:
+                    entries.append((script, room, token))
+            mock = checked.mock_tool_names
             agent = DEFAULT_AGENT if checked.agent is None else checked.agent
             result = self._store.create(
-                agent, [s for s in scripts if s is not None], self._clock(), time.time()
+                agent,
+                entries,
+                now,
+                time.time(),
+                name=checked.name,
+                mock_tool_names=mock,
+                mocked=behaviour.agent_tools if mock is None else tuple(mock),
             )
             self._entries_fired += len(result.runs)
             created = render_created(result, self._variants)
@@ -276,33 +380,104 @@ class App:
             if faults.drop_connection_on_post > 0:
                 faults.drop_connection_on_post -= 1
                 return Reply(0, drop=True)
+        if behaviour.start_non_result:
+            return json_reply(200, {"ok": True})
         return json_reply(self._variants.post_status, created)
+
+    def _results(self, request: _Request) -> Reply:
+        """The results list, paginated as DRF does; filters agent_id, project_id, search,
+        scenarios (comma-separated ids)."""
+        query = {key: values[-1] for key, values in request.query.items() if values}
+        try:
+            page = int(query.get("page", "1"))
+            size = int(query.get("page_size", "10"))
+            agent = int(query["agent_id"]) if query.get("agent_id") else None
+            project = int(query["project_id"]) if query.get("project_id") else None
+            wanted = {int(s) for s in query.get("scenarios", "").split(",") if s.strip()}
+        except ValueError:
+            return json_reply(400, {"detail": "Invalid filter value."})
+        if page < 1 or size < 1:
+            return _not_found()
+        search = query.get("search", "").casefold()
+        with self.lock:
+            now = self._clock()
+            chosen = [
+                result
+                for result in sorted(self._store.all_results(), key=lambda r: -r.id)
+                if (agent is None or result.agent == agent)
+                and (project is None or project == PROJECT)
+                and search in result.name.casefold()
+                and (not wanted or wanted & {run.script.id for run in result.runs})
+            ]
+            window = chosen[(page - 1) * size : page * size]
+            items = [
+                render_result(r, now, self._variants, self._format(request), with_runs=False)
+                for r in window
+            ]
+        if page > 1 and not items:
+            return json_reply(404, {"detail": "Invalid page."})
+
+        def link(number: int) -> str | None:
+            if number < 1 or (number - 1) * size >= len(chosen):
+                return None
+            params = {**query, "page": str(number)}
+            return f"{self.base_url}{request.path}?{urlencode(params)}"
+
+        return json_reply(
+            200,
+            {
+                "count": len(chosen),
+                "next": link(page + 1),
+                "previous": link(page - 1),
+                "results": items,
+            },
+        )
 
     def _result(self, request: _Request) -> Reply:
         with self.lock:
             result = self._store.result(request.arg)
             if result is None:
                 return _not_found()
-            data = render_result(result, self._clock(), self._variants)
+            data = render_result(
+                result,
+                self._clock(),
+                self._variants,
+                self._format(request),
+                self._behaviour.echo_secrets,
+            )
         return json_reply(200, data)
 
     def _bulk(self, request: _Request) -> Reply:
-        raw = request.query.get("run_ids", [])
+        # Cekura's documented parameter is run_ids; the official SDK sends ids.
+        key = "run_ids" if "run_ids" in request.query or "ids" not in request.query else "ids"
+        raw = request.query.get(key, [])
         if not raw or not any(v.strip() for v in raw):
-            return json_reply(400, {"run_ids": ["This field is required."]})
+            return json_reply(400, {key: ["This field is required."]})
         parts = [part.strip() for value in raw for part in value.split(",")]
         if not all(part.isdigit() for part in parts):
-            return json_reply(
-                400, {"run_ids": ["Enter a comma-separated list of integer run ids."]}
-            )
+            return json_reply(400, {key: ["Enter a comma-separated list of integer run ids."]})
         with self.lock:
             now = self._clock()
             runs = [self._store.run(int(part)) for part in parts]
-            data = [
-                render_full_run(run, now, self._variants, self.base_url)
-                for run in runs
-                if run is not None
-            ]
+            data = [self._full_run(run, now, request) for run in runs if run is not None]
+        return json_reply(200, data)
+
+    def _full_run(self, run: Run, now: float, request: _Request) -> dict[str, Any]:
+        return render_full_run(
+            run,
+            now,
+            self._variants,
+            self.base_url,
+            self._format(request),
+            self._behaviour.echo_secrets,
+        )
+
+    def _run(self, request: _Request) -> Reply:
+        with self.lock:
+            run = self._store.run(request.arg)
+            if run is None:
+                return _not_found()
+            data = self._full_run(run, self._clock(), request)
         return json_reply(200, data)
 
     def _end_calls(self, request: _Request) -> Reply:
@@ -322,7 +497,9 @@ class App:
         return json_reply(200, {"ended": ended})
 
     def _agent(self, request: _Request) -> Reply:
-        return json_reply(200, {"id": request.arg, "project": 7, "agent_name": "Simulated agent"})
+        return json_reply(
+            200, {"id": request.arg, "project": PROJECT, "agent_name": "Simulated agent"}
+        )
 
     def _recording(self, request: _Request) -> Reply:
         with self.lock:
@@ -360,9 +537,55 @@ def _entry_error(index: int, checked: StartRequest) -> dict[str, list[str]]:
     return {f"scenarios[{index}]{checked.entry_field}": [message]}
 
 
-def _parse_body(body: bytes) -> Any:
+def _unnamed_entries(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Unknown scenario ids reported under ``scenarios`` without naming the entry."""
+    out: dict[str, list[str]] = {}
+    for key, messages in errors.items():
+        unknown = [m for m in messages if m.startswith("Invalid pk ")]
+        if key.startswith("scenarios[") and unknown:
+            out.setdefault("scenarios", []).extend(unknown)
+        else:
+            out[key] = messages
+    return out
+
+
+def _rooms_taken(checked: StartRequest, live: set[str]) -> dict[str, list[str]]:
+    """Entries whose room already has a caller: a live run, or an earlier entry of this body."""
+    errors: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for index, (room, _) in enumerate(checked.rooms):
+        if room in live or room in seen:
+            errors[f"scenarios[{index}].pipecat_room_url"] = [_ROOM_TAKEN]
+        seen.add(room)
+    return errors
+
+
+def _form_fields(body: bytes, content_type: str) -> list[tuple[str, str]] | None:
+    """The fields of a urlencoded or multipart form; None when the body is neither."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    if kind != "multipart/form-data":
+        return None
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        return None
+    fields = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields.append((name, payload.decode("utf-8", errors="replace")))
+    return fields
+
+
+def _parse_body(body: bytes, content_type: str = "") -> Any:
     if not body.strip():
         return None
+    fields = _form_fields(body, content_type)
+    if fields is not None:
+        return form_to_body(fields)
     try:
         return json.loads(body)
     except ValueError:

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-Outcome = Literal["pass", "fail", "error", "timeout", "stuck", "cancelled"]
+Outcome = Literal[
+    "pass",
+    "fail",
+    "error",
+    "timeout",
+    "stuck",
+    "cancelled",
+    "rubric_fail",
+    "never_connected",
+    "evaluated_nothing",
+    "pending_forever",
+]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
+Review = Literal["", "success", "failure"]
+REVIEWS: tuple[str, ...] = get_args(Review)
+NonFinite = Literal["", "duration", "score"]
+NON_FINITE: tuple[str, ...] = get_args(NonFinite)
+V1Reads = Literal["canonical", "legacy", "removed"]
+V1_READS: tuple[str, ...] = get_args(V1Reads)
+EntryErrors = Literal["entry", "field"]
 
 
 class SimulatorConfigError(ValueError):
@@ -37,9 +56,42 @@ def check_script_field(field: str, value: object) -> str | None:
     elif field in ("reasons", "failed_metrics"):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             return "must be a list of strings"
+    elif field == "review":
+        if value not in REVIEWS:
+            return f"must be one of '', success, failure, got {value!r}"
+    elif field == "non_finite":
+        if value not in NON_FINITE:
+            return f"must be one of '', duration, score, got {value!r}"
+    elif field == "expected_outcome_as_string":
+        if not isinstance(value, bool):
+            return f"must be a boolean, got {type(value).__name__}"
+    elif field == "numeric_metrics":
+        pairs = _pairs(value)
+        if pairs is None or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for _, v in pairs
+        ):
+            return "must map metric names to finite numbers"
+    elif field == "enum_metrics":
+        pairs = _pairs(value)
+        if pairs is None or not all(isinstance(v, str) for _, v in pairs):
+            return "must map metric names to strings"
     else:
         return "unknown key"
     return None
+
+
+def _pairs(value: object) -> tuple[tuple[str, Any], ...] | None:
+    """``{name: value}`` or ``[(name, value), ...]`` as a tuple of pairs; None when neither."""
+    items: Any = value.items() if isinstance(value, Mapping) else value
+    if not isinstance(items, (list, tuple)) and not isinstance(value, Mapping):
+        return None
+    pairs = []
+    for item in items:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+            return None
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -48,6 +100,21 @@ class ScenarioScript:
 
     ``transcript`` left empty means a short generated two-speaker transcript, built when a
     run is served, so that a default script reused for many ids names each one.
+
+    Outcomes beyond pass/fail/error/timeout/stuck/cancelled (see the package docstring):
+    ``rubric_fail`` (success false only because a rubric rule failed), ``never_connected``
+    (completed, success false, an ``error_message``, no evaluation at all),
+    ``evaluated_nothing`` (success true with no score and no metrics), ``pending_forever``
+    (the run never leaves ``pending``; its result turns ``failed`` once every other run
+    is terminal and ``seconds`` passed).
+
+    ``review`` makes the run human-reviewed (``is_reviewed``, ``evaluation_status``
+    ``reviewed_success``/``reviewed_failure``, and ``success`` as the reviewer decided).
+    ``expected_outcome_as_string`` serves ``expected_outcome`` as a plain string.
+    ``non_finite`` writes ``"duration": Infinity`` or a ``NaN`` expected-outcome score into
+    the raw JSON (not strict JSON, on purpose) for this scenario's runs once terminal.
+    ``numeric_metrics`` (name -> number, e.g. latency in ms) and ``enum_metrics``
+    (name -> label) are added to the run's evaluation.
     """
 
     id: int
@@ -57,6 +124,11 @@ class ScenarioScript:
     reasons: tuple[str, ...] = ()
     failed_metrics: tuple[str, ...] = ()
     transcript: str = ""
+    review: Review = ""
+    expected_outcome_as_string: bool = False
+    non_finite: NonFinite = ""
+    numeric_metrics: tuple[tuple[str, float], ...] = ()
+    enum_metrics: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -67,6 +139,8 @@ class ScenarioScript:
         object.__setattr__(self, "reasons", tuple(self.reasons))
         object.__setattr__(self, "failed_metrics", tuple(self.failed_metrics))
         object.__setattr__(self, "seconds", float(self.seconds))
+        object.__setattr__(self, "numeric_metrics", _pairs(self.numeric_metrics))
+        object.__setattr__(self, "enum_metrics", _pairs(self.enum_metrics))
         if not self.name:
             object.__setattr__(self, "name", f"Scenario {self.id}")
         if self.outcome == "fail" and not self.failed_metrics:
@@ -75,7 +149,17 @@ class ScenarioScript:
 
 @dataclass
 class Faults:
-    """Fault switches, mutable at runtime; the simulator reads them under its lock."""
+    """Fault switches, mutable at runtime; the simulator reads them under its lock.
+
+    Counters count down, one per request they hit. ``post_429``/``get_429``: answer 429 with
+    ``Retry-After: retry_after`` (a throttled start creates nothing). ``get_5xx_every`` /
+    ``get_non_json_every`` N: every Nth GET is an HTML 503 / an HTML 200. ``drip_gets`` /
+    ``drip_posts``: the whole response (status line included) leaves one byte every
+    ``drip_interval`` seconds; a dripped start POST has created its runs. ``reset_gets`` /
+    ``reset_posts``: the connection is reset (TCP RST, no answer); a reset start POST has
+    created its runs. ``drop_connection_on_post``: the start POST creates its runs, then the
+    connection closes without an answer. ``post_500_after_create``: runs created, then 500.
+    """
 
     latency: float = 0.0
     post_429: int = 0
@@ -86,6 +170,12 @@ class Faults:
     post_400_entry: int | None = None
     credit_exhausted: bool = False
     drop_connection_on_post: int = 0
+    get_429: int = 0
+    drip_gets: int = 0
+    drip_posts: int = 0
+    drip_interval: float = 1.0
+    reset_gets: int = 0
+    reset_posts: int = 0
 
     def clear(self) -> None:
         """Back to no faults, in place, so references held by callers stay live."""

@@ -8,17 +8,23 @@ The store is not thread-safe on its own: the simulator calls it under its lock.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from ._model import ScenarioScript, Variants
+
+MetricFormat = Literal["canonical", "legacy"]
 
 TERMINAL = frozenset({"completed", "failed", "timeout", "cancelled"})
 _NOT_STARTED = frozenset({"pending", "in_queue"})
 _TERMINAL_BY_OUTCOME = {
     "pass": "completed",
     "fail": "completed",
+    "rubric_fail": "completed",
+    "never_connected": "completed",
+    "evaluated_nothing": "completed",
     "error": "failed",
     "timeout": "timeout",
     "cancelled": "cancelled",
@@ -27,10 +33,14 @@ _DEFAULT_ERROR = {
     "error": "Bot did not join the room",
     "timeout": "Run timed out: the call exceeded its maximum duration",
     "cancelled": "Run was cancelled",
+    "never_connected": "The testing agent could not join the Pipecat room",
 }
 _ENDED_REASON = {
     "pass": "testing_agent_ended_call",
     "fail": "testing_agent_ended_call",
+    "rubric_fail": "testing_agent_ended_call",
+    "evaluated_nothing": "testing_agent_ended_call",
+    "never_connected": "pipecat_connection_failed",
     "error": "error",
     "timeout": "max_duration_exceeded",
     "cancelled": "cancelled",
@@ -48,6 +58,9 @@ class Run:
     created: float  # on the simulator's clock
     created_wall: float  # time.time(), only for the timestamps served
     ended_at: float | None = None  # clock time an end_call(s) request stopped it
+    room_url: str = ""
+    token: str | None = None
+    mocked_tool_names: tuple[str, ...] = ()
 
     def status(self, now: float) -> str:
         """Canonical status (``cancelled`` spelling) at clock time ``now``."""
@@ -70,11 +83,15 @@ class Result:
     agent: int
     created_wall: float
     runs: list[Run] = field(default_factory=list)
+    name: str = ""
+    mock_tool_names: list[str] | None = None  # as the start body sent it (null: all)
 
 
 def _phase(script: ScenarioScript, elapsed: float) -> str:
     s = script.seconds
     if elapsed < 0.1 * s:
+        return "pending"
+    if script.outcome == "pending_forever":
         return "pending"
     if elapsed < 0.2 * s:
         return "in_queue"
@@ -108,16 +125,36 @@ class RunStore:
             self._scripts[scenario_id] = script
         return script
 
-    def create(self, agent: int, scripts: list[ScenarioScript], now: float, wall: float) -> Result:
-        result = Result(id=self._next_result, agent=agent, created_wall=wall)
+    def create(
+        self,
+        agent: int,
+        entries: list[tuple[ScenarioScript, str, str | None]],
+        now: float,
+        wall: float,
+        *,
+        name: str = "",
+        mock_tool_names: list[str] | None = None,
+        mocked: tuple[str, ...] = (),
+    ) -> Result:
+        """One result with a run per ``(script, room url, token)`` entry."""
+        result = Result(
+            id=self._next_result,
+            agent=agent,
+            created_wall=wall,
+            name=name or f"Pipecat run {self._next_result}",
+            mock_tool_names=mock_tool_names,
+        )
         self._next_result += 1
-        for script in scripts:
+        for script, room_url, token in entries:
             run = Run(
                 id=self._next_run,
                 result_id=result.id,
                 script=script,
                 created=now,
                 created_wall=wall,
+                room_url=room_url,
+                token=token,
+                mocked_tool_names=mocked,
             )
             self._next_run += 1
             result.runs.append(run)
@@ -133,6 +170,13 @@ class RunStore:
 
     def all_runs(self) -> list[Run]:
         return list(self._runs.values())
+
+    def all_results(self) -> list[Result]:
+        return list(self._results.values())
+
+    def live_rooms(self, now: float) -> set[str]:
+        """Room URLs of every run not yet terminal: someone is (or will be) in that room."""
+        return {run.room_url for run in self._runs.values() if run.status(now) not in TERMINAL}
 
     def clear(self) -> None:
         self._results.clear()
@@ -170,52 +214,130 @@ def spell(status: str, variants: Variants) -> str:
     return "canceled" if status == "cancelled" and variants.canceled_spelling else status
 
 
-def _metric(index: int, name: str, passed: bool) -> dict[str, Any]:
-    sentence = (
-        f"The agent satisfied '{name}' throughout the call."
-        if passed
-        else f"The agent did not satisfy '{name}' during the call."
-    )
-    return {
-        "id": index,
-        "name": name,
-        "eval_type": "binary",
-        "passed": passed,
-        "explanation": [sentence],
-    }
+def _explained(name: str, passed: bool) -> list[str]:
+    if passed:
+        return [f"The agent satisfied '{name}' throughout the call."]
+    return [f"The agent did not satisfy '{name}' during the call."]
 
 
-def _verdict_fields(script: ScenarioScript) -> dict[str, Any]:
+def _metric(index: int, name: str, passed: bool, fmt: MetricFormat) -> dict[str, Any]:
+    """A binary metric: canonical ``eval_type``/``passed``, or legacy ``type``/``score``."""
+    data: dict[str, Any] = {"id": index, "name": name}
+    if fmt == "canonical":
+        data.update(eval_type="binary", passed=passed)
+    else:
+        # Both legacy type names are served; "score_normalized" on every other metric.
+        data["type"] = "binary_workflow_adherence" if index % 2 else "binary_qualitative"
+        data["score"] = 5 if passed else 0
+        if index % 2:
+            data["score_normalized"] = 1.0 if passed else 0.0
+    data["explanation"] = _explained(name, passed)
+    return data
+
+
+def _numeric_metric(index: int, name: str, value: float, fmt: MetricFormat) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": index, "name": name, "type": "numeric", "score": value}
+    if fmt == "canonical":
+        data["eval_type"] = "numeric"
+    data["explanation"] = [f"Measured {value:g} for '{name}'."]
+    return data
+
+
+def _enum_metric(index: int, name: str, label: str, fmt: MetricFormat) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": index, "name": name, "type": "enum", "enum": label}
+    if fmt == "canonical":
+        data["eval_type"] = "enum"
+    data["value"] = label
+    data["explanation"] = [f"'{name}' was classified as {label!r}."]
+    return data
+
+
+_RUBRIC_METRIC = ("Latency (ms)", 2300.0)
+_RUBRIC_LIMIT = 1500
+
+
+def _metrics(
+    script: ScenarioScript, failed: tuple[str, ...], fmt: MetricFormat
+) -> list[dict[str, Any]]:
+    names = [(name, False) for name in failed]
+    if script.outcome == "pass" or not failed:
+        names.insert(0, ("Task completed", True))
+    names.append((_PASSING_METRIC, True))
+    metrics = [_metric(i, name, ok, fmt) for i, (name, ok) in enumerate(names, start=1)]
+    numeric = script.numeric_metrics
+    if script.outcome == "rubric_fail" and not numeric:
+        numeric = (_RUBRIC_METRIC,)
+    for name, value in numeric:
+        metrics.append(_numeric_metric(len(metrics) + 1, name, value, fmt))
+    for name, label in script.enum_metrics:
+        metrics.append(_enum_metric(len(metrics) + 1, name, label, fmt))
+    return metrics
+
+
+def _outcome(score: float, explanation: list[str]) -> dict[str, Any]:
+    return {"score": score, "explanation": explanation, "outcome_alignments": []}
+
+
+def _verdict_fields(script: ScenarioScript, fmt: MetricFormat) -> dict[str, Any]:
     """The fields a run carries once it reached its scripted terminal status."""
     outcome = script.outcome
-    fields: dict[str, Any] = {"metadata": {"ended_reason": _ENDED_REASON[outcome]}}
-    if outcome == "pass":
+    fields: dict[str, Any] = {"metadata": {"ended_reason": _ENDED_REASON.get(outcome)}}
+    met = _outcome(100, ["The expected outcome was met."])
+    if outcome in ("pass", "evaluated_nothing"):
         fields["success"] = True
-        fields["expected_outcome"] = {
-            "score": 100,
-            "explanation": ["The expected outcome was met."],
-            "outcome_alignments": [],
-        }
-        fields["evaluation"] = {
-            "metrics": [_metric(1, "Task completed", True), _metric(2, _PASSING_METRIC, True)]
-        }
+        if outcome == "pass":
+            fields["expected_outcome"] = met
+            fields["evaluation"] = {"metrics": _metrics(script, (), fmt)}
     elif outcome == "fail":
         fields["success"] = False
-        fields["expected_outcome"] = {
-            "score": 40,
-            "explanation": list(script.reasons)
-            or ["The agent did not achieve the expected outcome."],
-            "outcome_alignments": [],
-        }
-        metrics = [_metric(i, name, False) for i, name in enumerate(script.failed_metrics, start=1)]
-        metrics.append(_metric(len(metrics) + 1, _PASSING_METRIC, True))
+        fields["expected_outcome"] = _outcome(
+            40, list(script.reasons) or ["The agent did not achieve the expected outcome."]
+        )
+        fields["evaluation"] = {"metrics": _metrics(script, script.failed_metrics, fmt)}
+    elif outcome == "rubric_fail":
+        fields["success"] = False
+        fields["expected_outcome"] = met
+        metrics = _metrics(script, (), fmt)
+        measured = next(m for m in metrics if m.get("type") == "numeric")
         fields["evaluation"] = {"metrics": metrics}
+        fields["rubric"] = [
+            {
+                "metric_id": measured["id"],
+                "metric_name": measured["name"],
+                "value": measured["score"],
+                "explanation": list(script.reasons)
+                or [f"{measured['name']} was {measured['score']:g}, above {_RUBRIC_LIMIT}."],
+                "passed": False,
+                "conditions": f"value lte {_RUBRIC_LIMIT}",
+                "expected_conditions": {"operator": "lte", "value": _RUBRIC_LIMIT},
+            }
+        ]
+    elif outcome == "never_connected":
+        fields["success"] = False
+        fields["error_message"] = "; ".join(script.reasons) or _DEFAULT_ERROR[outcome]
     else:
         fields["error_message"] = "; ".join(script.reasons) or _DEFAULT_ERROR[outcome]
+    if script.review and "success" in fields:
+        fields["success"] = script.review == "success"
+        fields["is_reviewed"] = True
+        fields["evaluation_status"] = f"reviewed_{script.review}"
+    elif "success" in fields:
+        fields["evaluation_status"] = "success" if fields["success"] else "failure"
     return fields
 
 
-def render_run(run: Run, now: float, variants: Variants) -> dict[str, Any]:
+def _echo(run: Run) -> str:
+    """What ``echo_secrets`` leaks: the room and its token, verbatim."""
+    return f"joined {run.room_url} with token {run.token}"
+
+
+def render_run(
+    run: Run,
+    now: float,
+    variants: Variants,
+    fmt: MetricFormat = "canonical",
+    echo: bool = False,
+) -> dict[str, Any]:
     """The run as ``GET results/{id}/`` serves it."""
     script = run.script
     status = run.status(now)
@@ -224,6 +346,7 @@ def render_run(run: Run, now: float, variants: Variants) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": run.id,
         "result": run.result_id,
+        "result_id": run.result_id,
         "status": spell(status, variants),
         "success": None,
         "scenario": scenario_ref(script, variants),
@@ -236,12 +359,25 @@ def render_run(run: Run, now: float, variants: Variants) -> dict[str, Any]:
         "timestamp": iso(run.created_wall),
         "executed_at": iso(run.created_wall + 0.2 * script.seconds) if started else None,
         "personality_name": "Normal Male",
+        "is_reviewed": False,
+        "evaluation_status": None,
+        "mocked_tool_names": list(run.mocked_tool_names),
+        "trace_id": "",
     }
     if run.ended_at is not None:
         data["error_message"] = "Call ended by API"
         data["metadata"] = {"ended_reason": "ended_by_api"}
     elif status in TERMINAL:
-        data.update(_verdict_fields(script))
+        data.update(_verdict_fields(script, fmt))
+        if script.expected_outcome_as_string:
+            explanation = data["expected_outcome"].get("explanation", [])
+            data["expected_outcome"] = " ".join(explanation)
+        if script.non_finite == "duration":
+            data["duration"] = math.inf
+        elif script.non_finite == "score":
+            data["expected_outcome"] = _outcome(math.nan, ["The score could not be computed."])
+    if echo:
+        data["error_message"] = "; ".join(m for m in (data["error_message"], _echo(run)) if m)
     return data
 
 
@@ -269,15 +405,25 @@ def transcript_turns(script: ScenarioScript) -> list[dict[str, str]]:
     return turns
 
 
-def render_full_run(run: Run, now: float, variants: Variants, base_url: str) -> dict[str, Any]:
-    """The run as ``GET runs/bulk/`` serves it: with transcript and recording URL."""
-    data = render_run(run, now, variants)
+def render_full_run(
+    run: Run,
+    now: float,
+    variants: Variants,
+    base_url: str,
+    fmt: MetricFormat = "canonical",
+    echo: bool = False,
+) -> dict[str, Any]:
+    """The run as ``GET runs/bulk/`` and ``runs-external/{id}/`` serve it: with transcript."""
+    data = render_run(run, now, variants, fmt, echo)
     # Only a call that ran to its end has a conversation to show.
-    turns = (
-        transcript_turns(run.script)
-        if run.status(now) == "completed" and run.ended_at is None
-        else []
+    conversed = (
+        run.status(now) == "completed"
+        and run.ended_at is None
+        and run.script.outcome not in ("never_connected",)
     )
+    turns = transcript_turns(run.script) if conversed else []
+    if echo:
+        turns = [{"role": "Testing Agent", "content": _echo(run)}, *turns]
     data["transcript"] = "\n".join(
         f"{t['role']}: {t['content']}" if t["role"] else t["content"] for t in turns
     )
@@ -286,51 +432,81 @@ def render_full_run(run: Run, now: float, variants: Variants, base_url: str) -> 
     return data
 
 
-def render_result(result: Result, now: float, variants: Variants) -> dict[str, Any]:
+def result_status(result: Result, now: float) -> str:
+    statuses = [run.status(now) for run in result.runs]
+    orphans = [run for run in result.runs if run.script.outcome == "pending_forever"]
+    others = [
+        s
+        for run, s in zip(result.runs, statuses, strict=True)
+        if run.script.outcome != "pending_forever"
+    ]
+    waited = all(now - run.created >= run.script.seconds for run in orphans)
+    if orphans and waited and all(s in TERMINAL for s in others):
+        # Cekura gave up on the batch; the orphaned run never moves again.
+        return "failed"
+    if "completed" in statuses:
+        return "completed"
+    if statuses and all(s in TERMINAL for s in statuses):
+        # Not in the brief's rule, which would leave an all-error result "running" forever.
+        return "failed"
+    if any(s not in _NOT_STARTED for s in statuses):
+        return "running"
+    return "pending"
+
+
+def render_result(
+    result: Result,
+    now: float,
+    variants: Variants,
+    fmt: MetricFormat = "canonical",
+    echo: bool = False,
+    with_runs: bool = True,
+) -> dict[str, Any]:
     """The result as ``GET results/{id}/`` (v1 and v2) serves it."""
-    rendered = [render_run(run, now, variants) for run in result.runs]
+    rendered = [render_run(run, now, variants, fmt, echo) for run in result.runs]
     statuses = [run.status(now) for run in result.runs]
     total = len(rendered)
     success = sum(1 for r in rendered if r["success"] is True)
+    terminal = sum(1 for s in statuses if s in TERMINAL)
     failed = sum(
         1
         for r, s in zip(rendered, statuses, strict=True)
         if s in TERMINAL and r["success"] is not True
     )
-    if "completed" in statuses:
-        status = "completed"
-    elif statuses and all(s in TERMINAL for s in statuses):
-        # Not in the brief's rule, which would leave an all-error result "running" forever.
-        status = "failed"
-    elif any(s not in _NOT_STARTED for s in statuses):
-        status = "running"
-    else:
-        status = "pending"
     counts: dict[str, Any] = {
         "total_runs_count": total,
         "success_runs_count": success,
         "failed_runs_count": failed,
+        "completed_runs_count": terminal,
     }
     if variants.counts_as_strings:
         counts = {k: str(v) for k, v in counts.items()}
-    runs: list[dict[str, Any]] | dict[str, dict[str, Any]]
-    runs = rendered if variants.runs_as_list else {str(r["id"]): r for r in rendered}
-    return {
+    scenario_ids = list(dict.fromkeys(run.script.id for run in result.runs))
+    data: dict[str, Any] = {
         "id": result.id,
+        "name": result.name,
         "agent": result.agent,
-        "status": status,
+        "status": result_status(result, now),
         "run_as_text": False,
-        "runs": runs,
         **counts,
         "success_rate": round(100.0 * success / total, 2) if total else 0.0,
+        "total_duration": _mmss(sum(run.elapsed(now) for run in result.runs)),
+        "scenarios": scenario_ids,
+        "mock_tool_names": result.mock_tool_names,
         "created_at": iso(result.created_wall),
     }
+    if with_runs:
+        runs: list[dict[str, Any]] | dict[str, dict[str, Any]]
+        runs = rendered if variants.runs_as_list else {str(r["id"]): r for r in rendered}
+        data["runs"] = runs
+    return data
 
 
 def render_created(result: Result, variants: Variants) -> dict[str, Any]:
     """The result as the start POST answers it: runs as a list, everything pending."""
     return {
         "id": result.id,
+        "name": result.name,
         "agent": result.agent,
         "status": "pending",
         "run_as_text": False,
@@ -346,5 +522,6 @@ def render_created(result: Result, variants: Variants) -> dict[str, Any]:
             }
             for run in result.runs
         ],
+        "mock_tool_names": result.mock_tool_names,
         "created_at": iso(result.created_wall),
     }

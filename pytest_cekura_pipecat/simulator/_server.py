@@ -5,15 +5,25 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 
-from ._app import App, Reply, json_reply
-from ._model import Faults, RecordedRequest, ScenarioScript, SimulatorConfigError, Variants
+from ._app import App, Behaviour, Reply, json_reply
+from ._model import (
+    V1_READS,
+    EntryErrors,
+    Faults,
+    RecordedRequest,
+    ScenarioScript,
+    SimulatorConfigError,
+    V1Reads,
+    Variants,
+)
 from ._runs import RunStore
 from ._scenarios import ScenariosArg, coerce_scenarios
 
@@ -44,6 +54,7 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.stopping = threading.Event()  # ends drips early when the simulator stops
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -95,6 +106,12 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.drop:
             self.close_connection = True
             return
+        if reply.reset:
+            self._reset()
+            return
+        if reply.drip > 0:
+            self._drip(reply)
+            return
         self._write(reply)
 
     def _write(self, reply: Reply) -> None:
@@ -107,6 +124,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply.body)
 
+    def _reset(self) -> None:
+        """Close with SO_LINGER 0: the peer gets a TCP RST instead of an answer."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The fd closes only once the file wrappers let go of it.
+        self.rfile.close()
+        self.wfile.close()
+        self.connection.close()
+
+    def _drip(self, reply: Reply) -> None:
+        """The whole response, status line first, one byte every ``reply.drip`` seconds."""
+        self.close_connection = True
+        head = [f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}"]
+        head += [
+            f"Content-Type: {reply.content_type}",
+            f"Content-Length: {len(reply.body)}",
+            "X-Cekura-Simulator: 1",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in reply.headers),
+        ]
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
+        stopping = cast(_Server, self.server).stopping
+        for index in range(len(data)):
+            self.wfile.write(data[index : index + 1])
+            self.wfile.flush()
+            if stopping.wait(reply.drip):
+                return
+
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
 
 
@@ -115,6 +160,28 @@ class Simulator:
 
     Use as a context manager, or call ``start()`` / ``stop()``. Runs progress with
     ``clock`` (a fake clock makes tests instant); ``faults`` may be changed at any time.
+
+    Switches fixed at construction:
+
+    - ``v1_reads``: how ``/test_framework/v1/`` reads (results, runs/bulk, runs-external,
+      the results list) serve binary metrics: ``"canonical"`` (default, ``eval_type`` +
+      ``passed``, as v2 always does), ``"legacy"`` (``type`` ``binary_*`` + ``score`` 5/0,
+      ``score_normalized`` on some), or ``"removed"`` (those v1 reads answer 404).
+    - ``room_exclusive``: a start entry whose ``pipecat_room_url`` already has a live
+      (non-terminal) run, or repeats the room of an earlier entry of the same body, is
+      refused: 400 ``{"scenarios[i].pipecat_room_url": ["another caller was already in the
+      room"]}``, nothing created.
+    - ``echo_secrets``: each run's ``error_message`` and transcript carry its
+      ``pipecat_room_url`` and ``pipecat_token`` verbatim (to prove a client redacts them).
+    - ``start_non_result``: a start creates its runs but answers 200 ``{"ok": true}``.
+    - ``unknown_scenario_400``: a start naming an unknown scenario id (no script, no
+      ``default_outcome``) is a 400 that names the entry (``"entry"``:
+      ``{"scenarios[2].scenario": [...]}``) or does not (``"field"``: ``{"scenarios": [...]}``).
+    - ``agent_tools``: the agent's tools; a start without ``mock_tool_names`` (or ``null``)
+      mocks them all, ``[]`` none, a list those (``mocked_tool_names`` on each run).
+
+    The simulator never produces dashboard links, and every answer carries
+    ``X-Cekura-Simulator: 1``.
     """
 
     def __init__(
@@ -128,8 +195,22 @@ class Simulator:
         default_outcome: ScenarioScript | None = None,
         pipecat_cloud_key: str = "pcc-sim-key",
         clock: Callable[[], float] = time.monotonic,
+        v1_reads: V1Reads = "canonical",
+        room_exclusive: bool = False,
+        echo_secrets: bool = False,
+        start_non_result: bool = False,
+        unknown_scenario_400: EntryErrors = "entry",
+        agent_tools: Sequence[str] = ("lookup_booking", "create_booking"),
     ) -> None:
         check_loopback(host)
+        if v1_reads not in V1_READS:
+            raise SimulatorConfigError(
+                f"v1_reads must be one of {', '.join(V1_READS)}, got {v1_reads!r}"
+            )
+        if unknown_scenario_400 not in ("entry", "field"):
+            raise SimulatorConfigError(
+                f"unknown_scenario_400 must be entry or field, got {unknown_scenario_400!r}"
+            )
         self._host = host
         self._port = port
         self._app = App(
@@ -138,6 +219,14 @@ class Simulator:
             api_key=api_key,
             pipecat_cloud_key=pipecat_cloud_key,
             clock=clock,
+            behaviour=Behaviour(
+                v1_reads=v1_reads,
+                room_exclusive=room_exclusive,
+                echo_secrets=echo_secrets,
+                start_non_result=start_non_result,
+                unknown_scenario_400=unknown_scenario_400,
+                agent_tools=tuple(agent_tools),
+            ),
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -183,6 +272,7 @@ class Simulator:
         self._server = self._thread = None
         if server is None:
             return
+        server.stopping.set()
         server.shutdown()
         server.close_connections()
         server.server_close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,9 @@ class StartRequest:
     entry_field: str = (
         ".scenario"  # how a 400 names an entry: v1 "scenarios[i].scenario", v2 "scenarios[i]"
     )
+    rooms: tuple[tuple[str, str | None], ...] = ()  # v1: (room url, token) per run
+    mock_tool_names: list[str] | None = None  # None: mock every tool of the agent
+    name: str = ""
 
 
 def _is_int(value: object) -> bool:
@@ -53,6 +57,7 @@ def validate_start(body: Any, is_known: Callable[[int], bool]) -> StartRequest |
                 if not isinstance(name, str):
                     errors[f"mock_tool_names[{j}]"] = [_NOT_STR]
     ids: list[int] = []
+    rooms: list[tuple[str, str | None]] = []
     if "scenarios" not in body:
         errors["scenarios"] = [_REQUIRED]
     elif not isinstance(body["scenarios"], list):
@@ -64,9 +69,10 @@ def validate_start(body: Any, is_known: Callable[[int], bool]) -> StartRequest |
             scenario_id = _check_entry(f"scenarios[{i}]", entry, is_known, errors)
             if scenario_id is not None:
                 ids.append(scenario_id)
+                rooms.append((entry["pipecat_room_url"], entry.get("pipecat_token")))
     if errors:
         return errors
-    return StartRequest(agent=agent, scenario_ids=ids)
+    return StartRequest(agent=agent, scenario_ids=ids, rooms=tuple(rooms), mock_tool_names=mock)
 
 
 def _check_entry(
@@ -112,6 +118,14 @@ def validate_start_v2(body: Any, is_known: Callable[[int], bool]) -> StartReques
         errors["agent_id"] = [_REQUIRED]
     elif not _is_int(agent):
         errors["agent_id"] = [_NOT_INT]
+    mock = body.get("mock_tool_names")
+    if mock is not None and (
+        not isinstance(mock, list) or not all(isinstance(m, str) for m in mock)
+    ):
+        errors["mock_tool_names"] = [_list_type_error(mock)]
+    name = body.get("name") or ""
+    if not isinstance(name, str):
+        errors["name"] = [_NOT_STR]
     frequency = body.get("frequency", 1)
     if not _is_int(frequency) or frequency < 1:
         errors["frequency"] = ["Ensure this value is a positive integer."]
@@ -138,4 +152,44 @@ def validate_start_v2(body: Any, is_known: Callable[[int], bool]) -> StartReques
         scenario_ids=[sid for sid in ids for _ in range(frequency)],
         requested_ids=tuple(ids),
         entry_field="",
+        mock_tool_names=mock,
+        name=name,
     )
+
+
+_INT = re.compile(r"\s*[+-]?\d+\s*")
+_ENTRY_KEY = re.compile(r"scenarios\[(\d+)\]\.?(\w+)")
+_MOCK_KEY = re.compile(r"mock_tool_names\[(\d+)\]")
+
+
+def form_to_body(fields: list[tuple[str, str]]) -> dict[str, Any]:
+    """A form body (urlencoded or multipart) as the JSON body it stands for.
+
+    Django REST framework's HTML-form conventions: entries as ``scenarios[0]scenario`` (a
+    ``scenarios[0].scenario`` spelling is accepted too), ``mock_tool_names`` repeated or as
+    ``mock_tool_names[0]``; integer fields arrive as strings and are parsed as DRF does. A
+    form cannot say ``null`` or ``[]``: without ``mock_tool_names`` every tool is mocked.
+    """
+    body: dict[str, Any] = {}
+    entries: dict[int, dict[str, Any]] = {}
+    mocks: list[tuple[int, str]] = []
+    for key, value in fields:
+        entry = _ENTRY_KEY.fullmatch(key)
+        mock = _MOCK_KEY.fullmatch(key)
+        if entry:
+            field = entry.group(2)
+            parsed: Any = value
+            if field == "scenario" and _INT.fullmatch(value):
+                parsed = int(value)
+            entries.setdefault(int(entry.group(1)), {})[field] = parsed
+        elif key == "mock_tool_names" or mock:
+            mocks.append((int(mock.group(1)) if mock else len(mocks), value))
+        elif key == "agent" and _INT.fullmatch(value):
+            body["agent"] = int(value)
+        else:
+            body[key] = value
+    if entries:
+        body["scenarios"] = [entries[i] for i in sorted(entries)]
+    if mocks:
+        body["mock_tool_names"] = [name for _, name in sorted(mocks)]
+    return body
