@@ -48,10 +48,8 @@ class IoLoop:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        try:
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             self.spawn(cancel_all()).result(timeout)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)

@@ -30,6 +30,8 @@ from .redact import Redactor
 from .verdict import CekuraRun
 
 ContextFactory = Callable[[CekuraClient | None], FireContext]
+Counts = tuple[int, int, int, int, int, int, float]
+"""(done, total, running, queued, failed, errors, fired_at) for the progress line."""
 _INTERRUPT_GRACE = 5.0
 
 
@@ -62,10 +64,13 @@ class Role(Protocol):
     def interrupt(self) -> None:
         """End the live calls this process can end (bounded)."""
 
+    def reserve(self, runs: int, budget: int, base: int) -> bool:
+        """Reserve runs for a rerun within the session's budget (all processes)."""
+
     def notes(self) -> list[str]: ...
 
-    def progress(self) -> tuple[int, int, int, int, int, float] | None:
-        """(done, total, running, queued, failed, fired_at), or None before firing."""
+    def progress(self) -> Counts | None:
+        """The counts for the progress line, or None before firing."""
 
     def close(self) -> None: ...
 
@@ -150,6 +155,7 @@ class Local:
         self.plan: Plan | None = None
         self._reruns: dict[tuple[str, int], list[Slot]] = {}
         self._fire_notes: list[str] = []
+        self._reserved = 0
 
     def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
         self.plan = self._fire(selected, context, 0)
@@ -183,33 +189,38 @@ class Local:
     def interrupt(self) -> None:
         self._watching.interrupt()
 
+    def reserve(self, runs: int, budget: int, base: int) -> bool:
+        if base + self._reserved + runs > budget:
+            return False
+        self._reserved += runs
+        return True
+
     def notes(self) -> list[str]:
         watcher = self._watching.watcher
         return [*self._fire_notes, *(watcher.notes if watcher else [])]
 
-    def progress(self) -> tuple[int, int, int, int, int, float] | None:
+    def progress(self) -> Counts | None:
         return _progress(self.plan, self._watching.watcher)
 
     def close(self) -> None:
         self._watching.close()
 
 
-def _progress(
-    plan: Plan | None, watcher: Watcher | None
-) -> tuple[int, int, int, int, int, float] | None:
+def _progress(plan: Plan | None, watcher: Watcher | None) -> Counts | None:
     if plan is None:
         return None
     slots = plan.all_slots()
     unfired = sum(s.error is not None for s in slots)
     if watcher is None:
-        return len(slots), len(slots), 0, 0, unfired, plan.fired_at
-    running, queued, open_ = watcher.counts()
+        return len(slots), len(slots), 0, 0, 0, unfired, plan.fired_at
+    running, queued, _ = watcher.counts()
     return (
         unfired + watcher.published,
         len(slots),
         running,
         queued,
-        unfired + watcher.failed,
+        watcher.failed,
+        unfired + watcher.errors,
         plan.fired_at,
     )
 
@@ -248,6 +259,9 @@ class Controller:
     def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
         return []
 
+    def reserve(self, runs: int, budget: int, base: int) -> bool:
+        return False
+
     def interrupt(self) -> None:
         for slots in self.shared.new_batches():  # batches answered since the last feed
             if self._watching.watcher is not None:
@@ -259,7 +273,7 @@ class Controller:
         watcher = self._watching.watcher
         return [*(plan.notes if plan else []), *(watcher.notes if watcher else []), *self._problems]
 
-    def progress(self) -> tuple[int, int, int, int, int, float] | None:
+    def progress(self) -> Counts | None:
         watcher = self._watching.watcher
         plan = self.shared.read_plan()
         return _progress(plan, watcher)
@@ -336,9 +350,8 @@ class Worker:
 
             with contextlib.suppress(Exception):
                 ended = self._loop().run(end_all(), timeout=10)
-        reason = (
-            f"the runs could not be shared with the other processes ({problem}): "
-            + ("their calls were ended" if ended else "end their calls on the Cekura dashboard")
+        reason = f"the runs could not be shared with the other processes ({problem}): " + (
+            "their calls were ended" if ended else "end their calls on the Cekura dashboard"
         )
         for slot in plan.all_slots():
             if slot.error is None:
@@ -373,7 +386,9 @@ class Worker:
             failed = self.shared.path / "fire-failed"
             if failed.exists():
                 reason = failed.read_text(errors="replace") or "unknown"
-                self._plan = Plan(time.time(), {}, [f"not fired: the firing worker failed: {reason}"])
+                self._plan = Plan(
+                    time.time(), {}, [f"not fired: the firing worker failed: {reason}"]
+                )
                 break
             pid = self.shared.firer()
             if pid is not None and not _alive(pid):
@@ -384,10 +399,7 @@ class Worker:
 
     def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
         plan = self.plan()
-        if attempt:
-            slots = self._reruns.get((nodeid, attempt), [])
-        else:
-            slots = plan.slots.get(nodeid, [])
+        slots = self._reruns.get((nodeid, attempt), []) if attempt else plan.slots.get(nodeid, [])
         if not slots:
             reason = (plan.notes or ["not fired"])[0]
             pid = self.shared.firer()
@@ -406,10 +418,13 @@ class Worker:
     def interrupt(self) -> None:
         pass  # the controller ends live calls
 
+    def reserve(self, runs: int, budget: int, base: int) -> bool:
+        return self.shared.reserve(runs, budget, base)
+
     def notes(self) -> list[str]:
         return self._notes
 
-    def progress(self) -> tuple[int, int, int, int, int, float] | None:
+    def progress(self) -> Counts | None:
         return None
 
     def close(self) -> None:

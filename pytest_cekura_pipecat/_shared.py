@@ -21,7 +21,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -46,8 +46,15 @@ def _run_adapter() -> TypeAdapter[CekuraRun]:
     return TypeAdapter(CekuraRun)
 
 
+def _plain(value: object) -> object:
+    """Read-only mappings (``MappingProxyType``) travel as plain objects."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} cannot be shared")
+
+
 def run_to_json(run: CekuraRun) -> str:
-    return _run_adapter().dump_json(replace(run, raw=dict(run.raw))).decode()
+    return _run_adapter().dump_json(run, fallback=_plain, warnings=False).decode()
 
 
 def run_from_json(data: str | bytes) -> CekuraRun:
@@ -194,3 +201,22 @@ class SharedDir:
             run = _run_adapter().validate_python(record["run"])
             self._runs[record["key"]] = replace(run, raw=MappingProxyType(dict(run.raw)))
         return self._runs
+
+    # -- the run budget across processes ----------------------------------------------------
+
+    def reserve(self, runs: int, budget: int, base: int) -> bool:
+        """Reserve ``runs`` rerun runs if the session's total (``base`` first-attempt runs
+        plus every reservation so far, by any worker) stays within ``budget``."""
+        import fcntl  # POSIX; a lock that dies with its holder
+
+        with open(self.path / "spent.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = self.path / "reruns.json"
+            try:
+                spent = int(path.read_text() or 0)
+            except (OSError, ValueError):
+                spent = 0
+            if base + spent + runs > budget:
+                return False
+            write_atomic(path, str(spent + runs).encode())
+            return True

@@ -13,6 +13,7 @@ for the session, not one per case), and trips the circuit breaker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -107,6 +108,7 @@ class Watcher:
         self._breaker_runs: list[CekuraRun] = []
         self.published = 0
         self.failed = 0
+        self.errors = 0
         self._polls: dict[int, asyncio.Future[None]] = {}
         self._details_task: asyncio.Future[None] | None = None
         self._limit = asyncio.Semaphore(settings.concurrency)
@@ -169,10 +171,8 @@ class Watcher:
         if self._sleep is not None:
             await self._sleep(delay)
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
-        except TimeoutError:
-            pass
 
     def _next_delay(self) -> float:
         now = self._clock()
@@ -207,9 +207,7 @@ class Watcher:
         """How long a tick waits for its requests: until the next deadline, at most one
         poll interval."""
         now = self._clock()
-        deadlines = [
-            slot.deadline for w in self._watched.values() for slot in w.open.values()
-        ]
+        deadlines = [slot.deadline for w in self._watched.values() for slot in w.open.values()]
         return max(0.0, min([now + self.settings.poll_interval, *deadlines]) - now)
 
     def _reap(self) -> None:
@@ -443,7 +441,8 @@ class Watcher:
             transcript=self._redact(run.transcript) if run.transcript else run.transcript,
         )
         self.published += 1
-        self.failed += not run.passed
+        self.failed += run.verdict == "failed"
+        self.errors += run.verdict == "error"
         self._publish(slot, run)
         self._watch_breaker(run)
 

@@ -270,7 +270,9 @@ class CekuraClient:
             raise ApiError(f"Cekura has no {path} (HTTP 404)", 404)
         if answer.status >= 400:
             text = self._redact(answer.text())
-            raise ApiError(f"Cekura refused GET {path} (HTTP {answer.status}): {text}", answer.status)
+            raise ApiError(
+                f"Cekura refused GET {path} (HTTP {answer.status}): {text}", answer.status
+            )
         try:
             return answer.json()
         except ValueError as exc:
@@ -444,7 +446,9 @@ class CekuraClient:
 
     async def end_calls(self, result_id: int, timeout: float = 5.0) -> bool:
         """Best effort: end every live call of a result. True when Cekura said yes."""
-        return await self._best_effort(f"/test_framework/v1/results/{result_id}/end_calls/", timeout)
+        return await self._best_effort(
+            f"/test_framework/v1/results/{result_id}/end_calls/", timeout
+        )
 
     async def end_call(self, run_id: int, timeout: float = 5.0) -> bool:
         return await self._best_effort(

@@ -24,7 +24,8 @@ def cekura_runs(request: pytest.FixtureRequest) -> tuple[CekuraRun, ...]:
         raise pytest.UsageError(
             f"{nodeid}: the cekura_run fixture needs @pytest.mark.cekura(scenario=...) on the test"
         )
-    return session.verdict(nodeid).runs
+    runs: tuple[CekuraRun, ...] = session.verdict(nodeid).runs
+    return runs
 
 
 @pytest.fixture

@@ -59,6 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
     distributed = config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no"
     if settings.dry_run and distributed and workerinput is None:
         raise pytest.UsageError("--cekura-dry-run plans in one process: run it without -n")
+    if settings.pipecat_cloud_agent and not os.environ.get("PIPECAT_CLOUD_API_KEY"):
+        raise pytest.UsageError(
+            "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
+            "Pipecat Cloud key)"
+        )
     role = "worker" if workerinput is not None else "controller" if distributed else "local"
     plugin = CekuraPlugin(config, settings, role)
     config.stash[options.PLUGIN_KEY] = plugin
@@ -186,6 +191,10 @@ class CekuraPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self.role == "controller":
+            self.previous_sigterm = _sigterm_as_interrupt()
+            self._start_progress(session.config)
+            return None
         if self._session is None or not self._session.state.cases:
             return None
         option = session.config.option
@@ -212,8 +221,13 @@ class CekuraPlugin:
             return
         from .progress import Progress
 
-        self.progress = Progress(self.session, reporter, self.settings.progress_interval)
+        self.progress = Progress(self.counts, reporter, self.settings.progress_interval)
         self.progress.start()
+
+    def counts(self) -> tuple[int, int, int, int, int, int, float] | None:
+        """The watcher's counts for the progress line (None until something was fired)."""
+        role = self._session.role if self._session is not None else None
+        return role.progress() if role is not None else None
 
     def pytest_sessionfinish(self) -> None:
         _restore_sigterm(self.previous_sigterm)
@@ -229,9 +243,9 @@ class CekuraPlugin:
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
         # Wait for the case's verdict before pytest-timeout (an inner wrapper) starts its
         # timer: waiting for Cekura is governed by the case's own timeout, not --timeout.
-        if self._session is not None and item.nodeid in self._session.state.cases:
-            if not _will_skip(item):
-                self._session.verdict(item.nodeid)
+        session = self._session
+        if session is not None and item.nodeid in session.state.cases and not _will_skip(item):
+            session.verdict(item.nodeid)
         return (yield)
 
     @pytest.hookimpl  # after pytest's skipping (tryfirst): a skipped test never waits

@@ -1,6 +1,6 @@
 """The live progress line while items wait for their runs.
 
-One line, ``cekura: 37/120 done · 80 running · 3 queued · 2 failed · 4m12s``, from the
+One line, ``cekura: 37/120 done · 80 running · 3 queued · 2 failed · 1 errors · 4m12s``, from the
 watcher's own counts (no extra request). On a terminal it is rewritten in place every second;
 otherwise it is printed at most every ``interval`` seconds so CI logs stay short. Only the
 process that owns the terminal prints it (the xdist controller, whose watcher has the counts).
@@ -14,34 +14,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .session import CekuraSession
+Counts = Callable[[], tuple[int, int, int, int, int, int, float] | None]
 
 
-def progress_line(session: CekuraSession, now: float) -> str | None:
-    counts = session.role.progress() if session.role is not None else None
+def progress_line(counts_of: Counts, now: float) -> str | None:
+    counts = counts_of()
     if counts is None:
         return None
-    done, total, running, queued, failed, fired_at = counts
+    done, total, running, queued, failed, errors, fired_at = counts
     if not total:
         return None
     elapsed = int(max(0.0, now - fired_at))
     return (
         f"cekura: {done}/{total} done · {running} running · {queued} queued · "
-        f"{failed} not passed · {elapsed // 60}m{elapsed % 60:02d}s"
+        f"{failed} failed · {errors} errors · {elapsed // 60}m{elapsed % 60:02d}s"
     )
 
 
 class Progress:
     def __init__(
         self,
-        session: CekuraSession,
+        counts: Counts,
         reporter: Any,
         interval: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.session = session
+        self.counts = counts
         self.reporter = reporter
-        self.tty = bool(getattr(reporter, "isatty", False)) and session.role is not None
+        self.tty = bool(getattr(reporter, "isatty", False))
         self.xdist = reporter.config.pluginmanager.hasplugin("dsession")
         self.interval = (5.0 if self.xdist else 1.0) if self.tty else interval
         self.clock = clock
@@ -63,7 +63,7 @@ class Progress:
             now = self.clock()
             if now - self._last < self.interval:
                 return
-            line = progress_line(self.session, now)
+            line = progress_line(self.counts, now)
             if line is None:
                 return
             self._last = now
@@ -87,7 +87,8 @@ class Progress:
 
     def start(self) -> None:
         def loop() -> None:
-            while not self._stop.wait(0.5):
+            self.tick()
+            while not self._stop.wait(0.25):
                 self.tick()
 
         self._thread = threading.Thread(target=loop, name="cekura-progress", daemon=True)

@@ -7,6 +7,7 @@ belong to the role (``_roles.py``); this object turns a case's final runs into i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -76,10 +77,9 @@ class CekuraSession:
         # Every process learns the tokens it may have to mask, not only the one that fires
         # (Cekura may echo a token back in an error message that any worker prints).
         if case.pipecat_token:
-            try:
+            # A missing variable is reported at firing.
+            with contextlib.suppress(CekuraError):
                 self.redactor.add(expand(case.pipecat_token, environ(), case.name))
-            except CekuraError:
-                pass  # a missing variable is reported at firing
 
     def has_room_provider(self) -> bool:
         return bool(self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls())
@@ -153,7 +153,11 @@ class CekuraSession:
         if any(run.error_message.startswith("circuit breaker") for run in previous.runs):
             return "the circuit breaker tripped"
         budget = self.settings.max_runs
-        if budget is not None and self.state.spent + case.repeat > budget:
+        if (
+            budget is not None
+            and self.role is not None
+            and not self.role.reserve(case.repeat, budget, self.state.spent)
+        ):
             return f"a rerun would start more than cekura_max_runs={budget} runs"
         return None
 
@@ -170,7 +174,6 @@ class CekuraSession:
         case = self.state.cases[nodeid]
         attempt = self.state.attempts.get(nodeid, 0) + 1
         self.state.attempts[nodeid] = attempt
-        self.state.spent += case.repeat
         self.state.verdicts.pop(nodeid, None)
         self.role.refire(nodeid, case, attempt, self._context)
         return True
@@ -185,7 +188,9 @@ class CekuraSession:
         case = self.state.cases[nodeid]
         if self.state.problem or self.role is None:
             reason = self.state.problem or "not fired: the session fired nothing"
-            runs = [CekuraRun(scenario_id=case.scenario, status="not_started", error_message=reason)]
+            runs = [
+                CekuraRun(scenario_id=case.scenario, status="not_started", error_message=reason)
+            ]
         else:
             runs = self.role.runs(nodeid, self.state.attempts.get(nodeid, 0))
         runs = [

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, ROOM_TOKEN, START, Suite, no_traceback
 
+from pytest_cekura_pipecat._plan import Slot
 from pytest_cekura_pipecat.firing import claim_runs
 from pytest_cekura_pipecat.models import Result
 
@@ -112,13 +113,13 @@ def test_claim_gives_each_unmapped_slot_its_own_run() -> None:
         {"id": 1, "runs": {"11": {"scenario": 7}, "10": {"scenario": 7}, "12": {"scenario": 8}}}
     )
     slots = [
-        {"scenario": 7, "run_id": None, "error": None},
-        {"scenario": 7, "run_id": None, "error": None},
-        {"scenario": 8, "run_id": 12, "error": None},
-        {"scenario": 9, "run_id": None, "error": None},
+        Slot("t::a", 0, 7, 60.0),
+        Slot("t::a", 1, 7, 60.0),
+        Slot("t::b", 0, 8, 60.0, run_id=12),
+        Slot("t::c", 0, 9, 60.0),
     ]
     claim_runs(result, slots)
-    assert [s["run_id"] for s in slots] == [10, 11, 12, None]
+    assert [s.run_id for s in slots] == [10, 11, 12, None]
 
 
 def test_a_rejected_batch_does_not_trip_the_breaker_for_healthy_batches(suite: Suite) -> None:
@@ -128,7 +129,8 @@ def test_a_rejected_batch_does_not_trip_the_breaker_for_healthy_batches(suite: S
         + "".join(f'[[case]]\nname = "c{i:02d}"\nscenario = {s}\n' for i, s in enumerate(cases))
     )
     result = suite.run("--cekura-batch-size=7", "--cekura-breaker-after=3")
-    result.assert_outcomes(passed=7, errors=7)
+    # The 400 created nothing: the batch is sent again without the refused entry.
+    result.assert_outcomes(passed=13, errors=1)
     assert "circuit breaker" not in result.stdout.str()
     assert not [r for r in suite.sim.requests if r.path.endswith("/end_calls/")]
 

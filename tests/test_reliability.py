@@ -52,17 +52,24 @@ def test_post_whose_fate_is_unknown_is_never_resent(suite: Suite, fault: str) ->
     assert no_traceback(out)
 
 
-def test_400_for_one_entry_maps_to_its_case_and_only_that_batch(suite: Suite) -> None:
-    suite.sim.faults.post_400_entry = 1
-    suite.toml(FOUR_CASES)
-    result = suite.run("--cekura-batch-size=2", "-p", "no:randomly")
-    # Batch 1 (books-a-table, late-booking) is refused; entry 1 is late-booking. The fault
-    # refuses entry 1 of every batch, so the other batches are refused too: check mapping.
+@pytest.mark.parametrize("shape", ["entry", "field"])
+def test_one_unknown_scenario_errors_only_its_case(suite: Suite, shape: str) -> None:
+    """A 400 created nothing: the batch is sent again without the refused entry (named by
+    the 400, or isolated by halving when the 400 names none)."""
+    suite.sim.configure(unknown_scenario_400=shape)
+    suite.toml(
+        ROOM
+        + "".join(
+            f'[[case]]\nname = "c{i}"\nscenario = {s}\n'
+            for i, s in enumerate([101, 104, 999, 101, 104])
+        )
+    )
+    result = suite.run()
+    result.assert_outcomes(passed=4, errors=1)
     out = result.stdout.str()
-    assert "Cekura rejected this run's entry (HTTP 400)" in out
-    assert "not started: Cekura rejected the start request it was part of" in out
+    assert "Cekura refused scenario 999 of case c2 (HTTP 400)" in out
     assert no_traceback(out)
-    assert suite.sim.entries_fired() == 0
+    assert suite.sim.entries_fired() == 4
 
 
 def test_402_is_a_clear_systemic_error(suite: Suite) -> None:
@@ -81,7 +88,9 @@ def test_gets_give_up_after_the_retry_window(suite: Suite) -> None:
     started = time.monotonic()
     result = suite.run("--cekura-retry-window=1")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*Cekura unreachable since *: last error HTTP 503*"])
+    result.stdout.fnmatch_lines(
+        ["*Cekura at http://127.0.0.1:* unreachable since *: last error HTTP 503*"]
+    )
     assert time.monotonic() - started < 15
 
 

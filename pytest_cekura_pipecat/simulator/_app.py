@@ -16,7 +16,7 @@ import time
 import uuid
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
@@ -153,6 +153,7 @@ class App:
         self._store = store
         self._variants = variants
         self._behaviour = behaviour
+
         self._pipecat_cloud_key = pipecat_cloud_key
         self._clock = clock
         self._records: list[tuple[int, RecordedRequest]] = []
@@ -175,6 +176,10 @@ class App:
         }
 
     # -- accessors used by Simulator -------------------------------------------------
+
+    def configure(self, **switches: Any) -> None:
+        with self.lock:
+            self._behaviour = replace(self._behaviour, **switches)
 
     def records(self) -> list[RecordedRequest]:
         with self.lock:

@@ -232,6 +232,11 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._url = ""
 
+    def configure(self, **switches: Any) -> None:
+        """Change the constructor's switches (``room_exclusive``, ``echo_secrets``,
+        ``start_non_result``, ``unknown_scenario_400``, ``v1_reads``) of a running simulator."""
+        self._app.configure(**switches)
+
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321``; only once started."""

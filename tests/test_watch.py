@@ -1,0 +1,192 @@
+"""The watcher on its own: a fake clock and a scripted client, no processes, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_cekura_pipecat._plan import Slot
+from pytest_cekura_pipecat._watch import Watcher, WatchSettings, same_failure
+from pytest_cekura_pipecat.client import Transient
+from pytest_cekura_pipecat.models import Result, Run
+from pytest_cekura_pipecat.redact import Redactor
+from pytest_cekura_pipecat.verdict import CekuraRun
+
+T0 = 1_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class FakeClient:
+    """Answers each GET of a result from ``script(result_id, now)``."""
+
+    base_url = "http://cekura.test"
+
+    def __init__(self, clock: Clock, script: Callable[[int, float], Any]) -> None:
+        self.clock = clock
+        self.script = script
+        self.gets: list[tuple[int, float]] = []
+        self.ended: list[int] = []
+        self.ended_results: list[int] = []
+        self.bulk: list[list[int]] = []
+
+    async def result(self, result_id: int) -> Result:
+        self.gets.append((result_id, self.clock.now))
+        answer = self.script(result_id, self.clock.now)
+        if isinstance(answer, Exception):
+            raise answer
+        return Result.model_validate(answer)
+
+    async def bulk_runs(self, run_ids: list[int]) -> list[Run]:
+        self.bulk.append(run_ids)
+        return [Run(id=i, transcript=f"transcript {i}") for i in run_ids]
+
+    async def end_call(self, run_id: int, timeout: float = 5.0) -> bool:
+        self.ended.append(run_id)
+        return True
+
+    async def end_calls(self, result_id: int, timeout: float = 5.0) -> bool:
+        self.ended_results.append(result_id)
+        return True
+
+
+def watch(
+    slots: list[Slot], script: Callable[[int, float], Any], **settings: Any
+) -> tuple[dict[str, CekuraRun], dict[str, float], FakeClient, Watcher]:
+    clock = Clock()
+    client = FakeClient(clock, script)
+    published: dict[str, CekuraRun] = {}
+    when: dict[str, float] = {}
+
+    def publish(slot: Slot, run: CekuraRun) -> None:
+        assert slot.key not in published, "published twice"
+        published[slot.key] = run
+        when[slot.key] = clock.now
+
+    watcher = Watcher(
+        client,  # type: ignore[arg-type]
+        WatchSettings(**{"poll_interval": 1.0, **settings}),
+        publish,
+        Redactor(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    for slot in slots:
+        slot.fired_at = T0
+    watcher.add(slots)
+    watcher.close()
+    asyncio.run(asyncio.wait_for(watcher.run(), 10))
+    return published, when, client, watcher
+
+
+def slot(
+    result: int, run: int, *, index: int = 0, timeout: float = 60.0, scenario: int = 7
+) -> Slot:
+    return Slot(f"t::case{run}", index, scenario, timeout, result_id=result, run_id=run)
+
+
+def run(run_id: int, status: str, success: bool | None = None, **extra: Any) -> dict[str, Any]:
+    return {"id": run_id, "status": status, "success": success, "scenario": 7, **extra}
+
+
+def test_one_get_per_result_per_tick_and_details_in_bulk() -> None:
+    slots = [slot(1, 11), slot(1, 12), slot(2, 21)]
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        done = now >= T0 + 3
+        ids = [11, 12] if result_id == 1 else [21]
+        return {
+            "id": result_id,
+            "status": "completed" if done else "running",
+            "runs": [run(i, "completed" if done else "running", done) for i in ids],
+        }
+
+    published, when, client, _ = watch(slots, script)
+    assert sorted(published) == sorted(s.key for s in slots)
+    assert all(r.passed and r.transcript == f"transcript {r.run_id}" for r in published.values())
+    ticks = sorted({t for _, t in client.gets})
+    # One GET per result per tick: never two GETs of one result at one moment.
+    assert len(client.gets) == len(set(client.gets))
+    assert ticks == [T0, T0 + 1, T0 + 2, T0 + 3]
+    assert client.bulk == [[11, 12, 21]]  # one bulk request for every run that finished
+    assert max(when.values()) - (T0 + 3) <= 1.0  # noticed within a tick of the end
+
+
+def test_a_stuck_run_errors_at_its_deadline_and_its_call_is_ended() -> None:
+    slots = [slot(1, 11, timeout=5.0)]
+    published, when, client, _ = watch(
+        slots, lambda r, now: {"id": 1, "runs": [run(11, "running")]}
+    )
+    (final,) = published.values()
+    assert final.verdict == "error"
+    assert final.error_message == "no verdict after 5 s (last status: running); the call was ended"
+    assert client.ended == [11]
+    assert when[slots[0].key] == pytest.approx(T0 + 5, abs=1.0)
+
+
+def test_a_terminal_result_with_a_pending_run_errors_within_two_polls() -> None:
+    slots = [slot(1, 11), slot(1, 12)]
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        return {
+            "id": 1,
+            "status": "failed",
+            "runs": [run(11, "completed", True), run(12, "pending")],
+        }
+
+    published, when, _, _ = watch(slots, script)
+    stuck = published[slots[1].key]
+    assert stuck.verdict == "error"
+    assert (
+        "result 1 ended with status 'failed' while this run stayed 'pending'" in stuck.error_message
+    )
+    assert when[slots[1].key] - T0 <= 2.0
+    assert published[slots[0].key].passed
+
+
+def test_an_outage_costs_one_retry_window_for_every_result() -> None:
+    slots = [slot(r, r * 10) for r in range(1, 6)]
+    published, when, client, _ = watch(
+        slots, lambda r, now: Transient("HTTP 503"), retry_window=10.0, max_interval=2.0
+    )
+    assert all(r.verdict == "error" for r in published.values())
+    assert all("unreachable since" in r.error_message for r in published.values())
+    assert all("last error HTTP 503" in r.error_message for r in published.values())
+    assert max(when.values()) - T0 <= 12.0  # the window, not five windows one after another
+    assert sorted(client.ended_results) == [1, 2, 3, 4, 5]
+
+
+def test_the_breaker_sees_one_outage_however_it_is_stamped() -> None:
+    assert same_failure("unreachable since 10:00:01Z") == same_failure(
+        "unreachable since 10:00:07Z"
+    )
+    slots = [slot(r, r * 10) for r in range(1, 5)] + [slot(9, 90, timeout=600.0)]
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        if result_id == 9:
+            return {"id": 9, "runs": [run(90, "running")]}
+        return {
+            "id": result_id,
+            "runs": [
+                run(result_id * 10, "failed", error_message=f"bot crashed at {now + result_id}")
+            ],
+        }
+
+    published, when, client, watcher = watch(slots, script, breaker_after=4)
+    assert watcher.tripped is not None and "circuit breaker" in watcher.tripped
+    assert "circuit breaker" in published[slots[-1].key].error_message
+    assert when[slots[-1].key] - T0 < 5  # not its 600 s timeout
+    assert 9 in client.ended_results
