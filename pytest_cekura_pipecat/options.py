@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ._ci import SHARD_AUTO
 from .client import DEFAULT_API_URL, HttpPolicy
 from .config import DEFAULT_TIMEOUT, Defaults
 from .pipecat_cloud import DEFAULT_URL as PIPECAT_CLOUD_URL
@@ -57,6 +58,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def _shard(text: str) -> tuple[int, int]:
+    if text == "auto":
+        return SHARD_AUTO  # resolved from the CI system's variables: _ci.resolve_shard
     k, _, n = text.partition("/")
     shard, total = int(k), int(n)
     if not 1 <= shard <= total:
@@ -167,6 +170,13 @@ OPTIONS = [
         PIPECAT_CLOUD_URL,
         "URL",
     ),
+    _Option(
+        "cekura_pr_comment",
+        "Write a Markdown pull-request comment body (totals, failing cases) to PATH.",
+        str,
+        None,
+        "PATH",
+    ),
 ]
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -211,6 +221,16 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "cekura_no_step_summary", "Same as --cekura-no-step-summary.", type="bool", default=False
     )
+    group.addoption(
+        "--cekura-no-annotations",
+        dest="cekura_no_annotations",
+        action="store_true",
+        default=None,
+        help="On GitHub Actions, do not print ::error annotations for failing cases.",
+    )
+    parser.addini(
+        "cekura_no_annotations", "Same as --cekura-no-annotations.", type="bool", default=False
+    )
 
 
 @dataclass(frozen=True)
@@ -234,6 +254,8 @@ class Settings:
     timeout_override: float | None  # --cekura-timeout on the command line beats every file
     simulate: str | None  # None: off; "": every scenario passes; else a scenarios file
     dry_run: bool
+    annotations: bool = True  # GitHub ::error lines (only when GITHUB_ACTIONS=true)
+    pr_comment: str | None = None
 
 
 class OptionError(ValueError):
@@ -319,4 +341,9 @@ def resolve(config: pytest.Config) -> Settings:
         timeout_override=timeout_override,
         simulate=simulate,
         dry_run=bool(config.getoption("cekura_dry_run", None) or config.getini("cekura_dry_run")),
+        annotations=not (
+            config.getoption("cekura_no_annotations", None)
+            or config.getini("cekura_no_annotations")
+        ),
+        pr_comment=_value(config, "cekura_pr_comment"),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from . import hooks, options
+from . import _ci, hooks, options
+from ._comment import pr_comment
 from .coordinator import Coordinator, LocalCoordinator, SharedDirCoordinator
 from .items import CekuraFile, CekuraItem, judge, marked_cases
 from .pipecat_cloud import PipecatCloudRooms
 from .progress import Progress
 from .redact import RecordFactory, Redactor
-from .report import Summary, json_document, record, step_summary
+from .report import Summary, dumps, json_document, record, step_summary, write_atomic
 from .session import SESSION_KEY, CekuraSession
 
 pytest_plugins = ["pytest_cekura_pipecat.fixtures"]
@@ -276,34 +276,57 @@ class CekuraPlugin:
             )
 
     def _write_outputs(self, terminalreporter: Any) -> None:
+        """The controller's outputs, all from one document. A failed write is one line and a
+        non-zero exit status; it skips none of the other outputs."""
         if getattr(self.config, "workerinput", None) is not None:
             return  # under xdist the controller has every case; workers have a part
-        try:
-            self._write_files(terminalreporter)
-        except OSError as exc:
-            terminalreporter.write_line(f"cekura: could not write an output: {exc}", red=True)
+        from . import __version__
 
-    def _write_files(self, terminalreporter: Any) -> None:
-        settings = self.session.settings
-        if settings.report:
-            from . import __version__
+        document = json_document(
+            self.summary,
+            plugin_version=__version__,
+            api_url=self.session.settings.api_url,
+            simulated=self.session.simulated,
+            provenance=_ci.provenance(),
+        )
+        if not self._write_files(terminalreporter, document):
+            session = getattr(terminalreporter, "_session", None)
+            if session is not None and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        if self.session.settings.annotations and _ci.in_github_actions():
+            for line in _ci.github_annotations(document["cases"]):
+                terminalreporter.write_line(self.session.redactor(line))
 
-            document = json_document(
-                self.summary,
-                plugin_version=__version__,
-                api_url=settings.api_url,
-                simulated=self.session.simulated,
-            )
-            path = Path(settings.report)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(self.session.redactor(json.dumps(document, indent=2)), encoding="utf-8")
-            terminalreporter.write_line(f"cekura: report written to {path}")
-        target = os.environ.get("GITHUB_STEP_SUMMARY")
-        if target and settings.step_summary:
-            with open(target, "a", encoding="utf-8") as handle:
-                handle.write(
-                    self.session.redactor(step_summary(self.summary, self.session.simulated))
+    def _write_files(self, terminalreporter: Any, document: dict[str, Any]) -> bool:
+        settings, redact = self.session.settings, self.session.redactor
+        ok = True
+        writes: list[tuple[str, str | None, Any]] = [
+            ("report", settings.report, lambda: dumps(document)),
+            ("PR comment", settings.pr_comment, lambda: pr_comment(document)),
+        ]
+        for what, target, render in writes:
+            if not target:
+                continue
+            try:
+                path = write_atomic(target, redact(render()))
+            except OSError as exc:
+                terminalreporter.write_line(
+                    f"cekura: could not write an output: the {what} {target}: {exc}", red=True
                 )
+                ok = False
+            else:
+                terminalreporter.write_line(f"cekura: {what} written to {path}")
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path and settings.step_summary:
+            try:
+                with open(summary_path, "a", encoding="utf-8") as handle:
+                    handle.write(redact(step_summary(document)))
+            except OSError as exc:
+                terminalreporter.write_line(
+                    f"cekura: could not write an output: the step summary: {exc}", red=True
+                )
+                ok = False
+        return ok
 
 
 class XdistHooks:
