@@ -604,10 +604,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ._comment import pr_comment
 
+    loaded, problems = [], []
+    for path in args.inputs:
+        try:
+            loaded.append((path, _load(path)))
+        except MergeError as exc:
+            problems.append(str(exc))
     try:
-        merged = merge([(path, _load(path)) for path in args.inputs])
+        if problems:
+            raise MergeError("\n".join(problems))  # one line per bad file
+        merged = merge(loaded)
     except MergeError as exc:
-        print(f"report merge: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"report merge: {line}", file=sys.stderr)
         return 1
     status = 0
     try:

@@ -379,3 +379,25 @@ def test_merge_names_a_bad_input_in_one_line(tmp_path: Path, content: str, messa
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
     assert "bad.json" in line and message in line
+
+
+def test_merge_names_every_bad_input(tmp_path: Path) -> None:
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text("[]")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_cekura_pipecat.report",
+            "merge",
+            "o.json",
+            "a.json",
+            "b.json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert [line.split(":")[1].strip() for line in done.stderr.splitlines()] == ["a.json", "b.json"]
