@@ -23,6 +23,7 @@ DEFAULT_API_URL = "https://api.cekura.ai"
 DEFAULT_DASHBOARD_URL = "https://dashboard.cekura.ai"
 PIPECAT_CLOUD_URL = "https://api.pipecat.daily.co"
 PLUGIN_KEY = pytest.StashKey[Any]()  # the CekuraPlugin of this config
+SHARD_AUTO = (0, 0)  # what --cekura-shard=auto parses to, until resolved from CI variables
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def _shard(text: str) -> tuple[int, int]:
+    if text == "auto":
+        return SHARD_AUTO  # resolved from the CI system's variables: _ci.resolve_shard
     k, _, n = text.partition("/")
     shard, total = int(k), int(n)
     if not 1 <= shard <= total:
@@ -177,6 +180,13 @@ OPTIONS = [
         PIPECAT_CLOUD_URL,
         "URL",
     ),
+    _Option(
+        "cekura_pr_comment",
+        "Write a Markdown pull-request comment body (totals, failing cases) to PATH.",
+        str,
+        None,
+        "PATH",
+    ),
 ]
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -221,6 +231,16 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "cekura_no_step_summary", "Same as --cekura-no-step-summary.", type="bool", default=False
     )
+    group.addoption(
+        "--cekura-no-annotations",
+        dest="cekura_no_annotations",
+        action="store_true",
+        default=None,
+        help="On GitHub Actions, do not print ::error annotations for failing cases.",
+    )
+    parser.addini(
+        "cekura_no_annotations", "Same as --cekura-no-annotations.", type="bool", default=False
+    )
 
 
 @dataclass(frozen=True)
@@ -245,6 +265,8 @@ class Settings:
     timeout_override: float | None  # --cekura-timeout on the command line beats every file
     simulate: str | None  # None: off; "": every scenario passes; else a scenarios file
     dry_run: bool
+    annotations: bool = True  # GitHub ::error lines (only when GITHUB_ACTIONS=true)
+    pr_comment: str | None = None
 
 
 class OptionError(ValueError):
@@ -321,15 +343,31 @@ def resolve(config: pytest.Config) -> Settings:
             or config.getini("cekura_no_step_summary")
         ),
         breaker_after=_value(config, "cekura_breaker_after"),
-        shard=_value(config, "cekura_shard"),
+        shard=_resolve_shard(_value(config, "cekura_shard")),
         pipecat_cloud_agent=_value(config, "cekura_pipecat_cloud_agent"),
         pipecat_cloud_url=_value(config, "cekura_pipecat_cloud_url"),
         timeout_override=timeout_override,
         simulate=simulate,
         dry_run=bool(config.getoption("cekura_dry_run", None) or config.getini("cekura_dry_run")),
+        annotations=not (
+            config.getoption("cekura_no_annotations", None)
+            or config.getini("cekura_no_annotations")
+        ),
+        pr_comment=_value(config, "cekura_pr_comment"),
     )
 
 
 def simulated(settings: Settings, url: str) -> Settings:
     """Settings pointed at the local Cekura-compatible server (never the real service)."""
     return replace(settings, api_url=url, api_url_source="simulator")
+
+
+def _resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
+    if shard != SHARD_AUTO:
+        return shard
+    from ._ci import ShardEnvError, resolve_shard
+
+    try:
+        return resolve_shard(shard)
+    except ShardEnvError as exc:
+        raise OptionError(str(exc)) from None

@@ -325,10 +325,12 @@ class CekuraPlugin:
             return  # under xdist the controller has every case; workers have a part
         from .report import write_outputs
 
-        try:
-            write_outputs(self.summary, self.settings, self.redactor, simulated, terminalreporter)
-        except OSError as exc:
-            terminalreporter.write_line(f"cekura: could not write an output: {exc}", red=True)
+        if not write_outputs(
+            self.summary, self.settings, self.redactor, simulated, terminalreporter
+        ):
+            session = getattr(terminalreporter, "_session", None)
+            if session is not None and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 class XdistHooks:

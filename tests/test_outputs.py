@@ -32,7 +32,11 @@ def test_json_report_and_step_summary(
         "passed": 2,
         "failed": 1,
         "error": 1,
+        "skipped": 0,
+        "xfailed": 0,
+        "xpassed": 0,
         "pass_rate": 50.0,
+        "verdicts": {"passed": 2, "failed": 1, "error": 1},
     }
     by_name = {case["name"]: case for case in document["cases"]}
     assert set(by_name) == {"books-a-table", "late-booking", "cancels", "opening-hours"}
@@ -43,8 +47,12 @@ def test_json_report_and_step_summary(
     )
     markdown = summary.read_text()
     assert "**2 passed, 1 failed, 1 error** of 4 case(s)" in markdown
-    assert "`late-booking`" in markdown and "`cancels`" in markdown
-    assert "<details><summary>Passed cases</summary>" in markdown
+    assert "<code>late-booking</code>" in markdown and "<code>cancels</code>" in markdown
+    assert "Respects opening hours" in markdown  # the failed metric's name
+    assert "<details><summary>Passed cases (2)</summary>" in markdown
+    assert by_name["late-booking"]["outcome"] == "failed"
+    assert by_name["late-booking"]["path"] == "cekura.toml"
+    assert by_name["late-booking"]["line"] >= 1
     for artifact in (text, markdown):
         assert API_KEY not in artifact and ROOM_TOKEN not in artifact
 

@@ -1,0 +1,161 @@
+"""What the plugin reads from and writes for CI systems: GitHub annotations, the shard a
+parallel job is, and where a report came from (commit, branch, run, attempt)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .report import BAD, Case, display_reason, first_line
+
+ANNOTATION_LIMIT = 10  # GitHub shows at most 10 error annotations per step
+
+
+def in_github_actions(env: Mapping[str, str] | None = None) -> bool:
+    return (os.environ if env is None else env).get("GITHUB_ACTIONS") == "true"
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's toolkit does."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value: also ``:`` and ``,``."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(cases: Sequence[Case], limit: int = ANNOTATION_LIMIT) -> list[str]:
+    """``::error`` workflow commands for failed and errored cases (at most ``limit``), then
+    one ``::notice`` counting the rest."""
+    bad = [c for c in cases if c.get("outcome") in BAD]
+    lines = []
+    for case in bad[:limit]:
+        props = []
+        if case.get("path"):
+            props.append(f"file={escape_property(str(case['path']))}")
+            if case.get("line"):
+                props.append(f"line={int(case['line'])}")
+        title = f"{case['name']} ({case.get('outcome')})"
+        props.append(f"title={escape_property(title)}")
+        reason = first_line(display_reason(case)) or f"the case {case.get('outcome')}"
+        lines.append(f"::error {','.join(props)}::{escape_data(reason)}")
+    if len(bad) > limit:
+        rest = len(bad) - limit
+        lines.append(
+            f"::notice::{rest} more failing Cekura case(s) not annotated; see the job summary "
+            "or the JSON report"
+        )
+    return lines
+
+
+class ShardEnvError(ValueError):
+    """A CI system's parallel-job variables are set but make no sense (one line)."""
+
+
+# (index variable, total variable, index base)
+_SHARD_VARIABLES = (
+    ("CI_NODE_INDEX", "CI_NODE_TOTAL", 1),  # GitLab parallel:
+    ("CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0),  # CircleCI parallelism
+    ("BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),  # Buildkite parallelism
+)
+
+
+def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """This job's shard as 1-based ``(K, N)`` from GitLab, CircleCI or Buildkite parallel
+    job variables; None when none are set. Raises ShardEnvError for nonsense values."""
+    env = os.environ if env is None else env
+    for index_name, total_name, base in _SHARD_VARIABLES:
+        index, total = env.get(index_name), env.get(total_name)
+        if index is None or total is None:
+            continue
+        try:
+            k, n = int(index) - base + 1, int(total)
+        except ValueError:
+            raise ShardEnvError(
+                f"--cekura-shard=auto: {index_name}={index!r} {total_name}={total!r} are not integers"
+            ) from None
+        if not 1 <= k <= n:
+            raise ShardEnvError(
+                f"--cekura-shard=auto: {index_name}={index} is out of range for {total_name}={total}"
+            )
+        return k, n
+    return None
+
+
+from .options import SHARD_AUTO  # noqa: E402
+
+
+def resolve_shard(
+    shard: tuple[int, int] | None, env: Mapping[str, str] | None = None
+) -> tuple[int, int] | None:
+    """The shard to run: ``shard`` itself, or for :data:`SHARD_AUTO` the CI system's, or an
+    error naming the variables looked for."""
+    if shard != SHARD_AUTO:
+        return shard
+    found = shard_from_env(env)
+    if found is None:
+        names = ", ".join(f"{i}/{t}" for i, t, _ in _SHARD_VARIABLES)
+        raise ShardEnvError(f"--cekura-shard=auto: no parallel job variables set ({names})")
+    return found
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def provenance(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Where this run happened, for the JSON report: CI system, commit, branch, run URL, job
+    and attempt (1-based; None where the CI system has no notion of it)."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_ACTIONS") == "true":
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        repo, run = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
+        return {
+            "ci": "github",
+            "commit": env.get("GITHUB_SHA"),
+            "branch": env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"),
+            "run_url": f"{server}/{repo}/actions/runs/{run}" if repo and run else None,
+            "job": env.get("GITHUB_JOB"),
+            "attempt": _int(env.get("GITHUB_RUN_ATTEMPT")),
+        }
+    if env.get("GITLAB_CI") == "true":
+        return {
+            "ci": "gitlab",
+            "commit": env.get("CI_COMMIT_SHA"),
+            "branch": env.get("CI_COMMIT_REF_NAME"),
+            "run_url": env.get("CI_PIPELINE_URL") or env.get("CI_JOB_URL"),
+            "job": env.get("CI_JOB_NAME"),
+            "attempt": None,
+        }
+    if env.get("CIRCLECI") == "true":
+        return {
+            "ci": "circleci",
+            "commit": env.get("CIRCLE_SHA1"),
+            "branch": env.get("CIRCLE_BRANCH"),
+            "run_url": env.get("CIRCLE_BUILD_URL"),
+            "job": env.get("CIRCLE_JOB"),
+            "attempt": None,
+        }
+    if env.get("BUILDKITE") == "true":
+        retries = _int(env.get("BUILDKITE_RETRY_COUNT"))
+        return {
+            "ci": "buildkite",
+            "commit": env.get("BUILDKITE_COMMIT"),
+            "branch": env.get("BUILDKITE_BRANCH"),
+            "run_url": env.get("BUILDKITE_BUILD_URL"),
+            "job": env.get("BUILDKITE_LABEL"),
+            "attempt": None if retries is None else retries + 1,
+        }
+    return {
+        "ci": None,
+        "commit": None,
+        "branch": None,
+        "run_url": None,
+        "job": None,
+        "attempt": None,
+    }

@@ -1,0 +1,98 @@
+"""A pull-request comment body (``--cekura-pr-comment=PATH``), rendered from a report
+document. The first line is a marker a workflow can find to update its comment in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .report import (
+    BAD,
+    MD_TABLE_HEAD,
+    Budget,
+    Case,
+    Document,
+    counts_text,
+    md_case_row,
+    md_code,
+    md_link,
+    sort_key,
+    totals,
+)
+
+MARKER = "<!-- pytest-cekura-pipecat -->"
+COMMENT_LIMIT = 65536  # GitHub refuses a longer comment body
+_LIMIT = COMMENT_LIMIT - 1024  # characters may be more than bytes: stay well under
+
+
+def _provenance_line(provenance: dict[str, Any]) -> str:
+    parts = []
+    if provenance.get("commit"):
+        parts.append(f"commit {md_code(str(provenance['commit'])[:12])}")
+    if provenance.get("branch"):
+        parts.append(f"branch {md_code(str(provenance['branch']))}")
+    link = md_link("CI run", provenance.get("run_url"))
+    if link:
+        parts.append(link)
+    if provenance.get("attempt") and provenance["attempt"] > 1:
+        parts.append(f"attempt {int(provenance['attempt'])}")
+    return " · ".join(parts)
+
+
+def pr_comment(document: Document, limit: int = _LIMIT) -> str:
+    """Markdown: totals, the failing cases with reasons and links (split into new / known
+    failures and fixed cases when the cases carry a ``baseline``), under ``limit`` bytes."""
+    cases = sorted(document["cases"], key=sort_key)
+    t = document.get("totals") or totals(cases)
+    failing = [c for c in cases if c.get("outcome") in BAD]
+    out = Budget(limit)
+    icon = "❌" if failing else "✅"
+    out.force(MARKER, f"### {icon} Cekura evaluations: {counts_text(t)} of {t['cases']} case(s)")
+    if document.get("simulated"):
+        out.force("", "**SIMULATED**: verdicts came from the local server, not from Cekura.")
+    where = _provenance_line(document.get("provenance") or {})
+    if where:
+        out.force("", where)
+    out.force("")
+
+    sections: list[tuple[str, list[Case]]] = []
+    if any("baseline" in c for c in cases):
+        sections += [
+            ("New failures", [c for c in failing if c.get("baseline") == "new"]),
+            ("Known failures", [c for c in failing if c.get("baseline") == "known"]),
+            ("Failing cases", [c for c in failing if c.get("baseline") not in ("new", "known")]),
+            ("Fixed", [c for c in cases if c.get("baseline") == "fixed"]),
+        ]
+    else:
+        sections.append(("Failing cases", failing))
+    if not failing and not any(title == "Fixed" and group for title, group in sections):
+        out.force("All cases passed." if cases else "No Cekura cases ran.")
+        return out.text()
+
+    left = 0  # cases not shown once the budget is spent
+    for title, group in sections:
+        if not group:
+            continue
+        if left:
+            left += len(group)
+            continue
+        if not out.add(f"#### {title} ({len(group)})", ""):
+            left += len(group)
+            continue
+        if title == "Fixed":
+            rows = [f"- {md_code(c['name'])} (scenario {c['scenario']})" for c in group]
+        else:
+            out.force(*MD_TABLE_HEAD)
+            rows = [md_case_row(c, reason_limit=200) for c in group]
+        for i, row in enumerate(rows):
+            if not out.add(row):
+                left += len(rows) - i
+                break
+        out.force("")
+    if left:
+        out.force(f"… {left} more, see the report" + _report_hint(document))
+    return out.text()
+
+
+def _report_hint(document: Document) -> str:
+    link = md_link("CI run", (document.get("provenance") or {}).get("run_url"))
+    return f" ({link})" if link else ""

@@ -1,0 +1,281 @@
+"""CI-native outputs: GitHub annotations, shard variables, provenance, the PR comment option."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import FOUR_CASES, Suite
+
+from pytest_cekura_pipecat._ci import (
+    SHARD_AUTO,
+    ShardEnvError,
+    escape_data,
+    escape_property,
+    github_annotations,
+    provenance,
+    resolve_shard,
+    shard_from_env,
+)
+from pytest_cekura_pipecat._comment import MARKER
+
+ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
+ERROR_LINE = re.compile(r"^::error file=([^,]+),line=(\d+),title=([^:]+)::(.+)$")
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_SHA", "0123456789abcdef")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/bot")
+    monkeypatch.setenv("GITHUB_RUN_ID", "42")
+    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "2")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REF_NAME", "main")
+
+
+def annotation_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("::")]
+
+
+def test_failed_and_errored_cases_are_annotated(suite: Suite, github: None) -> None:
+    suite.toml(FOUR_CASES)
+    result = suite.run("--cekura-report=report.json")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    lines = annotation_lines(result.stdout.str())
+    assert len(lines) == 2, lines
+    parsed = {m.group(3): m for m in map(ERROR_LINE.match, lines) if m}
+    assert set(parsed) == {"late-booking (failed)", "cancels (error)"}
+    assert parsed["late-booking (failed)"].group(1) == "cekura.toml"
+    assert int(parsed["late-booking (failed)"].group(2)) >= 1
+    assert "expected outcome: score 40/100" in parsed["late-booking (failed)"].group(4)
+    assert parsed["cancels (error)"].group(4) == "Bot did not join the room"
+    doc = json.loads((suite.pytester.path / "report.json").read_text())
+    assert doc["provenance"] == {
+        "ci": "github",
+        "commit": "0123456789abcdef",
+        "branch": "main",
+        "run_url": "https://github.com/acme/bot/actions/runs/42",
+        "job": None,
+        "attempt": 2,
+    }
+
+
+def test_a_failing_marked_test_is_annotated_at_its_line(suite: Suite, github: None) -> None:
+    suite.pytester.makepyfile(
+        test_bot="""
+        import pytest
+
+        @pytest.mark.cekura(scenario=101, pipecat_room_url="https://acme.daily.co/r")
+        def test_body():
+            assert False, "50% off, twice:\\nreally"
+        """
+    )
+    result = suite.run()
+    result.assert_outcomes(failed=1)
+    (line,) = annotation_lines(result.stdout.str())
+    assert line.startswith("::error file=test_bot.py,line=3,title=test_body (failed)::")
+    assert "50%25 off, twice:" in line  # data: % escaped, : and , kept
+
+
+def test_at_most_ten_errors_then_one_notice(suite: Suite, github: None) -> None:
+    suite.toml(ROOM + "".join(f'[[case]]\nname = "c{i:02d}"\nscenario = 102\n' for i in range(30)))
+    result = suite.run("-q")
+    result.assert_outcomes(failed=30)
+    lines = annotation_lines(result.stdout.str())
+    assert sum(line.startswith("::error ") for line in lines) == 10
+    (notice,) = [line for line in lines if line.startswith("::notice::")]
+    assert notice.startswith("::notice::20 more failing Cekura case(s)")
+    assert len(lines) == 11
+
+
+def test_annotations_can_be_turned_off_and_need_github_actions(
+    suite: Suite, github: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite.toml(FOUR_CASES)
+    assert annotation_lines(suite.run("--cekura-no-annotations").stdout.str()) == []
+    suite.pytester.makeini(
+        (suite.pytester.path / "tox.ini").read_text() + "\ncekura_no_annotations = true\n"
+    )
+    assert annotation_lines(suite.run().stdout.str()) == []
+    monkeypatch.setenv("GITHUB_ACTIONS", "false")
+    suite.pytester.makeini(
+        (suite.pytester.path / "tox.ini")
+        .read_text()
+        .replace("\ncekura_no_annotations = true\n", "")
+    )
+    assert annotation_lines(suite.run().stdout.str()) == []
+
+
+def test_pr_comment_option_and_ini(suite: Suite, tmp_path: Path) -> None:
+    suite.toml(FOUR_CASES)
+    result = suite.run(f"--cekura-pr-comment={tmp_path / 'c' / 'comment.md'}")
+    result.stdout.fnmatch_lines(["cekura: PR comment written to *comment.md"])
+    text = (tmp_path / "c" / "comment.md").read_text()
+    assert text.startswith(MARKER + "\n")
+    assert "<code>late-booking</code>" in text and "<code>cancels</code>" in text
+    assert "books-a-table" not in text  # only failing cases are listed
+    suite.pytester.makeini(
+        (suite.pytester.path / "tox.ini").read_text() + "\ncekura_pr_comment = from-ini.md\n"
+    )
+    suite.run()
+    assert (suite.pytester.path / "from-ini.md").read_text().startswith(MARKER)
+
+
+# -- pure functions -------------------------------------------------------------------------
+
+
+def test_escaping_follows_githubs_rules() -> None:
+    assert escape_data("100%\r\nok: a,b") == "100%25%0D%0Aok: a,b"
+    assert escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
+    (line,) = github_annotations(
+        [
+            {
+                "name": "x,y: z",
+                "nodeid": "n",
+                "path": "dir,1/cekura.toml",
+                "line": 3,
+                "outcome": "error",
+                "verdict": "error",
+                "reason": "first\nsecond",
+                "failure": "",
+            }
+        ]
+    )
+    assert line == "::error file=dir%2C1/cekura.toml,line=3,title=x%2Cy%3A z (error)::first"
+
+
+def test_passing_and_skipped_cases_are_not_annotated() -> None:
+    cases = [
+        {"name": n, "nodeid": n, "outcome": o, "verdict": "passed", "reason": "", "failure": ""}
+        for n, o in [("a", "passed"), ("b", "skipped"), ("c", "xfailed"), ("d", "xpassed")]
+    ]
+    assert github_annotations(cases) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "shard"),
+    [
+        ({"CI_NODE_INDEX": "1", "CI_NODE_TOTAL": "3"}, (1, 3)),
+        ({"CI_NODE_INDEX": "3", "CI_NODE_TOTAL": "3"}, (3, 3)),
+        ({"CIRCLE_NODE_INDEX": "0", "CIRCLE_NODE_TOTAL": "4"}, (1, 4)),
+        ({"CIRCLE_NODE_INDEX": "3", "CIRCLE_NODE_TOTAL": "4"}, (4, 4)),
+        ({"BUILDKITE_PARALLEL_JOB": "1", "BUILDKITE_PARALLEL_JOB_COUNT": "2"}, (2, 2)),
+        ({"CI_NODE_INDEX": "1"}, None),
+        ({}, None),
+    ],
+)
+def test_shard_from_env(env: dict[str, str], shard: tuple[int, int] | None) -> None:
+    assert shard_from_env(env) == shard
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CI_NODE_INDEX": "0", "CI_NODE_TOTAL": "3"},  # GitLab counts from 1
+        {"CIRCLE_NODE_INDEX": "4", "CIRCLE_NODE_TOTAL": "4"},
+        {"BUILDKITE_PARALLEL_JOB": "x", "BUILDKITE_PARALLEL_JOB_COUNT": "2"},
+    ],
+)
+def test_nonsense_shard_variables_are_one_line(env: dict[str, str]) -> None:
+    with pytest.raises(ShardEnvError) as info:
+        shard_from_env(env)
+    assert "\n" not in str(info.value) and str(info.value).startswith("--cekura-shard=auto: ")
+
+
+def test_resolve_shard() -> None:
+    assert resolve_shard((2, 3), {}) == (2, 3)
+    assert resolve_shard(None, {}) is None
+    assert resolve_shard(SHARD_AUTO, {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "2"}) == (2, 2)
+    with pytest.raises(ShardEnvError, match="no parallel job variables"):
+        resolve_shard(SHARD_AUTO, {})
+
+
+def test_shard_option_accepts_auto(pytester: pytest.Pytester) -> None:
+    from pytest_cekura_pipecat.options import _shard
+
+    assert _shard("auto") == SHARD_AUTO
+    assert _shard("2/3") == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {
+                "GITLAB_CI": "true",
+                "CI_COMMIT_SHA": "abc",
+                "CI_COMMIT_REF_NAME": "feature",
+                "CI_PIPELINE_URL": "https://gitlab.example/p/-/pipelines/9",
+                "CI_JOB_NAME": "evals",
+            },
+            {
+                "ci": "gitlab",
+                "commit": "abc",
+                "branch": "feature",
+                "run_url": "https://gitlab.example/p/-/pipelines/9",
+                "job": "evals",
+                "attempt": None,
+            },
+        ),
+        (
+            {
+                "CIRCLECI": "true",
+                "CIRCLE_SHA1": "def",
+                "CIRCLE_BRANCH": "main",
+                "CIRCLE_BUILD_URL": "https://circleci.com/gh/a/b/7",
+                "CIRCLE_JOB": "test",
+            },
+            {
+                "ci": "circleci",
+                "commit": "def",
+                "branch": "main",
+                "run_url": "https://circleci.com/gh/a/b/7",
+                "job": "test",
+                "attempt": None,
+            },
+        ),
+        (
+            {
+                "BUILDKITE": "true",
+                "BUILDKITE_COMMIT": "123",
+                "BUILDKITE_BRANCH": "dev",
+                "BUILDKITE_BUILD_URL": "https://buildkite.com/a/b/builds/5",
+                "BUILDKITE_LABEL": "evals",
+                "BUILDKITE_RETRY_COUNT": "1",
+            },
+            {
+                "ci": "buildkite",
+                "commit": "123",
+                "branch": "dev",
+                "run_url": "https://buildkite.com/a/b/builds/5",
+                "job": "evals",
+                "attempt": 2,
+            },
+        ),
+        (
+            {
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_SHA": "f00",
+                "GITHUB_HEAD_REF": "pr-branch",
+                "GITHUB_REF_NAME": "12/merge",
+                "GITHUB_REPOSITORY": "a/b",
+                "GITHUB_RUN_ID": "1",
+                "GITHUB_JOB": "evals",
+            },
+            {
+                "ci": "github",
+                "commit": "f00",
+                "branch": "pr-branch",
+                "run_url": "https://github.com/a/b/actions/runs/1",
+                "job": "evals",
+                "attempt": None,
+            },
+        ),
+        ({}, dict.fromkeys(("ci", "commit", "branch", "run_url", "job", "attempt"))),
+    ],
+)
+def test_provenance(env: dict[str, str], expected: dict[str, object]) -> None:
+    assert provenance(env) == expected
