@@ -67,6 +67,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _tool_names(text: str) -> tuple[str, ...]:
+    """``[]`` (mock no tool) or comma-separated tool names."""
+    if text.strip() in ("[]", ""):
+        return ()
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise ValueError(f"{text} has an empty tool name")
+    return names
+
+
 def _shard(text: str) -> tuple[int, int]:
     if text == "auto":
         return SHARD_AUTO  # resolved from the CI system's variables: _ci.resolve_shard
@@ -179,6 +189,13 @@ OPTIONS = [
         str,
         PIPECAT_CLOUD_URL,
         "URL",
+    ),
+    _Option(
+        "cekura_mock_tool_names",
+        "Tools Cekura mocks, for cases that name none: comma-separated names, or [] for none (default: not sent, Cekura mocks every tool of the agent).",
+        _tool_names,
+        None,
+        "NAMES",
     ),
     _Option(
         "cekura_pr_comment",
@@ -334,6 +351,7 @@ def resolve(config: pytest.Config) -> Settings:
             pipecat_room_url=_value(config, "cekura_pipecat_room_url"),
             project=_value(config, "cekura_project"),
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+            mock_tool_names=_value(config, "cekura_mock_tool_names"),
         ),
         max_runs=_value(config, "cekura_max_runs"),
         report=_value(config, "cekura_report"),

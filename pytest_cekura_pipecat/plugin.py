@@ -59,6 +59,12 @@ def pytest_configure(config: pytest.Config) -> None:
     distributed = config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no"
     if settings.dry_run and distributed and workerinput is None:
         raise pytest.UsageError("--cekura-dry-run plans in one process: run it without -n")
+    key = os.environ.get("CEKURA_API_KEY")
+    if key and key != key.strip():
+        raise pytest.UsageError(
+            "CEKURA_API_KEY has leading or trailing whitespace (a newline from a file or a "
+            "secret store?): strip it"
+        )
     if settings.pipecat_cloud_agent and not os.environ.get("PIPECAT_CLOUD_API_KEY"):
         raise pytest.UsageError(
             "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
