@@ -40,7 +40,8 @@ class StartUrlRooms:
     ``headers`` values may use ``${VAR}`` (expanded here, from ``env`` or ``os.environ``;
     the expanded values are secrets). ``body`` is deep-merged over the default start body
     (its values win), e.g. ``{"dailyRoomProperties": {...}, "body": {"locale": "en"}}``.
-    Each request has a total deadline of ``timeout`` seconds. Thread-safe.
+    Each request has a total deadline of ``timeout`` seconds. Thread-safe; each call runs
+    its own event loop, so call it from threads without a running loop (the room hook's).
     """
 
     def __init__(
