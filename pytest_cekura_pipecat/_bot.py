@@ -1,0 +1,205 @@
+"""The bot under test, started by the plugin: a process (e.g. ``python bot.py -t daily``)
+that serves a Pipecat start URL, waited for until it says it is ready, and stopped after."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import CekuraError
+
+_POLL_INTERVAL = 0.1
+_TAIL_BYTES = 64 * 1024
+
+
+class BotError(CekuraError):
+    """The bot did not start: it exited, or never answered its ready URL in time."""
+
+
+def ready_url_for(start_url: str) -> str:
+    """The ready URL of a Pipecat runner serving ``start_url``: ``{origin}/status``."""
+    parts = urlsplit(start_url)
+    return f"{parts.scheme}://{parts.netloc}/status"
+
+
+class BotProcess:
+    """One bot process, in its own session (so its whole process group can be stopped).
+
+    ``command`` is an argv list, or a string split with :func:`shlex.split` (no shell).
+    ``env`` adds to (and overrides) this process's environment. Output goes to ``log_path``.
+    """
+
+    def __init__(
+        self,
+        command: str | Sequence[str],
+        *,
+        ready_url: str,
+        log_path: Path,
+        start_timeout: float = 60.0,
+        grace: float = 5.0,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        if not self.argv:
+            raise BotError("the bot command is empty")
+        self.ready_url = ready_url
+        self.log_path = Path(log_path)
+        self.start_timeout = start_timeout
+        self.grace = grace
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def __enter__(self) -> BotProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Spawn the bot and wait until ``ready_url`` answers 2xx; on any failure (or an
+        interrupt) the bot is stopped before the exception propagates."""
+        if self.running:
+            raise BotError(f"bot `{self.command}` is already running")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        try:
+            with self.log_path.open("wb") as log:
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.cwd,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise BotError(f"bot `{self.command}` could not start: {exc.strerror or exc}") from None
+        atexit.register(self.stop)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        with httpx.Client(trust_env=False) as http:
+            while True:
+                code = proc.poll()
+                if code is not None:
+                    raise self._error(f"exited with code {code} before {self.ready_url} was ready")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._error(
+                        f"was not ready at {self.ready_url} within {self.start_timeout:g}s"
+                    )
+                try:
+                    response = http.get(self.ready_url, timeout=min(2.0, remaining))
+                except httpx.HTTPError:
+                    pass
+                else:
+                    if response.is_success:
+                        return
+                time.sleep(min(_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+
+    def _error(self, what: str) -> BotError:
+        tail = self.log_tail()
+        message = f"bot `{self.command}` {what} (log: {self.log_path})"
+        if tail:
+            message += f"\n--- last lines of {self.log_path.name} ---\n{tail}"
+        return BotError(message)
+
+    def stop(self) -> None:
+        """SIGTERM to the bot's process group, SIGKILL after ``grace`` seconds. Idempotent;
+        safe to call from a signal handler or atexit (a call made while another is under way
+        kills the group at once instead of waiting)."""
+        proc = self._proc
+        if proc is None:
+            return
+        if self._stopping:
+            _signal_group(proc.pid, signal.SIGKILL)
+            return
+        self._stopping = True
+        try:
+            deadline = time.monotonic() + self.grace
+            if proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+            # Children the bot started may outlive it in its group: they had the same SIGTERM
+            # and get what is left of the grace period.
+            while proc.poll() is not None and _group_alive(proc.pid):
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+            if proc.poll() is None or _group_alive(proc.pid):
+                _signal_group(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5.0)
+        finally:
+            self._stopping = False
+            atexit.unregister(self.stop)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of the bot's log ("" when there is none)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(0, os.SEEK_END)
+                size = log.tell()
+                log.seek(max(0, size - _TAIL_BYTES))
+                data = log.read()
+        except OSError:
+            return ""
+        text = data.decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    # The bot leads its own session, so its pid is its process group id.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
