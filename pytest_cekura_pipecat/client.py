@@ -243,10 +243,12 @@ class CekuraClient:
             ) from None
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             # httpx refused to build the request (a header value with a newline, a bad URL):
-            # not a byte left this machine.
-            raise NotSent(
-                self._redact(f"{method} {path} was not sent: {type(exc).__name__}: {exc}")
-            ) from None
+            # not a byte left this machine. A bad header can only be the API key (the one
+            # header a user sets), and httpx quotes it escaped, where redaction cannot see it.
+            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, httpx.LocalProtocolError) and "header" in str(exc).lower():
+                reason = "CEKURA_API_KEY is not a valid HTTP header value (a newline in it?)"
+            raise NotSent(self._redact(f"{method} {path} was not sent: {reason}")) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise Transient(f"{type(exc).__name__}: {exc}", sent=False) from None
         except httpx.HTTPError as exc:
