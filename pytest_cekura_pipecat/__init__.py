@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from .case import Case, Room
@@ -15,7 +17,22 @@ from .errors import (
     StartRejected,
     Unreachable,
 )
-from .verdict import CekuraRun, ExpectedOutcomeResult, MetricResult
+
+if TYPE_CHECKING:
+    from .verdict import CekuraRun, ExpectedOutcomeResult, MetricResult
+
+# The verdict types pull in pydantic (through .models); the pytest plugin imports this
+# package in every pytest run, so they are loaded on first use, not here.
+_LAZY = frozenset({"CekuraRun", "ExpectedOutcomeResult", "MetricResult"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import verdict
+
+        return getattr(verdict, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ApiError",

@@ -74,13 +74,19 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A killed xdist worker stays a zombie until execnet reaps it
+    (it may never): signal 0 still reaches a zombie, so /proc is asked where there is one."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): signal 0 is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 class SharedDir:
