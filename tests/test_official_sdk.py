@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ REGISTRY = _registry()
 def check(schema: str, data: Any) -> None:
     """Fail with every schema violation, on the contract's schema named ``schema``."""
     root = REGISTRY.contents(schema)
-    validator = Draft202012Validator(root, registry=REGISTRY)  # type: ignore[arg-type]
+    validator = Draft202012Validator(root, registry=REGISTRY)
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(data)]
     assert not errors, "\n".join(errors)
 
@@ -75,7 +76,7 @@ def check_metric(kind: str, metric: dict[str, Any]) -> None:
     check("run.schema.json", {"id": 1, "status": "completed", "scenario": 1})  # schema loads
     validator = Draft202012Validator(
         {"$ref": f"run.schema.json#/$defs/{kind}"},
-        registry=REGISTRY,  # type: ignore[arg-type]
+        registry=REGISTRY,
     )
     errors = [e.message for e in validator.iter_errors(metric)]
     assert not errors, f"{metric}: {errors}"
@@ -285,7 +286,7 @@ def test_sdk_sees_the_400_for_an_unknown_scenario(
 # -- the CLI ----------------------------------------------------------------------------------
 
 
-def cli(sim: Simulator, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(sim: Simulator | Standalone, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``cekura ARGS`` in a subprocess whose only Cekura settings point at the simulator."""
     env = {
         key: value
@@ -367,3 +368,55 @@ def test_cli_reports_an_unknown_result_in_one_line(sim: Simulator, tmp_path: Pat
     missing = cli(sim, tmp_path, "run", "status", "4242")
     assert missing.returncode == 2
     assert "Error:" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# -- the standalone server ----------------------------------------------------------------
+
+
+@dataclass
+class Standalone:
+    """``python -m pytest_cekura_pipecat.simulator`` in its own process (what users run)."""
+
+    url: str
+    api_key: str = "sim-key"
+
+
+@pytest.fixture
+def standalone() -> Iterator[Standalone]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest_cekura_pipecat.simulator", "--port", "0",
+         "--default-outcome", "pass", "--default-seconds", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "cekura simulator listening on http://127.0.0.1:" in line, line
+        yield Standalone(line.split(" on ", 1)[1].split()[0])
+    finally:
+        process.terminate()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_official_sdk_and_cli_against_the_standalone_server(
+    standalone: Standalone, tmp_path: Path
+) -> None:
+    with Cekura(api_key=standalone.api_key, base_url=standalone.url) as client:
+        started = client.scenarios.run_pipecat(scenarios=entries(201, 202))
+        check("start-response.schema.json", started)
+        final = client.results.wait(started["id"], poll_interval=0.1, timeout=10)
+        check("result.schema.json", final)
+        run_ids = [r["id"] for r in runs_of(final)]
+        assert final["success_runs_count"] == 2
+        check("bulk-runs.schema.json", client.results.get_runs(run_ids))
+        client.results.end_calls(started["id"])
+        client.runs.end_call(run_ids[0])
+    got = cli(standalone, tmp_path, "results", "get", str(started["id"]), "--format", "json")
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert json.loads(got.stdout)["id"] == started["id"]
+    status = cli(standalone, tmp_path, "run", "status", str(started["id"]))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Passed: 2" in status.stdout
