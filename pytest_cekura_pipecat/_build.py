@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from .plugin import CekuraPlugin
 
 
+_REMOTE = (
+    "not fired: pytest-cekura-pipecat needs xdist workers on the controller's machine "
+    "(-n N), not remote ones (--tx ssh/socket)"
+)
+
+
 def build_session(plugin: CekuraPlugin) -> CekuraSession:
     settings = plugin.settings
     runtime = Runtime(
@@ -43,8 +49,6 @@ def build_session(plugin: CekuraPlugin) -> CekuraSession:
 
 
 def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Role | None:
-    from .plugin import REMOTE_PROBLEM
-
     if plugin.role == "controller":
         return Controller(runtime, plugin.shared())
     if plugin.role == "local":
@@ -54,7 +58,7 @@ def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Rol
     if not workerinput.get("cekura_shared_dir") or not shared.is_dir():
         # A worker on another host (--tx ssh=/socket=) cannot see the controller's
         # directory; firing there would fire once per host.
-        session.state.problem = REMOTE_PROBLEM
+        session.state.problem = _REMOTE
         return None
     return Worker(runtime, shared)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -28,7 +27,6 @@ class Slot:
     run_id: int | None = None
     error: str | None = None  # why it never started (None once fired)
     dashboard_url: str | None = None
-    room_url: str | None = None  # the Daily room (lanes), never its token
 
     @property
     def key(self) -> str:
@@ -78,7 +76,3 @@ def plan_to_json(plan: Plan) -> bytes:
 
 def plan_from_json(data: bytes | str) -> Plan:
     return _plan_adapter().validate_json(data)
-
-
-def plan_from_python(data: Any) -> Plan:
-    return _plan_adapter().validate_python(data)

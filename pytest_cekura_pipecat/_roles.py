@@ -21,7 +21,7 @@ from typing import Protocol
 
 from ._io import IoLoop
 from ._plan import Plan, Slot
-from ._shared import SharedDir, SharedDirError
+from ._shared import SharedDir, SharedDirError, pid_alive
 from ._watch import Watcher, WatchSettings
 from .case import Case
 from .client import CekuraClient, HttpPolicy
@@ -114,8 +114,8 @@ class _Watching:
         self.client = runtime.client()
         self.watcher: Watcher | None = None
         if self.client is not None:
-            self.watcher = Watcher(self.client, runtime.watch, publish, runtime.redactor)
-            self._task = self.io.spawn(self.watcher.run())
+            self.watcher = Watcher(self.client, runtime.watch, publish)
+            self.io.spawn(self.watcher.run())
 
     def interrupt(self) -> None:
         if self.watcher is not None:
@@ -391,7 +391,7 @@ class Worker:
                 )
                 break
             pid = self.shared.firer()
-            if pid is not None and not _alive(pid):
+            if pid is not None and not pid_alive(pid):
                 self._plan = self.shared.plan_from_pieces(pid)
                 break
             time.sleep(self._poll)
@@ -403,7 +403,7 @@ class Worker:
         if not slots:
             reason = (plan.notes or ["not fired"])[0]
             pid = self.shared.firer()
-            if pid is not None and not _alive(pid) and not attempt:
+            if pid is not None and not pid_alive(pid) and not attempt:
                 reason = f"not fired: the firing worker (pid {pid}) died before firing this case"
             return [CekuraRun(scenario_id=0, status="not_started", error_message=reason)]
         waiting = [s for s in slots if s.error is None]
@@ -448,9 +448,3 @@ def _final(slot: Slot, known: dict[str, CekuraRun]) -> CekuraRun:
     if run is None:
         return never_started(slot, "no verdict: the session's watcher never reported this run")
     return run
-
-
-def _alive(pid: int) -> bool:
-    from ._shared import pid_alive
-
-    return pid_alive(pid)

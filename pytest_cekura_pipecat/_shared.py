@@ -57,11 +57,6 @@ def run_to_json(run: CekuraRun) -> str:
     return _run_adapter().dump_json(run, fallback=_plain, warnings=False).decode()
 
 
-def run_from_json(data: str | bytes) -> CekuraRun:
-    run = _run_adapter().validate_json(data)
-    return replace(run, raw=MappingProxyType(dict(run.raw)))
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:

@@ -27,7 +27,6 @@ from .client import CekuraClient, Transient
 from .errors import ApiError, AuthError
 from .firing import claim_runs
 from .models import KNOWN_STATUSES, TERMINAL_STATUSES, Result
-from .redact import Redactor
 from .verdict import CekuraRun
 
 Publish = Callable[[Slot, CekuraRun], None]
@@ -83,7 +82,6 @@ class Watcher:
         client: CekuraClient,
         settings: WatchSettings,
         publish: Publish,
-        redactor: Redactor,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -94,7 +92,7 @@ class Watcher:
         self.notes: list[str] = []
         self.tripped: str | None = None
         self._publish = publish
-        self._redact = redactor
+        self._breaker_task: asyncio.Task[None] | None = None
         self._clock = clock
         self._sleep = sleep
         self._on_trip = on_trip
@@ -435,11 +433,6 @@ class Watcher:
         watched = self._watched.get(slot.result_id) if slot.result_id is not None else None
         if watched is not None and watched.open.pop(slot.key, None) is None:
             return  # published already
-        run = replace(
-            run,
-            error_message=self._redact(run.error_message),
-            transcript=self._redact(run.transcript) if run.transcript else run.transcript,
-        )
         self.published += 1
         self.failed += run.verdict == "failed"
         self.errors += run.verdict == "error"
@@ -461,7 +454,7 @@ class Watcher:
                 f"circuit breaker: the first {k} finished runs all errored with "
                 f"'{first[0].error_message}'; the remaining cases were not waited for"
             )
-            asyncio.get_running_loop().create_task(self.trip(reason))
+            self._breaker_task = asyncio.get_running_loop().create_task(self.trip(reason))
 
     def _note(self, note: str) -> None:
         if note not in self.notes:

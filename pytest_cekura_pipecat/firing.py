@@ -79,6 +79,7 @@ async def _prepare(pending: _Pending, ctx: FireContext) -> None:
                 )
             url, token = room.url, room.token
         ctx.redactor.add(token)
+        ctx.redactor.add_url(url)
         problem = room_url_problem(url)
         if problem:
             raise CekuraError(f"{where}: {problem}")
@@ -87,7 +88,6 @@ async def _prepare(pending: _Pending, ctx: FireContext) -> None:
             ctx.entry_hook(case, entry)
             ctx.redactor.add(entry.get("pipecat_token"))
         pending.entry = entry
-        pending.slot.room_url = ctx.redactor(str(entry.get("pipecat_room_url", url)))
     except CekuraError as exc:
         pending.slot.error = ctx.redactor(str(exc))
     except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:

@@ -35,10 +35,6 @@ MARKER_HELP = (
     "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
-_REMOTE = (
-    "not fired: pytest-cekura-pipecat needs xdist workers on the controller's machine "
-    "(-n N), not remote ones (--tx ssh/socket)"
-)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -120,6 +116,7 @@ class CekuraPlugin:
             self.settings = options.simulated(settings, self.simulator.url)
             self.api_key = self.simulator.api_key
         self.redactor.add(self.api_key)
+        self.redactor.add_url(self.settings.api_url)
         self.redactor.add(os.environ.get("PIPECAT_CLOUD_API_KEY"))
         self.log_records = RecordFactory(self.redactor)
         self.log_records.install()
@@ -387,6 +384,3 @@ def _start_simulator(scenarios: str) -> Any:
         return Simulator(default_outcome=ScenarioScript(id=0, seconds=1.0)).start()
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"--cekura-simulate: {exc}") from None
-
-
-REMOTE_PROBLEM = _REMOTE

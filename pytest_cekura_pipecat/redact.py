@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
 # Shorter values would mask ordinary words; real keys and tokens are far longer.
 _MIN_SECRET_LEN = 4
+_TOKEN_KEYS = frozenset({"t", "token"})
 
 
 class Redactor:
@@ -21,6 +23,20 @@ class Redactor:
         if secret and len(secret) >= _MIN_SECRET_LEN:
             with self._lock:
                 self._secrets.add(secret)
+
+    def add_url(self, url: str | None) -> None:
+        """The secrets a URL carries: a password (``https://user:pass@host``) and a Daily
+        meeting token in its query (``?t=…``, ``token=…``)."""
+        if not url:
+            return
+        try:
+            parts = urlsplit(url)
+            self.add(parts.password)
+        except ValueError:
+            return
+        for key, value in parse_qsl(parts.query):
+            if key.lower() in _TOKEN_KEYS:
+                self.add(value)
 
     def __bool__(self) -> bool:
         return bool(self._secrets)

@@ -66,7 +66,6 @@ class CekuraSession:
         self.runtime = runtime
         self.state = SessionState()
         self.role: Role | None = None  # set once by the plugin
-        self.simulated = False
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -76,10 +75,13 @@ class CekuraSession:
         self.state.cases[nodeid] = case
         # Every process learns the tokens it may have to mask, not only the one that fires
         # (Cekura may echo a token back in an error message that any worker prints).
+        # A missing variable is reported at firing.
         if case.pipecat_token:
-            # A missing variable is reported at firing.
             with contextlib.suppress(CekuraError):
                 self.redactor.add(expand(case.pipecat_token, environ(), case.name))
+        if case.pipecat_room_url:
+            with contextlib.suppress(CekuraError):
+                self.redactor.add_url(expand(case.pipecat_room_url, environ(), case.name))
 
     def has_room_provider(self) -> bool:
         return bool(self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls())

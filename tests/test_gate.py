@@ -269,3 +269,24 @@ def test_simulate_flag_runs_offline_and_says_so(
     result = pytester.runpytest("--cekura-simulate", "--cekura-poll-interval=0.2")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["cekura: SIMULATED*", "*SIMULATED RUN*"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_echoed_tokens_in_room_urls_are_masked_everywhere(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    """Cekura may echo a room's token (``pipecat_token`` or the Daily ``?t=`` in its URL)
+    back in an error message or a transcript: no process prints either."""
+    monkeypatch.setenv("ROOM_T", "daily-query-SECRET-4242")
+    suite.sim.configure(echo_secrets=True)
+    suite.toml(
+        'pipecat_token = "${ROOM_TOKEN}"\n'
+        '[[case]]\nname = "a"\nscenario = 101\npipecat_room_url = "https://acme.daily.co/a"\n'
+        '[[case]]\nname = "b"\nscenario = 103\n'
+        'pipecat_room_url = "https://acme.daily.co/b?t=${ROOM_T}"\n'
+    )
+    result = suite.run("--cekura-report=report.json", "-rA", *workers)
+    result.assert_outcomes(passed=1, errors=1)
+    text = suite.artifacts(result) + (suite.pytester.path / "report.json").read_text()
+    assert "***" in text  # the echo arrived, masked
+    assert "SECRET" not in text

@@ -12,7 +12,6 @@ from pytest_cekura_pipecat._plan import Slot
 from pytest_cekura_pipecat._watch import Watcher, WatchSettings, same_failure
 from pytest_cekura_pipecat.client import Transient
 from pytest_cekura_pipecat.models import Result, Run
-from pytest_cekura_pipecat.redact import Redactor
 from pytest_cekura_pipecat.verdict import CekuraRun
 
 T0 = 1_000_000.0
@@ -80,7 +79,6 @@ def watch(
         client,  # type: ignore[arg-type]
         WatchSettings(**{"poll_interval": 1.0, **settings}),
         publish,
-        Redactor(),
         clock=clock,
         sleep=clock.sleep,
     )
