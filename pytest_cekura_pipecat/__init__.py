@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .case import Case, Room
-from .errors import (
+from ._case import Case, Room
+from ._errors import (
     ApiError,
     AuthError,
     CekuraError,
@@ -19,7 +19,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .verdict import CekuraRun, ExpectedOutcomeResult, MetricResult
+    from ._verdict import CekuraRun, ExpectedOutcomeResult, MetricResult
 
 # The verdict types pull in pydantic (through .models); the pytest plugin imports this
 # package in every pytest run, so they are loaded on first use, not here.
@@ -28,7 +28,7 @@ _LAZY = frozenset({"CekuraRun", "ExpectedOutcomeResult", "MetricResult"})
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import verdict
+        from . import _verdict as verdict
 
         return getattr(verdict, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import CekuraError
+from ._errors import CekuraError
 
 _POLL_INTERVAL = 0.1
 _TAIL_BYTES = 64 * 1024

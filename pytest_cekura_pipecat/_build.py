@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._client import HttpPolicy
 from ._roles import Controller, Local, Role, Runtime, Worker
+from ._session import CekuraSession
 from ._watch import WatchSettings
-from .client import HttpPolicy
-from .session import CekuraSession
 
 if TYPE_CHECKING:
     from .plugin import CekuraPlugin
@@ -67,7 +67,7 @@ def _room_provider(plugin: CekuraPlugin, session: CekuraSession) -> None:
     settings = plugin.settings
     if not settings.pipecat_cloud_agent:
         return
-    from .pipecat_cloud import PipecatCloudRooms
+    from ._pipecat_cloud import PipecatCloudRooms
 
     key = os.environ.get("PIPECAT_CLOUD_API_KEY")
     if not key:

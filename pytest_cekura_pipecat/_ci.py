@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .report import BAD, Case, display_reason, first_line
+from ._summary import BAD, Case, display_reason, first_line
 
 ANNOTATION_LIMIT = 10  # GitHub shows at most 10 error annotations per step
 
@@ -84,7 +84,7 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int] | No
     return None
 
 
-from .options import SHARD_AUTO  # noqa: E402
+from ._options import SHARD_AUTO  # noqa: E402
 
 
 def resolve_shard(

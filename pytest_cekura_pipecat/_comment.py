@@ -5,19 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import (
-    BAD,
-    MD_TABLE_HEAD,
-    Budget,
-    Case,
-    Document,
-    counts_text,
-    md_case_row,
-    md_code,
-    md_link,
-    sort_key,
-    totals,
-)
+from ._markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link
+from ._summary import BAD, Case, Document, counts_text, sort_key, totals
 
 MARKER = "<!-- pytest-cekura-pipecat -->"
 COMMENT_LIMIT = 65536  # GitHub refuses a longer comment body

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ._case import Case
+from ._client import CekuraClient, HttpPolicy
+from ._firing import FireContext, fire
 from ._io import IoLoop
 from ._plan import Plan, Slot
+from ._redact import Redactor
 from ._shared import SharedDir, SharedDirError, pid_alive
+from ._verdict import CekuraRun
 from ._watch import Watcher, WatchSettings
-from .case import Case
-from .client import CekuraClient, HttpPolicy
-from .firing import FireContext, fire
-from .redact import Redactor
-from .verdict import CekuraRun
 
 ContextFactory = Callable[[CekuraClient | None], FireContext]
 Counts = tuple[int, int, int, int, int, int, float]

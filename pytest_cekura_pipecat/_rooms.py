@@ -18,9 +18,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from .case import Case, Room, environ, expand, expand_json
-from .errors import CekuraError
-from .redact import Redactor
+from ._case import Case, Room, environ, expand, expand_json
+from ._errors import CekuraError
+from ._redact import Redactor
 
 DEFAULT_URL = "https://api.pipecat.daily.co"
 

@@ -30,7 +30,7 @@ from types import MappingProxyType
 from pydantic import TypeAdapter, ValidationError
 
 from ._plan import Plan, Slot, plan_from_json, plan_to_json, slots_from_json, slots_to_json
-from .verdict import CekuraRun
+from ._verdict import CekuraRun
 
 PLAN = "plan.json"
 FIRE_LOCK = "fire.lock"

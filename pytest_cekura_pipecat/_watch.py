@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from ._client import CekuraClient, Transient
+from ._errors import ApiError, AuthError
+from ._firing import claim_runs
+from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Result
 from ._plan import Slot
-from .client import CekuraClient, Transient
-from .errors import ApiError, AuthError
-from .firing import claim_runs
-from .models import KNOWN_STATUSES, TERMINAL_STATUSES, Result
-from .verdict import CekuraRun
+from ._verdict import CekuraRun
 
 Publish = Callable[[Slot, CekuraRun], None]
 _QUEUED = frozenset({"pending", "in_queue", "scaling_up"})

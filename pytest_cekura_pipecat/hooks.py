@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .case import Case, Room
-    from .verdict import CekuraRun
+    from ._case import Case, Room
+    from ._verdict import CekuraRun
 
 
 @pytest.hookspec(firstresult=True)

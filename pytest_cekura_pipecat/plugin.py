@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hooks, options
-from .redact import RecordFactory, Redactor
+from . import _options as options
+from . import hooks
+from ._redact import RecordFactory, Redactor
 
 if TYPE_CHECKING:
-    from .progress import Progress
-    from .report import Summary
-    from .session import CekuraSession
+    from ._progress import Progress
+    from ._session import CekuraSession
+    from ._summary import Summary
 
-pytest_plugins = ["pytest_cekura_pipecat.fixtures"]
+pytest_plugins = ["pytest_cekura_pipecat._fixtures"]
 
 _PLUGIN_NAME = "cekura-session"
 MARKER = "cekura"
@@ -83,7 +84,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.name == "cekura.toml":
-        from .items import CekuraFile
+        from ._items import CekuraFile
 
         return CekuraFile.from_parent(parent, path=file_path)
     return None
@@ -142,7 +143,7 @@ class CekuraPlugin:
     @property
     def summary(self) -> Summary:
         if self._summary is None:
-            from .report import Summary
+            from ._summary import Summary
 
             self._summary = Summary()
         return self._summary
@@ -183,7 +184,7 @@ class CekuraPlugin:
     ) -> None:
         if not any(item.get_closest_marker(MARKER) for item in items) and self._session is None:
             return  # no Cekura case: nothing to load
-        from .items import marked_cases, shard
+        from ._items import marked_cases, shard
 
         marked_cases(self.session, items)
         if self.settings.shard is not None:
@@ -222,7 +223,7 @@ class CekuraPlugin:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or config.get_verbosity() < 0 or self.role == "worker":
             return
-        from .progress import Progress
+        from ._progress import Progress
 
         self.progress = Progress(self.counts, reporter, self.settings.progress_interval)
         self.progress.start()
@@ -255,7 +256,7 @@ class CekuraPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if self._session is None:
             return
-        from .items import CekuraItem, judge
+        from ._items import CekuraItem, judge
 
         state = self._session.state
         if not isinstance(item, CekuraItem) and (
@@ -274,7 +275,7 @@ class CekuraPlugin:
         result = yield
         session = self._session
         if session is not None and item.nodeid in session.state.cases:
-            from .items import CekuraItem
+            from ._items import CekuraItem
 
             if not isinstance(item, CekuraItem):
                 verdict = session.verdict(item.nodeid)
@@ -290,7 +291,7 @@ class CekuraPlugin:
         session = self._session
         verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
         if session is not None and verdict is not None and call.when == "setup":
-            from .report import record
+            from ._summary import record
 
             case = session.state.cases[item.nodeid]
             data = record(case.name, item.nodeid, case.scenario, verdict)
@@ -326,7 +327,7 @@ class CekuraPlugin:
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
         if self.role == "worker":
             return  # under xdist the controller has every case; workers have a part
-        from .report import write_outputs
+        from ._outputs import write_outputs
 
         if not write_outputs(
             self.summary, self.settings, self.redactor, simulated, terminalreporter
@@ -351,7 +352,7 @@ class XdistHooks:
 
 
 def _will_skip(item: pytest.Item) -> bool:
-    from .session import will_not_run
+    from ._session import will_not_run
 
     return will_not_run(item)
 

@@ -194,7 +194,7 @@ def test_resolve_shard() -> None:
 
 
 def test_shard_option_accepts_auto(pytester: pytest.Pytester) -> None:
-    from pytest_cekura_pipecat.options import _shard
+    from pytest_cekura_pipecat._options import _shard
 
     assert _shard("auto") == SHARD_AUTO
     assert _shard("2/3") == (2, 3)

@@ -12,8 +12,8 @@ from conftest import Suite, no_traceback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_cekura_pipecat.case import Case
-from pytest_cekura_pipecat.config import (
+from pytest_cekura_pipecat._case import Case
+from pytest_cekura_pipecat._config import (
     MARKER_KEYS,
     TOML_CASE_KEYS,
     TOML_TOP_KEYS,
@@ -21,7 +21,7 @@ from pytest_cekura_pipecat.config import (
     case_from_marker,
     load_cases,
 )
-from pytest_cekura_pipecat.errors import ConfigError
+from pytest_cekura_pipecat._errors import ConfigError
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from conftest import API_KEY, FOUR_CASES, SCRIPTS, Suite, no_traceback
 
-from pytest_cekura_pipecat.client import START_PATH, CekuraClient, HttpPolicy
-from pytest_cekura_pipecat.redact import Redactor
+from pytest_cekura_pipecat._client import START_PATH, CekuraClient, HttpPolicy
+from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator
 from pytest_cekura_pipecat.simulator._app import App, Reply, json_reply
 

@@ -15,9 +15,9 @@ import pytest
 from standins.daily_api import DailyApi
 
 from pytest_cekura_pipecat._bot import BotProcess, ready_url_for
+from pytest_cekura_pipecat._case import Case
+from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._rooms import StartUrlRooms
-from pytest_cekura_pipecat.case import Case
-from pytest_cekura_pipecat.redact import Redactor
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pipecat") is None,

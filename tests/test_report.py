@@ -16,13 +16,8 @@ from conftest import Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._comment import MARKER, pr_comment
-from pytest_cekura_pipecat.report import (
-    STEP_SUMMARY_LIMIT,
-    build_document,
-    dumps,
-    step_summary,
-    write_atomic,
-)
+from pytest_cekura_pipecat._document import build_document, dumps, write_atomic
+from pytest_cekura_pipecat._markdown import STEP_SUMMARY_LIMIT, step_summary
 
 ROOM = "https://acme.daily.co/r"
 SCHEMA = json.loads(

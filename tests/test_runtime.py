@@ -145,8 +145,8 @@ HEAVY = (
     "httpx",
     "pydantic",
     "tenacity",
-    "pytest_cekura_pipecat.client",
-    "pytest_cekura_pipecat.models",
+    "pytest_cekura_pipecat._client",
+    "pytest_cekura_pipecat._models",
 )
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pytest_cekura_pipecat.case import Case
-from pytest_cekura_pipecat.models import Result, Run
-from pytest_cekura_pipecat.verdict import (
+from pytest_cekura_pipecat._case import Case
+from pytest_cekura_pipecat._models import Result, Run
+from pytest_cekura_pipecat._verdict import (
     CekuraRun,
     ExpectedOutcomeResult,
     MetricResult,

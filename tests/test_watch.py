@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from pytest_cekura_pipecat._client import Transient
+from pytest_cekura_pipecat._models import Result, Run
 from pytest_cekura_pipecat._plan import Slot
+from pytest_cekura_pipecat._verdict import CekuraRun
 from pytest_cekura_pipecat._watch import Watcher, WatchSettings, same_failure
-from pytest_cekura_pipecat.client import Transient
-from pytest_cekura_pipecat.models import Result, Run
-from pytest_cekura_pipecat.verdict import CekuraRun
 
 T0 = 1_000_000.0
 

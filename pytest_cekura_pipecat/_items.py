@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from .case import Case
-from .config import case_from_marker, file_defaults, load_cases
-from .errors import CekuraError, ConfigError
-from .session import CekuraSession
-from .verdict import CaseVerdict
+from ._case import Case
+from ._config import case_from_marker, file_defaults, load_cases
+from ._errors import CekuraError, ConfigError
+from ._session import CekuraSession
+from ._verdict import CaseVerdict
 
 MARKER = "cekura"
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
+from ._case import Case, Entry, Room, expand, expand_json
+from ._client import START_PATH, CekuraClient
+from ._config import room_url_problem
+from ._errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown, StartRejected
+from ._models import Result, Run
 from ._plan import Plan, Slot
-from .case import Case, Entry, Room, expand, expand_json
-from .client import START_PATH, CekuraClient
-from .config import room_url_problem
-from .errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown, StartRejected
-from .models import Result, Run
-from .redact import Redactor
+from ._redact import Redactor
 
 _BatchKey = tuple[int | None, tuple[str, ...] | None]
 

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .options import PLUGIN_KEY
+from ._options import PLUGIN_KEY
 
 if TYPE_CHECKING:
+    from ._verdict import CekuraRun
     from .simulator import Simulator
-    from .verdict import CekuraRun
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 DEFAULT_TIMEOUT = 1800.0
 MAX_TIMEOUT = 24 * 3600.0

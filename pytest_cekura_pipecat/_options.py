@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Defaults
+from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Defaults
 
 # This module is imported by every pytest run that has the plugin installed: it must stay
 # light (no httpx, pydantic or tenacity).

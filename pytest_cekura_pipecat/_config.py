@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from .case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Case, Defaults, has_template
-from .errors import ConfigError
+from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Case, Defaults, has_template
+from ._errors import ConfigError
 
 MAX_REPEAT = 100  # Cekura's own frequency cap
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from ._case import Case, Room, environ, expand
+from ._client import CekuraClient
+from ._errors import CekuraError
+from ._firing import FireContext, dry_run
+from ._options import PLUGIN_KEY, Settings
+from ._redact import Redactor
 from ._roles import Role, Runtime
-from .case import Case, Room, environ, expand
-from .client import CekuraClient
-from .errors import CekuraError
-from .firing import FireContext, dry_run
-from .options import PLUGIN_KEY, Settings
-from .redact import Redactor
-from .verdict import CaseVerdict, CekuraRun, decide
+from ._verdict import CaseVerdict, CekuraRun, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set: export your Cekura API key"
 

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 
+from ._case import Case, Room
+from ._redact import Redactor
 from ._rooms import DEFAULT_URL, pipecat_cloud
-from .case import Case, Room
-from .redact import Redactor
 
 __all__ = ["DEFAULT_URL", "PipecatCloudRooms"]
 

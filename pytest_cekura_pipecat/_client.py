@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 from tenacity.wait import wait_exponential, wait_random
 
-from .errors import (
+from ._errors import (
     ApiError,
     AuthError,
     CreditError,
@@ -40,8 +40,8 @@ from .errors import (
     StartRejected,
     Unreachable,
 )
-from .models import Agent, Result, Run
-from .redact import Redactor
+from ._models import Agent, Result, Run
+from ._redact import Redactor
 
 DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from .case import Case
-from .models import TERMINAL_STATUSES, Run, short_text
+from ._case import Case
+from ._models import TERMINAL_STATUSES, Run, short_text
 
 Outcome = Literal["passed", "failed", "error"]
 

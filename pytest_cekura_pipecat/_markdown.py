@@ -1,0 +1,142 @@
+"""Markdown rendering shared by the step summary and the PR comment: escaping, links, a
+byte budget."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    pass
+
+from ._summary import (
+    BAD,
+    Case,
+    Document,
+    counts_text,
+    display_reason,
+    failed_metrics,
+    scenario_text,
+    sort_key,
+    totals,
+)
+
+STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a larger step summary
+_MD_PUNCTUATION = set("\\`*_[]{}()#+-.!~")
+_URL_SAFE = ":/?#[]@!$&'*+,;=%~"
+
+
+def md_text(text: str, limit: int | None = None) -> str:
+    """Plain text as Markdown that renders as exactly that text on one line, also inside a
+    table cell: HTML and pipes as entities, Markdown punctuation backslash-escaped."""
+    text = " ".join(text.split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    out = []
+    for ch in text:
+        if ch in _MD_PUNCTUATION:
+            out.append("\\" + ch)
+        elif ch == "|":
+            out.append("&#124;")
+        else:
+            out.append(html.escape(ch, quote=False))
+    return "".join(out)
+
+
+def md_code(text: str) -> str:
+    """Inline code that holds any text (backticks, pipes, HTML) safely."""
+    return "<code>" + html.escape(" ".join(text.split())).replace("|", "&#124;") + "</code>"
+
+
+def md_link(label: str, url: str | None) -> str:
+    if not url or not url.startswith(("https://", "http://")):
+        return ""
+    return f"[{label}]({quote(url, safe=_URL_SAFE)})"
+
+
+def md_case_row(case: Case, *, reason_limit: int = 300) -> str:
+    metrics = ", ".join(failed_metrics(case))
+    return (
+        f"| {case.get('outcome') or 'unknown'} | {case.get('verdict') or '-'} "
+        f"| {md_code(case['name'])} | {md_text(scenario_text(case), 120)} "
+        f"| {md_text(metrics, 200)} | {md_text(display_reason(case), reason_limit)} "
+        f"| {md_link('dashboard', case.get('dashboard_url'))} |"
+    )
+
+
+MD_TABLE_HEAD = [
+    "| outcome | evaluation | case | scenario | failed metrics | reason | link |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+class Budget:
+    """Lines kept under a byte limit, with room reserved for what closes the text."""
+
+    def __init__(self, limit: int, reserve: int = 2048) -> None:
+        self.lines: list[str] = []
+        self.size = 0
+        self.limit = limit - reserve
+
+    def add(self, *lines: str) -> bool:
+        size = sum(len(line.encode("utf-8")) + 1 for line in lines)
+        if self.size + size > self.limit:
+            return False
+        self.lines.extend(lines)
+        self.size += size
+        return True
+
+    def force(self, *lines: str) -> None:
+        self.lines.extend(lines)
+        self.size += sum(len(line.encode("utf-8")) + 1 for line in lines)
+
+    def rows(self, rows: Iterable[str], more: Callable[[int], str]) -> bool:
+        """Add rows while they fit; if some do not, a line saying how many. True if all fit."""
+        pending = list(rows)
+        for i, row in enumerate(pending):
+            if not self.add(row):
+                self.force(more(len(pending) - i))
+                return False
+        return True
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def step_summary(document: Document, limit: int = STEP_SUMMARY_LIMIT) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: totals, a table of failing cases, the rest
+    collapsed; under ``limit`` bytes however many cases there are."""
+    cases = sorted(document["cases"], key=sort_key)
+    t = document.get("totals") or totals(cases)
+    bad = [c for c in cases if c.get("outcome") in BAD]
+    good = [c for c in cases if c.get("outcome") == "passed"]
+    other = [c for c in cases if c.get("outcome") not in (*BAD, "passed")]
+    title = "## Cekura evaluations"
+    if document.get("simulated"):
+        title += " (SIMULATED: local server, not Cekura)"
+    out = Budget(limit)
+    out.force(title, "", f"**{counts_text(t)}** of {t['cases']} case(s)", "")
+    more = "… {} more cases, see the JSON report".format
+    complete = True
+    if bad:
+        out.force(*MD_TABLE_HEAD)
+        complete = out.rows((md_case_row(c) for c in bad), lambda n: "\n" + more(n))
+        out.force("")
+    for title, group in (("Passed cases", good), ("Skipped and expected failures", other)):
+        if not group or not complete:
+            if group:
+                out.force(more(len(group)), "")
+            continue
+        out.force(f"<details><summary>{title} ({len(group)})</summary>", "")
+        complete = out.rows(
+            (
+                f"- {md_code(c['name'])} (scenario {c['scenario']})"
+                + (f": {c.get('outcome') or 'unknown'}" if group is other else "")
+                for c in group
+            ),
+            lambda n: "\n" + more(n),
+        )
+        out.force("", "</details>", "")
+    return out.text()

@@ -1,0 +1,67 @@
+"""The controller's outputs at the end of the session, all from one document."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    pass
+
+from ._document import dumps, json_document, write_atomic
+from ._markdown import step_summary
+from ._summary import Summary
+
+
+def write_outputs(
+    summary: Summary,
+    settings: Any,
+    redact: Callable[[str], str],
+    simulated: bool,
+    terminalreporter: Any,
+) -> bool:
+    """The controller's outputs, all from one document: the JSON report, the PR comment,
+    the GitHub step summary and annotations. A failed write is one line and makes this
+    return False; it skips none of the other outputs."""
+    from . import __version__, _ci
+    from ._comment import pr_comment
+
+    document = json_document(
+        summary,
+        plugin_version=__version__,
+        api_url=settings.api_url,
+        simulated=simulated,
+        provenance=_ci.provenance(),
+    )
+    ok = True
+    writes: list[tuple[str, str | None, Callable[[], str]]] = [
+        ("report", settings.report, lambda: dumps(document)),
+        ("PR comment", settings.pr_comment, lambda: pr_comment(document)),
+    ]
+    for what, target, render in writes:
+        if not target:
+            continue
+        try:
+            path = write_atomic(target, redact(render()))
+        except OSError as exc:
+            terminalreporter.write_line(
+                f"cekura: could not write an output: the {what} {target}: {exc}", red=True
+            )
+            ok = False
+        else:
+            terminalreporter.write_line(f"cekura: {what} written to {path}")
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_path and settings.step_summary:
+        try:
+            with open(summary_path, "a", encoding="utf-8") as handle:
+                handle.write(redact(step_summary(document)))
+        except OSError as exc:
+            terminalreporter.write_line(
+                f"cekura: could not write an output: the step summary: {exc}", red=True
+            )
+            ok = False
+    if settings.annotations and _ci.in_github_actions():
+        for line in _ci.github_annotations(document["cases"]):
+            terminalreporter.write_line(redact(line))
+    return ok

@@ -1,0 +1,277 @@
+"""The per-case records pytest reports carry, the final outcome of each case, and the
+terminal table: what every other output is rendered from."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+    from ._verdict import CaseVerdict
+
+
+SCHEMA_VERSION = 2
+VERDICTS = ("passed", "failed", "error")
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+BAD = ("failed", "error")  # outcomes that fail the session
+_ORDER = {"failed": 0, "error": 1, "xpassed": 2, "passed": 3, "xfailed": 4, "skipped": 5}
+_LABEL = {
+    "passed": "PASSED",
+    "failed": "FAILED",
+    "error": "ERROR",
+    "skipped": "SKIPPED",
+    "xfailed": "XFAIL",
+    "xpassed": "XPASS",
+}
+
+Case = dict[str, Any]  # one entry of the document's "cases" (see report.schema.json)
+Document = dict[str, Any]
+
+
+def record(
+    name: str,
+    nodeid: str,
+    scenario: int,
+    verdict: CaseVerdict | None,
+    *,
+    path: str | None = None,
+    line: int | None = None,
+) -> dict[str, Any]:
+    """A case's record. ``verdict`` None: the case was never evaluated (skipped by a mark).
+    ``path`` (relative to the rootdir) and ``line`` (1-based) point at the case's
+    declaration; left None, they are taken from the test report's location."""
+    runs = verdict.runs if verdict is not None else ()
+    return {
+        "name": name,
+        "nodeid": nodeid,
+        "path": path,
+        "line": line,
+        "scenario": scenario,
+        "scenario_name": next((r.scenario_name for r in runs if r.scenario_name), ""),
+        "verdict": verdict.outcome if verdict is not None else None,
+        "reason": verdict.first_reason if verdict is not None else "",
+        "run_details": [
+            {
+                "run_id": r.run_id,
+                "result_id": r.result_id,
+                "status": r.status,
+                "success": r.success,
+                "verdict": r.verdict,
+                "score": r.expected_outcome.score,
+                "failed_metrics": [
+                    {"name": m.name, "explanation": list(m.explanation)}
+                    for m in r.metrics
+                    if m.passed is False
+                ],
+                "error_message": r.error_message,
+                "duration": r.duration,
+                "dashboard_url": r.dashboard_url,
+            }
+            for r in runs
+        ],
+    }
+
+
+def _phase_outcome(report: pytest.TestReport) -> str | None:
+    """What one phase report says about the test, in pytest's own terms (None: nothing)."""
+    if report.outcome not in ("passed", "failed", "skipped"):
+        return None  # e.g. pytest-rerunfailures' "rerun": a later attempt decides
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if report.passed:
+            return "xpassed" if xfail else "passed"
+        if report.skipped:
+            return "xfailed" if xfail else "skipped"
+        return "failed"
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return None
+
+
+def _failure_line(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    text = message if isinstance(message, str) else report.longreprtext
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+@dataclass
+class Summary:
+    """Records by node id, each test's final pytest outcome, and the session's notes."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "cekura", None)
+        if isinstance(data, dict) and "nodeid" in data:
+            if data.get("path") is None and report.location:
+                data["path"] = report.location[0]
+                lineno = report.location[1]
+                data["line"] = None if lineno is None else lineno + 1
+            self.records[data["nodeid"]] = data
+            self.note(*data.get("notes", []))
+        if report.nodeid in self.records:
+            self._track(report)
+
+    def _track(self, report: pytest.TestReport) -> None:
+        nodeid = report.nodeid
+        if report.when == "setup":  # a new attempt (pytest-rerunfailures) starts afresh
+            self.outcomes.pop(nodeid, None)
+            self.failures.pop(nodeid, None)
+        outcome = _phase_outcome(report)
+        if outcome is None:
+            return
+        if report.when == "teardown" and self.outcomes.get(nodeid) in BAD:
+            return  # the first failure stands
+        self.outcomes[nodeid] = outcome
+        if outcome in BAD:
+            self.failures[nodeid] = _failure_line(report)
+
+    def note(self, *notes: str) -> None:
+        """Notes from this process and from xdist workers (they ride on records), once each."""
+        self.notes.extend(n for n in notes if n not in self.notes)
+
+    def cases(self) -> list[Case]:
+        """Every case in the document's shape, by node id."""
+        return [self._case(r) for r in sorted(self.records.values(), key=lambda r: r["nodeid"])]
+
+    def _case(self, r: dict[str, Any]) -> Case:
+        details = r.get("run_details", [])
+        durations = [d["duration"] for d in details if d.get("duration") is not None]
+        case: Case = {
+            "name": r["name"],
+            "nodeid": r["nodeid"],
+            "path": r.get("path"),
+            "line": r.get("line"),
+            "scenario": r["scenario"],
+            "scenario_name": r.get("scenario_name", ""),
+            "verdict": r.get("verdict"),
+            "outcome": self.outcomes.get(r["nodeid"]),
+            "reason": r.get("reason", ""),
+            "failure": self.failures.get(r["nodeid"], ""),
+            "rerun": r.get("rerun", 0),
+            "duration": max(durations) if durations else None,
+            "dashboard_url": next(
+                (d["dashboard_url"] for d in details if d.get("dashboard_url")), None
+            ),
+            "runs": details,
+        }
+        if "baseline" in r:
+            case["baseline"] = r["baseline"]
+        return case
+
+    def lines(self, width: int | None = None) -> list[str]:
+        return terminal_lines(self.cases(), self.notes, width)
+
+
+# -- shared helpers ------------------------------------------------------------------------
+
+
+def display_reason(case: Case) -> str:
+    """Why the case is what it is: the evaluation's reason when the evaluation did not pass,
+    else pytest's own failure (a body assertion), else the evaluation's note, if any."""
+    if case.get("verdict") in ("failed", "error") and case.get("reason"):
+        return str(case["reason"])
+    return str(case.get("failure") or case.get("reason") or "")
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def failed_metrics(case: Case) -> list[str]:
+    names: list[str] = []
+    for run in case.get("runs", []):
+        for metric in run.get("failed_metrics") or []:
+            if metric["name"] not in names:
+                names.append(metric["name"])
+    return names
+
+
+def sort_key(case: Case) -> tuple[int, str]:
+    return (_ORDER.get(case.get("outcome") or "", 9), case["nodeid"])
+
+
+def totals(cases: Sequence[Case]) -> dict[str, Any]:
+    """Counts of final pytest outcomes (they equal pytest's for these tests), the runs, the
+    evaluations' verdicts, and the pass rate over the cases that were not skipped."""
+    counts = {k: sum(c.get("outcome") == k for c in cases) for k in OUTCOMES}
+    ran = len(cases) - counts["skipped"]
+    return {
+        "cases": len(cases),
+        "runs": sum(len(c.get("runs", [])) for c in cases),
+        **counts,
+        "pass_rate": round(100 * counts["passed"] / ran, 1) if ran else None,
+        "verdicts": {k: sum(c.get("verdict") == k for c in cases) for k in VERDICTS},
+    }
+
+
+def counts_text(t: dict[str, Any]) -> str:
+    """'2 passed, 1 failed, 1 error' plus the other outcomes that occurred."""
+    parts = [f"{t['passed']} passed", f"{t['failed']} failed", f"{t['error']} error"]
+    parts += [f"{t[k]} {k}" for k in ("skipped", "xfailed", "xpassed") if t.get(k)]
+    return ", ".join(parts)
+
+
+# -- terminal ------------------------------------------------------------------------------
+
+
+def label(case: Case) -> str:
+    outcome = case.get("outcome")
+    label = _LABEL.get(outcome, "UNKNOWN") if outcome else "UNKNOWN"
+    return label + (f" (rerun {case['rerun']})" if case.get("rerun") else "")
+
+
+def scenario_text(case: Case) -> str:
+    name = case.get("scenario_name")
+    return f"{case['scenario']} {name}" if name else str(case["scenario"])
+
+
+def terminal_lines(cases: Sequence[Case], notes: Sequence[str], width: int | None) -> list[str]:
+    """The table: failures first; pytest's outcome, case, scenario, the evaluation's verdict,
+    runs passed/total, lowest expected-outcome score, duration, the reason's first line (cut
+    to the width), dashboard link."""
+    width = width or shutil.get_terminal_size((120, 20)).columns
+    rows = sorted(cases, key=sort_key)
+    name_w = min(max((len(r["name"]) for r in rows), default=4), 32)
+    scen_w = min(max((len(scenario_text(r)) for r in rows), default=8), 36)
+    label_w = max((len(label(r)) for r in rows), default=6)
+    out: list[str] = [
+        f"{'':<{label_w}} {'case':<{name_w}}  {'scenario':<{scen_w}}  {'eval':<6}  {'runs':>5}  "
+        f"{'score':>5}  {'time':>5}  first reason"
+    ]
+    for r in rows:
+        runs = r.get("runs", [])
+        scores = [d["score"] for d in runs if d.get("score") is not None]
+        passed = f"{sum(d.get('verdict') == 'passed' for d in runs)}/{len(runs)}"
+        score = f"{min(scores):g}" if scores else "-"
+        duration = "-" if r.get("duration") is None else f"{r['duration']:.0f}s"
+        head = (
+            f"{label(r):<{label_w}} {r['name'][:name_w]:<{name_w}}  "
+            f"{scenario_text(r)[:scen_w]:<{scen_w}}  {r.get('verdict') or '-':<6}  "
+            f"{passed:>5}  {score:>5}  {duration:>5}"
+        )
+        reason = first_line(display_reason(r))
+        room = width - len(head) - 2
+        if reason and room >= 40:
+            head += "  " + (reason if len(reason) <= room else reason[: room - 1] + "…")
+        elif reason:
+            out.append(head)
+            head = "       " + (reason if len(reason) <= width - 8 else reason[: width - 9] + "…")
+        out.append(head)
+        if r.get("dashboard_url") and r.get("outcome") != "passed":
+            out.append(f"       {r['dashboard_url']}")
+    t = totals(rows)
+    rate = f" · pass rate {t['pass_rate']:.0f}%" if t["pass_rate"] is not None else ""
+    out.append(f"{t['cases']} case(s), {t['runs']} run(s): {counts_text(t)}{rate}")
+    out.extend(notes)
+    return out
