@@ -17,6 +17,8 @@ subprocess's exit. Nothing leaves 127.0.0.1.
 
     python benchmarks/bench.py                        # N = 2000, S = 3
     python benchmarks/bench.py --cases 500 --seconds 3
+    python benchmarks/bench.py --cases 20000 --only plugin,plain   # CPU per case at scale
+    python benchmarks/bench.py --cases 50 --seconds 60 --only plugin,xdist,sdk  # exit lag
     python benchmarks/bench.py --idle                 # 2,000 plain tests: plugin vs -p no:cekura
 """
 
@@ -56,6 +58,7 @@ class Usage:
     started: float  # time.monotonic() at launch
     ended: float  # time.monotonic() once reaped
     peak_rss_mib: float
+    cpu: float  # user + system seconds of the process and the children it reaped
     exit_code: int
     output: str
 
@@ -94,7 +97,8 @@ def run_measured(cmd: Sequence[str], env: dict[str, str], cwd: Path) -> Usage:
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         output = out.read().decode("utf-8", errors="replace")
-    return Usage(started, ended, usage.ru_maxrss / 1024, proc.returncode, output)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Usage(started, ended, usage.ru_maxrss / 1024, cpu, proc.returncode, output)
 
 
 def bench_env(**extra: str) -> dict[str, str]:
@@ -116,6 +120,16 @@ def write_suite(directory: Path, n: int) -> Path:
         + "\n".join(
             f'[[case]]\nname = "c{i}"\nscenario = {FIRST_SCENARIO + i}\n' for i in range(n)
         ),
+        encoding="utf-8",
+    )
+    return directory
+
+
+def write_plain(directory: Path, n: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (directory / "test_plain.py").write_text(
+        f"import pytest\n\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_x(i):\n    pass\n",
         encoding="utf-8",
     )
     return directory
@@ -171,6 +185,15 @@ class Bench:
         name = f"plugin -n {workers}" if workers else "plugin"
         return self._row(name, cmd, suite, n, sdk=False)
 
+    def plain(self, n: int, workers: int = 0) -> Row:
+        """pytest itself on N trivial tests: the part of the wall no plugin can remove."""
+        suite = write_plain(self.scratch / f"plain-{n}", n)
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:cekura"]
+        if workers:
+            cmd += ["-n", str(workers)]
+        name = f"pytest alone -n {workers}" if workers else "pytest alone"
+        return self._row(name, cmd, suite, n, sdk=False)
+
     def sdk(self, n: int) -> Row:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--sdk-client", self.sim.url]
         cmd += ["--cases", str(n)]
@@ -199,34 +222,56 @@ def _version(distribution: str) -> str:
         return "(not installed)"
 
 
-def compare(n: int, seconds: float) -> int:
+CONTENDERS = ("plugin", "xdist", "plain", "sdk")
+
+
+def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS) -> int:
     script = ScenarioScript(id=0, seconds=seconds)
     with (
         Simulator(api_key=API_KEY, default_outcome=script) as sim,
         tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
     ):
         bench = Bench(sim, seconds, Path(scratch))
-        rows = [bench.plugin(n), bench.plugin(n, XDIST_WORKERS), bench.sdk(n)]
+        rows = []
+        for contender in contenders:
+            if contender == "plugin":
+                rows.append(bench.plugin(n))
+            elif contender == "xdist":
+                rows.append(bench.plugin(n, XDIST_WORKERS))
+            elif contender == "plain":
+                rows += [bench.plain(n), bench.plain(n, XDIST_WORKERS)]
+            elif contender == "sdk":
+                rows.append(bench.sdk(n))
     print(
         f"N = {n:,} cases · S = {seconds:g} s (floor) · simulator on 127.0.0.1 · "
         f"Python {platform.python_version()} · {os.cpu_count()} CPUs"
     )
     print()
     print(
-        "| contender | N | floor (s) | wall (s) | exit lag (s) | POSTs | GETs | runs fired "
-        "| peak RSS (MiB) | outcome |"
+        "| contender | N | floor (s) | wall (s) | exit lag (s) | CPU (s) | plugin CPU/case (ms) "
+        "| POSTs | GETs | runs fired | peak RSS (MiB) | outcome |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    alone = {
+        r.contender.replace("pytest alone", "plugin"): r for r in rows if "alone" in r.contender
+    }
     for row in rows:
         lag = f"{row.exit_lag:.1f}" if row.exit_lag is not None else "-"
+        base = alone.get(row.contender)
+        per_case = f"{1000 * (row.usage.cpu - base.usage.cpu) / n:.2f}" if base else "-"
+        floor = f"{seconds:g}" if "alone" not in row.contender else "0"
         print(
-            f"| {row.contender} | {n:,} | {seconds:g} | {row.usage.wall:.1f} | {lag} "
+            f"| {row.contender} | {n:,} | {floor} | {row.usage.wall:.1f} | {lag} "
+            f"| {row.usage.cpu:.1f} | {per_case} "
             f"| {row.posts} | {row.gets} | {row.fired} | {row.usage.peak_rss_mib:.0f} "
             f"| {row.outcome} |"
         )
     print()
     print(
         "floor: every run passes S s after its start request, so no client can finish sooner; "
+        "pytest alone: pytest (and xdist) on N empty tests, without the plugin: what pytest itself "
+        "costs; plugin CPU/case: (CPU of the plugin row - CPU of pytest alone) / N, every process "
+        "of the run counted (the simulator runs in the benchmark's own process); "
         "wall includes interpreter and pytest start-up and collection. exit lag: from the end "
         "of the last run (its start request's arrival + S) to the process's exit. "
         "POSTs/GETs/runs fired: counted by the simulator. peak RSS: the largest single process "
@@ -293,6 +338,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"time pytest on {IDLE_TESTS:,} plain tests with the plugin vs -p no:cekura "
         f"(median of {IDLE_ROUNDS})",
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated rows to run, of {','.join(CONTENDERS)} (default: all)",
+    )
     parser.add_argument("--sdk-client", metavar="URL", help=argparse.SUPPRESS)
     return parser
 
@@ -305,7 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sdk_client(args.sdk_client, args.cases)
     if args.idle:
         return idle(IDLE_TESTS, IDLE_ROUNDS)
-    return compare(args.cases, args.seconds)
+    contenders = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = sorted(set(contenders) - set(CONTENDERS))
+    if unknown:
+        _parser().error(f"--only: unknown row(s) {', '.join(unknown)}")
+    return compare(args.cases, args.seconds, contenders)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from ._errors import (
     StartRejected,
     Unreachable,
 )
-from ._models import Agent, Result, Run
+from ._models import Agent, Result, RunDetails
 from ._redact import Redactor
 
 DEFAULT_API_URL = "https://api.cekura.ai"
@@ -311,19 +311,20 @@ class CekuraClient:
         data = await self._read(f"results/{result_id}/")
         return self._validate(Result, data, f"result {result_id}")
 
-    async def bulk_runs(self, run_ids: list[int]) -> list[Run]:
+    async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
+        """The transcript and recording of finished runs, by run id. Only those two fields
+        are read (the verdict comes from the result): an odd run loses its details, not the
+        others."""
         data = await self._read("runs/bulk/", {"run_ids": ",".join(str(i) for i in run_ids)})
         if isinstance(data, dict):
             data = data.get("results", data.get("runs", []))
         if not isinstance(data, list):
             raise Transient("Cekura's runs/bulk answer is not a list")
-        runs = []
-        for item in data:
-            try:
-                runs.append(Run.model_validate(item))
-            except (ValidationError, RecursionError):
-                continue  # one odd run loses its transcript, not the others
-        return runs
+        return {
+            details.run_id: details
+            for details in (RunDetails.read(item) for item in data)
+            if details is not None
+        }
 
     async def agent(self, agent_id: int) -> Agent:
         async def once() -> Agent:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import (
@@ -340,6 +341,17 @@ def _unreadable_reason(exc: Exception) -> str:
     return f"(run): {type(exc).__name__}"
 
 
+_LIGHT_KEYS = ("id", "status", "scenario", "scenario_name")
+
+
+def _light(item: Any) -> Any:
+    """A run that has not finished, cut to the fields the watcher reads while waiting: a
+    result is polled many times and its open runs need no metrics or transcript parsed."""
+    if not isinstance(item, dict) or normalize_status(item.get("status")) in TERMINAL_STATUSES:
+        return item
+    return {key: item[key] for key in _LIGHT_KEYS if key in item}
+
+
 class Result(_ApiModel):
     """A result and its runs. Runs are read one by one: one odd run makes that run
     ``unreadable`` (by id, with the field and the problem), never the whole result."""
@@ -372,7 +384,7 @@ class Result(_ApiModel):
         unreadable: dict[int, str] = {}
         for item in raw:
             try:
-                run = Run.model_validate(item)
+                run = Run.model_validate(_light(item))
             except (ValidationError, RecursionError, TypeError, ValueError) as exc:
                 raw_id = item.get("id") if isinstance(item, dict) else None
                 run_id = _whole_number(raw_id)
@@ -387,3 +399,25 @@ class Result(_ApiModel):
 class Agent(_ApiModel):
     id: int | None = None
     project: int | str | None = None
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    """What ``runs/bulk`` adds to a finished run: its transcript and recording."""
+
+    run_id: int
+    transcript: str | None
+    recording_url: str | None
+
+    @staticmethod
+    def read(item: object) -> RunDetails | None:
+        if not isinstance(item, dict):
+            return None
+        run_id = _whole_number(item.get("id"))
+        if run_id is None:
+            return None
+        return RunDetails(
+            run_id,
+            _optional_text(item.get("transcript")),
+            _optional_text(item.get("voice_recording_url")),
+        )

@@ -136,7 +136,14 @@ class Watcher:
             for slot in slots:
                 if slot.result_id is None:
                     continue
-                watched = self._watched.setdefault(slot.result_id, _Watched(slot.result_id))
+                watched = self._watched.get(slot.result_id)
+                if watched is None:
+                    # A run cannot end the moment it is fired: the first read is one
+                    # interval later (the start answer already said what was created).
+                    first = self._clock() + self.settings.poll_interval
+                    watched = self._watched[slot.result_id] = _Watched(
+                        slot.result_id, next_poll=first
+                    )
                 watched.slots.append(slot)
                 if self.tripped:
                     self._finish(slot, self._error(slot, self.tripped))
@@ -318,11 +325,11 @@ class Watcher:
         async def fetch(chunk: list[int]) -> None:
             async with self._limit:
                 try:
-                    runs = await self.client.bulk_runs(chunk)
+                    details = await self.client.bulk_runs(chunk)
                 except (Transient, ApiError):
                     return
-                for run in runs:
-                    full[run.id] = (run.transcript, run.voice_recording_url)
+                for run_id, got in details.items():
+                    full[run_id] = (got.transcript, got.recording_url)
 
         await asyncio.gather(*(fetch(c) for c in chunks))
         for finished in waiting:

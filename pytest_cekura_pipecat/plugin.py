@@ -105,6 +105,7 @@ class CekuraPlugin:
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
         self._summary: Summary | None = None
+        self._sent_notes: tuple[str, ...] = ()
         self._wake: threading.Thread | None = None
         self._stop = threading.Event()
         self.previous_sigterm: Any = None
@@ -296,7 +297,10 @@ class CekuraPlugin:
             case = session.state.cases[item.nodeid]
             data = record(case.name, item.nodeid, case.scenario, verdict)
             data["rerun"] = session.state.attempts.get(item.nodeid, 0)
-            data["notes"] = session.notes()
+            notes = tuple(session.notes())
+            if notes != self._sent_notes:  # notes ride on a record only when they change
+                data["notes"] = list(notes)
+                self._sent_notes = notes
             data["simulated"] = self.settings.api_url_source == "simulator"
             report.cekura = data  # type: ignore[attr-defined]
         return report
