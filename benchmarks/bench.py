@@ -116,9 +116,10 @@ def bench_env(**extra: str) -> dict[str, str]:
 def write_suite(directory: Path, n: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cekura.toml").write_text(
-        f'pipecat_room_url = "{ROOM}"\n\n'
-        + "\n".join(
-            f'[[case]]\nname = "c{i}"\nscenario = {FIRST_SCENARIO + i}\n' for i in range(n)
+        "\n".join(
+            f'[[case]]\nname = "c{i}"\nscenario = {FIRST_SCENARIO + i}\n'
+            f'pipecat_room_url = "{ROOM}{i}"\n'
+            for i in range(n)
         ),
         encoding="utf-8",
     )
@@ -205,7 +206,7 @@ def sdk_client(url: str, n: int) -> int:
     from cekura import Cekura
 
     client = Cekura(api_key=os.environ["CEKURA_API_KEY"], base_url=url)
-    entries = [{"scenario": FIRST_SCENARIO + i, "pipecat_room_url": ROOM} for i in range(n)]
+    entries = [{"scenario": FIRST_SCENARIO + i, "pipecat_room_url": f"{ROOM}{i}"} for i in range(n)]
     started = client.scenarios.run_pipecat(scenarios=entries)
     final = client.results.wait(started["id"], poll_interval=SDK_POLL_INTERVAL, timeout=600)
     runs = final.get("runs") or {}

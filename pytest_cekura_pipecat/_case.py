@@ -37,6 +37,8 @@ class Case:
     project: str | None = None
     marks: tuple[str, ...] = ()
     mock_tool_names: tuple[str, ...] | None = None  # None: not sent (Cekura mocks every tool)
+    room_concurrency: int = 1  # live runs at once in one static room
+    max_live_runs: int | None = None  # live runs at once in the session (None: no cap)
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,5 @@ class Defaults:
     project: str | None = None
     timeout: float | None = None
     mock_tool_names: tuple[str, ...] | None = None
+    room_concurrency: int = 1
+    max_live_runs: int | None = None

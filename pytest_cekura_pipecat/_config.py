@@ -47,6 +47,8 @@ class _Common(_Strict):
     timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT)] | None = None
     project: PositiveInt | NonEmpty | None = None
     mock_tool_names: list[NonEmpty] | None = None
+    room_concurrency: PositiveInt | None = None
+    max_live_runs: PositiveInt | None = None
 
     @field_validator("publish_data_message")
     @classmethod
@@ -182,6 +184,8 @@ def _merge(
         project=str(project) if project is not None else None,
         marks=marks,
         mock_tool_names=tuple(mock) if (mock := pick("mock_tool_names")) is not None else None,
+        room_concurrency=pick("room_concurrency") or 1,
+        max_live_runs=pick("max_live_runs"),
     )
 
 

@@ -31,6 +31,7 @@ from ._errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown,
 from ._models import Result, Run
 from ._plan import Plan, Slot
 from ._redact import Redactor
+from ._waves import Lane, Waves
 
 _BatchKey = tuple[int | None, tuple[str, ...] | None]
 
@@ -53,7 +54,12 @@ class FireContext:
     systemic: str | None = None  # why every later request was refused (key, credit)
     stopped: str | None = None  # why nothing more is sent
     requests: int = 0
+    waves: Waves[_Pending] | None = None  # runs not fired yet: a room's lane, max_live_runs
     _projects: dict[int, str | None] = field(default_factory=dict)
+
+    def waiting(self) -> int:
+        """Runs left to fire once earlier runs end (see :func:`fire_waves`)."""
+        return self.waves.waiting() if self.waves is not None else 0
 
 
 @dataclass
@@ -260,22 +266,38 @@ def _plan(fired_at: float, pending: list[_Pending], ctx: FireContext) -> Plan:
     return Plan(fired_at, dict(slots), list(ctx.notes), ctx.requests)
 
 
-async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
-    """Fire every run of every case, batched; return the plan (never raises for a case)."""
-    fired_at = time.time()
-    pending = _pending(cases, ctx.attempt)
-    if ctx.client is None:
-        _fail(pending, ctx.no_client_reason)
-        ctx.notes.append(ctx.no_client_reason)
-        return _plan(fired_at, pending, ctx)
+def _lane(item: _Pending) -> Lane:
+    """Runs in one static room share a lane; a room from a provider is the run's own."""
+    if item.case.pipecat_room_url and item.entry is not None:
+        return Lane(item.entry["pipecat_room_url"], item.case.room_concurrency)
+    return Lane(("provided", item.slot.key), 1)
+
+
+def _max_live(items: Sequence[_Pending]) -> int | None:
+    caps = [p.case.max_live_runs for p in items if p.case.max_live_runs is not None]
+    return min(caps) if caps else None
+
+
+def _schedule(pending: list[_Pending]) -> Waves[_Pending]:
+    ready = [p for p in pending if p.slot.error is None]
+    return Waves(ready, lane=_lane, key=lambda p: p.slot.key, max_live=_max_live(ready))
+
+
+async def _prepare_all(items: Sequence[_Pending], ctx: FireContext) -> None:
     limit = asyncio.Semaphore(max(1, ctx.concurrency * 4))
 
     async def prepare(item: _Pending) -> None:
         async with limit:
             await _prepare(item, ctx)
 
-    await asyncio.gather(*(prepare(p) for p in pending))
-    ready = [p for p in pending if p.slot.error is None]
+    await asyncio.gather(*(prepare(p) for p in items))
+
+
+async def _fire_released(released: list[_Pending], ctx: FireContext) -> list[Slot]:
+    """Fire released runs (a room from a provider is asked for only now, when its run
+    goes); return the slots that did not start (their places are free again)."""
+    await _prepare_all([p for p in released if p.entry is None and p.slot.error is None], ctx)
+    ready = [p for p in released if p.slot.error is None]
     sending = asyncio.Semaphore(max(1, ctx.concurrency))
 
     async def send(key: _BatchKey, batch: list[_Pending]) -> None:
@@ -283,7 +305,89 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
             await _send(key, batch, ctx)
 
     await asyncio.gather(*(send(key, batch) for key, batch in _batches(ready, ctx.batch_size)))
+    failed = [p.slot for p in released if p.slot.error is not None]
+    if ctx.waves is not None:
+        for slot in failed:
+            ctx.waves.done(slot.key)
+    return failed
+
+
+async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
+    """Fire the first wave of every case's runs, batched; return the plan (never raises for
+    a case). Runs that must wait for a room's lane or for ``max_live_runs`` stay in
+    ``ctx.waves``, unfired, for :func:`fire_waves`."""
+    fired_at = time.time()
+    pending = _pending(cases, ctx.attempt)
+    if ctx.client is None:
+        _fail(pending, ctx.no_client_reason)
+        ctx.notes.append(ctx.no_client_reason)
+        return _plan(fired_at, pending, ctx)
+    await _prepare_all([p for p in pending if p.case.pipecat_room_url], ctx)
+    ctx.waves = _schedule(pending)
+    await _fire_released(ctx.waves.next(), ctx)
     return _plan(fired_at, pending, ctx)
+
+
+WAVE_GATHER = 0.05  # seconds: runs that end together start their successors in one request
+
+
+async def fire_waves(
+    ctx: FireContext,
+    finished: asyncio.Queue[str],
+    unfired: Callable[[list[Slot]], None],
+) -> None:
+    """Fire the runs ``fire`` held back, as places free up: ``finished`` yields the key of
+    every slot that got its final run. Slots that will never start (firing stopped, a
+    refused entry) go to ``unfired`` with their ``error`` set, so nobody waits for them."""
+    waves = ctx.waves
+    if waves is None:
+        return
+    try:
+        while waves.waiting():
+            if ctx.stopped:
+                break
+            released = waves.next()
+            if released:
+                failed = await _fire_released(released, ctx)
+                if failed:
+                    unfired(failed)
+                continue
+            waves.done(await finished.get())
+            await asyncio.sleep(WAVE_GATHER)
+            while not finished.empty():
+                waves.done(finished.get_nowait())
+    finally:
+        rest = waves.abandon()
+        if rest:
+            reason = f"not fired: {ctx.stopped or 'the session ended before its turn'}"
+            _fail(rest, reason)
+            unfired([p.slot for p in rest])
+
+
+def _dry_run_schedule(pending: list[_Pending], ctx: FireContext) -> list[str]:
+    """Lanes, waves and bot sessions: how the runs would be spread over time."""
+    lines: list[str] = []
+    waves = _schedule(pending)
+    for lane, capacity, runs in waves.lanes():
+        if isinstance(lane, str) and runs > capacity:
+            lines.append(
+                ctx.redactor(
+                    f"room {lane}: {runs} run(s), {capacity} at a time (room_concurrency), "
+                    "each next one when a run in the room ends"
+                )
+            )
+    cap = _max_live([p for p in pending if p.slot.error is None])
+    if cap is not None:
+        lines.append(f"max_live_runs={cap}: at most {cap} run(s) live at once")
+    provided = sum(1 for p in pending if p.slot.error is None and not p.case.pipecat_room_url)
+    if provided:
+        lines.append(
+            f"{provided} bot session(s) would be started by the room provider, one per run"
+        )
+    count = waves.count_waves()
+    if count > 1:
+        lines.append(f"{count} wave(s): each after the runs of the one before end")
+    return lines
 
 
 def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
@@ -311,6 +415,7 @@ def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     for item in pending:
         if item.slot.error is not None:
             lines.append(f"would not fire: {item.slot.error}")
+    lines.extend(_dry_run_schedule(pending, ctx))
     lines.append(
         f"cekura dry run: {len(ready)} run(s) in {len(batches)} request(s) would be started "
         f"and billed; nothing was fired"

@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +24,7 @@ from typing import Protocol
 
 from ._case import Case
 from ._client import CekuraClient, HttpPolicy
-from ._firing import FireContext, fire
+from ._firing import FireContext, fire, fire_waves
 from ._io import IoLoop
 from ._plan import Plan, Slot
 from ._redact import Redactor
@@ -151,7 +154,9 @@ def _fire_here(
 class Local:
     def __init__(self, runtime: Runtime) -> None:
         self._board = _Board()
-        self._watching = _Watching(runtime, self._board.put)
+        self._watching = _Watching(runtime, self._publish)
+        self._finished: list[asyncio.Queue[str]] = []  # one per firing with runs held back
+        self._firings: list[FireContext] = []
         self.plan: Plan | None = None
         self._reruns: dict[tuple[str, int], list[Slot]] = {}
         self._fire_notes: list[str] = []
@@ -171,7 +176,29 @@ class Local:
             ctx.on_batch = watcher.add
         plan = _fire_here(self._watching.io, client, selected, ctx)
         self._fire_notes.extend(n for n in plan.notes if n not in self._fire_notes)
+        if ctx.waiting():
+            self._firings.append(ctx)
+            self._watching.io.spawn(self._fire_waves(ctx))
         return plan
+
+    async def _fire_waves(self, ctx: FireContext) -> None:
+        finished: asyncio.Queue[str] = asyncio.Queue()
+        self._finished.append(finished)
+        try:
+            await fire_waves(ctx, finished, self._unfired)
+        finally:
+            self._finished.remove(finished)
+
+    def _publish(self, slot: Slot, run: CekuraRun) -> None:
+        """The watcher's final run of a slot (on the I/O loop): items learn it, and a place
+        it held in a room or under max_live_runs is free."""
+        self._board.put(slot, run)
+        for finished in self._finished:
+            finished.put_nowait(slot.key)
+
+    def _unfired(self, slots: list[Slot]) -> None:
+        for slot in slots:
+            self._board.put(slot, never_started(slot, slot.error or "not fired"))
 
     def refire(self, nodeid: str, case: Case, attempt: int, context: ContextFactory) -> None:
         plan = self._fire([(nodeid, case)], context, attempt)
@@ -187,6 +214,8 @@ class Local:
         return [_final(s, self._board.runs) for s in slots]
 
     def interrupt(self) -> None:
+        for ctx in self._firings:
+            ctx.stopped = ctx.stopped or "the session was interrupted"
         self._watching.interrupt()
 
     def reserve(self, runs: int, budget: int, base: int) -> bool:
@@ -295,6 +324,9 @@ class Worker:
         self._reruns: dict[tuple[str, int], list[Slot]] = {}
         self._io: IoLoop | None = None
         self._notes: list[str] = []
+        self._firings: list[FireContext] = []
+        self._waves: list[concurrent.futures.Future[None]] = []
+        self._clients: list[CekuraClient] = []
 
     def _loop(self) -> IoLoop:
         if self._io is None:
@@ -328,11 +360,38 @@ class Worker:
             plan = _fire_here(io, client, selected, ctx)
         finally:
             if client is not None:
-                with contextlib.suppress(Exception):
-                    io.run(client.aclose(), timeout=2)
+                self._clients.append(client)  # closed with this role: later waves use it
         if failure:
             plan = self._unshared(plan, failure[0])
+        elif ctx.waiting():
+            self._firings.append(ctx)
+            self._waves.append(io.spawn(self._fire_waves(ctx)))
         return plan
+
+    async def _fire_waves(self, ctx: FireContext) -> None:
+        """Runs held back for their turn: the controller's watcher reports final runs in
+        the shared run log; read it (with a reader of our own) and fire as places free up."""
+        finished: asyncio.Queue[str] = asyncio.Queue()
+        reader = SharedDir(self.shared.path)
+        seen: set[str] = set()
+
+        async def follow() -> None:
+            while True:
+                for key in reader.read_runs().keys() - seen:
+                    seen.add(key)
+                    finished.put_nowait(key)
+                await asyncio.sleep(_WAVE_POLL)
+
+        follower = asyncio.ensure_future(follow())
+        try:
+            await fire_waves(ctx, finished, self._unfired)
+        finally:
+            follower.cancel()
+
+    def _unfired(self, slots: list[Slot]) -> None:
+        for slot in slots:
+            with contextlib.suppress(SharedDirError):
+                self.shared.append_run(slot.key, never_started(slot, slot.error or "not fired"))
 
     def _unshared(self, plan: Plan, problem: str) -> Plan:
         """The shared directory failed: nobody can watch these runs, so end their calls."""
@@ -408,15 +467,28 @@ class Worker:
             return [CekuraRun(scenario_id=0, status="not_started", error_message=reason)]
         waiting = [s for s in slots if s.error is None]
         until = _give_up_at(waiting)
+        held = [s for s in waiting if s.fired_at is None]  # fired later by the firing worker
+        checked = time.time()
         while True:
             known = self.shared.read_runs()
             if all(s.key in known for s in waiting) or time.time() >= until:
                 break
+            if held and time.time() - checked >= 1.0:
+                checked = time.time()
+                pid = self.shared.firer()
+                if pid is not None and not pid_alive(pid):
+                    known = self.shared.read_runs()
+                    reason = f"not fired: the firing worker (pid {pid}) died before its turn came"
+                    for s in held:
+                        if s.key not in known:
+                            s.error = reason
+                    break
             time.sleep(self._poll)
         return [_final(s, known) for s in slots]
 
     def interrupt(self) -> None:
-        pass  # the controller ends live calls
+        for ctx in self._firings:  # fire nothing more; the controller ends live calls
+            ctx.stopped = ctx.stopped or "the session was interrupted"
 
     def reserve(self, runs: int, budget: int, base: int) -> bool:
         return self.shared.reserve(runs, budget, base)
@@ -428,16 +500,29 @@ class Worker:
         return None
 
     def close(self) -> None:
+        """A firing worker stays until every held-back run has been fired (or given up):
+        items of other workers wait for them."""
+        for waves in self._waves:
+            while not waves.done():  # in short waits, so that Ctrl-C gets through
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    waves.exception(0.5)
         if self._io is not None:
+            for client in self._clients:
+                with contextlib.suppress(Exception):
+                    self._io.run(client.aclose(), timeout=2)
             self._io.close()
 
 
 _WATCHER_GRACE = 60.0
+_WAVE_POLL = 0.1  # seconds between reads of the run log by a firing worker with runs held back
 
 
 def _give_up_at(slots: Sequence[Slot]) -> float:
     """The watcher publishes every slot by its deadline (plus the time to end its call);
-    past this, something is broken and waiting longer would hang the session."""
+    past this, something is broken and waiting longer would hang the session. A slot held
+    back for its turn has no deadline yet: whoever fires it publishes it, fired or not."""
+    if any(s.fired_at is None for s in slots):
+        return math.inf
     return max((s.deadline for s in slots), default=0.0) + _WATCHER_GRACE
 
 

@@ -241,7 +241,7 @@ class CekuraPlugin:
 
     def pytest_keyboard_interrupt(self) -> None:
         # Calls left running cost money. Under xdist the controller does this, once.
-        if self.role != "worker" and self._session is not None:
+        if self._session is not None:  # a worker only stops firing; it ends no call
             self._session.interrupt()
 
     @pytest.hookimpl(tryfirst=True, wrapper=True)

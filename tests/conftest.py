@@ -150,6 +150,9 @@ def suite(pytester: pytest.Pytester, sim: Simulator, monkeypatch: pytest.MonkeyP
         cekura_poll_interval = 0.1
         cekura_poll_max_interval = 0.3
         cekura_retry_window = 5
+        # Most tests share one static room between cases; lanes (one run at a time per
+        # room, the default) have their own tests in test_lanes.py.
+        cekura_room_concurrency = 100
         markers =
             smoke: quick subset
         """

@@ -200,7 +200,7 @@ def test_env_expansion_with_default_and_missing_variable(suite: Suite) -> None:
 
 
 def test_api_url_from_environment(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
-    suite.pytester.makeini("[pytest]\ncekura_poll_interval = 0.1\n")
+    suite.pytester.makeini("[pytest]\ncekura_poll_interval = 0.1\ncekura_room_concurrency = 100\n")
     monkeypatch.setenv("CEKURA_API_URL", suite.sim.url)
     suite.toml(FOUR_CASES)
     suite.run().assert_outcomes(passed=2, failed=1, errors=1)

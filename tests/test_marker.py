@@ -107,6 +107,7 @@ def test_ini_defaults_apply_to_marked_tests(suite: Suite) -> None:
         cekura_poll_interval = 0.1
         cekura_agent = 9
         cekura_pipecat_room_url = {ROOM}/ini
+        cekura_room_concurrency = 100
         """
     )
     suite.pytester.makepyfile(

@@ -93,6 +93,7 @@ def slow_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> It
             cekura_api_url = {sim.url}
             cekura_poll_interval = 0.2
             cekura_poll_max_interval = 0.5
+            cekura_room_concurrency = 100
             """
         )
         yield Suite(pytester, sim)

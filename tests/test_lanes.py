@@ -1,0 +1,165 @@
+"""Lanes and waves: no two testers in one static room, and a cap on live runs (issue 13)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import API_KEY, Suite
+
+from pytest_cekura_pipecat._waves import Lane, Waves
+
+RUN_SECONDS = 0.3  # scenarios 101 and 104 in conftest.SCRIPTS
+
+
+def _waves(items: list[str], capacity: dict[str, int], max_live: int | None = None) -> Waves[str]:
+    """Items named "<room>:<n>"; each room's capacity from ``capacity``."""
+    return Waves(
+        items,
+        lane=lambda item: Lane(item.split(":")[0], capacity[item.split(":")[0]]),
+        key=lambda item: item,
+        max_live=max_live,
+    )
+
+
+def test_one_room_releases_one_run_at_a_time() -> None:
+    waves = _waves(["a:1", "a:2", "a:3"], {"a": 1})
+    assert waves.next() == ["a:1"]
+    assert waves.next() == []  # a:1 still live
+    waves.done("a:1")
+    assert waves.next() == ["a:2"]
+    assert waves.waiting() == 1
+
+
+def test_lanes_take_turns_and_respect_their_capacity() -> None:
+    waves = _waves(["a:1", "a:2", "a:3", "b:1", "b:2"], {"a": 2, "b": 1})
+    assert waves.next() == ["a:1", "b:1", "a:2"]
+    waves.done("b:1")
+    assert waves.next() == ["b:2"]
+    waves.done("a:1")
+    assert waves.next() == ["a:3"]
+
+
+def test_max_live_caps_every_lane_together() -> None:
+    waves = _waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}, max_live=2)
+    assert waves.next() == ["r0:1", "r1:1"]
+    waves.done("r0:1")
+    waves.done("unknown")  # never live: ignored
+    assert waves.next() == ["r2:1"]
+    assert waves.abandon() == ["r3:1", "r4:1"]
+    assert waves.next() == [] and waves.waiting() == 0
+
+
+def test_count_waves() -> None:
+    assert _waves(["a:1", "a:2", "b:1"], {"a": 1, "b": 1}).count_waves() == 2
+    assert _waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}).count_waves() == 1
+    many = _waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}, max_live=2)
+    assert many.count_waves() == 3
+
+
+def _most_live(suite: Suite) -> int:
+    """The most runs live at one time, from when the simulator answered each start request
+    (each run lasts RUN_SECONDS; a small margin for the time the request itself took)."""
+    starts = [(r.at, len(r.body["scenarios"])) for r in suite.posts() if r.status == 200]
+    return max(
+        sum(n for at, n in starts if start - RUN_SECONDS * 0.8 < at <= start) for start, _ in starts
+    )
+
+
+SHARED_ROOM = """
+pipecat_room_url = "https://acme.daily.co/shared"
+pipecat_token = "${ROOM_TOKEN}"
+""" + "".join(f'[[case]]\nname = "c{i}"\nscenario = {101 if i % 2 else 104}\n' for i in range(4))
+
+
+def _ini(suite: Suite, extra: str = "") -> None:
+    suite.pytester.makeini(
+        f"[pytest]\ncekura_api_url = {suite.sim.url}\ncekura_poll_interval = 0.05\n"
+        f"cekura_poll_max_interval = 0.1\n{extra}"
+    )
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_runs_sharing_a_static_room_go_one_after_another(suite: Suite, xdist: list[str]) -> None:
+    if xdist:
+        pytest.importorskip("xdist")
+    suite.sim.configure(room_exclusive=True)  # a second caller in a live room is refused
+    _ini(suite)  # room_concurrency: the default, 1
+    suite.toml(SHARED_ROOM)
+    suite.run(*xdist).assert_outcomes(passed=4)
+    posts = suite.posts()
+    assert [len(p.body["scenarios"]) for p in posts] == [1, 1, 1, 1]
+    assert all(p.status == 200 for p in posts)
+    assert _most_live(suite) == 1
+    assert suite.sim.entries_fired() == 4
+
+
+def test_room_concurrency_lets_a_room_take_several_callers(suite: Suite) -> None:
+    _ini(suite, "cekura_room_concurrency = 2\n")
+    suite.toml(SHARED_ROOM)
+    suite.run().assert_outcomes(passed=4)
+    assert [len(p.body["scenarios"]) for p in suite.posts()] == [2, 2]
+
+
+def test_room_concurrency_in_toml_overrides_the_ini(suite: Suite) -> None:
+    _ini(suite, "cekura_room_concurrency = 1\n")
+    suite.toml("room_concurrency = 4\n" + SHARED_ROOM)
+    suite.run().assert_outcomes(passed=4)
+    assert [len(p.body["scenarios"]) for p in suite.posts()] == [4]
+
+
+OWN_ROOMS = "".join(
+    f'[[case]]\nname = "c{i}"\nscenario = 101\n'
+    f'pipecat_room_url = "https://acme.daily.co/room-{i}"\n'
+    for i in range(6)
+)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_max_live_runs_fires_in_waves(suite: Suite, xdist: list[str]) -> None:
+    if xdist:
+        pytest.importorskip("xdist")
+    _ini(suite)
+    suite.toml(OWN_ROOMS)
+    suite.run("--cekura-max-live-runs=2", *xdist).assert_outcomes(passed=6)
+    posts = suite.posts()
+    assert sum(len(p.body["scenarios"]) for p in posts) == 6
+    assert all(len(p.body["scenarios"]) <= 2 for p in posts)
+    assert len(posts) >= 3  # batching stays: a wave is one request
+    assert _most_live(suite) <= 2
+
+
+def test_rooms_of_their_own_fire_at_once(suite: Suite) -> None:
+    _ini(suite)
+    suite.toml(OWN_ROOMS)
+    suite.run().assert_outcomes(passed=6)
+    assert [len(p.body["scenarios"]) for p in suite.posts()] == [6]
+
+
+def test_max_live_runs_from_toml_and_a_case_with_a_failed_verdict_frees_its_place(
+    suite: Suite,
+) -> None:
+    _ini(suite)
+    suite.toml("max_live_runs = 1\n" + OWN_ROOMS.replace("scenario = 101", "scenario = 102", 1))
+    suite.run().assert_outcomes(passed=5, failed=1)
+    assert [len(p.body["scenarios"]) for p in suite.posts()] == [1] * 6
+
+
+def test_dry_run_shows_lanes_and_waves(suite: Suite) -> None:
+    _ini(suite, "cekura_max_live_runs = 3\n")
+    suite.toml(SHARED_ROOM)
+    result = suite.run("--cekura-dry-run")
+    out = result.stdout.str()
+    assert "room https://acme.daily.co/shared: 4 run(s), 1 at a time (room_concurrency)" in out
+    assert "max_live_runs=3: at most 3 run(s) live at once" in out
+    assert "4 wave(s)" in out
+    assert suite.posts() == []
+    assert API_KEY not in out
+
+
+def test_invalid_room_concurrency_is_one_clear_line(suite: Suite) -> None:
+    _ini(suite)
+    suite.toml("room_concurrency = 0\n" + SHARED_ROOM)
+    result = suite.run()
+    out = result.stdout.str()
+    assert "room_concurrency" in out and "cekura.toml" in out
+    assert "Traceback" not in out
+    assert suite.posts() == []
