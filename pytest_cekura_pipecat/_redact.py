@@ -13,6 +13,7 @@ reports, which other plugins serialize.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -86,13 +87,13 @@ class Redactor:
                 except ValueError:
                     continue
                 if isinstance(secret, str) and len(secret) >= _MIN_SECRET_LEN:
-                    self._secrets.add(secret)
+                    self._secrets.update(_escaped(secret))
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= _MIN_SECRET_LEN:
             with self._lock:
                 new = secret not in self._secrets
-                self._secrets.add(secret)
+                self._secrets.update(_escaped(secret))
             if new:
                 self._append([secret])
 
@@ -103,8 +104,9 @@ class Redactor:
             return
         try:
             parts = urlsplit(url)
-            # Both the user and the password: a token is often the user (https://TOKEN@host).
-            credentials = [parts.username, parts.password]
+            # The password; or the user when there is none (https://TOKEN@host): a user
+            # beside a password is a name, masking it would mask ordinary words.
+            credentials = [parts.password or parts.username]
         except ValueError:
             return
         for value in credentials:
@@ -165,6 +167,21 @@ def mask_debug_trace(redactor: Redactor, tracer: Any) -> None:
 
     masked.cekura_masked = True  # type: ignore[attr-defined]
     root.setwriter(masked)
+
+
+def _escaped(secret: str) -> set[str]:
+    """A secret and the forms escaping gives it (Python repr, JSON, XML, Markdown tables):
+    masking happens before escaping, but text escaped elsewhere (a repr in a --debug trace,
+    a JSON body in a log) must not show it either."""
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        html.escape(secret),
+        secret.replace("|", "\\|"),
+    }
+    return {form for form in forms if len(form) >= _MIN_SECRET_LEN}
 
 
 class RecordFactory:

@@ -3,6 +3,7 @@ of them knows, in every output, before any escaping."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -13,22 +14,12 @@ from pytest_cekura_pipecat._redact import MASK, Redactor, mask_tree
 
 # Every secret carries SECRET (upper case, which no test or path name here does): an output
 # holding any piece of one, escaped or not, is caught by one search.
-USER = "ciuser-SECRET-u1"
+USER = "ci-user"  # a name, not a secret (a user alone, https://TOKEN@host, is one)
 PASSWORD = "pa%7Css-SECRET-p2"  # percent-encoded: the client sends "pa|ss-SECRET-p2"
 TOML_TOKEN = 'tok"en\\pipe|ü-SECRET-t1'  # a quote, a backslash, a pipe, non-ASCII
 QUERY_TOKEN = "eyJhbGciOi.SECRET-t2.c2ln"  # a Daily meeting token in the room URL's ?t=
 HOOK_TOKEN = 'hook"\\|é-SECRET-t3'  # made by a pytest_cekura_room hook, in one worker
 CLOUD_KEY = "pcc-SECRET-k4"
-SECRETS = (
-    API_KEY,
-    USER,
-    PASSWORD,
-    "pa|ss-SECRET-p2",
-    TOML_TOKEN,
-    QUERY_TOKEN,
-    HOOK_TOKEN,
-    CLOUD_KEY,
-)
 
 CASES = """
 [[case]]
@@ -56,17 +47,18 @@ def test_hook_room_passes(cekura_run):
     print("TRANSCRIPT", cekura_run.transcript)
 """
 
+# A tuple, whose repr (in --debug's trace of the hook's result) shows the token.
 HOOK = f"""
-from pytest_cekura_pipecat import Room
-
 def pytest_cekura_room(case, config):
-    return Room("https://acme.daily.co/hook", {HOOK_TOKEN!r})
+    return ("https://acme.daily.co/hook", {HOOK_TOKEN!r})
 """
 
 
 def _outputs(root: Path, result: pytest.RunResult) -> dict[str, str]:
     files = {p.name: p for p in root.iterdir() if p.suffix in (".xml", ".json", ".md", ".log")}
-    texts = {name: path.read_text(encoding="utf-8", errors="replace") for name, path in files.items()}
+    texts = {
+        name: path.read_text(encoding="utf-8", errors="replace") for name, path in files.items()
+    }
     texts["stdout"] = "\n".join(result.outlines)
     texts["stderr"] = "\n".join(result.errlines)
     return texts
@@ -140,8 +132,9 @@ def test_masking_happens_before_escaping() -> None:
     masked = mask_tree(document, redactor)
     for text in (json.dumps(masked), json.dumps(masked, ensure_ascii=False), str(masked)):
         assert "SECRET" not in text
-    # Escaped first, a raw mask would miss them: the reason for masking data, not text.
-    assert "SECRET" in redactor(json.dumps(document))
+    # Text escaped elsewhere (a repr in a --debug trace, a JSON body in a log) is masked too.
+    for escaped in (json.dumps(document), repr(document), html.escape(f"echo {TOML_TOKEN}")):
+        assert "SECRET" not in redactor(escaped), escaped
 
 
 def test_a_secret_one_process_learns_is_masked_by_every_other(tmp_path: Path) -> None:
@@ -152,7 +145,11 @@ def test_a_secret_one_process_learns_is_masked_by_every_other(tmp_path: Path) ->
         redactor.share(shared)
     firing.add(HOOK_TOKEN)  # learnt from a room hook, before the start request leaves
     firing.add_url(f"https://{USER}:{PASSWORD}@h/x?t={QUERY_TOKEN}")
+    firing.add_url("https://ghp-SECRET-t5@github.com/")  # a token as the user
     for redactor in (controller, other):
-        masked = redactor(f"{API_KEY} {HOOK_TOKEN} {QUERY_TOKEN} {USER} pa|ss-SECRET-p2")
+        masked = redactor(
+            f"{API_KEY} {HOOK_TOKEN} {QUERY_TOKEN} {PASSWORD} pa|ss-SECRET-p2 ghp-SECRET-t5"
+        )
         assert "SECRET" not in masked, masked
+        assert USER in redactor(USER)
     assert shared.stat().st_mode & 0o777 == 0o600
