@@ -221,9 +221,9 @@ class Ledger:
         env: Mapping[str, str],
         now: float | None = None,
     ) -> Resumption:
-        """Split what the ledger holds into runs to re-attach and calls to end; the entries
-        of both leave the ledger (the re-attached ones are written again by nobody: their
-        verdict removes nothing, which is fine)."""
+        """Split what the ledger holds into runs to re-attach and calls to end. The entries
+        of calls to end leave the ledger now; a re-attached case's entry stays until its
+        verdict is known (this session may be killed too)."""
         now = time.time() if now is None else now
         selected = dict(cases)
         out = Resumption()

@@ -240,3 +240,28 @@ def test_infinity_and_nan_leave_the_report_strict_json(
     report = json.loads(raw, parse_constant=strict)
     runs = {c["scenario"]: c["runs"][0] for c in report["cases"]}
     assert runs[121]["duration"] is None and runs[123]["verdict"] == "passed"
+
+
+def test_an_interrupted_session_ends_its_calls_and_leaves_nothing_to_resume(
+    suite: Suite,
+) -> None:
+    """SIGTERM (a cancelled job) ends the live calls: a later session must not re-attach to
+    ended calls, so the interrupted session forgets them."""
+    suite.toml(TWO_SLOW_CASES)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q"],
+        cwd=suite.pytester.path,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while len(_ledger_files(suite.pytester.path)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert suite.ended(), out  # the live calls were ended...
+    assert _ledger_files(suite.pytester.path) == [], out  # ...and forgotten
+    _rerun(suite).assert_outcomes(passed=1, failed=1)
+    assert len(suite.posts()) == 2
