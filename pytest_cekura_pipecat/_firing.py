@@ -6,8 +6,10 @@ request's body (``agent``, ``mock_tool_names``), and sent a few at a time. Each 
 request is handed on (``on_batch``) at once, so the watcher starts watching its runs while
 later requests are still being sent.
 
-Billing safety: after the first start request whose fate is unknown (sent, no readable
-answer), nothing more is sent in the session. A request refused with 400 created nothing, so
+Billing safety: the first start request is sent alone, and after any start request whose
+fate is unknown (sent, no readable answer) nothing more is sent in the session. A killed
+session's answered requests are in the ledger (``_ledger.py``): their runs are re-attached,
+not fired again. A request refused with 400 created nothing, so
 it is sent again without the entries Cekura refused (halving the batch to find them when the
 400 does not say which).
 """
