@@ -6,8 +6,10 @@ request's body (``agent``, ``mock_tool_names``), and sent a few at a time. Each 
 request is handed on (``on_batch``) at once, so the watcher starts watching its runs while
 later requests are still being sent.
 
-Billing safety: after the first start request whose fate is unknown (sent, no readable
-answer), nothing more is sent in the session. A request refused with 400 created nothing, so
+Billing safety: the first start request is sent alone, and after any start request whose
+fate is unknown (sent, no readable answer) nothing more is sent in the session. A killed
+session's answered requests are in the ledger (``_ledger.py``): their runs are re-attached,
+not fired again. A request refused with 400 created nothing, so
 it is sent again without the entries Cekura refused (halving the batch to find them when the
 400 does not say which).
 """
@@ -20,7 +22,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +34,9 @@ from ._models import Result, Run
 from ._plan import Plan, Slot
 from ._redact import Redactor
 from ._waves import Lane, Waves
+
+if TYPE_CHECKING:
+    from ._ledger import Resumption
 
 _BatchKey = tuple[int | None, tuple[str, ...] | None]
 
@@ -49,6 +54,10 @@ class FireContext:
     dashboard: str = ""  # cekura_dashboard_url; no link when empty (or simulated)
     on_sending: Callable[[list[Slot]], None] | None = None  # before a request leaves
     on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
+    # The ledger (_ledger.py): what a killed session left to re-attach or end, and the
+    # record of each answered request, written before its runs are watched.
+    resume: Callable[[Sequence[tuple[str, Case]]], Resumption] | None = None
+    on_fired: Callable[[list[tuple[Case, Slot]]], None] | None = None
     attempt: int = 0
     notes: list[str] = field(default_factory=list)
     systemic: str | None = None  # why every later request was refused (key, credit)
@@ -199,6 +208,8 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
         item.slot.run_id = run_id
         item.slot.fired_at = now
         item.slot.dashboard_url = link
+    if ctx.on_fired is not None:
+        ctx.on_fired([(item.case, item.slot) for item in batch])
     if ctx.on_batch is not None:
         ctx.on_batch([item.slot for item in batch])
 
@@ -304,7 +315,13 @@ async def _fire_released(released: list[_Pending], ctx: FireContext) -> list[Slo
         async with sending:
             await _send(key, batch, ctx)
 
-    await asyncio.gather(*(send(key, batch) for key, batch in _batches(ready, ctx.batch_size)))
+    batches = list(_batches(ready, ctx.batch_size))
+    if batches:
+        # The first request goes alone: when its fate is unknown (a 200 that is not a
+        # result, a dropped answer), nothing else has been sent. Only then do the others
+        # go, a few at a time; one of unknown fate stops every later one.
+        await send(*batches[0])
+    await asyncio.gather(*(send(key, batch) for key, batch in batches[1:]))
     failed = [p.slot for p in released if p.slot.error is not None]
     if ctx.waves is not None:
         for slot in failed:
@@ -322,8 +339,10 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
         _fail(pending, ctx.no_client_reason)
         ctx.notes.append(ctx.no_client_reason)
         return _plan(fired_at, pending, ctx)
-    await _prepare_all([p for p in pending if p.case.pipecat_room_url], ctx)
-    ctx.waves = _schedule(pending)
+    resumed = await _resume(cases, pending, ctx) if ctx.resume and not ctx.attempt else set()
+    fresh = [p for p in pending if p.slot.key not in resumed]
+    await _prepare_all([p for p in fresh if p.case.pipecat_room_url], ctx)
+    ctx.waves = _schedule(fresh)
     await _fire_released(ctx.waves.next(), ctx)
     return _plan(fired_at, pending, ctx)
 
@@ -362,6 +381,37 @@ async def fire_waves(
             reason = f"not fired: {ctx.stopped or 'the session ended before its turn'}"
             _fail(rest, reason)
             unfired([p.slot for p in rest])
+
+
+async def _resume(
+    cases: Sequence[tuple[str, Case]], pending: list[_Pending], ctx: FireContext
+) -> set[str]:
+    """Re-attach the runs a killed session fired for these cases (they are watched, not
+    fired), and end the calls of those it left that cannot be; the keys of the slots
+    re-attached."""
+    assert ctx.resume is not None and ctx.client is not None
+    resumption = await asyncio.to_thread(ctx.resume, cases)
+    client = ctx.client
+    ends = [client.end_call(run_id) for run_id in resumption.end_runs]
+    ends += [client.end_calls(result_id) for result_id in resumption.end_results]
+    if ends:
+        answers = await asyncio.gather(*ends, return_exceptions=True)
+        missed = sum(answer is not True for answer in answers)
+        if missed:
+            resumption.notes.append(
+                f"cekura: {missed} call(s) left by an earlier session could not be ended: "
+                "end them on the Cekura dashboard"
+            )
+    ctx.notes.extend(resumption.notes)
+    attached: list[Slot] = []
+    for item in pending:
+        slot = resumption.attached.get(item.slot.key)
+        if slot is not None:
+            item.slot = slot
+            attached.append(slot)
+    if attached and ctx.on_batch is not None:
+        ctx.on_batch(attached)
+    return {slot.key for slot in attached}
 
 
 def _dry_run_schedule(pending: list[_Pending], ctx: FireContext) -> list[str]:

@@ -272,6 +272,15 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "cekura_no_annotations", "Same as --cekura-no-annotations.", type="bool", default=False
     )
+    group.addoption(
+        "--cekura-fresh",
+        dest="cekura_fresh",
+        action="store_true",
+        default=None,
+        help="Ignore the ledger of runs an earlier, killed session fired and never judged: "
+        "end their calls and fire every case anew (default: re-attach to them).",
+    )
+    parser.addini("cekura_fresh", "Same as --cekura-fresh.", type="bool", default=False)
 
 
 @dataclass(frozen=True)
@@ -298,6 +307,7 @@ class Settings:
     dry_run: bool
     annotations: bool = True  # GitHub ::error lines (only when GITHUB_ACTIONS=true)
     pr_comment: str | None = None
+    fresh: bool = False  # ignore the ledger of an earlier session's unjudged runs
 
 
 class OptionError(ValueError):
@@ -388,6 +398,7 @@ def resolve(config: pytest.Config) -> Settings:
             or config.getini("cekura_no_annotations")
         ),
         pr_comment=_value(config, "cekura_pr_comment"),
+        fresh=bool(config.getoption("cekura_fresh", None) or config.getini("cekura_fresh")),
     )
 
 

@@ -26,13 +26,19 @@ def write_outputs(
     return False; it skips none of the other outputs."""
     from . import __version__, _ci
     from ._comment import pr_comment
+    from ._redact import mask_tree
 
-    document = json_document(
-        summary,
-        plugin_version=__version__,
-        api_url=settings.api_url,
-        simulated=simulated,
-        provenance=_ci.provenance(),
+    # Masked as data, before JSON, Markdown or XML escaping can split a secret (a token
+    # with a quote, a backslash or a pipe); the rendered text is masked once more.
+    document = mask_tree(
+        json_document(
+            summary,
+            plugin_version=__version__,
+            api_url=settings.api_url,
+            simulated=simulated,
+            provenance=_ci.provenance(),
+        ),
+        redact,
     )
     ok = True
     writes: list[tuple[str, str | None, Callable[[], str]]] = [

@@ -1,10 +1,27 @@
-"""Keeps secrets (the API key, room tokens) out of everything the plugin writes."""
+"""Keeps secrets (the API key, room tokens) out of everything the plugin writes.
+
+Under pytest-xdist every process must mask every secret any process of the session learns
+(a worker's room hook makes a token; the controller writes the JUnit file, the report and
+the step summary; another worker judges a run whose error echoes the token). The secrets are
+shared through one append-only file, mode 0600, in the session's shared directory (itself
+0700, on the controller's machine, removed when the session ends): a process appends a
+secret the moment it learns it, before any request that carries it leaves, and every
+process reads what was appended since its last look before it masks anything. A hash would
+not do (masking needs the value) and the xdist report channel would put secrets into test
+reports, which other plugins serialize.
+"""
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import os
 import threading
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 MASK = "***"
 # Shorter values would mask ordinary words; real keys and tokens are far longer.
@@ -18,11 +35,67 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
+        self._shared: Path | None = None
+        self._read = 0  # bytes of the shared file already read
+
+    def share(self, path: Path) -> None:
+        """Share secrets with the other processes of the session through ``path`` (see the
+        module docstring): what this process knows is appended now, later secrets as they
+        come."""
+        with self._lock:
+            self._shared = path
+            known = sorted(self._secrets)
+        self._append(known)
+        self._refresh()
+
+    def _append(self, secrets: list[str]) -> None:
+        if self._shared is None or not secrets:
+            return
+        data = "".join(json.dumps(secret) + "\n" for secret in secrets).encode()
+        try:
+            fd = os.open(self._shared, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        try:
+            os.write(fd, data)  # one write: appends of other processes do not interleave
+        finally:
+            os.close(fd)
+
+    def _refresh(self) -> None:
+        """Learn what the other processes appended since the last look (one stat)."""
+        shared = self._shared
+        if shared is None:
+            return
+        try:
+            size = shared.stat().st_size
+        except OSError:
+            return
+        if size <= self._read:
+            return
+        with self._lock:
+            try:
+                with open(shared, "rb") as handle:
+                    handle.seek(self._read)
+                    chunk = handle.read(size - self._read)
+            except OSError:
+                return
+            whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+            self._read += len(whole)
+            for line in whole.decode("utf-8", "replace").splitlines():
+                try:
+                    secret = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(secret, str) and len(secret) >= _MIN_SECRET_LEN:
+                    self._secrets.update(_escaped(secret))
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= _MIN_SECRET_LEN:
             with self._lock:
-                self._secrets.add(secret)
+                new = secret not in self._secrets
+                self._secrets.update(_escaped(secret))
+            if new:
+                self._append([secret])
 
     def add_url(self, url: str | None) -> None:
         """The secrets a URL carries: a password (``https://user:pass@host``) and a Daily
@@ -31,24 +104,84 @@ class Redactor:
             return
         try:
             parts = urlsplit(url)
-            self.add(parts.password)
+            # The password; or the user when there is none (https://TOKEN@host): a user
+            # beside a password is a name, masking it would mask ordinary words.
+            credentials = [parts.password or parts.username]
         except ValueError:
             return
+        for value in credentials:
+            self.add(value)
+            self.add(unquote(value) if value else None)
         for key, value in parse_qsl(parts.query):
             if key.lower() in _TOKEN_KEYS:
                 self.add(value)
 
     def __bool__(self) -> bool:
+        self._refresh()
         return bool(self._secrets)
 
     def __call__(self, text: str) -> str:
+        self._refresh()
         if not self._secrets:
             return text
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
         # Longest first, so a secret that contains another is masked whole.
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
         return text
+
+    def tree(self, value: _T) -> _T:
+        """A copy of a JSON-like value (dicts, lists, strings) with every string masked:
+        masking before any escaping (JSON, Markdown, XML), where a secret is still whole."""
+        return mask_tree(value, self)
+
+
+_T = TypeVar("_T")
+
+
+def mask_tree(value: _T, redact: Callable[[str], str]) -> _T:
+    """A copy of a JSON-like value with every string (keys too) passed through ``redact``."""
+    masked: Any = value
+    if isinstance(value, str):
+        masked = redact(value)
+    elif isinstance(value, dict):
+        masked = {mask_tree(k, redact): mask_tree(v, redact) for k, v in value.items()}
+    elif isinstance(value, list | tuple):
+        masked = type(value)(mask_tree(v, redact) for v in value)
+    return masked  # type: ignore[no-any-return]
+
+
+def mask_debug_trace(redactor: Redactor, tracer: Any) -> None:
+    """Mask secrets in what ``--debug`` writes (pluggy's tracer prints every hook call's
+    arguments and results: rooms, entries, runs). The tracer keeps its writer in
+    ``_writer``; wrapping it is the one way to filter the trace."""
+    root = getattr(tracer, "root", None)
+    writer = getattr(root, "_writer", None)
+    if root is None or writer is None or getattr(writer, "cekura_masked", False):
+        return
+
+    def masked(text: str) -> None:
+        writer(redactor(text))
+
+    masked.cekura_masked = True  # type: ignore[attr-defined]
+    root.setwriter(masked)
+
+
+def _escaped(secret: str) -> set[str]:
+    """A secret and the forms escaping gives it (Python repr, JSON, XML, Markdown tables):
+    masking happens before escaping, but text escaped elsewhere (a repr in a --debug trace,
+    a JSON body in a log) must not show it either."""
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        html.escape(secret),
+        secret.replace("|", "\\|"),
+    }
+    return {form for form in forms if len(form) >= _MIN_SECRET_LEN}
 
 
 class RecordFactory:

@@ -8,6 +8,7 @@ belong to the role (``_roles.py``); this object turns a case's final runs into i
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -17,7 +18,9 @@ from ._case import Case, Room, environ, expand
 from ._client import CekuraClient
 from ._errors import CekuraError
 from ._firing import FireContext, dry_run
+from ._ledger import OFF_NOTE, Ledger, fingerprint
 from ._options import PLUGIN_KEY, Settings
+from ._plan import Slot
 from ._redact import Redactor
 from ._roles import Role, Runtime
 from ._verdict import CaseVerdict, CekuraRun, decide
@@ -66,6 +69,9 @@ class CekuraSession:
         self.runtime = runtime
         self.state = SessionState()
         self.role: Role | None = None  # set once by the plugin
+        self.ledger = Ledger.for_config(config, fresh=settings.fresh)
+        plugin = config.stash.get(PLUGIN_KEY, None)
+        self.started: float = getattr(plugin, "started", None) or time.time()
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -84,7 +90,8 @@ class CekuraSession:
                 self.redactor.add_url(expand(case.pipecat_room_url, environ(), case.name))
 
     def has_room_provider(self) -> bool:
-        return bool(self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls())
+        impls = self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls()
+        return any(not (impl.wrapper or impl.hookwrapper) for impl in impls)
 
     def selected(self, items: Sequence[pytest.Item]) -> list[tuple[str, Case]]:
         """The cases of the selected items that will run: a test skipped by a mark (skip,
@@ -124,7 +131,7 @@ class CekuraSession:
             url, token = got
             return Room(url, token)
 
-        return FireContext(
+        ctx = FireContext(
             client=None if problem else client,
             redactor=self.redactor,
             env=environ(),
@@ -134,6 +141,21 @@ class CekuraSession:
             entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
         )
+        ledger = self.ledger
+        if ledger is None:
+            ctx.notes.append(OFF_NOTE)
+            return ctx
+        marks: dict[str, str | None] = {}
+
+        def on_fired(fired: list[tuple[Case, Slot]]) -> None:
+            for case, slot in fired:
+                if slot.nodeid not in marks:
+                    marks[slot.nodeid] = fingerprint(slot.nodeid, case, ctx.env)
+            ledger.record([(case, marks[slot.nodeid], slot) for case, slot in fired])
+
+        ctx.resume = lambda cases: ledger.resume(cases, ctx.env)
+        ctx.on_fired = on_fired
+        return ctx
 
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
@@ -206,6 +228,8 @@ class CekuraSession:
         ]
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
+        if self.ledger is not None and not self.state.attempts.get(nodeid, 0):
+            self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
 
     def _decide(self, case: Case, runs: list[CekuraRun]) -> CaseVerdict:
@@ -238,6 +262,9 @@ class CekuraSession:
     def interrupt(self) -> None:
         if self.role is not None:
             self.role.interrupt()
+        if self.ledger is not None:
+            # The live calls were ended: a later session must not re-attach to them.
+            self.ledger.forget_since(self.started)
 
     def close(self) -> None:
         if self.role is not None:

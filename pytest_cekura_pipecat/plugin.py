@@ -12,6 +12,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import pytest
 
 from . import _options as options
 from . import hooks
-from ._redact import RecordFactory, Redactor
+from ._redact import RecordFactory, Redactor, mask_debug_trace
 
 if TYPE_CHECKING:
     from ._progress import Progress
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytest_cekura_pipecat._fixtures"]
 
 _PLUGIN_NAME = "cekura-session"
+_SECRETS = "secrets"  # in the shared directory: every process's secrets (see _redact.py)
 MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
@@ -99,6 +101,7 @@ class CekuraPlugin:
         self.settings = settings
         self.role = role
         self.redactor = Redactor()
+        self.started = time.time()  # what the ledger forgets on an interrupt is newer
         self.api_key = os.environ.get("CEKURA_API_KEY") or None
         self.simulator: Any = None
         self.shared_dir: Path | None = None
@@ -110,6 +113,8 @@ class CekuraPlugin:
         self._stop = threading.Event()
         self.previous_sigterm: Any = None
         workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
+        if workerinput.get("cekura_shared_dir"):
+            self.redactor.share(Path(str(workerinput["cekura_shared_dir"])) / _SECRETS)
         if workerinput.get("cekura_sim_url"):
             self.settings = options.simulated(settings, str(workerinput["cekura_sim_url"]))
             self.api_key = str(workerinput["cekura_sim_key"])
@@ -122,6 +127,7 @@ class CekuraPlugin:
         self.redactor.add(os.environ.get("PIPECAT_CLOUD_API_KEY"))
         self.log_records = RecordFactory(self.redactor)
         self.log_records.install()
+        mask_debug_trace(self.redactor, config.trace)
 
     @property
     def session(self) -> CekuraSession:
@@ -153,6 +159,7 @@ class CekuraPlugin:
         """The directory the controller shares with its workers (see ``_shared.py``)."""
         if self.shared_dir is None:
             self.shared_dir = Path(tempfile.mkdtemp(prefix="pytest-cekura-"))
+            self.redactor.share(self.shared_dir / _SECRETS)
             self._wake = threading.Thread(target=self._wake_on_firing, daemon=True)
             self._wake.start()
         return self.shared_dir
@@ -165,6 +172,17 @@ class CekuraPlugin:
                 _ = self.session
                 return
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_cekura_room(self, case: Any, config: pytest.Config) -> Generator[None, Any, Any]:
+        # Learn the room's secrets before anything prints them (--debug traces this call's
+        # result as soon as it returns), and share them with the other processes.
+        room = yield
+        url, token = room if isinstance(room, tuple) and len(room) == 2 else (None, None)
+        url, token = getattr(room, "url", url), getattr(room, "token", token)
+        self.redactor.add(token if isinstance(token, str) else None)
+        self.redactor.add_url(url if isinstance(url, str) else None)
+        return room
+
     @pytest.hookimpl
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         settings = self.settings
@@ -174,9 +192,11 @@ class CekuraPlugin:
                 " (no real calls, scripted verdicts)"
             ]
         return [
-            f"cekura: api {settings.api_url} ({settings.api_url_source}), batch size "
-            f"{settings.batch_size}, poll every {settings.poll_interval:g}s, key "
-            f"{'set' if self.api_key else 'NOT SET (CEKURA_API_KEY)'}"
+            self.redactor(
+                f"cekura: api {settings.api_url} ({settings.api_url_source}), batch size "
+                f"{settings.batch_size}, poll every {settings.poll_interval:g}s, key "
+                f"{'set' if self.api_key else 'NOT SET (CEKURA_API_KEY)'}"
+            )
         ]
 
     @pytest.hookimpl(trylast=True)
@@ -268,7 +288,10 @@ class CekuraPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.progress is not None and report.when == "setup":
             self.progress.clear()
-        if self._session is not None or getattr(report, "cekura", None) is not None:
+        data = getattr(report, "cekura", None)
+        if data is not None:  # from a worker: masked here too, with every process's secrets
+            report.cekura = self.redactor.tree(data)  # type: ignore[attr-defined]
+        if self._session is not None or data is not None:
             self.summary.add(report)
 
     @pytest.hookimpl(wrapper=True)

@@ -190,7 +190,9 @@ def test_a_killed_firing_worker_is_reported_in_seconds(suite: Suite) -> None:
         """
     )
     suite.toml(FOUR)
-    suite.sim.faults.drip_posts = 1  # one of the two batches hangs on the wire...
+    # The first batch is sent alone and answered; the second hangs on the wire...
+    suite.sim.faults.drip_posts = 1
+    suite.sim.faults.drip_posts_after = 1
     suite.sim.faults.drip_interval = 1.0
 
     def kill() -> None:  # ...while the other was answered: then the firing worker dies

@@ -255,6 +255,9 @@ class App:
                 faults.drip_gets -= 1
                 return dataclasses.replace(reply, drip=faults.drip_interval)
             if method == "POST" and faults.drip_posts > 0:
+                if faults.drip_posts_after > 0:
+                    faults.drip_posts_after -= 1
+                    return reply
                 faults.drip_posts -= 1
                 return dataclasses.replace(reply, drip=faults.drip_interval)
         return reply

@@ -155,7 +155,8 @@ class Faults:
     ``Retry-After: retry_after`` (a throttled start creates nothing). ``get_5xx_every`` /
     ``get_non_json_every`` N: every Nth GET is an HTML 503 / an HTML 200. ``drip_gets`` /
     ``drip_posts``: the whole response (status line included) leaves one byte every
-    ``drip_interval`` seconds; a dripped start POST has created its runs. ``reset_gets`` /
+    ``drip_interval`` seconds; a dripped start POST has created its runs (``drip_posts_after``
+    POSTs are answered at once before ``drip_posts`` starts counting). ``reset_gets`` /
     ``reset_posts``: the connection is reset (TCP RST, no answer); a reset start POST has
     created its runs. ``drop_connection_on_post``: the start POST creates its runs, then the
     connection closes without an answer. ``post_500_after_create``: runs created, then 500.
@@ -173,6 +174,7 @@ class Faults:
     get_429: int = 0
     drip_gets: int = 0
     drip_posts: int = 0
+    drip_posts_after: int = 0
     drip_interval: float = 1.0
     reset_gets: int = 0
     reset_posts: int = 0
