@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,7 @@ class SessionState:
     verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
     problem: str | None = None  # a configuration problem that stopped all firing
     invalid: dict[str, str] = field(default_factory=dict)  # marked tests with bad markers
+    broken_files: set[Path] = field(default_factory=set)  # cekura.toml files that errored
     attempts: dict[str, int] = field(default_factory=dict)  # reruns fired per case
     notes: list[str] = field(default_factory=list)
     spent: int = 0  # runs fired by this process (for the rerun budget)

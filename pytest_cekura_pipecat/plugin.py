@@ -288,6 +288,12 @@ class CekuraPlugin:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if call.excinfo is not None and report.failed:
+            from ._errors import NotEvaluated
+
+            if isinstance(call.excinfo.value, NotEvaluated):
+                # One line (no traceback into the plugin), for every kind of item.
+                report.longrepr = call.excinfo.getrepr(style="value")
         session = self._session
         verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
         if session is not None and verdict is not None and call.when == "setup":
