@@ -23,7 +23,11 @@ from ._redact import Redactor
 from ._roles import Role, Runtime
 from ._verdict import CaseVerdict, CekuraRun, decide
 
-NO_KEY = "not fired: CEKURA_API_KEY is not set: export your Cekura API key"
+NO_KEY = "not fired: CEKURA_API_KEY is not set"
+NO_KEY_LINE = (
+    "cekura: CEKURA_API_KEY is not set: no case will be fired, each one errors (export your "
+    "Cekura API key, or run with --cekura-simulate)"
+)
 
 
 def will_not_run(item: pytest.Item) -> bool:
