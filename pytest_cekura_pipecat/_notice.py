@@ -37,3 +37,4 @@ class TerminalNotice:
             with quiet:
                 reporter.ensure_newline()
                 reporter.write_line(line, yellow=True, bold=True)
+                reporter.flush()  # now, even when stdout is a pipe (CI logs)

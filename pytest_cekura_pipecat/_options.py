@@ -157,7 +157,7 @@ OPTIONS = [
     ),
     _Option(
         "cekura_shard",
-        "Fire and run only shard K of N of the selected cases (stable, by case id).",
+        "Fire and run only shard K of N of the selected Cekura cases (K/N, or auto from the CI's variables): cases dealt largest-first by run count to the lightest shard, ties by node id; other tests run in every shard.",
         _shard,
         None,
         "K/N",
