@@ -14,6 +14,7 @@ from ._errors import (
     ConfigError,
     CreditError,
     FateUnknown,
+    NotEvaluated,
     StartRejected,
     Unreachable,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ExpectedOutcomeResult",
     "FateUnknown",
     "MetricResult",
+    "NotEvaluated",
     "Room",
     "StartRejected",
     "Unreachable",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ._client import HttpPolicy
+from ._notice import TerminalNotice
 from ._roles import Controller, Local, Role, Runtime, Worker
 from ._session import CekuraSession
 from ._watch import WatchSettings
@@ -41,11 +42,21 @@ def build_session(plugin: CekuraPlugin) -> CekuraSession:
             breaker_after=settings.breaker_after,
         ),
         redactor=plugin.redactor,
+        notice=None if plugin.role == "worker" else _notice(plugin),
+        api_url_source=settings.api_url_source,
     )
     session = CekuraSession(plugin.config, settings, plugin.redactor, runtime)
     session.role = _role(plugin, runtime, session)
     _room_provider(plugin, session)
     return session
+
+
+def _notice(plugin: CekuraPlugin) -> TerminalNotice:
+    def erase_progress() -> None:
+        if plugin.progress is not None:
+            plugin.progress.clear()
+
+    return TerminalNotice(plugin.config, erase_progress)
 
 
 def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Role | None:

@@ -58,6 +58,7 @@ class HttpPolicy:
     retry_window: float = 150.0
     max_backoff: float = 15.0
     max_body: int = MAX_BODY
+    slow_notice: float = 5.0  # seconds without a first answer before saying so
 
 
 class Transient(Exception):
@@ -166,6 +167,8 @@ class CekuraClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        notice: Callable[[str], None] | None = None,
+        url_source: str = "",
     ) -> None:
         from . import __version__
 
@@ -176,6 +179,9 @@ class CekuraClient:
         self.reads = "v2"  # falls back to v1 once, for the session, if v2 is missing
         self._redact = redactor
         self._sleep = sleep
+        self._notice = notice
+        self._url_source = url_source
+        self._answered = False  # a first complete answer: the host is reachable
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
@@ -190,6 +196,24 @@ class CekuraClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def _trouble(self, what: str, slow: bool = False) -> None:
+        """Until the host has answered once, say at once that it cannot be reached (where
+        the URL came from, how long it is tried), so a mistyped host is not silent."""
+        if self._answered or self._notice is None:
+            return
+        source = f" (set by {self._url_source})" if self._url_source else ""
+        if slow:
+            line = (
+                f"cekura: Cekura at {self.base_url}{source} has not answered {what}; still "
+                f"waiting, up to {self.policy.read_timeout:g} s a request (--cekura-http-timeout)"
+            )
+        else:
+            line = (
+                f"cekura: cannot reach Cekura at {self.base_url}{source}: {what}; retrying "
+                f"for up to {self.policy.retry_window:g} s (--cekura-retry-window)"
+            )
+        self._notice(self._redact(line))
 
     # -- one request -----------------------------------------------------------------------
 
@@ -214,6 +238,16 @@ class CekuraClient:
 
         total = self.policy.read_timeout if total is None else total
         headers = {"Connection": "close"} if fresh else None
+        slow = (
+            asyncio.get_running_loop().call_later(
+                self.policy.slow_notice,
+                self._trouble,
+                f"{method} {path} within {self.policy.slow_notice:g} s",
+                True,
+            )
+            if not self._answered and self._notice is not None
+            else None
+        )
         try:
             async with asyncio.timeout(total):
                 async with self._http.stream(
@@ -236,6 +270,7 @@ class CekuraClient:
                         chunks.append(chunk)
                     if response.headers.get("x-cekura-simulator"):
                         self.simulated = True
+                    self._answered = True
                     return Answer(response.status_code, response.headers, b"".join(chunks))
         except TimeoutError:
             raise Transient(
@@ -250,9 +285,13 @@ class CekuraClient:
                 reason = "CEKURA_API_KEY is not a valid HTTP header value (a newline in it?)"
             raise NotSent(self._redact(f"{method} {path} was not sent: {reason}")) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            self._trouble(f"{type(exc).__name__}: {exc}")
             raise Transient(f"{type(exc).__name__}: {exc}", sent=False) from None
         except httpx.HTTPError as exc:
             raise Transient(f"{type(exc).__name__}: {exc}", sent=sent) from None
+        finally:
+            if slow is not None:
+                slow.cancel()
 
     def _check_auth(self, answer: Answer) -> None:
         if answer.status in (401, 403):
@@ -379,7 +418,8 @@ class CekuraClient:
 
         def unknown(reason: str, status: int | None = None) -> NoReturn:
             raise FateUnknown(
-                f"the start request for {entries} run(s) failed after it was sent ({reason}): "
+                f"the start request for {entries} run(s) to {self.base_url} failed after it "
+                f"was sent ({reason}): "
                 "runs may already exist and were not re-sent, to avoid placing and billing them "
                 f"twice; check the agent's results on the Cekura dashboard (request at {_stamp()})",
                 status,

@@ -72,9 +72,26 @@ class _CaseFields(_Common):
         return self
 
 
+# pytest marks that mean something only on a Python test function.
+_FUNCTION_ONLY_MARKS = frozenset({"parametrize", "usefixtures"})
+
+
 class TomlCase(_CaseFields):
     name: NonEmpty | None = None
     marks: list[NonEmpty] = Field(default_factory=list)
+
+    @field_validator("marks")
+    @classmethod
+    def _mark_names(cls, value: list[str]) -> list[str]:
+        for mark in value:
+            if not mark.isidentifier() or mark.startswith("_"):
+                raise ValueError(
+                    f"marks: {mark!r} is not a mark name (a Python identifier, "
+                    "not starting with '_')"
+                )
+            if mark in _FUNCTION_ONLY_MARKS:
+                raise ValueError(f"marks: {mark!r} applies only to Python test functions")
+        return value
 
 
 class TomlFile(_Common):
@@ -189,11 +206,19 @@ def _merge(
     )
 
 
-def _room_problems(case: Case, where: str, have_room_provider: bool) -> list[str]:
+def _room_problems(
+    case: Case, where: str, have_room_provider: bool, looked_for: Sequence[str] = ()
+) -> list[str]:
     url = case.pipecat_room_url
     if url is None:
         if have_room_provider:
             return []
+        if looked_for:
+            return [
+                f"{where}: pipecat_room_url: no room URL for this case (set it in the marker, "
+                "at the top of a cekura.toml, or with the cekura_pipecat_room_url ini key; "
+                f"no cekura.toml at {', '.join(looked_for)})"
+            ]
         return [
             f"{where}: pipecat_room_url: no room URL for this case (set it on the case, at the "
             "top of cekura.toml, or with the cekura_pipecat_room_url ini key)"
@@ -217,6 +242,40 @@ def parse_toml(path: Path, display: str | None = None) -> dict[str, Any]:
         raise ConfigError([f"{where}: invalid TOML: {exc}"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{where}: cannot read: {exc}"]) from None
+
+
+def nearest_toml(directory: Path, rootdir: Path) -> tuple[Path | None, list[Path]]:
+    """The ``cekura.toml`` whose defaults a marked test in ``directory`` inherits: the
+    nearest one from its directory up to the rootdir (included), and every path looked at."""
+    looked: list[Path] = []
+    current = directory
+    while True:
+        candidate = current / "cekura.toml"
+        looked.append(candidate)
+        if candidate.is_file():
+            return candidate, looked
+        if current == rootdir or current.parent == current or rootdir not in current.parents:
+            return None, looked
+        current = current.parent
+
+
+def case_line(text: str, index: int) -> int | None:
+    """The line (1-based) of the ``marks`` key of the ``index``-th ``[[case]]``, or of its
+    header; None when the document does not spell cases as ``[[case]]`` tables."""
+    seen = -1
+    header: int | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            if seen == index:
+                break
+            if stripped.replace(" ", "").startswith("[[case]]"):
+                seen += 1
+                header = number if seen == index else header
+            continue
+        if seen == index and stripped.split("=", 1)[0].strip() == "marks":
+            return number
+    return header
 
 
 def file_defaults(path: Path) -> _Common:
@@ -275,6 +334,7 @@ def case_from_marker(
     file_defaults: _Common | None,
     defaults: Defaults,
     have_room_provider: bool,
+    looked_for: Sequence[str] = (),
 ) -> Case:
     where = f"{source}: @pytest.mark.cekura"
     try:
@@ -282,7 +342,7 @@ def case_from_marker(
     except ValidationError as exc:
         raise ConfigError(_problems(exc, where)) from None
     case = _merge(fields, name=name, source=source, file_defaults=file_defaults, defaults=defaults)
-    problems = _room_problems(case, where, have_room_provider)
+    problems = _room_problems(case, where, have_room_provider, looked_for)
     if problems:
         raise ConfigError(problems)
     return case

@@ -57,3 +57,13 @@ class Unreachable(ApiError):
 
 class NotSent(ApiError):
     """A request that provably never left this machine (httpx refused to build it)."""
+
+
+class NotEvaluated(CekuraError):
+    """A case that could not be evaluated (nothing fired, the run errored, Cekura or the
+    configuration failed): the test errors, it does not fail. Not an ``AssertionError``, so
+    reporters such as allure-pytest classify it as broken rather than failed."""
+
+
+# Shown as ``pytest_cekura_pipecat.NotEvaluated`` in reports: where users import it from.
+NotEvaluated.__module__ = "pytest_cekura_pipecat"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.mark.structures import Mark, MarkDecorator
 
 from ._case import Case
-from ._config import case_from_marker, file_defaults, load_cases
-from ._errors import CekuraError, ConfigError
+from ._config import case_from_marker, case_line, file_defaults, load_cases, nearest_toml
+from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._session import CekuraSession
 from ._verdict import CaseVerdict
 
@@ -40,7 +44,7 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
     did not pass fires a fresh run instead of reusing the old verdict."""
     invalid = session.state.invalid.get(item.nodeid)
     if invalid:
-        pytest.fail(invalid, pytrace=False)
+        raise NotEvaluated(invalid)
     attempts = session.state.attempts.get(item.nodeid, 0)
     if getattr(item, "execution_count", 1) > attempts + 1 and session.refire(item.nodeid):
         item.user_properties[:] = [
@@ -50,7 +54,7 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
     if not any(name == "cekura_run_id" for name, _ in item.user_properties):
         item.user_properties.extend(properties(verdict))
     if verdict.outcome == "error":
-        pytest.fail(verdict.message, pytrace=False)
+        raise NotEvaluated(verdict.message)
     return verdict
 
 
@@ -67,13 +71,57 @@ class CekuraFile(pytest.File):
                 session.has_room_provider(),
             )
         except ConfigError as exc:
+            session.state.broken_files.add(self.path)
             raise self.CollectError(str(exc)) from None
+        self._check_marks(cases)
         for case in cases:
             item = CekuraItem.from_parent(self, name=case.name, case=case)
             for mark in case.marks:
-                item.add_marker(mark)
+                # Not through ``pytest.mark.<name>``: its unknown-mark warning would point
+                # at this module, not at the user's file.
+                item.add_marker(MarkDecorator(Mark(mark, (), {}, _ispytest=True), _ispytest=True))
             session.register(item.nodeid, case)
             yield item
+
+    def _check_marks(self, cases: list[Case]) -> None:
+        """Unregistered marks warn (or, under ``--strict-markers``, error) like marks on a
+        test, at the case's line of this file."""
+        known = {
+            line.split(":", 1)[0].split("(", 1)[0].strip() for line in self.config.getini("markers")
+        }
+        strict = self.config.getini("strict_markers")
+        if strict is None:
+            strict = self.config.getini("strict")
+        text: str | None = None
+        problems: list[str] = []
+        for index, case in enumerate(cases):
+            for mark in case.marks:
+                if mark in known:
+                    continue
+                if text is None:
+                    text = self.path.read_text(encoding="utf-8")
+                line = case_line(text, index)
+                where = f"{self.nodeid}:{line}" if line else self.nodeid
+                if strict:
+                    problems.append(
+                        f"{where}: case {case.name}: mark {mark!r} is not registered "
+                        "(--strict-markers): add it to the markers ini key"
+                    )
+                    continue
+                try:
+                    warnings.warn_explicit(
+                        pytest.PytestUnknownMarkWarning(
+                            f"case {case.name}: unknown mark {mark!r} - is this a typo? "
+                            "Register custom marks in the markers ini key"
+                        ),
+                        pytest.PytestUnknownMarkWarning,
+                        str(self.path),
+                        line or 0,
+                    )
+                except pytest.PytestUnknownMarkWarning as exc:  # filterwarnings = error
+                    problems.append(f"{where}: {exc}")
+        if problems:
+            raise self.CollectError("\n".join(problems))
 
 
 class CekuraItem(pytest.Item):
@@ -95,17 +143,59 @@ class CekuraItem(pytest.Item):
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
     ) -> str | Any:
         if isinstance(excinfo.value, CekuraError):
-            return str(excinfo.value)
+            return excinfo.getrepr(style="value")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Any, int, str]:
         return self.path, 0, f"cekura case {self.case.name} (scenario {self.case.scenario})"
 
 
+@dataclass(frozen=True)
+class _Inherited:
+    """What a marked test in one directory inherits: the nearest ``cekura.toml``'s
+    defaults, or why it cannot (the file is invalid), and the paths looked at."""
+
+    defaults: Any = None
+    broken: str | None = None
+    looked_for: tuple[str, ...] = ()
+
+
+def _inherited(session: CekuraSession, directory: Path, workerside: bool) -> _Inherited:
+    config = session.config
+    toml, looked = nearest_toml(directory, config.rootpath)
+
+    def shown(path: Path) -> str:
+        inside = config.rootpath in path.parents
+        return path.relative_to(config.rootpath).as_posix() if inside else str(path)
+
+    if toml is None:
+        return _Inherited(looked_for=tuple(shown(p) for p in looked))
+    try:
+        return _Inherited(defaults=file_defaults(toml))
+    except ConfigError as exc:
+        where = str(toml)
+        if toml in session.state.broken_files:
+            return _Inherited(broken=f"cekura.toml at {where} is invalid (see above)")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if workerside or reporter is None:  # nobody sees this process's terminal
+            return _Inherited(
+                broken=f"cekura.toml at {where} is invalid: " + "; ".join(exc.problems)
+            )
+        reporter.ensure_newline()
+        for problem in exc.problems:
+            reporter.write_line(f"cekura: {problem}", red=True)
+        session.state.broken_files.add(toml)
+        return _Inherited(broken=f"cekura.toml at {where} is invalid (see above)")
+
+
 def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
-    """Turn ``@pytest.mark.cekura`` tests into cases; every problem is one line."""
+    """Turn ``@pytest.mark.cekura`` tests into cases; every problem is one line.
+
+    A problem of a marker is a usage error. A marked test whose ``cekura.toml`` is invalid
+    errors on its own, saying so: the file's problems are shown once, not once per test."""
     problems: list[str] = []
-    defaults_by_dir: dict[Any, Any] = {}
+    defaults_by_dir: dict[Path, _Inherited] = {}
+    workerside = getattr(session.config, "workerinput", None) is not None
     for item in items:
         if isinstance(item, CekuraItem):
             continue
@@ -119,27 +209,27 @@ def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
             kwargs.update(marker.kwargs)
         directory = item.path.parent
         if directory not in defaults_by_dir:
-            toml = directory / "cekura.toml"
-            try:
-                defaults_by_dir[directory] = file_defaults(toml) if toml.is_file() else None
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                defaults_by_dir[directory] = None
+            defaults_by_dir[directory] = _inherited(session, directory, workerside)
+        inherited = defaults_by_dir[directory]
+        if inherited.broken is not None:
+            session.state.invalid[item.nodeid] = inherited.broken
+            continue
         try:
             case = case_from_marker(
                 kwargs,
                 name=item.name,
                 source=item.nodeid,
-                file_defaults=defaults_by_dir[directory],
+                file_defaults=inherited.defaults,
                 defaults=session.settings.defaults,
                 have_room_provider=session.has_room_provider(),
+                looked_for=inherited.looked_for,
             )
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
         session.register(item.nodeid, case)
     if problems:
-        if getattr(session.config, "workerinput", None) is None:
+        if not workerside:
             raise pytest.UsageError("\n".join(problems))
         # A UsageError in an xdist worker crashes xdist: instead, fire nothing, and error
         # the items (every worker finds the same problems, so none of them fires).

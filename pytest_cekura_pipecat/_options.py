@@ -171,7 +171,7 @@ OPTIONS = [
     ),
     _Option(
         "cekura_shard",
-        "Fire and run only shard K of N of the selected cases (stable, by case id).",
+        "Fire and run only shard K of N of the selected Cekura cases (K/N, or auto from the CI's variables): cases dealt largest-first by run count to the lightest shard, ties by node id; other tests run in every shard.",
         _shard,
         None,
         "K/N",
@@ -332,11 +332,13 @@ def _value(config: pytest.Config, name: str) -> Any:
 def resolve(config: pytest.Config) -> Settings:
     """All options, validated; raises OptionError with a one-line message."""
     api_url = _value(config, "cekura_api_url")
-    source = "option"
+    source = (
+        "--cekura-api-url" if config.getoption("cekura_api_url", None) else "ini key cekura_api_url"
+    )
     if not api_url:
         api_url, source = (
             os.environ.get("CEKURA_API_URL") or DEFAULT_API_URL,
-            "env" if os.environ.get("CEKURA_API_URL") else "default",
+            "env CEKURA_API_URL" if os.environ.get("CEKURA_API_URL") else "default",
         )
     if not api_url.startswith(("https://", "http://")):
         raise OptionError(

@@ -1,7 +1,9 @@
 """The live progress line while items wait for their runs.
 
 One line, ``cekura: 37/120 done · 80 running · 3 queued · 2 failed · 1 errors · 4m12s``, from the
-watcher's own counts (no extra request). On a terminal it is rewritten in place every second;
+watcher's own counts (no extra request). On a terminal it is shown after pytest's current line
+and rewritten in place (every second; every 5 s on the xdist controller), erased before pytest
+writes again;
 otherwise it is printed at most every ``interval`` seconds so CI logs stay short. Only the
 process that owns the terminal prints it (the xdist controller, whose watcher has the counts).
 """
@@ -67,22 +69,39 @@ class Progress:
             if line is None:
                 return
             self._last = now
-            if self.tty and not self.xdist:
-                if not self._shown:
-                    self.reporter.ensure_newline()
-                self.reporter.rewrite(line, erase=True)
-                self._shown = True
+            if self.tty:
+                self._show(line)
             else:
                 if self.reporter._tw.width_of_current_line:
                     self.reporter._tw.line()  # never continue pytest's own progress line
                 self.reporter.write_line(line)
 
+    def _show(self, line: str) -> None:
+        """On a terminal, show the line after pytest's current one without touching it:
+        save the cursor, write, restore (DECSC/DECRC). pytest's next character lands where it
+        would have, and its own line is never split by a newline of ours."""
+        tw = self.reporter._tw
+        room = tw.fullwidth - tw.width_of_current_line - 2
+        erase = "\x1b[K" if self._shown else ""
+        if room < 20:  # no space left on pytest's line: show nothing rather than wrap
+            self._raw(erase)
+            self._shown = False
+            return
+        self._raw(f"{erase}\x1b7 {line[:room]}\x1b8")
+        self._shown = True
+
+    def _raw(self, text: str) -> None:
+        # Straight to the file: the writer's idea of the current line (pytest's [ 42%]
+        # alignment) must not count what we show after it.
+        stream = self.reporter._tw._file
+        stream.write(text)
+        stream.flush()
+
     def clear(self) -> None:
-        """On a terminal, erase the line so pytest's own output goes on cleanly."""
+        """On a terminal, erase what we showed so pytest's own output goes on cleanly."""
         with self._lock, self._terminal():
             if self._shown:
-                self.reporter.rewrite("", erase=True)
-                self.reporter.write("\r")
+                self._raw("\x1b[K")
                 self._shown = False
 
     def start(self) -> None:

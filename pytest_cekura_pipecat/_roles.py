@@ -47,11 +47,20 @@ class Runtime:
     policy: HttpPolicy
     watch: WatchSettings
     redactor: Redactor
+    notice: Callable[[str], None] | None = None  # a line for the terminal, now
+    api_url_source: str = ""  # the option that set api_url, for messages
 
     def client(self) -> CekuraClient | None:
         if not self.api_key:
             return None
-        return CekuraClient(self.api_url, self.api_key, self.redactor, self.policy)
+        return CekuraClient(
+            self.api_url,
+            self.api_key,
+            self.redactor,
+            self.policy,
+            notice=self.notice,
+            url_source=self.api_url_source,
+        )
 
 
 class Role(Protocol):

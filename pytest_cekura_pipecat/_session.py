@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,11 @@ from ._redact import Redactor
 from ._roles import Role, Runtime
 from ._verdict import CaseVerdict, CekuraRun, decide
 
-NO_KEY = "not fired: CEKURA_API_KEY is not set: export your Cekura API key"
+NO_KEY = "not fired: CEKURA_API_KEY is not set"
+NO_KEY_LINE = (
+    "cekura: CEKURA_API_KEY is not set: no case will be fired, each one errors (export your "
+    "Cekura API key, or run with --cekura-simulate)"
+)
 
 
 def will_not_run(item: pytest.Item) -> bool:
@@ -47,6 +52,7 @@ class SessionState:
     verdicts: dict[str, CaseVerdict] = field(default_factory=dict)
     problem: str | None = None  # a configuration problem that stopped all firing
     invalid: dict[str, str] = field(default_factory=dict)  # marked tests with bad markers
+    broken_files: set[Path] = field(default_factory=set)  # cekura.toml files that errored
     attempts: dict[str, int] = field(default_factory=dict)  # reruns fired per case
     notes: list[str] = field(default_factory=list)
     spent: int = 0  # runs fired by this process (for the rerun budget)

@@ -236,9 +236,21 @@ class CekuraPlugin:
                     reporter.write_line(line)
             return True
         self.previous_sigterm = _sigterm_as_interrupt()
+        self._announce_missing_key(session)
         self.session.start(session.items)
         self._start_progress(session.config)
         return None
+
+    def _announce_missing_key(self, session: pytest.Session) -> None:
+        """No key: say so once, before any test runs, whatever the verbosity."""
+        if self.api_key or self.role == "worker":
+            return
+        from ._session import NO_KEY_LINE
+
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and self.session.selected(session.items):
+            reporter.ensure_newline()
+            reporter.write_line(NO_KEY_LINE, red=True, bold=True)
 
     def _start_progress(self, config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -285,8 +297,14 @@ class CekuraPlugin:
         ):
             judge(self._session, item)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self) -> None:
+        # Before pytest writes the item's location or its first character.
+        if self.progress is not None:
+            self.progress.clear()
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.progress is not None and report.when == "setup":
+        if self.progress is not None:
             self.progress.clear()
         data = getattr(report, "cekura", None)
         if data is not None:  # from a worker: masked here too, with every process's secrets
@@ -312,6 +330,12 @@ class CekuraPlugin:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if call.excinfo is not None and report.failed:
+            from ._errors import NotEvaluated
+
+            if isinstance(call.excinfo.value, NotEvaluated):
+                # One line (no traceback into the plugin), for every kind of item.
+                report.longrepr = call.excinfo.getrepr(style="value")
         session = self._session
         verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
         if session is not None and verdict is not None and call.when == "setup":

@@ -128,7 +128,9 @@ def test_progress_updates_in_place_on_a_tty(suite: Suite) -> None:
     proc.wait(timeout=60)
     text = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0, text
-    assert text.count("\rcekura: 0/1 done") >= 2  # rewritten in place, not appended
+    # Rewritten in place after pytest's line (cursor saved and restored), never appended.
+    assert text.count("\x1b7 cekura: 0/1 done") >= 2, text
+    assert "\ncekura: 0/1 done" not in text
 
 
 def test_junit_has_transcript_recording_and_validates_against_the_schema(suite: Suite) -> None:

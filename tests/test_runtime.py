@@ -131,7 +131,7 @@ def test_pytest_timeout_does_not_cut_the_wait_for_a_verdict(slow_suite: Suite) -
     expected = {
         "t201": "passed",
         "t202": "failure: Failed: scenario 202 'Slow fail' failed its evaluation",
-        "t203": "error: failed on setup with \"Failed: scenario 203 'Slow error' errored: Bot",
+        "t203": "error: failed on setup with \"pytest_cekura_pipecat.NotEvaluated: scenario 203 'Slow error' errored: Bot",
         "test_marked_pass": "passed",
         "test_marked_fail": "failure: Failed: scenario 202 'Slow fail' failed its evaluation",
         # The one body that outlives --timeout is cut by pytest-timeout, as without the plugin.
