@@ -48,6 +48,9 @@ class FireContext:
     dashboard: str = ""  # cekura_dashboard_url; no link when empty (or simulated)
     on_sending: Callable[[list[Slot]], None] | None = None  # before a request leaves
     on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
+    # Before anything is sent (the bot under test is started here): why nothing may be
+    # fired, or None. Blocking; run in a thread.
+    before_firing: Callable[[], str | None] | None = None
     attempt: int = 0
     notes: list[str] = field(default_factory=list)
     systemic: str | None = None  # why every later request was refused (key, credit)
@@ -268,6 +271,13 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
         _fail(pending, ctx.no_client_reason)
         ctx.notes.append(ctx.no_client_reason)
         return _plan(fired_at, pending, ctx)
+    if ctx.before_firing is not None:
+        problem = await asyncio.to_thread(ctx.before_firing)
+        if problem:
+            ctx.stopped = problem.splitlines()[0]
+            _fail(pending, f"not fired: {problem}")
+            ctx.notes.append(f"not fired: {ctx.stopped}")
+            return _plan(fired_at, pending, ctx)
     limit = asyncio.Semaphore(max(1, ctx.concurrency * 4))
 
     async def prepare(item: _Pending) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ._case import Case
-from ._config import case_from_marker, file_defaults, load_cases
+from ._config import bot_keys, case_from_marker, file_defaults, load_cases
 from ._errors import CekuraError, ConfigError
 from ._session import CekuraSession
 from ._verdict import CaseVerdict
@@ -66,6 +66,7 @@ class CekuraFile(pytest.File):
                 session.settings.defaults,
                 session.has_room_provider(),
             )
+            session.note_bot_keys(bot_keys(file_defaults(self.path), self.path, self.nodeid))
         except ConfigError as exc:
             raise self.CollectError(str(exc)) from None
         for case in cases:
@@ -122,6 +123,7 @@ def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
             toml = directory / "cekura.toml"
             try:
                 defaults_by_dir[directory] = file_defaults(toml) if toml.is_file() else None
+                session.note_bot_keys(bot_keys(defaults_by_dir[directory], toml, str(toml)))
             except ConfigError as exc:
                 problems.extend(exc.problems)
                 defaults_by_dir[directory] = None

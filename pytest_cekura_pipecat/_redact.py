@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import threading
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
@@ -18,11 +22,56 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
+        self._journal: Path | None = None
+        self._read = 0
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= _MIN_SECRET_LEN:
             with self._lock:
+                if secret in self._secrets:
+                    return
                 self._secrets.add(secret)
+                self._write([secret])
+
+    def share(self, journal: Path) -> None:
+        """Share secrets with the session's other processes (pytest-xdist) through
+        ``journal`` (owner-only): every secret this process knows or learns is appended, and
+        :meth:`learn` reads the others'. A room token from a provider is known only where it
+        was fired, but any worker may print a run that echoes it."""
+        with self._lock:
+            self._journal = journal
+            self._write(sorted(self._secrets))
+
+    def learn(self) -> None:
+        """Add the secrets the session's other processes appended to the journal."""
+        journal = self._journal
+        if journal is None:
+            return
+        try:
+            with journal.open("rb") as file:
+                file.seek(self._read)
+                data = file.read()
+        except OSError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        with self._lock:
+            self._read += len(complete)
+            for line in complete.splitlines():
+                with contextlib.suppress(ValueError):
+                    secret = json.loads(line)
+                    if isinstance(secret, str) and len(secret) >= _MIN_SECRET_LEN:
+                        self._secrets.add(secret)
+
+    def _write(self, secrets: list[str]) -> None:
+        if self._journal is None or not secrets:
+            return
+        data = "".join(json.dumps(secret) + "\n" for secret in secrets).encode()
+        with contextlib.suppress(OSError):
+            fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
 
     def add_url(self, url: str | None) -> None:
         """The secrets a URL carries: a password (``https://user:pass@host``) and a Daily

@@ -295,6 +295,7 @@ class Worker:
         self._reruns: dict[tuple[str, int], list[Slot]] = {}
         self._io: IoLoop | None = None
         self._notes: list[str] = []
+        runtime.redactor.share(self.shared.path / "secrets.jsonl")
 
     def _loop(self) -> IoLoop:
         if self._io is None:
@@ -413,6 +414,7 @@ class Worker:
             if all(s.key in known for s in waiting) or time.time() >= until:
                 break
             time.sleep(self._poll)
+        self.runtime.redactor.learn()  # room tokens the firing worker got from a provider
         return [_final(s, known) for s in slots]
 
     def interrupt(self) -> None:

@@ -33,7 +33,8 @@ _PLUGIN_NAME = "cekura-session"
 MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
-    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None): run this "
+    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None, "
+    "bot_start_url=None, bot_start_headers=None, bot_start_body=None): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
 
@@ -242,6 +243,8 @@ class CekuraPlugin:
         # Calls left running cost money. Under xdist the controller does this, once.
         if self.role != "worker" and self._session is not None:
             self._session.interrupt()
+        elif self._session is not None:
+            self._session.state.interrupted = True  # stop the bot at once, without waiting
 
     @pytest.hookimpl(tryfirst=True, wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
