@@ -150,7 +150,7 @@ class CekuraSession:
             env=environ(),
             batch_size=self.settings.batch_size,
             no_client_reason=problem or NO_KEY,
-            room_hook=room if self.has_room_provider() else None,
+            room_hook=room if hook.pytest_cekura_room.get_hookimpls() else None,
             entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
             before_firing=self._start_bot,
