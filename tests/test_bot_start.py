@@ -234,7 +234,8 @@ def bot_command(port: int, mode: str = "ready") -> str:
     return shlex.join([sys.executable, STANDIN_BOT, str(port), mode])
 
 
-def test_bot_command_serves_the_suite_and_is_stopped(suite: Suite) -> None:
+@pytest.mark.parametrize("workers", [None, "2"], ids=["plain", "n2"])
+def test_bot_command_serves_the_suite_and_is_stopped(suite: Suite, workers: str | None) -> None:
     port = free_port()
     suite.toml(
         f"""
@@ -251,7 +252,7 @@ name = "late"
 scenario = 102
 """
     )
-    result = suite.run()
+    result = suite.run(*(["-n", workers] if workers else []))
     result.assert_outcomes(passed=1, failed=1)
     assert port_closed(port)
     (post,) = suite.posts()
@@ -335,3 +336,33 @@ scenario = 105
     assert code == pytest.ExitCode.INTERRUPTED, out
     assert port_closed(port)
     assert suite.ended()  # the live call was ended too
+
+
+# -- the simulator's one caller per room -----------------------------------------------------
+
+
+def test_the_simulator_refuses_a_second_caller_in_a_room(suite: Suite) -> None:
+    """``room_exclusive``: a static room shared by two cases fired at once is refused for the
+    second entry with Cekura's words, however the room URL is written."""
+    suite.sim.configure(room_exclusive=True)
+    suite.toml(
+        """
+[[case]]
+name = "first"
+scenario = 101
+pipecat_room_url = "https://acme.daily.co/shared"
+
+[[case]]
+name = "second"
+scenario = 104
+pipecat_room_url = "https://ACME.daily.co/shared/?t=${ROOM_TOKEN}"
+"""
+    )
+    result = suite.run()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*Cekura refused scenario 104 of case second (HTTP 400): pipecat_room_url: another caller was already in "
+            "the room*"
+        ]
+    )
