@@ -9,17 +9,26 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from ._errors import CekuraError
+from ._case import BotKeys
+from ._errors import CekuraError, ConfigError
+from ._redact import Redactor
+
+if TYPE_CHECKING:
+    from ._options import BotOptions
 
 _POLL_INTERVAL = 0.1
+DEFAULT_START_TIMEOUT = 60.0
 _TAIL_BYTES = 64 * 1024
 
 
@@ -177,16 +186,21 @@ class BotProcess:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the bot's log ("" when there is none)."""
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(0, os.SEEK_END)
-                size = log.tell()
-                log.seek(max(0, size - _TAIL_BYTES))
-                data = log.read()
-        except OSError:
-            return ""
-        text = data.decode("utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
+        return log_tail(self.log_path, lines)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("" when there is none)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - _TAIL_BYTES))
+            data = log.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -203,3 +217,101 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """The session's bot under test, resolved from the options and the ``cekura.toml`` files."""
+
+    command: str
+    cwd: str
+    start_timeout: float
+    log_path: Path
+    ready_url: str | None = None  # None: the origin of the cases' start URL + /status
+
+
+def bot_config(options: BotOptions | None, files: Sequence[BotKeys]) -> BotConfig | None:
+    """The command line wins, then the top of a ``cekura.toml``, then the ini file. Files
+    that disagree are a ConfigError (one session starts one bot)."""
+    if options is None:
+        return None
+    values: dict[str, Any] = {}
+    dirs: dict[str, str] = {}
+    for key in ("command", "ready_url", "start_timeout"):
+        if key in options.cli:
+            values[key], dirs[key] = options.cli[key], options.cli_dir
+            continue
+        given = [(f, getattr(f, key)) for f in files if getattr(f, key) is not None]
+        if given:
+            first, value = given[0]
+            for other, differs in given[1:]:
+                if differs != value:
+                    raise ConfigError(
+                        [
+                            f"{other.source}: bot_{key}: differs from {first.source} (one "
+                            "session starts one bot: set it once, or on the command line)"
+                        ]
+                    )
+            values[key], dirs[key] = value, first.directory
+        elif key in options.ini:
+            values[key], dirs[key] = options.ini[key], options.ini_dir
+    if "command" not in values:
+        return None
+    return BotConfig(
+        command=str(values["command"]),
+        cwd=dirs["command"],
+        start_timeout=float(values.get("start_timeout", DEFAULT_START_TIMEOUT)),
+        log_path=Path(options.log),
+        ready_url=values.get("ready_url"),
+    )
+
+
+class SessionBot:
+    """The bot under test of one session: started on first need (before firing, by the
+    process that fires), at most once; stopped by :meth:`stop`."""
+
+    def __init__(self, config: BotConfig, redactor: Redactor) -> None:
+        self.config = config
+        self._redact = redactor
+        self._lock = threading.Lock()
+        self._process: BotProcess | None = None
+        self._tried = False
+        self.problem: str | None = None
+
+    def ensure(self, ready_url: str | None) -> str | None:
+        """Start the bot unless already tried; why it is not serving (one line, then the
+        tail of its log), or None once it is ready."""
+        with self._lock:
+            if self._tried:
+                return self.problem
+            self._tried = True
+            config = self.config
+            url = config.ready_url or ready_url
+            if not url:
+                self.problem = (
+                    f"bot `{config.command}`: no bot_ready_url, and no bot_start_url to find "
+                    "its /status from (set one of them)"
+                )
+                return self.problem
+            try:
+                self._process = BotProcess(
+                    config.command,
+                    ready_url=url,
+                    log_path=config.log_path,
+                    start_timeout=config.start_timeout,
+                    cwd=Path(config.cwd),
+                )
+                self._process.start()
+            except BotError as exc:
+                self.problem = self._redact(str(exc))
+            except ValueError as exc:  # shlex: an unbalanced quote
+                self.problem = f"bot command `{config.command}` cannot be parsed: {exc}"
+            return self.problem
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.running
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()

@@ -75,18 +75,26 @@ def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Rol
 
 
 def _room_provider(plugin: CekuraPlugin, session: CekuraSession) -> None:
-    settings = plugin.settings
-    if not settings.pipecat_cloud_agent:
-        return
-    from ._pipecat_cloud import PipecatCloudRooms
+    """Register the bot start URL provider (with the Pipecat Cloud preset when asked)."""
+    from ._bot_rooms import PLUGIN_NAME, BotStartRooms
 
-    key = os.environ.get("PIPECAT_CLOUD_API_KEY")
-    if not key:
-        raise pytest.UsageError(
-            "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
-            "Pipecat Cloud key)"
+    settings = plugin.settings
+    timeout = settings.http_timeout
+    if not settings.pipecat_cloud_agent:
+        rooms = BotStartRooms(session.redactor, timeout)
+    else:
+        key = os.environ.get("PIPECAT_CLOUD_API_KEY")
+        if not key:
+            raise pytest.UsageError(
+                "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
+                "Pipecat Cloud key)"
+            )
+        rooms = BotStartRooms.pipecat_cloud(
+            settings.pipecat_cloud_agent,
+            key,
+            settings.pipecat_cloud_url,
+            session.redactor,
+            timeout,
         )
-    rooms = PipecatCloudRooms(
-        settings.pipecat_cloud_agent, key, settings.pipecat_cloud_url, session.redactor
-    )
-    plugin.config.pluginmanager.register(rooms, "cekura-pipecat-cloud")
+    if plugin.config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
+        plugin.config.pluginmanager.register(rooms, PLUGIN_NAME)

@@ -39,6 +39,12 @@ class Case:
     mock_tool_names: tuple[str, ...] | None = None  # None: not sent (Cekura mocks every tool)
     room_concurrency: int = 1  # live runs at once in one static room
     max_live_runs: int | None = None  # live runs at once in the session (None: no cap)
+    # A Pipecat start URL that starts one bot session (with its Daily room) per run, for a
+    # case without a pipecat_room_url; headers (``${VAR}`` templates: secrets once expanded)
+    # and extra body fields go with it.
+    bot_start_url: str | None = None
+    bot_start_headers: Mapping[str, str] | None = field(default=None, repr=False)
+    bot_start_body: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,3 +131,16 @@ class Defaults:
     mock_tool_names: tuple[str, ...] | None = None
     room_concurrency: int = 1
     max_live_runs: int | None = None
+    bot_start_url: str | None = None
+
+
+@dataclass(frozen=True)
+class BotKeys:
+    """The bot keys of one ``cekura.toml``'s top level (``bot_command`` and company), with
+    where they came from: a relative command runs in the file's directory."""
+
+    source: str
+    directory: str
+    command: str | None = None
+    ready_url: str | None = None
+    start_timeout: float | None = None

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Case, Defaults, has_template
+from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, BotKeys, Case, Defaults, has_template
 from ._errors import ConfigError
 
 MAX_REPEAT = 100  # Cekura's own frequency cap
@@ -49,6 +49,9 @@ class _Common(_Strict):
     mock_tool_names: list[NonEmpty] | None = None
     room_concurrency: PositiveInt | None = None
     max_live_runs: PositiveInt | None = None
+    bot_start_url: NonEmpty | None = None
+    bot_start_headers: dict[NonEmpty, str] | None = None
+    bot_start_body: dict[str, JsonValue] | None = None
 
     @field_validator("publish_data_message")
     @classmethod
@@ -96,6 +99,10 @@ class TomlCase(_CaseFields):
 
 class TomlFile(_Common):
     case: list[TomlCase] = Field(default_factory=list)
+    # The bot under test, started once per session (top level only).
+    bot_command: NonEmpty | None = None
+    bot_ready_url: NonEmpty | None = None
+    bot_start_timeout: Annotated[float, Field(gt=0)] | None = None
 
 
 class MarkerArgs(_CaseFields):
@@ -168,6 +175,50 @@ def room_url_problem(url: str) -> str | None:
     return "pipecat_room_url must be an https:// URL (plain http only on loopback)"
 
 
+def start_url_problem(url: str) -> str | None:
+    """Why a (fully expanded) bot start URL is unusable, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - parsing the host is what may raise
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme in ("https", "http") and parts.hostname:
+        return None
+    return "must be an http:// or https:// URL"
+
+
+def _bot_start(
+    fields: _CaseFields, file_defaults: _Common | None, defaults: Defaults
+) -> tuple[str | None, dict[str, str] | None, dict[str, Any] | None]:
+    """The case's start URL, and the headers and body that go with it: those of the level
+    that names the URL and of the more specific levels, never of a less specific one (a case
+    that names its own start URL must not send the file's Authorization header there)."""
+    layers: list[_Common] = [fields] + ([file_defaults] if file_defaults is not None else [])
+    url: str | None = defaults.bot_start_url
+    applies = layers
+    for depth, layer in enumerate(layers):
+        if layer.bot_start_url is not None:
+            url, applies = layer.bot_start_url, layers[: depth + 1]
+            break
+    headers: dict[str, str] = {}
+    body: dict[str, Any] = {}
+    for layer in reversed(applies):  # least specific first; the case's own values win
+        headers.update(layer.bot_start_headers or {})
+        body = _deep_merge(body, layer.bot_start_body or {})
+    return url, headers or None, body or None
+
+
+def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _merge(
     fields: _CaseFields,
     *,
@@ -187,6 +238,7 @@ def _merge(
 
     project = pick("project")
     timeout = pick("timeout")
+    start_url, start_headers, start_body = _bot_start(fields, file_defaults, defaults)
     return Case(
         name=name,
         scenario=fields.scenario,
@@ -203,6 +255,9 @@ def _merge(
         mock_tool_names=tuple(mock) if (mock := pick("mock_tool_names")) is not None else None,
         room_concurrency=pick("room_concurrency") or 1,
         max_live_runs=pick("max_live_runs"),
+        bot_start_url=start_url,
+        bot_start_headers=start_headers,
+        bot_start_body=start_body,
     )
 
 
@@ -211,6 +266,10 @@ def _room_problems(
 ) -> list[str]:
     url = case.pipecat_room_url
     if url is None:
+        start = case.bot_start_url
+        if start is not None:
+            problem = None if has_template(start) else start_url_problem(start)
+            return [f"{where}: bot_start_url {problem}"] if problem else []
         if have_room_provider:
             return []
         if looked_for:
@@ -220,8 +279,9 @@ def _room_problems(
                 f"no cekura.toml at {', '.join(looked_for)})"
             ]
         return [
-            f"{where}: pipecat_room_url: no room URL for this case (set it on the case, at the "
-            "top of cekura.toml, or with the cekura_pipecat_room_url ini key)"
+            f"{where}: pipecat_room_url: no room URL for this case (set pipecat_room_url or "
+            "bot_start_url on the case, at the top of cekura.toml, or with the "
+            "cekura_pipecat_room_url / cekura_bot_start_url ini keys)"
         ]
     if has_template(url):
         return []  # checked once expanded, when the case is fired
@@ -285,6 +345,22 @@ def file_defaults(path: Path) -> _Common:
         return TomlFile.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(_problems(exc, str(path), document.get("case"))) from None
+
+
+def bot_keys(document: _Common | None, path: Path, source: str) -> BotKeys | None:
+    """The top-level bot keys of a validated ``cekura.toml`` (None when it sets none)."""
+    if not isinstance(document, TomlFile):
+        return None
+    keys = (document.bot_command, document.bot_ready_url, document.bot_start_timeout)
+    if all(key is None for key in keys):
+        return None
+    return BotKeys(
+        source=source,
+        directory=str(path.parent),
+        command=document.bot_command,
+        ready_url=document.bot_ready_url,
+        start_timeout=document.bot_start_timeout,
+    )
 
 
 def load_cases(

@@ -58,6 +58,9 @@ class FireContext:
     # record of each answered request, written before its runs are watched.
     resume: Callable[[Sequence[tuple[str, Case]]], Resumption] | None = None
     on_fired: Callable[[list[tuple[Case, Slot]]], None] | None = None
+    # Before anything is sent (the bot under test is started here): why nothing may be
+    # fired, or None. Blocking; run in a thread.
+    before_firing: Callable[[], str | None] | None = None
     attempt: int = 0
     notes: list[str] = field(default_factory=list)
     systemic: str | None = None  # why every later request was refused (key, credit)
@@ -339,6 +342,13 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
         _fail(pending, ctx.no_client_reason)
         ctx.notes.append(ctx.no_client_reason)
         return _plan(fired_at, pending, ctx)
+    if ctx.before_firing is not None:
+        problem = await asyncio.to_thread(ctx.before_firing)
+        if problem:
+            ctx.stopped = problem.splitlines()[0]
+            _fail(pending, f"not fired: {problem}")
+            ctx.notes.append(f"not fired: {ctx.stopped}")
+            return _plan(fired_at, pending, ctx)
     resumed = await _resume(cases, pending, ctx) if ctx.resume and not ctx.attempt else set()
     fresh = [p for p in pending if p.slot.key not in resumed]
     await _prepare_all([p for p in fresh if p.case.pipecat_room_url], ctx)

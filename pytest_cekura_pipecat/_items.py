@@ -12,7 +12,14 @@ import pytest
 from _pytest.mark.structures import Mark, MarkDecorator
 
 from ._case import Case
-from ._config import case_from_marker, case_line, file_defaults, load_cases, nearest_toml
+from ._config import (
+    bot_keys,
+    case_from_marker,
+    case_line,
+    file_defaults,
+    load_cases,
+    nearest_toml,
+)
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._session import CekuraSession
 from ._verdict import CaseVerdict
@@ -70,6 +77,7 @@ class CekuraFile(pytest.File):
                 session.settings.defaults,
                 session.has_room_provider(),
             )
+            session.note_bot_keys(bot_keys(file_defaults(self.path), self.path, self.nodeid))
         except ConfigError as exc:
             session.state.broken_files.add(self.path)
             raise self.CollectError(str(exc)) from None
@@ -171,7 +179,9 @@ def _inherited(session: CekuraSession, directory: Path, workerside: bool) -> _In
     if toml is None:
         return _Inherited(looked_for=tuple(shown(p) for p in looked))
     try:
-        return _Inherited(defaults=file_defaults(toml))
+        defaults = file_defaults(toml)
+        session.note_bot_keys(bot_keys(defaults, toml, str(toml)))
+        return _Inherited(defaults=defaults)
     except ConfigError as exc:
         where = str(toml)
         if toml in session.state.broken_files:

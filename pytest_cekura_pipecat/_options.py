@@ -205,6 +205,41 @@ OPTIONS = [
         "URL",
     ),
     _Option(
+        "cekura_bot_start_url",
+        "For cases without a room: POST here once per run to start a bot session with its own Daily room (Pipecat's runner: http://HOST:7860/start).",
+        str,
+        None,
+        "URL",
+    ),
+    _Option(
+        "cekura_bot_command",
+        "Start the bot under test with this command before firing (e.g. 'python bot.py -t daily'); stopped at the end of the session.",
+        str,
+        None,
+        "CMD",
+    ),
+    _Option(
+        "cekura_bot_ready_url",
+        "The started bot is ready when GET URL answers 2xx (default: the start URL's origin + /status).",
+        str,
+        None,
+        "URL",
+    ),
+    _Option(
+        "cekura_bot_start_timeout",
+        "Seconds the started bot may take to become ready (default 60).",
+        _positive_float,
+        None,
+        "S",
+    ),
+    _Option(
+        "cekura_bot_log",
+        "Where the started bot's output goes (default cekura-bot.log in the rootdir).",
+        str,
+        None,
+        "PATH",
+    ),
+    _Option(
         "cekura_mock_tool_names",
         "Tools Cekura mocks, for cases that name none: comma-separated names, or [] for none (default: not sent, Cekura mocks every tool of the agent).",
         _tool_names,
@@ -308,6 +343,19 @@ class Settings:
     annotations: bool = True  # GitHub ::error lines (only when GITHUB_ACTIONS=true)
     pr_comment: str | None = None
     fresh: bool = False  # ignore the ledger of an earlier session's unjudged runs
+    bot: BotOptions | None = None
+
+
+@dataclass(frozen=True)
+class BotOptions:
+    """The bot-under-test options as given on the command line (``cli``) and in the ini
+    file (``ini``): a ``cekura.toml``'s top-level keys sit between the two."""
+
+    cli: dict[str, Any]
+    ini: dict[str, Any]
+    cli_dir: str  # where pytest was invoked: a command from the command line runs there
+    ini_dir: str  # the ini file's directory (or the rootdir)
+    log: str  # absolute path of the bot's log file
 
 
 class OptionError(ValueError):
@@ -380,6 +428,7 @@ def resolve(config: pytest.Config) -> Settings:
             mock_tool_names=_value(config, "cekura_mock_tool_names"),
             room_concurrency=_value(config, "cekura_room_concurrency"),
             max_live_runs=_value(config, "cekura_max_live_runs"),
+            bot_start_url=_value(config, "cekura_bot_start_url"),
         ),
         max_runs=_value(config, "cekura_max_runs"),
         report=_value(config, "cekura_report"),
@@ -401,6 +450,40 @@ def resolve(config: pytest.Config) -> Settings:
         ),
         pr_comment=_value(config, "cekura_pr_comment"),
         fresh=bool(config.getoption("cekura_fresh", None) or config.getini("cekura_fresh")),
+        bot=_bot_options(config),
+    )
+
+
+_BOT_KEYS = {
+    "command": "cekura_bot_command",
+    "ready_url": "cekura_bot_ready_url",
+    "start_timeout": "cekura_bot_start_timeout",
+}
+
+
+def _bot_options(config: pytest.Config) -> BotOptions:
+    cli: dict[str, Any] = {}
+    ini: dict[str, Any] = {}
+    for key, name in _BOT_KEYS.items():
+        option = _BY_NAME[name]
+        for layer, raw, where in (
+            (cli, config.getoption(name, None), option.flag),
+            (ini, config.getini(name), f"ini key {name}"),
+        ):
+            if raw in (None, ""):
+                continue
+            try:
+                layer[key] = option.type(str(raw).strip())
+            except ValueError:
+                raise OptionError(f"{where}: {raw!r} is not valid ({option.help})") from None
+    ini_dir = config.inipath.parent if config.inipath is not None else config.rootpath
+    log = _value(config, "cekura_bot_log") or "cekura-bot.log"
+    return BotOptions(
+        cli=cli,
+        ini=ini,
+        cli_dir=str(config.invocation_params.dir),
+        ini_dir=str(ini_dir),
+        log=os.path.join(str(config.rootpath), log),
     )
 
 

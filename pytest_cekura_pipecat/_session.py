@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ._case import Case, Room, environ, expand
+from ._bot import SessionBot, bot_config, log_tail, ready_url_for
+from ._case import BotKeys, Case, Room, environ, expand
 from ._client import CekuraClient
-from ._errors import CekuraError
+from ._errors import CekuraError, ConfigError
 from ._firing import FireContext, dry_run
 from ._ledger import OFF_NOTE, Ledger, fingerprint
 from ._options import PLUGIN_KEY, Settings
@@ -56,6 +57,9 @@ class SessionState:
     attempts: dict[str, int] = field(default_factory=dict)  # reruns fired per case
     notes: list[str] = field(default_factory=list)
     spent: int = 0  # runs fired by this process (for the rerun budget)
+    bot_keys: list[BotKeys] = field(default_factory=list)  # top-level keys of cekura.toml files
+    selected: list[tuple[str, Case]] = field(default_factory=list)
+    interrupted: bool = False
 
 
 class CekuraSession:
@@ -78,6 +82,7 @@ class CekuraSession:
         self.ledger = Ledger.for_config(config, fresh=settings.fresh)
         plugin = config.stash.get(PLUGIN_KEY, None)
         self.started: float = getattr(plugin, "started", None) or time.time()
+        self.bot: SessionBot | None = None  # the bot under test, in the process that fires
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -95,9 +100,24 @@ class CekuraSession:
             with contextlib.suppress(CekuraError):
                 self.redactor.add_url(expand(case.pipecat_room_url, environ(), case.name))
 
+    def note_bot_keys(self, keys: BotKeys | None) -> None:
+        """A ``cekura.toml``'s top-level bot keys; a ConfigError if they contradict another's."""
+        if keys is None or keys in self.state.bot_keys:
+            return
+        bot_config(self.settings.bot, [*self.state.bot_keys, keys])
+        self.state.bot_keys.append(keys)
+
     def has_room_provider(self) -> bool:
-        impls = self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls()
-        return any(not (impl.wrapper or impl.hookwrapper) for impl in impls)
+        """A ``pytest_cekura_room`` hook that may give a room to any case (the bot start URL
+        provider only does for cases with a start URL, unless it has a preset; a wrapper
+        gives none of its own)."""
+        from ._bot_rooms import BotStartRooms
+
+        return any(
+            not (impl.wrapper or impl.hookwrapper)
+            and (not isinstance(impl.plugin, BotStartRooms) or impl.plugin.serves_every_case)
+            for impl in self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls()
+        )
 
     def selected(self, items: Sequence[pytest.Item]) -> list[tuple[str, Case]]:
         """The cases of the selected items that will run: a test skipped by a mark (skip,
@@ -125,6 +145,7 @@ class CekuraSession:
             return
         problem = self.budget_problem(selected)
         self.state.spent = 0 if problem else sum(case.repeat for _, case in selected)
+        self.state.selected = list(selected)
         self.role.start(selected, lambda client: self._context(client, problem))
 
     def _context(self, client: CekuraClient | None, problem: str | None = None) -> FireContext:
@@ -143,9 +164,10 @@ class CekuraSession:
             env=environ(),
             batch_size=self.settings.batch_size,
             no_client_reason=problem or NO_KEY,
-            room_hook=room if self.has_room_provider() else None,
+            room_hook=room if hook.pytest_cekura_room.get_hookimpls() else None,
             entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
+            before_firing=self._start_bot,
         )
         ledger = self.ledger
         if ledger is None:
@@ -162,6 +184,61 @@ class CekuraSession:
         ctx.resume = lambda cases: ledger.resume(cases, ctx.env)
         ctx.on_fired = on_fired
         return ctx
+
+    # -- the bot under test ----------------------------------------------------------------
+
+    def _start_bot(self) -> str | None:
+        """Start the configured bot (once; in the process that fires): why nothing may be
+        fired, or None (also when no bot command is configured)."""
+        if self.bot is None:
+            try:
+                config = bot_config(self.settings.bot, self.state.bot_keys)
+            except ConfigError as exc:
+                return str(exc)
+            if config is None:
+                return None
+            self.bot = SessionBot(config, self.redactor)
+        ready = None
+        if self.bot.config.ready_url is None:
+            try:
+                ready, problem = self._ready_url()
+            except CekuraError as exc:
+                return str(exc)
+            if problem:
+                return problem
+        elif self.bot.config.ready_url:
+            try:
+                ready = expand(self.bot.config.ready_url, environ(), "bot_ready_url")
+            except CekuraError as exc:
+                return str(exc)
+        return self.bot.ensure(ready)
+
+    def _ready_url(self) -> tuple[str | None, str | None]:
+        """``{origin}/status`` of the start URL the selected cases use, if there is one."""
+        urls = {
+            expand(case.bot_start_url, environ(), f"case {case.name}")
+            for _, case in self.state.selected
+            if case.bot_start_url and not case.pipecat_room_url
+        }
+        if not urls and self.settings.defaults.bot_start_url:
+            urls.add(expand(self.settings.defaults.bot_start_url, environ(), "bot_start_url"))
+        origins = sorted({ready_url_for(url) for url in urls})
+        if len(origins) > 1:
+            return None, (
+                f"bot_command: the cases use start URLs on {len(origins)} servers; set "
+                "bot_ready_url to say which one is the bot's"
+            )
+        return (origins[0] if origins else None), None
+
+    def bot_log_tail(self, lines: int = 20) -> str:
+        """The last lines of the started bot's log, redacted ("" without a bot command)."""
+        try:
+            config = bot_config(self.settings.bot, self.state.bot_keys)
+        except ConfigError:
+            return ""
+        if config is None:
+            return ""
+        return self.redactor(log_tail(config.log_path, lines))
 
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
@@ -253,6 +330,10 @@ class CekuraSession:
         message = verdict.message
         if verdict.outcome != "passed":
             message += _transcript_tail(runs)
+            tail = self.bot_log_tail()
+            if tail and "--- last lines of" not in message:
+                indented = "".join(f"\n    {line}" for line in tail.splitlines())
+                message += f"\n  last lines of the bot's log:{indented}"
         return replace(
             verdict,
             message=self.redactor(message),
@@ -266,6 +347,7 @@ class CekuraSession:
         return [self.redactor(n) for n in dict.fromkeys([*role_notes, *self.state.notes])]
 
     def interrupt(self) -> None:
+        self.state.interrupted = True
         if self.role is not None:
             self.role.interrupt()
         if self.ledger is not None:
@@ -273,6 +355,13 @@ class CekuraSession:
             self.ledger.forget_since(self.started)
 
     def close(self) -> None:
+        if self.bot is not None:
+            if self.bot.running and not self.state.interrupted and self.role is not None:
+                # Under xdist other workers' runs may still be live in the bot's rooms.
+                with contextlib.suppress(Exception):
+                    for nodeid, _ in self.state.selected:
+                        self.role.runs(nodeid, 0)
+            self.bot.stop()
         if self.role is not None:
             self.role.close()
 

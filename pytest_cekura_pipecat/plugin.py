@@ -35,7 +35,8 @@ _SECRETS = "secrets"  # in the shared directory: every process's secrets (see _r
 MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
-    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None): run this "
+    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None, "
+    "bot_start_url=None, bot_start_headers=None, bot_start_body=None): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
 
@@ -273,7 +274,8 @@ class CekuraPlugin:
 
     def pytest_keyboard_interrupt(self) -> None:
         # Calls left running cost money. Under xdist the controller does this, once.
-        if self._session is not None:  # a worker only stops firing; it ends no call
+        # A worker only stops firing (it ends no call); every role stops its bot at once.
+        if self._session is not None:
             self._session.interrupt()
 
     @pytest.hookimpl(tryfirst=True, wrapper=True)

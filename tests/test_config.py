@@ -164,8 +164,9 @@ def test_no_room_url_anywhere_is_an_error(suite: Suite) -> None:
     assert_collection_error(
         suite,
         suite.run(),
-        "cekura.toml: case books: pipecat_room_url: no room URL for this case (set it on the "
-        "case, at the top of cekura.toml, or with the cekura_pipecat_room_url ini key)",
+        "cekura.toml: case books: pipecat_room_url: no room URL for this case (set "
+        "pipecat_room_url or bot_start_url on the case, at the top of cekura.toml, or with the "
+        "cekura_pipecat_room_url / cekura_bot_start_url ini keys)",
     )
 
 

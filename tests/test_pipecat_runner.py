@@ -7,11 +7,13 @@ stand-in (tests/standins/daily_api.py), so nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import socket
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import Suite
 from standins.daily_api import DailyApi
 
 from pytest_cekura_pipecat._bot import BotProcess, ready_url_for
@@ -102,3 +104,54 @@ def test_three_runs_get_three_rooms_from_the_real_runner(tmp_path: Path) -> None
     # Each bot session got the case in runner_args.body.
     for i in range(3):
         assert f"'cekura_case': 'books-a-table', 'cekura_scenario': 101, 'cekura_run': {i}" in log
+
+
+def test_bot_command_starts_the_real_runner_for_a_suite(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plugin starts the runner (``bot_command``), waits for its ``/status``, starts one
+    session per run through ``/start``, fires against the simulator, and stops the runner."""
+    (suite.pytester.path / "bot.py").write_text(BOT)
+    port = free_port()
+    command = shlex.join(
+        [sys.executable, "bot.py", "-t", "daily", "--host", "127.0.0.1", "--port", str(port)]
+    )
+    suite.toml(
+        f"""
+bot_command = "{command}"
+bot_start_url = "http://127.0.0.1:{port}/start"
+bot_start_body = {{ dailyRoomProperties = {{ max_participants = 2 }} }}
+
+[[case]]
+name = "books-a-table"
+scenario = 101
+repeat = 2
+
+[[case]]
+name = "opening-hours"
+scenario = 104
+"""
+    )
+    suite.sim.configure(room_exclusive=True, echo_secrets=True)
+    with DailyApi(DAILY_KEY) as daily:
+        monkeypatch.setenv("DAILY_API_URL", daily.url)
+        monkeypatch.setenv("DAILY_API_KEY", DAILY_KEY)
+        monkeypatch.setenv("DAILY_ROOM_URL", "")
+        monkeypatch.setenv("PYTHON_DOTENV_DISABLED", "1")
+        result = suite.pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--junitxml=junit.xml", "--cekura-report=report.json"
+        )
+    result.assert_outcomes(passed=2)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+    (post,) = suite.posts()
+    entries = post.body["scenarios"]
+    urls = sorted(e["pipecat_room_url"] for e in entries)
+    assert urls == sorted(r["url"] for r in daily.rooms.values()) and len(set(urls)) == 3
+    assert sorted(e["pipecat_token"] for e in entries) == sorted(daily.tokens)
+    assert len(set(daily.tokens)) == 3
+    out = suite.artifacts(result) + (suite.pytester.path / "report.json").read_text()
+    assert not any(token in out for token in daily.tokens)
+    log = (suite.pytester.path / "cekura-bot.log").read_text()
+    assert "'cekura_case': 'opening-hours'" in log

@@ -560,12 +560,23 @@ def _unnamed_entries(errors: dict[str, list[str]]) -> dict[str, list[str]]:
 def _rooms_taken(checked: StartRequest, live: set[str]) -> dict[str, list[str]]:
     """Entries whose room already has a caller: a live run, or an earlier entry of this body."""
     errors: dict[str, list[str]] = {}
-    seen: set[str] = set()
+    taken = {_room_key(room) for room in live}
     for index, (room, _) in enumerate(checked.rooms):
-        if room in live or room in seen:
+        key = _room_key(room)
+        if key in taken:
             errors[f"scenarios[{index}].pipecat_room_url"] = [_ROOM_TAKEN]
-        seen.add(room)
+        taken.add(key)
     return errors
+
+
+def _room_key(url: str) -> str:
+    """One Daily room, however its URL is written: no query (``?t=token``), no fragment,
+    no trailing slash, a case-insensitive host."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{(parts.netloc or '').lower()}{parts.path.rstrip('/')}"
+    except ValueError:
+        return url
 
 
 def _form_fields(body: bytes, content_type: str) -> list[tuple[str, str]] | None:
