@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ConfigError
+from ._thresholds import Quarantine, Threshold
 
 DEFAULT_TIMEOUT = 1800.0
 MAX_TIMEOUT = 24 * 3600.0
@@ -37,6 +38,9 @@ class Case:
     project: str | None = None
     marks: tuple[str, ...] = ()
     mock_tool_names: tuple[str, ...] | None = None  # None: not sent (Cekura mocks every tool)
+    thresholds: tuple[Threshold, ...] = ()  # every run must meet them, beyond Cekura's verdict
+    allow_unevaluated: bool = False  # a successful run with no score and no metric may pass
+    quarantine: Quarantine | None = None  # until its date, a failure does not block
 
 
 @dataclass(frozen=True)

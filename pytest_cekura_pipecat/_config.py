@@ -12,6 +12,7 @@ import ipaddress
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from pydantic import (
 
 from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Case, Defaults, has_template
 from ._errors import ConfigError
+from ._thresholds import Quarantine, merge_thresholds, parse_date, parse_thresholds
 
 MAX_REPEAT = 100  # Cekura's own frequency cap
 
@@ -39,6 +41,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True, frozen=True)
 
 
+class QuarantineFields(_Strict):
+    until: date
+    reason: NonEmpty
+    owner: NonEmpty | None = None
+    issue: NonEmpty | None = None
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> date:
+        return parse_date(value)
+
+    def value(self) -> Quarantine:
+        return Quarantine(self.until, self.reason, self.owner, self.issue)
+
+
 class _Common(_Strict):
     agent: PositiveInt | None = None
     pipecat_room_url: NonEmpty | None = None
@@ -47,6 +64,16 @@ class _Common(_Strict):
     timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT)] | None = None
     project: PositiveInt | NonEmpty | None = None
     mock_tool_names: list[NonEmpty] | None = None
+    thresholds: dict[str, str] | None = None
+    allow_unevaluated: bool | None = None
+    quarantine: QuarantineFields | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            parse_thresholds(value)  # a ValueError names the key and the problem
+        return value
 
     @field_validator("publish_data_message")
     @classmethod
@@ -168,6 +195,9 @@ def _merge(
 
     project = pick("project")
     timeout = pick("timeout")
+    suite = getattr(file_defaults, "thresholds", None) if file_defaults is not None else None
+    quarantine = pick("quarantine")
+    allow_unevaluated = pick("allow_unevaluated")
     return Case(
         name=name,
         scenario=fields.scenario,
@@ -182,6 +212,11 @@ def _merge(
         project=str(project) if project is not None else None,
         marks=marks,
         mock_tool_names=tuple(mock) if (mock := pick("mock_tool_names")) is not None else None,
+        thresholds=merge_thresholds(
+            parse_thresholds(suite or {}), parse_thresholds(fields.thresholds or {})
+        ),
+        allow_unevaluated=bool(allow_unevaluated),
+        quarantine=quarantine.value() if quarantine is not None else None,
     )
 
 

@@ -198,6 +198,13 @@ OPTIONS = [
         "NAMES",
     ),
     _Option(
+        "cekura_baseline",
+        "A JSON report (--cekura-report) of an earlier run: a case that did not pass there either is a known failure and does not block; one that passed there blocks as a new failure.",
+        str,
+        None,
+        "PATH",
+    ),
+    _Option(
         "cekura_pr_comment",
         "Write a Markdown pull-request comment body (totals, failing cases) to PATH.",
         str,
@@ -258,6 +265,16 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "cekura_no_annotations", "Same as --cekura-no-annotations.", type="bool", default=False
     )
+    group.addoption(
+        "--cekura-baseline-strict",
+        dest="cekura_baseline_strict",
+        action="store_true",
+        default=None,
+        help="With --cekura-baseline: known failures block too (new / known / fixed are still reported).",
+    )
+    parser.addini(
+        "cekura_baseline_strict", "Same as --cekura-baseline-strict.", type="bool", default=False
+    )
 
 
 @dataclass(frozen=True)
@@ -284,6 +301,8 @@ class Settings:
     dry_run: bool
     annotations: bool = True  # GitHub ::error lines (only when GITHUB_ACTIONS=true)
     pr_comment: str | None = None
+    baseline: str | None = None  # an absolute path
+    baseline_strict: bool = False
 
 
 class OptionError(ValueError):
@@ -372,7 +391,26 @@ def resolve(config: pytest.Config) -> Settings:
             or config.getini("cekura_no_annotations")
         ),
         pr_comment=_value(config, "cekura_pr_comment"),
+        baseline=_baseline_path(config),
+        baseline_strict=bool(
+            config.getoption("cekura_baseline_strict", None)
+            or config.getini("cekura_baseline_strict")
+        ),
     )
+
+
+def _baseline_path(config: pytest.Config) -> str | None:
+    """The baseline report's path, absolute: relative to the invocation directory on the
+    command line, to the ini file's directory in the ini file."""
+    raw = config.getoption("cekura_baseline", None)
+    base = config.invocation_params.dir
+    if raw in (None, ""):
+        raw = config.getini("cekura_baseline")
+        if config.inipath is not None:
+            base = config.inipath.parent
+    if not raw:
+        return None
+    return os.path.join(base, str(raw).strip())
 
 
 def simulated(settings: Settings, url: str) -> Settings:

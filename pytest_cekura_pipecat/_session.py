@@ -17,6 +17,7 @@ from ._case import Case, Room, environ, expand
 from ._client import CekuraClient
 from ._errors import CekuraError
 from ._firing import FireContext, dry_run
+from ._gating import Gating
 from ._options import PLUGIN_KEY, Settings
 from ._redact import Redactor
 from ._roles import Role, Runtime
@@ -228,6 +229,30 @@ class CekuraSession:
             message=self.redactor(message),
             first_reason=self.redactor(verdict.first_reason),
         )
+
+    def gating(self, nodeid: str) -> Gating:
+        """Whether the case's verdict blocks: quarantine and baseline (``_gating``)."""
+        from . import _gating
+        from ._options import PLUGIN_KEY
+
+        verdict = self.verdict(nodeid)
+        baseline = getattr(self.config.stash.get(PLUGIN_KEY, None), "baseline", None)
+        return _gating.gate(
+            self.state.cases[nodeid],
+            nodeid,
+            verdict.outcome == "passed",
+            baseline,
+            _gating.today(),
+        )
+
+    def fail(self, nodeid: str, verdict: CaseVerdict) -> None:
+        """End the test for a verdict that did not pass: pytest's fail, or xfail when a
+        quarantine or the baseline excuses it (never strict: a pass is just a pass)."""
+        gating = self.gating(nodeid)
+        if gating.excuse is not None:
+            pytest.xfail(self.redactor(f"{gating.excuse}: {verdict.first_reason}"))
+        message = verdict.message + (f"\n  {gating.note}" if gating.note else "")
+        pytest.fail(self.redactor(message), pytrace=False)
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from . import hooks
 from ._redact import RecordFactory, Redactor
 
 if TYPE_CHECKING:
+    from ._gating import Baseline
     from ._progress import Progress
     from ._session import CekuraSession
     from ._summary import Summary
@@ -33,7 +34,8 @@ _PLUGIN_NAME = "cekura-session"
 MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
-    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None): run this "
+    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None, thresholds=None, "
+    "allow_unevaluated=None, quarantine=None): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
 
@@ -68,7 +70,16 @@ def pytest_configure(config: pytest.Config) -> None:
             "Pipecat Cloud key)"
         )
     role = "worker" if workerinput is not None else "controller" if distributed else "local"
+    baseline = None
+    if settings.baseline:
+        from ._gating import BaselineError, load_baseline
+
+        try:
+            baseline = load_baseline(settings.baseline, settings.baseline_strict)
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
     plugin = CekuraPlugin(config, settings, role)
+    plugin.baseline = baseline
     config.stash[options.PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, _PLUGIN_NAME)
     if config.pluginmanager.hasplugin("xdist"):
@@ -101,6 +112,7 @@ class CekuraPlugin:
         self.redactor = Redactor()
         self.api_key = os.environ.get("CEKURA_API_KEY") or None
         self.simulator: Any = None
+        self.baseline: Baseline | None = None  # --cekura-baseline, read once
         self.shared_dir: Path | None = None
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
@@ -280,7 +292,7 @@ class CekuraPlugin:
             if not isinstance(item, CekuraItem):
                 verdict = session.verdict(item.nodeid)
                 if verdict.outcome == "failed":
-                    pytest.fail(verdict.message, pytrace=False)
+                    session.fail(item.nodeid, verdict)
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -298,6 +310,7 @@ class CekuraPlugin:
             data["rerun"] = session.state.attempts.get(item.nodeid, 0)
             data["notes"] = session.notes()
             data["simulated"] = self.settings.api_url_source == "simulator"
+            data.update(session.gating(item.nodeid).record())
             report.cekura = data  # type: ignore[attr-defined]
         return report
 
