@@ -67,6 +67,7 @@ class _Common(_Strict):
     thresholds: dict[str, str] | None = None
     allow_unevaluated: bool | None = None
     quarantine: QuarantineFields | None = None
+    adaptive: bool | None = None
 
     @field_validator("thresholds")
     @classmethod
@@ -89,6 +90,7 @@ class _CaseFields(_Common):
     scenario: PositiveInt
     repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
     min_passes: PositiveInt | None = None
+    canary: bool = False
 
     @model_validator(mode="after")
     def _min_passes_fits(self) -> _CaseFields:
@@ -217,6 +219,8 @@ def _merge(
         ),
         allow_unevaluated=bool(allow_unevaluated),
         quarantine=quarantine.value() if quarantine is not None else None,
+        canary=fields.canary,
+        adaptive=bool(pick("adaptive")),
     )
 
 

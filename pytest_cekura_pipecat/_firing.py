@@ -49,6 +49,8 @@ class FireContext:
     on_sending: Callable[[list[Slot]], None] | None = None  # before a request leaves
     on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
     attempt: int = 0
+    canaries: frozenset[str] = frozenset()  # node ids fired first and alone (``_canary``)
+    canary_poll: float = 3.0  # seconds between reads of a canary's result
     notes: list[str] = field(default_factory=list)
     systemic: str | None = None  # why every later request was refused (key, credit)
     stopped: str | None = None  # why nothing more is sent
@@ -261,13 +263,33 @@ def _plan(fired_at: float, pending: list[_Pending], ctx: FireContext) -> Plan:
 
 
 async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
-    """Fire every run of every case, batched; return the plan (never raises for a case)."""
+    """Fire every run of every case, batched; return the plan (never raises for a case).
+    Canaries (``ctx.canaries``) go first and alone: the rest is fired only if none of
+    their runs errored (``_canary.py``)."""
     fired_at = time.time()
     pending = _pending(cases, ctx.attempt)
     if ctx.client is None:
         _fail(pending, ctx.no_client_reason)
         ctx.notes.append(ctx.no_client_reason)
         return _plan(fired_at, pending, ctx)
+    first = [p for p in pending if p.slot.nodeid in ctx.canaries]
+    rest = [p for p in pending if p.slot.nodeid not in ctx.canaries]
+    if first and rest:
+        from ._canary import canary_problem
+
+        await _fire_pending(first, ctx)
+        problem = await canary_problem([(p.case, p.slot) for p in first], ctx)
+        if problem is not None:
+            _fail(rest, f"not fired: {problem}")
+            ctx.notes.append(f"cekura: {len(rest)} run(s) not fired: {problem}")
+        else:
+            await _fire_pending(rest, ctx)
+    else:
+        await _fire_pending(pending, ctx)
+    return _plan(fired_at, pending, ctx)
+
+
+async def _fire_pending(pending: list[_Pending], ctx: FireContext) -> None:
     limit = asyncio.Semaphore(max(1, ctx.concurrency * 4))
 
     async def prepare(item: _Pending) -> None:
@@ -283,7 +305,6 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
             await _send(key, batch, ctx)
 
     await asyncio.gather(*(send(key, batch) for key, batch in _batches(ready, ctx.batch_size)))
-    return _plan(fired_at, pending, ctx)
 
 
 def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:

@@ -77,6 +77,13 @@ def _tool_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise ValueError(f"{text} has an empty name")
+    return names
+
+
 def _shard(text: str) -> tuple[int, int]:
     if text == "auto":
         return SHARD_AUTO  # resolved from the CI system's variables: _ci.resolve_shard
@@ -198,6 +205,13 @@ OPTIONS = [
         "NAMES",
     ),
     _Option(
+        "cekura_canary",
+        "Fire these cases (comma-separated names) first and alone; the rest only if no canary run errored.",
+        _names,
+        (),
+        "NAMES",
+    ),
+    _Option(
         "cekura_baseline",
         "A JSON report (--cekura-report) of an earlier run: a case that did not pass there either is a known failure and does not block; one that passed there blocks as a new failure.",
         str,
@@ -303,6 +317,7 @@ class Settings:
     pr_comment: str | None = None
     baseline: str | None = None  # an absolute path
     baseline_strict: bool = False
+    canary: tuple[str, ...] = ()  # --cekura-canary: case names
 
 
 class OptionError(ValueError):
@@ -392,6 +407,7 @@ def resolve(config: pytest.Config) -> Settings:
         ),
         pr_comment=_value(config, "cekura_pr_comment"),
         baseline=_baseline_path(config),
+        canary=_value(config, "cekura_canary"),
         baseline_strict=bool(
             config.getoption("cekura_baseline_strict", None)
             or config.getini("cekura_baseline_strict")

@@ -21,7 +21,7 @@ from ._gating import Gating
 from ._options import PLUGIN_KEY, Settings
 from ._redact import Redactor
 from ._roles import Role, Runtime
-from ._verdict import CaseVerdict, CekuraRun, decide
+from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set: export your Cekura API key"
 
@@ -113,9 +113,26 @@ class CekuraSession:
             return
         problem = self.budget_problem(selected)
         self.state.spent = 0 if problem else sum(case.repeat for _, case in selected)
-        self.role.start(selected, lambda client: self._context(client, problem))
+        first = [(nodeid, replace(case, repeat=case.first_runs)) for nodeid, case in selected]
+        canaries = self.canaries(selected)
+        self.role.start(first, lambda client: self._context(client, problem, canaries))
 
-    def _context(self, client: CekuraClient | None, problem: str | None = None) -> FireContext:
+    def canaries(self, selected: Sequence[tuple[str, Case]]) -> frozenset[str]:
+        """The selected cases fired first and alone: ``canary = true`` or --cekura-canary."""
+        named = set(self.settings.canary)
+        found = {case.name for _, case in selected if case.name in named}
+        for name in sorted(named - found):
+            note = f"cekura: --cekura-canary: no selected case is named {name!r}"
+            if note not in self.state.notes:
+                self.state.notes.append(note)
+        return frozenset(nodeid for nodeid, case in selected if case.canary or case.name in named)
+
+    def _context(
+        self,
+        client: CekuraClient | None,
+        problem: str | None = None,
+        canaries: frozenset[str] = frozenset(),
+    ) -> FireContext:
         hook = self.config.pluginmanager.hook
 
         def room(case: Case) -> Room | None:
@@ -134,12 +151,25 @@ class CekuraSession:
             room_hook=room if self.has_room_provider() else None,
             entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
+            canaries=canaries,
+            canary_poll=self.settings.poll_interval,
         )
 
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
         ctx = self._context(None)
-        lines = dry_run(selected, ctx) if selected else ["cekura dry run: no Cekura case selected"]
+        first = [(nodeid, replace(case, repeat=case.first_runs)) for nodeid, case in selected]
+        lines = dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
+        lines += [
+            f"adaptive case {case.name}: up to {case.repeat - case.first_runs} more run(s) if "
+            "runs do not pass"
+            for _, case in selected
+            if case.adaptive and case.repeat > case.first_runs
+        ]
+        lines += [
+            f"canary {self.state.cases[nodeid].name}: fired first and alone"
+            for nodeid in sorted(self.canaries(selected))
+        ]
         problem = self.budget_problem(selected)
         return lines + ([problem] if problem else [])
 
@@ -178,7 +208,7 @@ class CekuraSession:
         attempt = self.state.attempts.get(nodeid, 0) + 1
         self.state.attempts[nodeid] = attempt
         self.state.verdicts.pop(nodeid, None)
-        self.role.refire(nodeid, case, attempt, self._context)
+        self.role.refire(nodeid, replace(case, repeat=case.first_runs), attempt, self._context)
         return True
 
     # -- judge -----------------------------------------------------------------------------
@@ -195,7 +225,8 @@ class CekuraSession:
                 CekuraRun(scenario_id=case.scenario, status="not_started", error_message=reason)
             ]
         else:
-            runs = self.role.runs(nodeid, self.state.attempts.get(nodeid, 0))
+            attempt = self.state.attempts.get(nodeid, 0)
+            runs = self._top_up(nodeid, case, self.role.runs(nodeid, attempt), attempt)
         runs = [
             replace(
                 run,
@@ -208,6 +239,20 @@ class CekuraSession:
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
         return verdict
+
+    def _top_up(
+        self, nodeid: str, case: Case, runs: list[CekuraRun], attempt: int
+    ) -> list[CekuraRun]:
+        """An adaptive case: fire one more run per run that did not pass, round after
+        round, while ``min_passes`` can still be reached (``adaptive_need``). Each round is
+        fired by this process as an attempt of its own (negative: never a rerun's number)."""
+        rounds = 0
+        while self.role is not None and (need := adaptive_need(case, runs)):
+            rounds += 1
+            key = -(attempt * 1000 + rounds)
+            self.role.refire(nodeid, replace(case, repeat=need), key, self._context)
+            runs = runs + self.role.runs(nodeid, key)
+        return runs
 
     def _decide(self, case: Case, runs: list[CekuraRun]) -> CaseVerdict:
         hook = self.config.pluginmanager.hook

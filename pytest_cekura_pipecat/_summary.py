@@ -171,6 +171,8 @@ class Summary:
             case["baseline"] = r["baseline"]
         if "quarantine" in r:
             case["quarantine"] = r["quarantine"]
+        if "adaptive" in r:
+            case["adaptive"] = r["adaptive"]
         return case
 
     def lines(self, width: int | None = None) -> list[str]:

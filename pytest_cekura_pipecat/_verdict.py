@@ -435,6 +435,21 @@ def _run_id(run: CekuraRun) -> str:
     return where + (f", result {run.result_id}" if run.result_id is not None else "")
 
 
+def adaptive_need(case: Case, runs: Sequence[CekuraRun]) -> int:
+    """How many more runs an adaptive case fires after ``runs``: one per run short of
+    ``min_passes`` while ``min_passes`` can still be reached within ``repeat``, else 0. The
+    verdict over the runs fired is then what all ``repeat`` runs would give."""
+    if not case.adaptive:
+        return 0
+    passes = sum(judge_run(case, run).outcome == "passed" for run in runs)
+    need = case.min_passes - passes
+    if need <= 0 or need > case.repeat - len(runs):
+        return 0
+    if any(run.run_id is None or run.error_message.startswith("circuit breaker") for run in runs):
+        return 0  # a start of unknown fate or a tripped breaker: never fire again
+    return need
+
+
 def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) -> CaseVerdict:
     """The case's verdict from its runs. ``override`` comes from ``pytest_cekura_verdict``.
     A run counts as passed when Cekura passed it and it meets every threshold of the case
@@ -481,6 +496,9 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
                 f"  {_run_id(run)}: {judgement.outcome}"
                 + (f": {'; '.join(reasons)}" if reasons else "")
             )
+    if case.adaptive:
+        saved = max(case.repeat - len(runs), 0)
+        lines.append(f"  adaptive: {len(runs)} of {case.repeat} runs fired, {saved} saved")
     if override is not None:
         lines.append(f"  verdict overridden by a pytest_cekura_verdict hook: {outcome}")
     lines.extend(f"  dashboard: {link}" for link in links)

@@ -35,7 +35,7 @@ MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
     "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None, thresholds=None, "
-    "allow_unevaluated=None, quarantine=None): run this "
+    "allow_unevaluated=None, quarantine=None, canary=False, adaptive=None): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
 
@@ -311,6 +311,13 @@ class CekuraPlugin:
             data["notes"] = session.notes()
             data["simulated"] = self.settings.api_url_source == "simulator"
             data.update(session.gating(item.nodeid).record())
+            if case.adaptive:
+                fired = len(verdict.runs)
+                data["adaptive"] = {
+                    "planned": case.repeat,
+                    "fired": fired,
+                    "saved": max(case.repeat - fired, 0),
+                }
             report.cekura = data  # type: ignore[attr-defined]
         return report
 

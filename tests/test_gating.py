@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from pytest_cekura_pipecat._verdict import (
     CekuraRun,
     ExpectedOutcomeResult,
     MetricResult,
+    adaptive_need,
     check_threshold,
     decide,
 )
@@ -119,7 +121,8 @@ def test_merge_thresholds_case_key_replaces_suite_key() -> None:
 def _run(**kw: Any) -> CekuraRun:
     kw.setdefault("run_id", 1)
     kw.setdefault("success", True)
-    return CekuraRun(scenario_id=201, status="completed", **kw)
+    kw.setdefault("status", "completed")
+    return CekuraRun(scenario_id=201, **kw)
 
 
 def test_check_threshold_states() -> None:
@@ -569,3 +572,152 @@ def test_markdown_shows_gate_for_documents() -> None:
     assert "flaky &#124; &lt;b&gt;" in text
     assert "[issue](https://github.com/acme/bot/issues/7)" in text
     assert "#### Quarantined (1)" in pr_comment(document)
+
+
+# -- canary and adaptive repeats -----------------------------------------------------------
+
+
+def test_canary_that_errors_leaves_exactly_one_entry_fired(suite: Suite) -> None:
+    suite.toml(
+        _toml("""
+        [[case]]
+        name = "bot-up"
+        scenario = 103
+        canary = true
+        [[case]]
+        name = "books"
+        scenario = 101
+        [[case]]
+        name = "late"
+        scenario = 102
+        repeat = 2
+        """)
+    )
+    result = suite.run("-rA")
+    result.assert_outcomes(errors=3)
+    entries = [e for post in suite.posts() for e in post.body["scenarios"]]
+    assert [e["scenario"] for e in entries] == [103]
+    result.stdout.fnmatch_lines(
+        ["*not fired: canary bot-up errored: Bot did not join*"], consecutive=False
+    )
+    assert result.stdout.str().count("not fired: canary bot-up errored: Bot did not join") >= 2
+
+
+def test_canary_that_passes_or_fails_lets_the_rest_fire(suite: Suite) -> None:
+    suite.toml(
+        _toml("""
+        [[case]]
+        name = "late"
+        scenario = 102
+        [[case]]
+        name = "books"
+        scenario = 101
+        [[case]]
+        name = "hours"
+        scenario = 101
+        """)
+    )
+    result = suite.run("--cekura-canary=late")
+    result.assert_outcomes(passed=2, failed=1)
+    posts = suite.posts()
+    assert [[e["scenario"] for e in p.body["scenarios"]] for p in posts] == [[102], [101, 101]]
+    assert suite.run("--cekura-canary=nope").ret == pytest.ExitCode.TESTS_FAILED
+    assert len(suite.posts()) == 3  # no canary: one request for all
+
+
+def test_adaptive_fires_only_what_can_change_the_verdict(suite: Suite) -> None:
+    suite.toml(
+        _toml("""
+        adaptive = true
+        [[case]]
+        name = "books"
+        scenario = 101
+        repeat = 5
+        min_passes = 3
+        [[case]]
+        name = "late"
+        scenario = 102
+        repeat = 5
+        min_passes = 2
+        """)
+    )
+    result = suite.run("-rA", "--cekura-report=report.json")
+    result.assert_outcomes(passed=1, failed=1)
+    entries = [e["scenario"] for post in suite.posts() for e in post.body["scenarios"]]
+    # books: 3 pass, done. late: 2 fail, 2 more, both fail, 1 left cannot reach 2: stop.
+    assert sorted(entries) == [101, 101, 101, 102, 102, 102, 102]
+    result.stdout.fnmatch_lines(["*adaptive: 4 of 5 runs fired, 1 saved*"])
+    report = json.loads((suite.pytester.path / "report.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    by_name = {c["name"]: c for c in report["cases"]}
+    assert by_name["books"]["adaptive"] == {"planned": 5, "fired": 3, "saved": 2}
+    assert len(by_name["late"]["runs"]) == 4
+
+
+def test_adaptive_need_matches_the_full_verdict() -> None:
+    case = Case("c", 201, "cekura.toml", repeat=5, min_passes=3, adaptive=True)
+    ok = _run(expected_outcome=ExpectedOutcomeResult(100.0))
+    bad = _run(success=False, expected_outcome=ExpectedOutcomeResult(10.0))
+    assert adaptive_need(case, [ok, ok, ok]) == 0
+    assert adaptive_need(case, [ok, bad, ok]) == 1
+    assert adaptive_need(case, [ok, bad, bad]) == 2
+    assert adaptive_need(case, [ok, bad, bad, ok, bad]) == 0  # nothing left
+    assert adaptive_need(case, [bad, bad, bad]) == 0  # 3 needed, 2 left: cannot pass
+    assert adaptive_need(case, [ok, bad, _run(run_id=None, status="not_started")]) == 0
+    assert decide(case, [ok, bad, ok, ok]).outcome == "passed"
+    assert adaptive_need(replace(case, adaptive=False), [ok, bad, ok]) == 0
+
+
+def test_canary_and_adaptive_under_xdist(suite: Suite) -> None:
+    suite.toml(
+        _toml("""
+        [[case]]
+        name = "bot-up"
+        scenario = 101
+        canary = true
+        [[case]]
+        name = "late"
+        scenario = 102
+        repeat = 3
+        min_passes = 1
+        adaptive = true
+        [[case]]
+        name = "books"
+        scenario = 101
+        repeat = 4
+        min_passes = 2
+        adaptive = true
+        """)
+    )
+    result = suite.run("-n", "2", "--cekura-report=report.json")
+    result.assert_outcomes(passed=2, failed=1)
+    posts = [[e["scenario"] for e in p.body["scenarios"]] for p in suite.posts()]
+    assert posts[0] == [101]  # the canary, alone
+    assert sorted(s for p in posts for s in p) == [101, 101, 101, 102, 102, 102]
+    report = json.loads((suite.pytester.path / "report.json").read_text())
+    by_name = {c["name"]: c for c in report["cases"]}
+    assert by_name["late"]["adaptive"] == {"planned": 3, "fired": 3, "saved": 0}
+    assert by_name["books"]["adaptive"] == {"planned": 4, "fired": 2, "saved": 2}
+
+
+def test_dry_run_plans_first_runs_and_canaries(suite: Suite) -> None:
+    suite.toml(
+        _toml("""
+        [[case]]
+        name = "bot-up"
+        scenario = 101
+        canary = true
+        [[case]]
+        name = "books"
+        scenario = 101
+        repeat = 5
+        min_passes = 3
+        adaptive = true
+        """)
+    )
+    result = suite.run("--cekura-dry-run")
+    out = result.stdout.str()
+    assert "cekura dry run: 4 run(s) in 1 request(s) would be started" in out
+    assert "adaptive case books: up to 2 more run(s) if runs do not pass" in out
+    assert "canary bot-up: fired first and alone" in out
+    assert not suite.posts()
