@@ -285,10 +285,18 @@ def test_thresholds_as_marker_kwargs_with_repeat(suite: Suite) -> None:
                             thresholds={"Latency (ms)": "<= 1000"})
         def test_too_slow():
             pass
+
+        @pytest.mark.cekura(scenario=102, pipecat_room_url=ROOM,
+                            quarantine={"until": "2099-01-01", "reason": "flaky", "owner": "@bo"})
+        def test_quarantined():
+            pass
         """
     )
     result = suite.run("-rA")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=1, xfailed=1)
+    assert "quarantined: test_quarantined (xfailed): until 2099-01-01 [active], owner @bo" in (
+        result.stdout.str()
+    )
     result.stdout.fnmatch_lines(
         [
             "*scenario 201 'Scores 90': 0 of 2 runs passed, 2 required*",
