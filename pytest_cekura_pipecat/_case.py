@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ConfigError
+from ._thresholds import Quarantine, Threshold
 
 DEFAULT_TIMEOUT = 1800.0
 MAX_TIMEOUT = 24 * 3600.0
@@ -45,6 +46,17 @@ class Case:
     bot_start_url: str | None = None
     bot_start_headers: Mapping[str, str] | None = field(default=None, repr=False)
     bot_start_body: Mapping[str, Any] | None = None
+    thresholds: tuple[Threshold, ...] = ()  # every run must meet them, beyond Cekura's verdict
+    allow_unevaluated: bool = False  # a successful run with no score and no metric may pass
+    quarantine: Quarantine | None = None  # until its date, a failure does not block
+    canary: bool = False  # fired first and alone; if it errors, nothing else is fired
+    adaptive: bool = False  # fire min_passes runs, then one more per run that did not pass
+
+    @property
+    def first_runs(self) -> int:
+        """How many runs the first firing starts: all of ``repeat``, or ``min_passes`` when
+        adaptive (more follow only while they can still change the verdict)."""
+        return self.min_passes if self.adaptive else self.repeat
 
 
 @dataclass(frozen=True)

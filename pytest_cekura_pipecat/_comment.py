@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link
+from ._markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link, md_quarantine_row
 from ._summary import BAD, Case, Document, counts_text, sort_key, totals
 
 MARKER = "<!-- pytest-cekura-pipecat -->"
@@ -29,7 +29,8 @@ def _provenance_line(provenance: dict[str, Any]) -> str:
 
 def pr_comment(document: Document, limit: int = _LIMIT) -> str:
     """Markdown: totals, the failing cases with reasons and links (split into new / known
-    failures and fixed cases when the cases carry a ``baseline``), under ``limit`` bytes."""
+    failures and fixed cases when the cases carry a ``baseline``), quarantined cases that did
+    not pass, under ``limit`` bytes."""
     cases = sorted(document["cases"], key=sort_key)
     t = document.get("totals") or totals(cases)
     failing = [c for c in cases if c.get("outcome") in BAD]
@@ -44,16 +45,19 @@ def pr_comment(document: Document, limit: int = _LIMIT) -> str:
     out.force("")
 
     sections: list[tuple[str, list[Case]]] = []
+    excused = [c for c in cases if c.get("outcome") == "xfailed"]
     if any("baseline" in c for c in cases):
         sections += [
             ("New failures", [c for c in failing if c.get("baseline") == "new"]),
-            ("Known failures", [c for c in failing if c.get("baseline") == "known"]),
+            ("Known failures", [c for c in failing + excused if c.get("baseline") == "known"]),
             ("Failing cases", [c for c in failing if c.get("baseline") not in ("new", "known")]),
             ("Fixed", [c for c in cases if c.get("baseline") == "fixed"]),
         ]
     else:
         sections.append(("Failing cases", failing))
-    if not failing and not any(title == "Fixed" and group for title, group in sections):
+    quarantined = [c for c in excused if c.get("quarantine") and c.get("baseline") != "known"]
+    sections.append(("Quarantined", quarantined))
+    if not failing and not any(title != "Failing cases" and group for title, group in sections):
         out.force("All cases passed." if cases else "No Cekura cases ran.")
         return out.text()
 
@@ -69,6 +73,8 @@ def pr_comment(document: Document, limit: int = _LIMIT) -> str:
             continue
         if title == "Fixed":
             rows = [f"- {md_code(c['name'])} (scenario {c['scenario']})" for c in group]
+        elif title == "Quarantined":
+            rows = [md_quarantine_row(c) for c in group]
         else:
             out.force(*MD_TABLE_HEAD)
             rows = [md_case_row(c, reason_limit=200) for c in group]

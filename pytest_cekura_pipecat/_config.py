@@ -12,6 +12,7 @@ import ipaddress
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from pydantic import (
 
 from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, BotKeys, Case, Defaults, has_template
 from ._errors import ConfigError
+from ._thresholds import Quarantine, merge_thresholds, parse_date, parse_thresholds
 
 MAX_REPEAT = 100  # Cekura's own frequency cap
 
@@ -37,6 +39,21 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True, frozen=True)
+
+
+class QuarantineFields(_Strict):
+    until: date
+    reason: NonEmpty
+    owner: NonEmpty | None = None
+    issue: NonEmpty | None = None
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> date:
+        return parse_date(value)
+
+    def value(self) -> Quarantine:
+        return Quarantine(self.until, self.reason, self.owner, self.issue)
 
 
 class _Common(_Strict):
@@ -52,6 +69,17 @@ class _Common(_Strict):
     bot_start_url: NonEmpty | None = None
     bot_start_headers: dict[NonEmpty, str] | None = None
     bot_start_body: dict[str, JsonValue] | None = None
+    thresholds: dict[str, str] | None = None
+    allow_unevaluated: bool | None = None
+    quarantine: QuarantineFields | None = None
+    adaptive: bool | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            parse_thresholds(value)  # a ValueError names the key and the problem
+        return value
 
     @field_validator("publish_data_message")
     @classmethod
@@ -67,6 +95,7 @@ class _CaseFields(_Common):
     scenario: PositiveInt
     repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
     min_passes: PositiveInt | None = None
+    canary: bool = False
 
     @model_validator(mode="after")
     def _min_passes_fits(self) -> _CaseFields:
@@ -239,6 +268,9 @@ def _merge(
     project = pick("project")
     timeout = pick("timeout")
     start_url, start_headers, start_body = _bot_start(fields, file_defaults, defaults)
+    suite = getattr(file_defaults, "thresholds", None) if file_defaults is not None else None
+    quarantine = pick("quarantine")
+    allow_unevaluated = pick("allow_unevaluated")
     return Case(
         name=name,
         scenario=fields.scenario,
@@ -258,6 +290,13 @@ def _merge(
         bot_start_url=start_url,
         bot_start_headers=start_headers,
         bot_start_body=start_body,
+        thresholds=merge_thresholds(
+            parse_thresholds(suite or {}), parse_thresholds(fields.thresholds or {})
+        ),
+        allow_unevaluated=bool(allow_unevaluated),
+        quarantine=quarantine.value() if quarantine is not None else None,
+        canary=fields.canary,
+        adaptive=bool(pick("adaptive")),
     )
 
 

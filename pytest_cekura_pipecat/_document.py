@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     pass
 
+from ._gating import gate_totals
 from ._summary import OUTCOMES, SCHEMA_VERSION, VERDICTS, Case, Document, Summary, totals
 
 # -- the JSON document ---------------------------------------------------------------------
@@ -63,6 +64,9 @@ def build_document(
             "notes": notes,
         }
     )
+    gate = gate_totals(cases)
+    if gate is not None:
+        document["gate"] = gate
     return document
 
 

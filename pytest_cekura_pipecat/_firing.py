@@ -62,6 +62,8 @@ class FireContext:
     # fired, or None. Blocking; run in a thread.
     before_firing: Callable[[], str | None] | None = None
     attempt: int = 0
+    canaries: frozenset[str] = frozenset()  # node ids fired first and alone (``_canary``)
+    canary_poll: float = 3.0  # seconds between reads of a canary's result
     notes: list[str] = field(default_factory=list)
     systemic: str | None = None  # why every later request was refused (key, credit)
     stopped: str | None = None  # why nothing more is sent
@@ -335,7 +337,8 @@ async def _fire_released(released: list[_Pending], ctx: FireContext) -> list[Slo
 async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
     """Fire the first wave of every case's runs, batched; return the plan (never raises for
     a case). Runs that must wait for a room's lane or for ``max_live_runs`` stay in
-    ``ctx.waves``, unfired, for :func:`fire_waves`."""
+    ``ctx.waves``, unfired, for :func:`fire_waves`. Canaries (``ctx.canaries``) go first
+    and alone: the rest is fired only if none of their runs errored (``_canary.py``)."""
     fired_at = time.time()
     pending = _pending(cases, ctx.attempt)
     if ctx.client is None:
@@ -351,10 +354,28 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
             return _plan(fired_at, pending, ctx)
     resumed = await _resume(cases, pending, ctx) if ctx.resume and not ctx.attempt else set()
     fresh = [p for p in pending if p.slot.key not in resumed]
+    canaries = [p for p in fresh if p.slot.nodeid in ctx.canaries]
+    if canaries and len(canaries) < len(fresh):
+        fresh = [p for p in fresh if p.slot.nodeid not in ctx.canaries]
+        problem = await _fire_canaries(canaries, ctx)
+        if problem is not None:
+            _fail(fresh, f"not fired: {problem}")
+            ctx.notes.append(f"cekura: {len(fresh)} run(s) not fired: {problem}")
+            return _plan(fired_at, pending, ctx)
     await _prepare_all([p for p in fresh if p.case.pipecat_room_url], ctx)
     ctx.waves = _schedule(fresh)
     await _fire_released(ctx.waves.next(), ctx)
     return _plan(fired_at, pending, ctx)
+
+
+async def _fire_canaries(canaries: list[_Pending], ctx: FireContext) -> str | None:
+    """Fire the canaries (all at once: nothing else is live yet) and wait for their runs;
+    why the rest must not be fired, or None."""
+    from ._canary import canary_problem
+
+    await _prepare_all([p for p in canaries if p.slot.error is None], ctx)
+    await _fire_released(canaries, ctx)
+    return await canary_problem([(p.case, p.slot) for p in canaries], ctx)
 
 
 WAVE_GATHER = 0.05  # seconds: runs that end together start their successors in one request

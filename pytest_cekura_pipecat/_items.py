@@ -61,7 +61,7 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
     if not any(name == "cekura_run_id" for name, _ in item.user_properties):
         item.user_properties.extend(properties(verdict))
     if verdict.outcome == "error":
-        raise NotEvaluated(verdict.message)
+        session.fail(item.nodeid, verdict)
     return verdict
 
 
@@ -143,9 +143,10 @@ class CekuraItem(pytest.Item):
         judge(CekuraSession.of(self.config), self)
 
     def runtest(self) -> None:
-        verdict = CekuraSession.of(self.config).verdict(self.nodeid)
+        session = CekuraSession.of(self.config)
+        verdict = session.verdict(self.nodeid)
         if verdict.outcome == "failed":
-            pytest.fail(verdict.message, pytrace=False)
+            session.fail(self.nodeid, verdict)
 
     def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None

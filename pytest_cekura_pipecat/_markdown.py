@@ -66,6 +66,47 @@ def md_case_row(case: Case, *, reason_limit: int = 300) -> str:
     )
 
 
+def md_quarantine_row(case: Case) -> str:
+    """``- name (scenario N): until 2026-12-31, owner @ana: reason, issue link``."""
+    q = case.get("quarantine") or {}
+    state = "" if q.get("active") else " (EXPIRED)"
+    owner = f", owner {md_text(str(q['owner']), 80)}" if q.get("owner") else ""
+    issue = md_link("issue", q.get("issue"))
+    return (
+        f"- {md_code(case['name'])} (scenario {case['scenario']}): until "
+        f"{md_text(str(q.get('until', '')))}{state}{owner}: {md_text(str(q.get('reason', '')), 200)}"
+        + (f" {issue}" if issue else "")
+    )
+
+
+def md_gate_lines(document: Document) -> list[str]:
+    """Baseline counts and the quarantined cases, for the step summary."""
+    gate = document.get("gate")
+    if not isinstance(gate, dict):
+        return []
+    cases = document["cases"]
+    lines: list[str] = []
+    if any(c.get("baseline") for c in cases):
+        lines.append(
+            f"**Against the baseline:** {gate['new']} new failure(s), {gate['known']} known "
+            f"failure(s), {gate['fixed']} fixed"
+        )
+        for kind, title in (("new", "New"), ("known", "Known"), ("fixed", "Fixed")):
+            names = [md_code(c["name"]) for c in cases if c.get("baseline") == kind]
+            if names:
+                lines.append(f"- {title}: " + ", ".join(names[:50]))
+        lines.append("")
+    quarantined = [c for c in cases if isinstance(c.get("quarantine"), dict)]
+    if quarantined:
+        lines.append(f"**Quarantined ({len(quarantined)}):**")
+        lines.extend(
+            md_quarantine_row(c) + f": {md_text(c.get('outcome') or 'unknown')}"
+            for c in quarantined[:100]
+        )
+        lines.append("")
+    return lines
+
+
 MD_TABLE_HEAD = [
     "| outcome | evaluation | case | scenario | failed metrics | reason | link |",
     "|---|---|---|---|---|---|---|",
@@ -118,6 +159,7 @@ def step_summary(document: Document, limit: int = STEP_SUMMARY_LIMIT) -> str:
         title += " (SIMULATED: local server, not Cekura)"
     out = Budget(limit)
     out.force(title, "", f"**{counts_text(t)}** of {t['cases']} case(s)", "")
+    out.force(*md_gate_lines(document))
     more = "… {} more cases, see the JSON report".format
     complete = True
     if bad:

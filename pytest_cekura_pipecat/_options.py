@@ -77,6 +77,13 @@ def _tool_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise ValueError(f"{text} has an empty name")
+    return names
+
+
 def _shard(text: str) -> tuple[int, int]:
     if text == "auto":
         return SHARD_AUTO  # resolved from the CI system's variables: _ci.resolve_shard
@@ -247,6 +254,20 @@ OPTIONS = [
         "NAMES",
     ),
     _Option(
+        "cekura_canary",
+        "Fire these cases (comma-separated names) first and alone; the rest only if no canary run errored.",
+        _names,
+        (),
+        "NAMES",
+    ),
+    _Option(
+        "cekura_baseline",
+        "A JSON report (--cekura-report) of an earlier run: a case that did not pass there either is a known failure and does not block; one that passed there blocks as a new failure.",
+        str,
+        None,
+        "PATH",
+    ),
+    _Option(
         "cekura_pr_comment",
         "Write a Markdown pull-request comment body (totals, failing cases) to PATH.",
         str,
@@ -316,6 +337,16 @@ def add_options(parser: pytest.Parser) -> None:
         "end their calls and fire every case anew (default: re-attach to them).",
     )
     parser.addini("cekura_fresh", "Same as --cekura-fresh.", type="bool", default=False)
+    group.addoption(
+        "--cekura-baseline-strict",
+        dest="cekura_baseline_strict",
+        action="store_true",
+        default=None,
+        help="With --cekura-baseline: known failures block too (new / known / fixed are still reported).",
+    )
+    parser.addini(
+        "cekura_baseline_strict", "Same as --cekura-baseline-strict.", type="bool", default=False
+    )
 
 
 @dataclass(frozen=True)
@@ -344,6 +375,9 @@ class Settings:
     pr_comment: str | None = None
     fresh: bool = False  # ignore the ledger of an earlier session's unjudged runs
     bot: BotOptions | None = None
+    baseline: str | None = None  # an absolute path
+    baseline_strict: bool = False
+    canary: tuple[str, ...] = ()  # --cekura-canary: case names
 
 
 @dataclass(frozen=True)
@@ -451,6 +485,12 @@ def resolve(config: pytest.Config) -> Settings:
         pr_comment=_value(config, "cekura_pr_comment"),
         fresh=bool(config.getoption("cekura_fresh", None) or config.getini("cekura_fresh")),
         bot=_bot_options(config),
+        baseline=_baseline_path(config),
+        canary=_value(config, "cekura_canary"),
+        baseline_strict=bool(
+            config.getoption("cekura_baseline_strict", None)
+            or config.getini("cekura_baseline_strict")
+        ),
     )
 
 
@@ -485,6 +525,20 @@ def _bot_options(config: pytest.Config) -> BotOptions:
         ini_dir=str(ini_dir),
         log=os.path.join(str(config.rootpath), log),
     )
+
+
+def _baseline_path(config: pytest.Config) -> str | None:
+    """The baseline report's path, absolute: relative to the invocation directory on the
+    command line, to the ini file's directory in the ini file."""
+    raw = config.getoption("cekura_baseline", None)
+    base = config.invocation_params.dir
+    if raw in (None, ""):
+        raw = config.getini("cekura_baseline")
+        if config.inipath is not None:
+            base = config.inipath.parent
+    if not raw:
+        return None
+    return os.path.join(base, str(raw).strip())
 
 
 def simulated(settings: Settings, url: str) -> Settings:

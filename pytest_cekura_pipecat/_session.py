@@ -18,14 +18,15 @@ import pytest
 from ._bot import SessionBot, bot_config, log_tail, ready_url_for
 from ._case import BotKeys, Case, Room, environ, expand
 from ._client import CekuraClient
-from ._errors import CekuraError, ConfigError
+from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._firing import FireContext, dry_run
+from ._gating import Gating
 from ._ledger import OFF_NOTE, Ledger, fingerprint
 from ._options import PLUGIN_KEY, Settings
 from ._plan import Slot
 from ._redact import Redactor
 from ._roles import Role, Runtime
-from ._verdict import CaseVerdict, CekuraRun, decide
+from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
 NO_KEY_LINE = (
@@ -146,9 +147,26 @@ class CekuraSession:
         problem = self.budget_problem(selected)
         self.state.spent = 0 if problem else sum(case.repeat for _, case in selected)
         self.state.selected = list(selected)
-        self.role.start(selected, lambda client: self._context(client, problem))
+        first = [(nodeid, replace(case, repeat=case.first_runs)) for nodeid, case in selected]
+        canaries = self.canaries(selected)
+        self.role.start(first, lambda client: self._context(client, problem, canaries))
 
-    def _context(self, client: CekuraClient | None, problem: str | None = None) -> FireContext:
+    def canaries(self, selected: Sequence[tuple[str, Case]]) -> frozenset[str]:
+        """The selected cases fired first and alone: ``canary = true`` or --cekura-canary."""
+        named = set(self.settings.canary)
+        found = {case.name for _, case in selected if case.name in named}
+        for name in sorted(named - found):
+            note = f"cekura: --cekura-canary: no selected case is named {name!r}"
+            if note not in self.state.notes:
+                self.state.notes.append(note)
+        return frozenset(nodeid for nodeid, case in selected if case.canary or case.name in named)
+
+    def _context(
+        self,
+        client: CekuraClient | None,
+        problem: str | None = None,
+        canaries: frozenset[str] = frozenset(),
+    ) -> FireContext:
         hook = self.config.pluginmanager.hook
 
         def room(case: Case) -> Room | None:
@@ -168,6 +186,8 @@ class CekuraSession:
             entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
             before_firing=self._start_bot,
+            canaries=canaries,
+            canary_poll=self.settings.poll_interval,
         )
         ledger = self.ledger
         if ledger is None:
@@ -243,7 +263,18 @@ class CekuraSession:
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
         ctx = self._context(None)
-        lines = dry_run(selected, ctx) if selected else ["cekura dry run: no Cekura case selected"]
+        first = [(nodeid, replace(case, repeat=case.first_runs)) for nodeid, case in selected]
+        lines = dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
+        lines += [
+            f"adaptive case {case.name}: up to {case.repeat - case.first_runs} more run(s) if "
+            "runs do not pass"
+            for _, case in selected
+            if case.adaptive and case.repeat > case.first_runs
+        ]
+        lines += [
+            f"canary {self.state.cases[nodeid].name}: fired first and alone"
+            for nodeid in sorted(self.canaries(selected))
+        ]
         problem = self.budget_problem(selected)
         return lines + ([problem] if problem else [])
 
@@ -282,7 +313,7 @@ class CekuraSession:
         attempt = self.state.attempts.get(nodeid, 0) + 1
         self.state.attempts[nodeid] = attempt
         self.state.verdicts.pop(nodeid, None)
-        self.role.refire(nodeid, case, attempt, self._context)
+        self.role.refire(nodeid, replace(case, repeat=case.first_runs), attempt, self._context)
         return True
 
     # -- judge -----------------------------------------------------------------------------
@@ -299,7 +330,8 @@ class CekuraSession:
                 CekuraRun(scenario_id=case.scenario, status="not_started", error_message=reason)
             ]
         else:
-            runs = self.role.runs(nodeid, self.state.attempts.get(nodeid, 0))
+            attempt = self.state.attempts.get(nodeid, 0)
+            runs = self._top_up(nodeid, case, self.role.runs(nodeid, attempt), attempt)
         runs = [
             replace(
                 run,
@@ -314,6 +346,20 @@ class CekuraSession:
         if self.ledger is not None and not self.state.attempts.get(nodeid, 0):
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
+
+    def _top_up(
+        self, nodeid: str, case: Case, runs: list[CekuraRun], attempt: int
+    ) -> list[CekuraRun]:
+        """An adaptive case: fire one more run per run that did not pass, round after
+        round, while ``min_passes`` can still be reached (``adaptive_need``). Each round is
+        fired by this process as an attempt of its own (negative: never a rerun's number)."""
+        rounds = 0
+        while self.role is not None and (need := adaptive_need(case, runs)):
+            rounds += 1
+            key = -(attempt * 1000 + rounds)
+            self.role.refire(nodeid, replace(case, repeat=need), key, self._context)
+            runs = runs + self.role.runs(nodeid, key)
+        return runs
 
     def _decide(self, case: Case, runs: list[CekuraRun]) -> CaseVerdict:
         hook = self.config.pluginmanager.hook
@@ -339,6 +385,33 @@ class CekuraSession:
             message=self.redactor(message),
             first_reason=self.redactor(verdict.first_reason),
         )
+
+    def gating(self, nodeid: str) -> Gating:
+        """Whether the case's verdict blocks: quarantine and baseline (``_gating``)."""
+        from . import _gating
+        from ._options import PLUGIN_KEY
+
+        verdict = self.verdict(nodeid)
+        baseline = getattr(self.config.stash.get(PLUGIN_KEY, None), "baseline", None)
+        return _gating.gate(
+            self.state.cases[nodeid],
+            nodeid,
+            verdict.outcome == "passed",
+            baseline,
+            _gating.today(),
+        )
+
+    def fail(self, nodeid: str, verdict: CaseVerdict) -> None:
+        """End the test for a verdict that did not pass: pytest's fail (``NotEvaluated`` for
+        an error), or xfail when a quarantine or the baseline excuses it (never strict: a
+        pass is just a pass)."""
+        gating = self.gating(nodeid)
+        if gating.excuse is not None:
+            pytest.xfail(self.redactor(f"{gating.excuse}: {verdict.first_reason}"))
+        message = self.redactor(verdict.message + (f"\n  {gating.note}" if gating.note else ""))
+        if verdict.outcome == "error":
+            raise NotEvaluated(message)  # errors, and reporters such as Allure say "broken"
+        pytest.fail(message, pytrace=False)
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ def record(
     ``path`` (relative to the rootdir) and ``line`` (1-based) point at the case's
     declaration; left None, they are taken from the test report's location."""
     runs = verdict.runs if verdict is not None else ()
+    judged = verdict.judged if verdict is not None and verdict.judged else (None,) * len(runs)
     return {
         "name": name,
         "nodeid": nodeid,
@@ -60,7 +61,7 @@ def record(
                 "result_id": r.result_id,
                 "status": r.status,
                 "success": r.success,
-                "verdict": r.verdict,
+                "verdict": j.outcome if j is not None else r.verdict,
                 "score": r.expected_outcome.score,
                 "failed_metrics": [
                     {"name": m.name, "explanation": list(m.explanation)}
@@ -70,8 +71,9 @@ def record(
                 "error_message": r.error_message,
                 "duration": r.duration,
                 "dashboard_url": r.dashboard_url,
+                **({"thresholds": [c.to_json() for c in j.checks]} if j and j.checks else {}),
             }
-            for r in runs
+            for r, j in zip(runs, judged, strict=True)
         ],
     }
 
@@ -167,6 +169,10 @@ class Summary:
         }
         if "baseline" in r:
             case["baseline"] = r["baseline"]
+        if "quarantine" in r:
+            case["quarantine"] = r["quarantine"]
+        if "adaptive" in r:
+            case["adaptive"] = r["adaptive"]
         return case
 
     def lines(self, width: int | None = None) -> list[str]:
@@ -273,5 +279,8 @@ def terminal_lines(cases: Sequence[Case], notes: Sequence[str], width: int | Non
     t = totals(rows)
     rate = f" · pass rate {t['pass_rate']:.0f}%" if t["pass_rate"] is not None else ""
     out.append(f"{t['cases']} case(s), {t['runs']} run(s): {counts_text(t)}{rate}")
+    from ._gating import gate_lines
+
+    out.extend(gate_lines(rows))
     out.extend(notes)
     return out

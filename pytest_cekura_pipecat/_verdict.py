@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from ._case import Case
 from ._models import TERMINAL_STATUSES, Run, short_text
+from ._thresholds import SCORE, Threshold
 
 Outcome = Literal["passed", "failed", "error"]
 
@@ -293,11 +294,138 @@ def run_reasons(run: CekuraRun) -> list[str]:
 
 
 @dataclass(frozen=True)
+class ThresholdCheck:
+    """A threshold against one run: ``state`` held, broken, or missing (the run does not
+    carry the score or metric, or carries no value the threshold can compare)."""
+
+    threshold: Threshold
+    state: Literal["held", "broken", "missing"]
+    measured: Any = None
+    problem: str = ""
+
+    @property
+    def reason(self) -> str:
+        if self.state == "missing":
+            return f"threshold '{self.threshold.text}': {self.problem}"
+        return f"threshold '{self.threshold.text}' not met: measured {_show(self.measured)}"
+
+    def to_json(self) -> dict[str, Any]:
+        measured = self.measured
+        if not (measured is None or isinstance(measured, bool | int | float | str)):
+            measured = _show(measured)
+        return {
+            "threshold": self.threshold.text,
+            "state": self.state,
+            "measured": measured,
+        }
+
+
+def _find_metric(run: CekuraRun, name: str) -> MetricResult | None:
+    exact = next((m for m in run.metrics if m.name == name), None)
+    if exact is not None:
+        return exact
+    folded = name.strip().casefold()
+    return next((m for m in run.metrics if m.name.strip().casefold() == folded), None)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def check_threshold(threshold: Threshold, run: CekuraRun) -> ThresholdCheck:
+    """Does ``run`` meet ``threshold``? Fail-closed: what the run does not carry is missing."""
+    if threshold.key == SCORE:
+        score = run.expected_outcome.score
+        if score is None:
+            return ThresholdCheck(
+                threshold, "missing", problem="the run has no expected-outcome score"
+            )
+        held = threshold.holds_number(score)
+        return ThresholdCheck(threshold, "held" if held else "broken", score)
+    metric = _find_metric(run, threshold.key)
+    if metric is None:
+        return ThresholdCheck(
+            threshold, "missing", problem=f"the run has no metric '{threshold.key}'"
+        )
+    if threshold.op == "pass":
+        if metric.passed is None:
+            return ThresholdCheck(
+                threshold, "missing", problem=f"metric '{metric.name}' has no pass/fail"
+            )
+        return ThresholdCheck(
+            threshold, "held" if metric.passed else "broken", "pass" if metric.passed else "fail"
+        )
+    if threshold.op == "in":
+        label = next((v for v in (metric.enum, metric.value, metric.score) if v is not None), None)
+        if label is None or isinstance(label, dict | list):
+            return ThresholdCheck(
+                threshold, "missing", problem=f"metric '{metric.name}' has no value"
+            )
+        return ThresholdCheck(
+            threshold, "held" if threshold.holds_choice(label) else "broken", label
+        )
+    number = metric.score if metric.score is not None else _number(metric.value)
+    if number is None:
+        return ThresholdCheck(
+            threshold, "missing", problem=f"metric '{metric.name}' has no numeric value"
+        )
+    return ThresholdCheck(threshold, "held" if threshold.holds_number(number) else "broken", number)
+
+
+def evaluated_nothing(run: CekuraRun) -> bool:
+    """Completed, successful, not reviewed, and no score, metric or rubric rule at all."""
+    return (
+        run.status == "completed"
+        and run.success is True
+        and not run.reviewed
+        and run.expected_outcome.score is None
+        and not run.metrics
+        and not run.rubric
+    )
+
+
+@dataclass(frozen=True)
+class RunJudgement:
+    """A run under the case's gate: Cekura's verdict, then the thresholds and the rule that
+    a run nothing evaluated is not a pass."""
+
+    outcome: Outcome
+    reasons: tuple[str, ...]
+    checks: tuple[ThresholdCheck, ...] = ()
+
+
+def judge_run(case: Case, run: CekuraRun) -> RunJudgement:
+    verdict = run.verdict
+    reasons = run_reasons(run)
+    if verdict == "error":
+        return RunJudgement("error", tuple(reasons))
+    checks = tuple(check_threshold(t, run) for t in case.thresholds)
+    missing = [c.reason for c in checks if c.state == "missing"]
+    broken = [c.reason for c in checks if c.state == "broken"]
+    if verdict == "failed":
+        return RunJudgement("failed", tuple(reasons + broken + missing), checks)
+    if evaluated_nothing(run) and not case.allow_unevaluated:
+        nothing = (
+            "Cekura evaluated nothing for this run (attach an expected outcome or metrics to "
+            f"scenario {case.scenario}, or set allow_unevaluated = true)"
+        )
+        return RunJudgement("error", (nothing, *missing), checks)
+    if missing:
+        return RunJudgement("error", tuple(missing + broken), checks)
+    if broken:
+        return RunJudgement("failed", tuple(broken), checks)
+    return RunJudgement("passed", (), checks)
+
+
+@dataclass(frozen=True)
 class CaseVerdict:
     outcome: Outcome
     message: str
     first_reason: str
     runs: tuple[CekuraRun, ...]
+    judged: tuple[RunJudgement, ...] = ()  # per run, in order; empty: Cekura's verdicts
 
 
 def _run_id(run: CekuraRun) -> str:
@@ -307,10 +435,28 @@ def _run_id(run: CekuraRun) -> str:
     return where + (f", result {run.result_id}" if run.result_id is not None else "")
 
 
+def adaptive_need(case: Case, runs: Sequence[CekuraRun]) -> int:
+    """How many more runs an adaptive case fires after ``runs``: one per run short of
+    ``min_passes`` while ``min_passes`` can still be reached within ``repeat``, else 0. The
+    verdict over the runs fired is then what all ``repeat`` runs would give."""
+    if not case.adaptive:
+        return 0
+    passes = sum(judge_run(case, run).outcome == "passed" for run in runs)
+    need = case.min_passes - passes
+    if need <= 0 or need > case.repeat - len(runs):
+        return 0
+    if any(run.run_id is None or run.error_message.startswith("circuit breaker") for run in runs):
+        return 0  # a start of unknown fate or a tripped breaker: never fire again
+    return need
+
+
 def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) -> CaseVerdict:
-    """The case's verdict from its runs. ``override`` comes from ``pytest_cekura_verdict``."""
-    passes = sum(run.passed for run in runs)
-    errors = sum(run.verdict == "error" for run in runs)
+    """The case's verdict from its runs. ``override`` comes from ``pytest_cekura_verdict``.
+    A run counts as passed when Cekura passed it and it meets every threshold of the case
+    (``judge_run``)."""
+    judged = [judge_run(case, run) for run in runs]
+    passes = sum(j.outcome == "passed" for j in judged)
+    errors = sum(j.outcome == "error" for j in judged)
     outcome: Outcome
     if override is not None:
         outcome = "passed" if override else "failed"
@@ -322,19 +468,19 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
         outcome = "failed"
     name = next((r.scenario_name for r in runs if r.scenario_name), "")
     title = f"scenario {case.scenario}" + (f" '{name}'" if name else "")
-    first = next((reasons[0] for run in runs if (reasons := run_reasons(run))), "")
+    first = next((j.reasons[0] for j in judged if j.reasons), "")
     links = sorted({r.dashboard_url for r in runs if r.dashboard_url})
     lines: list[str]
     if len(runs) == 1:
-        run = runs[0]
-        reasons = run_reasons(run)
+        run, judgement = runs[0], judged[0]
+        reasons = list(judgement.reasons)
         if outcome == "passed":
             head = f"{title} passed"
         elif outcome == "failed":
             head = f"{title} failed its evaluation"
         else:
             head = f"{title} errored"
-        if run.passed and (note := review_note(run)):
+        if judgement.outcome == "passed" and (note := review_note(run)):
             # Say what the human overruled, if Cekura's own evaluation had found anything.
             reasons = [note, *(f"overruled: {r}" for r in _evaluation_reasons(run))]
         if reasons:
@@ -342,14 +488,18 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
         lines = [head, *(f"  {r}" for r in reasons[1:]), f"  {_run_id(run)}"]
     else:
         lines = [f"{title}: {passes} of {len(runs)} runs passed, {case.min_passes} required"]
-        for run in runs:
-            reasons = run_reasons(run)
-            if run.passed and (note := review_note(run)):
+        for run, judgement in zip(runs, judged, strict=True):
+            reasons = list(judgement.reasons)
+            if judgement.outcome == "passed" and (note := review_note(run)):
                 reasons = [note]
             lines.append(
-                f"  {_run_id(run)}: {run.verdict}" + (f": {'; '.join(reasons)}" if reasons else "")
+                f"  {_run_id(run)}: {judgement.outcome}"
+                + (f": {'; '.join(reasons)}" if reasons else "")
             )
+    if case.adaptive:
+        saved = max(case.repeat - len(runs), 0)
+        lines.append(f"  adaptive: {len(runs)} of {case.repeat} runs fired, {saved} saved")
     if override is not None:
         lines.append(f"  verdict overridden by a pytest_cekura_verdict hook: {outcome}")
     lines.extend(f"  dashboard: {link}" for link in links)
-    return CaseVerdict(outcome, "\n".join(lines), first, tuple(runs))
+    return CaseVerdict(outcome, "\n".join(lines), first, tuple(runs), tuple(judged))

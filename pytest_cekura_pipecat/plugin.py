@@ -24,6 +24,7 @@ from . import hooks
 from ._redact import RecordFactory, Redactor, mask_debug_trace
 
 if TYPE_CHECKING:
+    from ._gating import Baseline
     from ._progress import Progress
     from ._session import CekuraSession
     from ._summary import Summary
@@ -36,7 +37,9 @@ MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
     "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None, "
-    "bot_start_url=None, bot_start_headers=None, bot_start_body=None): run this "
+    "bot_start_url=None, bot_start_headers=None, bot_start_body=None, room_concurrency=None, "
+    "max_live_runs=None, thresholds=None, allow_unevaluated=None, quarantine=None, "
+    "canary=False, adaptive=None): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
 
@@ -71,7 +74,16 @@ def pytest_configure(config: pytest.Config) -> None:
             "Pipecat Cloud key)"
         )
     role = "worker" if workerinput is not None else "controller" if distributed else "local"
+    baseline = None
+    if settings.baseline:
+        from ._gating import BaselineError, load_baseline
+
+        try:
+            baseline = load_baseline(settings.baseline, settings.baseline_strict)
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
     plugin = CekuraPlugin(config, settings, role)
+    plugin.baseline = baseline
     config.stash[options.PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, _PLUGIN_NAME)
     if config.pluginmanager.hasplugin("xdist"):
@@ -105,6 +117,7 @@ class CekuraPlugin:
         self.started = time.time()  # what the ledger forgets on an interrupt is newer
         self.api_key = os.environ.get("CEKURA_API_KEY") or None
         self.simulator: Any = None
+        self.baseline: Baseline | None = None  # --cekura-baseline, read once
         self.shared_dir: Path | None = None
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
@@ -324,7 +337,7 @@ class CekuraPlugin:
             if not isinstance(item, CekuraItem):
                 verdict = session.verdict(item.nodeid)
                 if verdict.outcome == "failed":
-                    pytest.fail(verdict.message, pytrace=False)
+                    session.fail(item.nodeid, verdict)
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -351,6 +364,14 @@ class CekuraPlugin:
                 data["notes"] = list(notes)
                 self._sent_notes = notes
             data["simulated"] = self.settings.api_url_source == "simulator"
+            data.update(session.gating(item.nodeid).record())
+            if case.adaptive:
+                fired = len(verdict.runs)
+                data["adaptive"] = {
+                    "planned": case.repeat,
+                    "fired": fired,
+                    "saved": max(case.repeat - fired, 0),
+                }
             report.cekura = data  # type: ignore[attr-defined]
         return report
 

@@ -145,6 +145,8 @@ def test_parse_duration(value: str | None, seconds: float | None) -> None:
 def _cekura(status: str = "completed", success: bool | None = True, **kw: Any) -> CekuraRun:
     kw.setdefault("run_id", 90001)
     kw.setdefault("result_id", 7)
+    if success is True:  # a pass carries evidence: a run nothing evaluated is an error
+        kw.setdefault("expected_outcome", ExpectedOutcomeResult(100.0))
     return CekuraRun(scenario_id=101, status=status, success=success, **kw)
 
 

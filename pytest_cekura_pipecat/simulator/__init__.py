@@ -50,6 +50,7 @@ Scenarios file (TOML): one ``[[scenario]]`` table per scenario id::
     non_finite = "duration"     # "" | duration (Infinity) | score (NaN): non-strict JSON
     numeric_metrics = { "Latency (ms)" = 1234 }
     enum_metrics = { "Call outcome" = "escalated" }
+    score = 90                  # expected-outcome score (default: 100 pass, 40 fail)
 
 Any other key, a wrong type or a duplicate id is a ``SimulatorConfigError`` whose message is
 one line: ``FILE: scenario N: FIELD: MESSAGE``.

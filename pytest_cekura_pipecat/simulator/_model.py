@@ -72,6 +72,14 @@ def check_script_field(field: str, value: object) -> str | None:
             for _, v in pairs
         ):
             return "must map metric names to finite numbers"
+    elif field == "score":
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0 <= value <= 100
+        ):
+            return f"must be a number from 0 to 100, got {value!r}"
     elif field == "enum_metrics":
         pairs = _pairs(value)
         if pairs is None or not all(isinstance(v, str) for _, v in pairs):
@@ -114,7 +122,8 @@ class ScenarioScript:
     ``non_finite`` writes ``"duration": Infinity`` or a ``NaN`` expected-outcome score into
     the raw JSON (not strict JSON, on purpose) for this scenario's runs once terminal.
     ``numeric_metrics`` (name -> number, e.g. latency in ms) and ``enum_metrics``
-    (name -> label) are added to the run's evaluation.
+    (name -> label) are added to the run's evaluation. ``score`` replaces the expected-outcome
+    score a pass (100) or a fail (40) carries.
     """
 
     id: int
@@ -129,6 +138,7 @@ class ScenarioScript:
     non_finite: NonFinite = ""
     numeric_metrics: tuple[tuple[str, float], ...] = ()
     enum_metrics: tuple[tuple[str, str], ...] = ()
+    score: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -282,7 +282,7 @@ def _verdict_fields(script: ScenarioScript, fmt: MetricFormat) -> dict[str, Any]
     """The fields a run carries once it reached its scripted terminal status."""
     outcome = script.outcome
     fields: dict[str, Any] = {"metadata": {"ended_reason": _ENDED_REASON.get(outcome)}}
-    met = _outcome(100, ["The expected outcome was met."])
+    met = _outcome(100 if script.score is None else script.score, ["The expected outcome was met."])
     if outcome in ("pass", "evaluated_nothing"):
         fields["success"] = True
         if outcome == "pass":
@@ -291,7 +291,8 @@ def _verdict_fields(script: ScenarioScript, fmt: MetricFormat) -> dict[str, Any]
     elif outcome == "fail":
         fields["success"] = False
         fields["expected_outcome"] = _outcome(
-            40, list(script.reasons) or ["The agent did not achieve the expected outcome."]
+            40 if script.score is None else script.score,
+            list(script.reasons) or ["The agent did not achieve the expected outcome."],
         )
         fields["evaluation"] = {"metrics": _metrics(script, script.failed_metrics, fmt)}
     elif outcome == "rubric_fail":
