@@ -163,3 +163,12 @@ def test_invalid_room_concurrency_is_one_clear_line(suite: Suite) -> None:
     assert "room_concurrency" in out and "cekura.toml" in out
     assert "Traceback" not in out
     assert suite.posts() == []
+
+
+def test_a_case_waiting_in_a_lane_is_not_timed_out_early(suite: Suite) -> None:
+    """Each run's timeout counts from its own firing: three 0.3 s runs in one room take
+    about a second in all, longer than the 0.8 s timeout of each."""
+    _ini(suite)
+    suite.toml(SHARED_ROOM.replace("[[case]]", "[[case]]\ntimeout = 0.8", 3))
+    suite.run().assert_outcomes(passed=4)
+    assert len(suite.posts()) == 4
