@@ -396,7 +396,9 @@ class Watcher:
                 self._finish(slot, self._error(slot, reason))
 
     async def end_live_calls(self, budget: float | None = None) -> list[int]:
-        """End the calls of every result with open runs, concurrently, within ``budget``."""
+        """End the calls of every result with open runs, concurrently, within ``budget``
+        (slots added a moment ago, still in the inbox, included)."""
+        self._drain()
         live = sorted(w.result_id for w in self._watched.values() if w.open)
         if not live:
             return []

@@ -121,6 +121,7 @@ class CekuraPlugin:
         self.shared_dir: Path | None = None
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
+        self._building = threading.RLock()  # the controller may build it on another thread
         self._summary: Summary | None = None
         self._sent_notes: tuple[str, ...] = ()
         self._wake: threading.Thread | None = None
@@ -145,11 +146,12 @@ class CekuraPlugin:
 
     @property
     def session(self) -> CekuraSession:
-        if self._session is None:
-            from ._build import build_session
+        with self._building:
+            if self._session is None:
+                from ._build import build_session
 
-            self._session = build_session(self)
-        return self._session
+                self._session = build_session(self)
+            return self._session
 
     def close(self) -> None:
         self._stop.set()
@@ -178,11 +180,14 @@ class CekuraPlugin:
             self._wake.start()
         return self.shared_dir
 
+    def _firing_started(self) -> bool:
+        shared = self.shared_dir
+        return shared is not None and (any(shared.glob("sending-*")) or any(shared.glob("batch-*")))
+
     def _wake_on_firing(self) -> None:
         """The controller builds its runtime (the watcher) only once a worker fires."""
-        assert self.shared_dir is not None
         while not self._stop.wait(0.05):
-            if any(self.shared_dir.glob("sending-*")) or any(self.shared_dir.glob("batch-*")):
+            if self._firing_started():
                 _ = self.session
                 return
 
@@ -288,6 +293,8 @@ class CekuraPlugin:
     def pytest_keyboard_interrupt(self) -> None:
         # Calls left running cost money. Under xdist the controller does this, once.
         # A worker only stops firing (it ends no call); every role stops its bot at once.
+        if self._session is None and self.role == "controller" and self._firing_started():
+            _ = self.session  # a worker fired while the watcher was being built: end its calls
         if self._session is not None:
             self._session.interrupt()
 

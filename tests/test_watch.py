@@ -188,3 +188,19 @@ def test_the_breaker_sees_one_outage_however_it_is_stamped() -> None:
     assert "circuit breaker" in published[slots[-1].key].error_message
     assert when[slots[-1].key] - T0 < 5  # not its 600 s timeout
     assert 9 in client.ended_results
+
+
+def test_an_interrupt_ends_the_calls_of_slots_added_a_moment_before() -> None:
+    """Slots still in the inbox (added, not yet seen by the loop) are live calls too."""
+    clock = Clock()
+    client = FakeClient(clock, lambda r, now: {"id": r, "runs": [run(11, "running")]})
+    watcher = Watcher(
+        client,  # type: ignore[arg-type]
+        WatchSettings(poll_interval=1.0),
+        lambda slot, run: None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    watcher.add([slot(1, 11)])
+    assert asyncio.run(watcher.end_live_calls(1.0)) == [1]
+    assert client.ended_results == [1]
