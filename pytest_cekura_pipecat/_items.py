@@ -16,6 +16,7 @@ from ._config import (
     bot_keys,
     case_from_marker,
     case_line,
+    case_lines,
     file_defaults,
     load_cases,
     nearest_toml,
@@ -82,8 +83,9 @@ class CekuraFile(pytest.File):
             session.state.broken_files.add(self.path)
             raise self.CollectError(str(exc)) from None
         self._check_marks(cases)
-        for case in cases:
-            item = CekuraItem.from_parent(self, name=case.name, case=case)
+        lines = case_lines(self.path.read_text(encoding="utf-8"), len(cases))
+        for case, line in zip(cases, lines, strict=True):
+            item = CekuraItem.from_parent(self, name=case.name, case=case, line=line)
             for mark in case.marks:
                 # Not through ``pytest.mark.<name>``: its unknown-mark warning would point
                 # at this module, not at the user's file.
@@ -108,7 +110,7 @@ class CekuraFile(pytest.File):
                     continue
                 if text is None:
                     text = self.path.read_text(encoding="utf-8")
-                line = case_line(text, index)
+                line = case_line(text, index, key="marks")
                 where = f"{self.nodeid}:{line}" if line else self.nodeid
                 if strict:
                     problems.append(
@@ -133,11 +135,13 @@ class CekuraFile(pytest.File):
 
 
 class CekuraItem(pytest.Item):
-    """One case of a ``cekura.toml``, backed by ``repeat`` runs."""
+    """One case of a ``cekura.toml``, backed by ``repeat`` runs. ``line`` (1-based) is its
+    ``[[case]]`` line, None when the file spells cases another way."""
 
-    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, line: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.line = line
 
     def setup(self) -> None:
         judge(CekuraSession.of(self.config), self)
@@ -156,7 +160,10 @@ class CekuraItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Any, int, str]:
-        return self.path, 0, f"cekura case {self.case.name} (scenario {self.case.scenario})"
+        # 0-based, as pytest's own: junit_family=xunit1's line, annotations and editors
+        # point at the case's [[case]] line.
+        line = self.line - 1 if self.line else 0
+        return self.path, line, f"cekura case {self.case.name} (scenario {self.case.scenario})"
 
 
 @dataclass(frozen=True)
