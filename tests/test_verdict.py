@@ -232,8 +232,15 @@ def test_decide_with_repeat_and_min_passes(
     verdict = decide(_case(len(runs), min_passes), ran)
     assert verdict.outcome == outcome
     passes = sum(r.passed for r in ran)
-    first, *rest = verdict.message.splitlines()
-    assert first == f"scenario 101: {passes} of {len(runs)} runs passed, {min_passes} required"
+    lines = verdict.message.splitlines()
+    count = f"scenario 101: {passes} of {len(runs)} runs passed, {min_passes} required"
+    if outcome == "passed":
+        assert lines[0] == count
+        rest = lines[1:]
+    else:  # the first line is the first reason itself, the counts follow
+        first_bad = next(run for run in ran if not run.passed)
+        assert lines[:2] == [run_reasons(first_bad)[0], "  " + count]
+        rest = lines[2:]
     assert rest == [
         f"  run {run.run_id}, result 7: {run.verdict}"
         + ("" if run.passed else f": {run_reasons(run)[0]}")
@@ -259,7 +266,8 @@ def test_decide_message_lists_every_run_and_its_reasons() -> None:
     assert verdict.outcome == "error"
     assert verdict.first_reason == "Call exceeded 10 minutes"
     assert verdict.message.splitlines() == [
-        "scenario 101 'Books a table': 1 of 4 runs passed, 2 required",
+        "Call exceeded 10 minutes",
+        "  scenario 101 'Books a table': 1 of 4 runs passed, 2 required",
         "  run 1, result 7: passed",
         "  run 2, result 7: error: Call exceeded 10 minutes",
         "  run 3, result 7: failed: expected outcome: score 40/100: Too late.; "
@@ -272,23 +280,23 @@ def test_decide_message_lists_every_run_and_its_reasons() -> None:
 @pytest.mark.parametrize(
     ("run", "outcome", "head"),
     [
-        (_cekura(), "passed", "scenario 101 passed"),
+        (_cekura(), "passed", ["scenario 101 passed"]),
         (
             _cekura("completed", False, metrics=(MetricResult("Hours", False),)),
             "failed",
-            "scenario 101 failed its evaluation: metric 'Hours' did not pass",
+            ["metric 'Hours' did not pass", "  scenario 101 failed its evaluation"],
         ),
         (
             _cekura("cancelled", None),
             "error",
-            "scenario 101 errored: the run ended with status cancelled",
+            ["the run ended with status cancelled", "  scenario 101 errored"],
         ),
     ],
 )
-def test_decide_one_run(run: CekuraRun, outcome: str, head: str) -> None:
+def test_decide_one_run(run: CekuraRun, outcome: str, head: list[str]) -> None:
     verdict = decide(_case(1, 1), [run])
     assert verdict.outcome == outcome
-    assert verdict.message.splitlines() == [head, "  run 90001, result 7"]
+    assert verdict.message.splitlines() == [*head, "  run 90001, result 7"]
 
 
 @pytest.mark.parametrize("override", [True, False])
@@ -434,7 +442,8 @@ def test_a_call_that_never_connected_is_an_error() -> None:
     assert verdict.outcome == "error"
     assert verdict.first_reason == NOT_JOINED
     assert verdict.message.splitlines() == [
-        f"scenario 101 'Books a table' errored: {NOT_JOINED}",
+        NOT_JOINED,
+        "  scenario 101 'Books a table' errored",
         "  run 90001, result 7",
         "  dashboard: https://d/1/results/7",
     ]
@@ -490,10 +499,10 @@ def test_a_human_failure_review_wins_over_a_successful_evaluation() -> None:
     assert run_reasons(run) == ["reviewed on the Cekura dashboard: marked failed by a human"]
     verdict = decide(_case(1, 1), [run])
     assert verdict.first_reason == "reviewed on the Cekura dashboard: marked failed by a human"
-    assert verdict.message.splitlines()[0] == (
-        "scenario 101 'Books a table' failed its evaluation: "
-        "reviewed on the Cekura dashboard: marked failed by a human"
-    )
+    assert verdict.message.splitlines()[:2] == [
+        "reviewed on the Cekura dashboard: marked failed by a human",
+        "  scenario 101 'Books a table' failed its evaluation",
+    ]
 
 
 def test_a_failure_review_lists_the_evidence_after_it() -> None:
