@@ -11,6 +11,7 @@ import pytest
 from pytest_cekura_pipecat._case import Case
 from pytest_cekura_pipecat._models import Result, Run
 from pytest_cekura_pipecat._verdict import (
+    HEADLINE_LIMIT,
     CekuraRun,
     ExpectedOutcomeResult,
     MetricResult,
@@ -596,3 +597,32 @@ def test_canceled_is_cancelled() -> None:
     run = _judged(status="canceled", success=None)
     assert (run.status, run.verdict) == ("cancelled", "error")
     assert run_reasons(run) == ["the run ended with status cancelled"]
+
+
+# -- the first line of a failure is its reason ------------------------------------------------
+
+
+def test_a_long_reason_is_cut_on_the_first_line_and_given_in_full_after() -> None:
+    long = "Call exceeded 10 minutes " + "x" * 400
+    verdict = decide(_case(1, 1), [_cekura("timeout", None, error_message=long)])
+    first, *rest = verdict.message.splitlines()
+    assert len(first) == HEADLINE_LIMIT and first.endswith("…")
+    assert first.startswith("Call exceeded 10 minutes x")
+    assert rest == ["  scenario 101 errored", f"  {long}", "  run 90001, result 7"]
+
+
+def test_a_multi_line_error_message_keeps_its_first_line_first() -> None:
+    message = "the bot exited with code 3\n--- last lines of bot.log\nFatal: no key"
+    verdict = decide(_case(2, 1), [_cekura("failed", None, error_message=message, run_id=1)] * 2)
+    lines = verdict.message.splitlines()
+    assert lines[0] == "the bot exited with code 3"
+    assert lines[1] == "  scenario 101: 0 of 2 runs passed, 1 required"
+
+
+def test_a_hook_that_fails_passing_runs_says_so_first() -> None:
+    verdict = decide(_case(1, 1), [_cekura()], override=False)
+    assert verdict.outcome == "failed"
+    assert verdict.message.splitlines()[:2] == [
+        "a pytest_cekura_verdict hook failed the case",
+        "  scenario 101 failed its evaluation",
+    ]
