@@ -28,20 +28,30 @@ from ._verdict import CaseVerdict
 MARKER = "cekura"
 
 
-def properties(verdict: CaseVerdict) -> list[tuple[str, object]]:
-    """JUnit properties: one set per run, plain strings so they survive pytest-xdist."""
+def properties(verdict: CaseVerdict, indexed: bool = False) -> list[tuple[str, object]]:
+    """JUnit properties: one set per run, plain strings so they survive pytest-xdist.
+
+    ``indexed`` (a case of several runs) adds each run's set again under names carrying
+    its 1-based index (``cekura_run_2_id``), so consumers that map properties by name
+    (keeping one value per name) still see every run."""
     props: list[tuple[str, object]] = []
-    for run in verdict.runs:
-        props.append(("cekura_scenario_id", str(run.scenario_id)))
-        props.append(("cekura_result_id", "" if run.result_id is None else str(run.result_id)))
-        props.append(("cekura_run_id", "" if run.run_id is None else str(run.run_id)))
-        props.append(("cekura_status", run.status))
-        props.append(("cekura_verdict", run.verdict))
-        if run.dashboard_url:
-            props.append(("cekura_dashboard_url", run.dashboard_url))
-        recording = run.recording_url
-        if recording:
-            props.append(("cekura_recording_url", recording))
+    for index, run in enumerate(verdict.runs, 1):
+        values: list[tuple[str, str | None]] = [
+            ("scenario_id", str(run.scenario_id)),
+            ("result_id", "" if run.result_id is None else str(run.result_id)),
+            ("run_id", "" if run.run_id is None else str(run.run_id)),
+            ("status", run.status),
+            ("verdict", run.verdict),
+            ("dashboard_url", run.dashboard_url or None),
+            ("recording_url", run.recording_url or None),
+        ]
+        props.extend((f"cekura_{key}", value) for key, value in values if value is not None)
+        if indexed:
+            props.extend(
+                (f"cekura_run_{index}_{key.removeprefix('run_')}", value)
+                for key, value in values
+                if value is not None
+            )
     return props
 
 
@@ -60,7 +70,9 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
         ]
     verdict = session.verdict(item.nodeid)
     if not any(name == "cekura_run_id" for name, _ in item.user_properties):
-        item.user_properties.extend(properties(verdict))
+        case = session.state.cases[item.nodeid]
+        several = case.repeat > 1 or len(verdict.runs) > 1
+        item.user_properties.extend(properties(verdict, indexed=several))
     if verdict.outcome == "error":
         session.fail(item.nodeid, verdict)
     return verdict

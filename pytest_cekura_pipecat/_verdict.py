@@ -427,6 +427,13 @@ class CaseVerdict:
     runs: tuple[CekuraRun, ...]
     judged: tuple[RunJudgement, ...] = ()  # per run, in order; empty: Cekura's verdicts
 
+    @property
+    def duration(self) -> float | None:
+        """Seconds the evaluation took: its run's duration, the longest one with repeats
+        (they run side by side); None when no run reported one."""
+        known = [run.duration for run in self.runs if run.duration is not None]
+        return max(known) if known else None
+
 
 def _run_id(run: CekuraRun) -> str:
     if run.run_id is None:

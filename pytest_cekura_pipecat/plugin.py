@@ -353,6 +353,11 @@ class CekuraPlugin:
                 report.longrepr = call.excinfo.getrepr(style="value")
         session = self._session
         verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
+        ends = call.when == "call" or (call.when == "setup" and not report.passed)
+        if verdict is not None and verdict.duration and ends:
+            # The phase that carries the verdict takes the evaluation's time (JUnit's time,
+            # --durations); the wait for it happened before the protocol, in no phase.
+            report.duration += verdict.duration
         if session is not None and verdict is not None and call.when == "setup":
             from ._summary import record
 
