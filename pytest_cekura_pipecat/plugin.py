@@ -362,7 +362,7 @@ class CekuraPlugin:
             from ._summary import record
 
             case = session.state.cases[item.nodeid]
-            data = record(case.name, item.nodeid, case.scenario, verdict)
+            data = record(case.name, item.nodeid, case.scenario, verdict, agent=case.agent)
             data["rerun"] = session.state.attempts.get(item.nodeid, 0)
             notes = tuple(session.notes())
             if notes != self._sent_notes:  # notes ride on a record only when they change

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import FOUR_CASES, Suite
 
@@ -23,6 +25,9 @@ from pytest_cekura_pipecat._comment import MARKER
 from pytest_cekura_pipecat._config import case_line, case_lines
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
+SCHEMA = json.loads(
+    resources.files("pytest_cekura_pipecat").joinpath("report.schema.json").read_text()
+)
 ERROR_LINE = re.compile(r"^::error file=([^,]+),line=(\d+),title=([^:]+)::(.+)$")
 
 
@@ -66,6 +71,62 @@ def test_failed_and_errored_cases_are_annotated(suite: Suite, github: None) -> N
         "run_url": "https://github.com/acme/bot/actions/runs/42",
         "job": None,
         "attempt": 2,
+        "agents": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {
+            "GITLAB_CI": "true",
+            "CI_COMMIT_SHA": "abc123",
+            "CI_COMMIT_REF_NAME": "feature",
+            "CI_JOB_URL": "https://gitlab.example/p/-/jobs/77",
+        },
+        {
+            "BUILDKITE": "true",
+            "BUILDKITE_COMMIT": "abc123",
+            "BUILDKITE_BRANCH": "feature",
+            "BUILDKITE_BUILD_URL": "https://buildkite.com/a/b/builds/5",
+            "BUILDKITE_RETRY_COUNT": "2",
+        },
+    ],
+    ids=["gitlab", "buildkite"],
+)
+def test_the_report_records_provenance_and_the_agents_used(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    for name in ("GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "BUILDKITE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    suite.toml(
+        ROOM + "agent = 12\n"
+        '[[case]]\nname = "default-agent"\nscenario = 101\n'
+        '[[case]]\nname = "own-agent"\nscenario = 101\nagent = 13\n'
+    )
+    suite.pytester.makepyfile(
+        test_bot="""
+        import pytest
+
+        @pytest.mark.cekura(scenario=101, agent=14)
+        def test_marked():
+            pass
+        """
+    )
+    suite.run("--cekura-report=report.json").assert_outcomes(passed=3)
+    doc = json.loads((suite.pytester.path / "report.json").read_text())
+    jsonschema.validate(doc, SCHEMA)
+    ci = doc["provenance"]
+    assert (ci["commit"], ci["branch"]) == ("abc123", "feature")
+    assert ci["run_url"] == next(v for k, v in env.items() if k.endswith("_URL"))
+    assert ci["attempt"] == (3 if "BUILDKITE" in env else None)  # retries + 1
+    assert ci["agents"] == [12, 13, 14]
+    assert {c["name"]: c["agent"] for c in doc["cases"]} == {
+        "default-agent": 12,
+        "own-agent": 13,
+        "test_marked": 14,
     }
 
 
