@@ -4,6 +4,7 @@ outputs it wrote, read by the consumers people use (jsonschema, a Markdown rende
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, SCRIPTS, Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._comment import MARKER
+from pytest_cekura_pipecat._document import build_document
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
@@ -151,3 +153,84 @@ def test_two_shard_reports_merge_into_one_and_an_overlap_is_refused(
     shard2 = {c["nodeid"] for c in json.loads((root / "shard2.json").read_text())["cases"]}
     assert any(nodeid in line for nodeid in shard2) and "whole.json" in line
     assert not (root / "again.json").exists()
+
+
+# -- the README's CI recipes -------------------------------------------------------------------
+
+
+def readme_workflows() -> list[object]:
+    yaml = pytest.importorskip("yaml")
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)]
+
+
+def test_readme_matrix_recipe_merges_shard_reports_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflows = readme_workflows()
+    (matrix,) = [w for w in workflows if isinstance(w, dict) and "merge" in w.get("jobs", {})]
+    assert matrix["jobs"]["merge"]["needs"] == "cekura"
+    (command,) = [s["run"] for s in matrix["jobs"]["merge"]["steps"] if "merge" in s.get("run", "")]
+    shard_run = next(
+        s["run"] for s in matrix["jobs"]["cekura"]["steps"] if "--cekura-shard" in s.get("run", "")
+    )
+    assert "--cekura-report=cekura-report-${{ matrix.shard }}-${{ github.run_attempt }}.json" in (
+        shard_run
+    )
+    for shard, names in ((1, ["a", "b"]), (2, ["c"])):
+        cases = [
+            {
+                "name": n,
+                "nodeid": f"cekura.toml::{n}",
+                "scenario": 1,
+                "verdict": "passed",
+                "outcome": "passed",
+                "runs": [],
+            }
+            for n in names
+        ]
+        doc = build_document(
+            cases,
+            plugin_version="0",
+            api_url="u",
+            simulated=False,
+            notes=[],
+            provenance={"attempt": 1},
+        )
+        (tmp_path / f"cekura-report-{shard}-1.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "step.md"))
+    done = subprocess.run(
+        command.replace("python ", f"{sys.executable} ", 1),
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    merged = json.loads((tmp_path / "cekura-report.json").read_text())
+    assert [c["name"] for c in merged["cases"]] == ["a", "b", "c"]
+    assert (tmp_path / "cekura-comment.md").read_text().startswith(MARKER)
+    assert "**3 passed" in (tmp_path / "step.md").read_text()
+
+
+def test_readme_pr_comment_recipe_is_fork_safe() -> None:
+    workflows = [w for w in readme_workflows() if isinstance(w, dict)]
+    (poster,) = [w for w in workflows if "workflow_run" in (w.get(True) or {})]  # YAML 1.1 "on"
+    job = poster["jobs"]["comment"]
+    assert job["permissions"] == {"actions": "read", "pull-requests": "write"}
+    download, script = job["steps"]
+    assert download["with"]["name"] == "cekura-comment"
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    code = script["with"]["script"]
+    assert f'const marker = "{MARKER}";' in code
+    assert "updateComment" in code and "createComment" in code
+    (uploader,) = [
+        w
+        for w in readme_workflows()
+        if isinstance(w, list) and any(s.get("with", {}).get("name") == "cekura-comment" for s in w)
+    ]
+    upload = next(s for s in uploader if s.get("with", {}).get("name") == "cekura-comment")
+    run = next(s["run"] for s in uploader if "--cekura-pr-comment" in s.get("run", ""))
+    assert f"--cekura-pr-comment={upload['with']['path']}cekura-comment.md" in run
+    assert not any("permissions" in s for s in uploader)  # no write token beside the PR's code
