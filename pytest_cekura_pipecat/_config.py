@@ -358,9 +358,10 @@ def nearest_toml(directory: Path, rootdir: Path) -> tuple[Path | None, list[Path
         current = current.parent
 
 
-def case_line(text: str, index: int) -> int | None:
-    """The line (1-based) of the ``marks`` key of the ``index``-th ``[[case]]``, or of its
-    header; None when the document does not spell cases as ``[[case]]`` tables."""
+def case_line(text: str, index: int, key: str | None = None) -> int | None:
+    """The line (1-based) of the ``index``-th ``[[case]]`` header, or of its ``key`` key
+    when given and present; None when the document does not spell cases as ``[[case]]``
+    tables (or has fewer of them)."""
     seen = -1
     header: int | None = None
     for number, line in enumerate(text.splitlines(), 1):
@@ -372,9 +373,19 @@ def case_line(text: str, index: int) -> int | None:
                 seen += 1
                 header = number if seen == index else header
             continue
-        if seen == index and stripped.split("=", 1)[0].strip() == "marks":
+        if key is not None and seen == index and stripped.split("=", 1)[0].strip() == key:
             return number
     return header
+
+
+def case_lines(text: str, count: int) -> list[int | None]:
+    """The ``[[case]]`` line (1-based) of each of a document's ``count`` cases; all None
+    unless the document has exactly ``count`` ``[[case]]`` headers (cases written another
+    way cannot be placed, and a wrong line is worse than none)."""
+    lines = [case_line(text, index) for index in range(count)]
+    if None in lines or case_line(text, count) is not None:
+        return [None] * count
+    return lines
 
 
 def file_defaults(path: Path) -> _Common:

@@ -58,7 +58,7 @@ def build_document(
             "api_version": "v1",
             "api_url": api_url,
             "simulated": simulated,
-            "provenance": provenance or {},
+            "provenance": {**(provenance or {}), "agents": agents(cases)},
             "totals": totals(cases),
             "cases": cases,
             "notes": notes,
@@ -68,6 +68,11 @@ def build_document(
     if gate is not None:
         document["gate"] = gate
     return document
+
+
+def agents(cases: Sequence[Case]) -> list[int]:
+    """The agent ids the cases were fired with, once each, in order."""
+    return sorted({c["agent"] for c in cases if isinstance(c.get("agent"), int)})
 
 
 def finite(value: Any) -> Any:
@@ -141,8 +146,13 @@ def check(document: Any, where: str) -> Document:
     return document
 
 
+def _provenance(document: Document) -> dict[str, Any]:
+    provenance = document.get("provenance")
+    return provenance if isinstance(provenance, dict) else {}
+
+
 def _attempt(document: Document) -> int:
-    attempt = (document.get("provenance") or {}).get("attempt")
+    attempt = _provenance(document).get("attempt")
     return attempt if isinstance(attempt, int) else 0
 
 
@@ -166,6 +176,11 @@ def merge(documents: Sequence[tuple[str, Document]]) -> Document:
     notes: list[str] = []
     for _, document in documents:
         notes.extend(n for n in document.get("notes", []) if n not in notes)
+    # Provenance is the latest attempt's (its run URL and attempt); the agents are those
+    # of the merged cases. Shards of different commits are merged, but said so.
+    commits = sorted({str(c) for _, d in documents if (c := _provenance(d).get("commit"))})
+    if len(commits) > 1:
+        notes.append(f"cekura: merged reports of different commits: {', '.join(commits)}")
     return build_document(
         [chosen[k][2] for k in sorted(chosen)],
         plugin_version=str(latest.get("plugin_version", "")),

@@ -16,6 +16,7 @@ from ._config import (
     bot_keys,
     case_from_marker,
     case_line,
+    case_lines,
     file_defaults,
     load_cases,
     nearest_toml,
@@ -27,20 +28,30 @@ from ._verdict import CaseVerdict
 MARKER = "cekura"
 
 
-def properties(verdict: CaseVerdict) -> list[tuple[str, object]]:
-    """JUnit properties: one set per run, plain strings so they survive pytest-xdist."""
+def properties(verdict: CaseVerdict, indexed: bool = False) -> list[tuple[str, object]]:
+    """JUnit properties: one set per run, plain strings so they survive pytest-xdist.
+
+    ``indexed`` (a case of several runs) adds each run's set again under names carrying
+    its 1-based index (``cekura_run_2_id``), so consumers that map properties by name
+    (keeping one value per name) still see every run."""
     props: list[tuple[str, object]] = []
-    for run in verdict.runs:
-        props.append(("cekura_scenario_id", str(run.scenario_id)))
-        props.append(("cekura_result_id", "" if run.result_id is None else str(run.result_id)))
-        props.append(("cekura_run_id", "" if run.run_id is None else str(run.run_id)))
-        props.append(("cekura_status", run.status))
-        props.append(("cekura_verdict", run.verdict))
-        if run.dashboard_url:
-            props.append(("cekura_dashboard_url", run.dashboard_url))
-        recording = run.recording_url
-        if recording:
-            props.append(("cekura_recording_url", recording))
+    for index, run in enumerate(verdict.runs, 1):
+        values: list[tuple[str, str | None]] = [
+            ("scenario_id", str(run.scenario_id)),
+            ("result_id", "" if run.result_id is None else str(run.result_id)),
+            ("run_id", "" if run.run_id is None else str(run.run_id)),
+            ("status", run.status),
+            ("verdict", run.verdict),
+            ("dashboard_url", run.dashboard_url or None),
+            ("recording_url", run.recording_url or None),
+        ]
+        props.extend((f"cekura_{key}", value) for key, value in values if value is not None)
+        if indexed:
+            props.extend(
+                (f"cekura_run_{index}_{key.removeprefix('run_')}", value)
+                for key, value in values
+                if value is not None
+            )
     return props
 
 
@@ -59,7 +70,9 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
         ]
     verdict = session.verdict(item.nodeid)
     if not any(name == "cekura_run_id" for name, _ in item.user_properties):
-        item.user_properties.extend(properties(verdict))
+        case = session.state.cases[item.nodeid]
+        several = case.repeat > 1 or len(verdict.runs) > 1
+        item.user_properties.extend(properties(verdict, indexed=several))
     if verdict.outcome == "error":
         session.fail(item.nodeid, verdict)
     return verdict
@@ -82,8 +95,9 @@ class CekuraFile(pytest.File):
             session.state.broken_files.add(self.path)
             raise self.CollectError(str(exc)) from None
         self._check_marks(cases)
-        for case in cases:
-            item = CekuraItem.from_parent(self, name=case.name, case=case)
+        lines = case_lines(self.path.read_text(encoding="utf-8"), len(cases))
+        for case, line in zip(cases, lines, strict=True):
+            item = CekuraItem.from_parent(self, name=case.name, case=case, line=line)
             for mark in case.marks:
                 # Not through ``pytest.mark.<name>``: its unknown-mark warning would point
                 # at this module, not at the user's file.
@@ -108,7 +122,7 @@ class CekuraFile(pytest.File):
                     continue
                 if text is None:
                     text = self.path.read_text(encoding="utf-8")
-                line = case_line(text, index)
+                line = case_line(text, index, key="marks")
                 where = f"{self.nodeid}:{line}" if line else self.nodeid
                 if strict:
                     problems.append(
@@ -133,11 +147,13 @@ class CekuraFile(pytest.File):
 
 
 class CekuraItem(pytest.Item):
-    """One case of a ``cekura.toml``, backed by ``repeat`` runs."""
+    """One case of a ``cekura.toml``, backed by ``repeat`` runs. ``line`` (1-based) is its
+    ``[[case]]`` line, None when the file spells cases another way."""
 
-    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, line: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.line = line
 
     def setup(self) -> None:
         judge(CekuraSession.of(self.config), self)
@@ -156,7 +172,10 @@ class CekuraItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Any, int, str]:
-        return self.path, 0, f"cekura case {self.case.name} (scenario {self.case.scenario})"
+        # 0-based, as pytest's own: junit_family=xunit1's line, annotations and editors
+        # point at the case's [[case]] line.
+        line = self.line - 1 if self.line else 0
+        return self.path, line, f"cekura case {self.case.name} (scenario {self.case.scenario})"
 
 
 @dataclass(frozen=True)

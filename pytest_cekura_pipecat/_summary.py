@@ -40,6 +40,7 @@ def record(
     *,
     path: str | None = None,
     line: int | None = None,
+    agent: int | None = None,
 ) -> dict[str, Any]:
     """A case's record. ``verdict`` None: the case was never evaluated (skipped by a mark).
     ``path`` (relative to the rootdir) and ``line`` (1-based) point at the case's
@@ -52,6 +53,7 @@ def record(
         "path": path,
         "line": line,
         "scenario": scenario,
+        "agent": agent,
         "scenario_name": next((r.scenario_name for r in runs if r.scenario_name), ""),
         "verdict": verdict.outcome if verdict is not None else None,
         "reason": verdict.first_reason if verdict is not None else "",
@@ -155,6 +157,7 @@ class Summary:
             "path": r.get("path"),
             "line": r.get("line"),
             "scenario": r["scenario"],
+            "agent": r.get("agent"),
             "scenario_name": r.get("scenario_name", ""),
             "verdict": r.get("verdict"),
             "outcome": self.outcomes.get(r["nodeid"]),

@@ -427,12 +427,38 @@ class CaseVerdict:
     runs: tuple[CekuraRun, ...]
     judged: tuple[RunJudgement, ...] = ()  # per run, in order; empty: Cekura's verdicts
 
+    @property
+    def duration(self) -> float | None:
+        """Seconds the evaluation took: its run's duration, the longest one with repeats
+        (they run side by side); None when no run reported one."""
+        known = [run.duration for run in self.runs if run.duration is not None]
+        return max(known) if known else None
+
 
 def _run_id(run: CekuraRun) -> str:
     if run.run_id is None:
         return "run (not started)"
     where = f"run {run.run_id}"
     return where + (f", result {run.result_id}" if run.result_id is not None else "")
+
+
+HEADLINE_LIMIT = 200  # characters of the reason on a failure's first line
+
+
+def _headline(reasons: Sequence[str], override: bool | None) -> tuple[str, list[str]]:
+    """A failure's first line, the reason itself and short (pytest's short summary, JUnit's
+    ``message``, an annotation show just that line), and the reasons for the lines after
+    it: all but the first, or all of them when the first had to be cut."""
+    if not reasons:
+        hook = "a pytest_cekura_verdict hook failed the case"
+        return (hook if override is False else "no reason given"), []
+    lines = reasons[0].splitlines() or [""]
+    first = lines[0].strip()
+    if len(first) > HEADLINE_LIMIT:
+        return first[: HEADLINE_LIMIT - 1] + "…", list(reasons)
+    if len(lines) > 1:
+        return first, ["\n    ".join(line.rstrip() for line in lines[1:]), *reasons[1:]]
+    return first, list(reasons[1:])
 
 
 def adaptive_need(case: Case, runs: Sequence[CekuraRun]) -> int:
@@ -483,11 +509,19 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
         if judgement.outcome == "passed" and (note := review_note(run)):
             # Say what the human overruled, if Cekura's own evaluation had found anything.
             reasons = [note, *(f"overruled: {r}" for r in _evaluation_reasons(run))]
-        if reasons:
-            head += f": {reasons[0]}"
-        lines = [head, *(f"  {r}" for r in reasons[1:]), f"  {_run_id(run)}"]
+        if outcome == "passed":
+            if reasons:
+                head += f": {reasons[0]}"
+            lines = [head, *(f"  {r}" for r in reasons[1:]), f"  {_run_id(run)}"]
+        else:
+            headline, rest = _headline(reasons, override)
+            lines = [headline, f"  {head}", *(f"  {r}" for r in rest), f"  {_run_id(run)}"]
     else:
-        lines = [f"{title}: {passes} of {len(runs)} runs passed, {case.min_passes} required"]
+        count = f"{title}: {passes} of {len(runs)} runs passed, {case.min_passes} required"
+        if outcome == "passed":
+            lines = [count]
+        else:
+            lines = [_headline([first] if first else [], override)[0], f"  {count}"]
         for run, judgement in zip(runs, judged, strict=True):
             reasons = list(judgement.reasons)
             if judgement.outcome == "passed" and (note := review_note(run)):

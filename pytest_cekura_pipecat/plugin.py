@@ -360,11 +360,16 @@ class CekuraPlugin:
                 report.longrepr = call.excinfo.getrepr(style="value")
         session = self._session
         verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
+        ends = call.when == "call" or (call.when == "setup" and not report.passed)
+        if verdict is not None and verdict.duration and ends:
+            # The phase that carries the verdict takes the evaluation's time (JUnit's time,
+            # --durations); the wait for it happened before the protocol, in no phase.
+            report.duration += verdict.duration
         if session is not None and verdict is not None and call.when == "setup":
             from ._summary import record
 
             case = session.state.cases[item.nodeid]
-            data = record(case.name, item.nodeid, case.scenario, verdict)
+            data = record(case.name, item.nodeid, case.scenario, verdict, agent=case.agent)
             data["rerun"] = session.state.attempts.get(item.nodeid, 0)
             notes = tuple(session.notes())
             if notes != self._sent_notes:  # notes ride on a record only when they change

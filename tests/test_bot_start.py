@@ -181,7 +181,7 @@ def test_a_failing_start_url_errors_its_runs_and_is_not_retried(
         server.close()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*scenario 101 errored: bot start URL http://127.0.0.1:*/start: HTTP 500*"]
+        ["bot start URL http://127.0.0.1:*/start: HTTP 500*", "*scenario 101 errored"]
     )
     assert len(server.seen) == 1
     assert not suite.posts()

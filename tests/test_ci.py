@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import FOUR_CASES, Suite
 
@@ -20,8 +22,12 @@ from pytest_cekura_pipecat._ci import (
     shard_from_env,
 )
 from pytest_cekura_pipecat._comment import MARKER
+from pytest_cekura_pipecat._config import case_line, case_lines
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
+SCHEMA = json.loads(
+    resources.files("pytest_cekura_pipecat").joinpath("report.schema.json").read_text()
+)
 ERROR_LINE = re.compile(r"^::error file=([^,]+),line=(\d+),title=([^:]+)::(.+)$")
 
 
@@ -48,9 +54,14 @@ def test_failed_and_errored_cases_are_annotated(suite: Suite, github: None) -> N
     assert len(lines) == 2, lines
     parsed = {m.group(3): m for m in map(ERROR_LINE.match, lines) if m}
     assert set(parsed) == {"late-booking (failed)", "cancels (error)"}
-    assert parsed["late-booking (failed)"].group(1) == "cekura.toml"
-    assert int(parsed["late-booking (failed)"].group(2)) >= 1
-    assert "expected outcome: score 40/100" in parsed["late-booking (failed)"].group(4)
+    # Each at its own [[case]] line (1-based, as GitHub counts).
+    toml = FOUR_CASES.splitlines()
+    for title, name in (("late-booking (failed)", "late-booking"), ("cancels (error)", "cancels")):
+        assert parsed[title].group(1) == "cekura.toml"
+        line = int(parsed[title].group(2))
+        assert toml[line - 1] == "[[case]]" and toml[line] == f'name = "{name}"'
+    # The reason itself, not the scenario's title before it.
+    assert parsed["late-booking (failed)"].group(4).startswith("expected outcome: score 40/100")
     assert parsed["cancels (error)"].group(4) == "Bot did not join the room"
     doc = json.loads((suite.pytester.path / "report.json").read_text())
     assert doc["provenance"] == {
@@ -60,7 +71,108 @@ def test_failed_and_errored_cases_are_annotated(suite: Suite, github: None) -> N
         "run_url": "https://github.com/acme/bot/actions/runs/42",
         "job": None,
         "attempt": 2,
+        "agents": [],
     }
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {
+            "GITLAB_CI": "true",
+            "CI_COMMIT_SHA": "abc123",
+            "CI_COMMIT_REF_NAME": "feature",
+            "CI_JOB_URL": "https://gitlab.example/p/-/jobs/77",
+        },
+        {
+            "BUILDKITE": "true",
+            "BUILDKITE_COMMIT": "abc123",
+            "BUILDKITE_BRANCH": "feature",
+            "BUILDKITE_BUILD_URL": "https://buildkite.com/a/b/builds/5",
+            "BUILDKITE_RETRY_COUNT": "2",
+        },
+    ],
+    ids=["gitlab", "buildkite"],
+)
+def test_the_report_records_provenance_and_the_agents_used(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    for name in ("GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "BUILDKITE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    suite.toml(
+        ROOM + "agent = 12\n"
+        '[[case]]\nname = "default-agent"\nscenario = 101\n'
+        '[[case]]\nname = "own-agent"\nscenario = 101\nagent = 13\n'
+    )
+    suite.pytester.makepyfile(
+        test_bot="""
+        import pytest
+
+        @pytest.mark.cekura(scenario=101, agent=14)
+        def test_marked():
+            pass
+        """
+    )
+    suite.run("--cekura-report=report.json").assert_outcomes(passed=3)
+    doc = json.loads((suite.pytester.path / "report.json").read_text())
+    jsonschema.validate(doc, SCHEMA)
+    ci = doc["provenance"]
+    assert (ci["commit"], ci["branch"]) == ("abc123", "feature")
+    assert ci["run_url"] == next(v for k, v in env.items() if k.endswith("_URL"))
+    assert ci["attempt"] == (3 if "BUILDKITE" in env else None)  # retries + 1
+    assert ci["agents"] == [12, 13, 14]
+    assert {c["name"]: c["agent"] for c in doc["cases"]} == {
+        "default-agent": 12,
+        "own-agent": 13,
+        "test_marked": 14,
+    }
+
+
+def test_a_toml_case_is_located_at_its_case_line(suite: Suite) -> None:
+    suite.toml(FOUR_CASES)
+    result = suite.run("-o", "junit_family=xunit1", "--cekura-report=report.json")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    toml = FOUR_CASES.splitlines()
+    headers = [i for i, line in enumerate(toml) if line == "[[case]]"]  # 0-based
+    names = ["books-a-table", "late-booking", "cancels", "opening-hours"]
+    # junit_family=xunit1 writes pytest's 0-based line, as for any test.
+    assert [suite.testcase(n).get("line") for n in names] == [str(i) for i in headers]
+    assert {suite.testcase(n).get("file") for n in names} == {"cekura.toml"}
+    doc = json.loads((suite.pytester.path / "report.json").read_text())
+    assert {c["name"]: c["line"] for c in doc["cases"]} == {
+        n: i + 1 for n, i in zip(names, headers, strict=True)
+    }
+    # Items report the same location to editors and other plugins.
+    items = (
+        suite.pytester.inline_run("-p", "no:cacheprovider", "--collect-only")
+        .getcalls("pytest_collection_finish")[0]
+        .session.items
+    )
+    assert [item.location[1] for item in items] == headers
+
+
+def test_cases_written_without_case_tables_have_no_invented_line(suite: Suite) -> None:
+    suite.toml(ROOM + 'case = [{ name = "a", scenario = 101 }, { name = "b", scenario = 101 }]\n')
+    result = suite.run("-o", "junit_family=xunit1", "--cekura-report=report.json")
+    result.assert_outcomes(passed=2)
+    assert suite.testcase("a").get("line") == "0"  # the file, as before
+    doc = json.loads((suite.pytester.path / "report.json").read_text())
+    assert [c["line"] for c in doc["cases"]] == [1, 1]
+
+
+def test_case_lines() -> None:
+    text = (
+        "agent = 1\n\n[[case]]\nname = 'a'\nmarks = ['smoke']\n[case.quarantine]\n"
+        "until = 2026-01-01\n\n[[ case ]]\nname = 'b'\n"
+    )
+    assert case_lines(text, 2) == [3, 9]
+    assert case_line(text, 0, key="marks") == 5
+    assert case_line(text, 1, key="marks") == 9  # no marks key: the header
+    assert case_lines(text, 3) == [None] * 3  # fewer headers than cases: no guess
+    assert case_lines(text, 1) == [None]  # more headers than cases: no guess
+    assert case_lines("case = [{scenario = 1}]", 1) == [None]
 
 
 def test_a_failing_marked_test_is_annotated_at_its_line(suite: Suite, github: None) -> None:

@@ -16,8 +16,8 @@ def test_four_cases_give_pass_fail_error_and_one_post(suite: Suite) -> None:
     # The failure names the evaluator's reason and the failed metric, run and result ids.
     result.stdout.fnmatch_lines(
         [
-            "*scenario 102 'Refuses a late booking' failed its evaluation: expected outcome: "
-            "score 40/100: The agent booked 23:30*",
+            "expected outcome: score 40/100: The agent booked 23:30*",
+            "*scenario 102 'Refuses a late booking' failed its evaluation",
             "*metric 'Respects opening hours' did not pass*",
         ]
     )

@@ -148,6 +148,42 @@ def test_junit_has_transcript_recording_and_validates_against_the_schema(suite: 
     assert any(k == "cekura_recording_url" and v.endswith(".wav") for k, v in props)
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_junit_runs_of_a_repeat_are_indexed_and_time_is_the_runs_duration(
+    suite: Suite, workers: list[str]
+) -> None:
+    import xmlschema
+
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n'
+        '[[case]]\nname = "slow-twice"\nscenario = 108\nrepeat = 2\n'
+        '[[case]]\nname = "late"\nscenario = 102\n'
+        '[[case]]\nname = "quick"\nscenario = 101\n'
+    )
+    result = suite.run(*workers)
+    result.assert_outcomes(passed=2, failed=1)
+    xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd")).validate(
+        str(suite.pytester.path / "junit.xml")
+    )
+    props = suite.properties("slow-twice")
+    run_ids = [v for k, v in props if k == "cekura_run_id"]
+    assert len(run_ids) == 2  # today's names, once per run
+    by_name = dict(props)  # what a consumer that maps properties by name keeps
+    assert [by_name["cekura_run_1_id"], by_name["cekura_run_2_id"]] == run_ids
+    for i in (1, 2):
+        assert by_name[f"cekura_run_{i}_status"] == "completed"
+        assert by_name[f"cekura_run_{i}_verdict"] == "passed"
+        assert by_name[f"cekura_run_{i}_scenario_id"] == "108"
+        assert by_name[f"cekura_run_{i}_result_id"]
+        assert by_name[f"cekura_run_{i}_recording_url"].endswith(".wav")
+    # A case of one run keeps today's names only.
+    assert not [k for k, _ in suite.properties("late") if k.startswith("cekura_run_1")]
+    # The simulator reports 00:02 for each 2.5 s run of scenario 108: the testcase's time is
+    # that duration (the longest run's, not their sum), not the wall-clock wait for it.
+    assert 2.0 <= float(suite.testcase("slow-twice").get("time", "0")) < 2.4
+    assert float(suite.testcase("quick").get("time", "9")) < 0.4
+
+
 def test_rerun_fires_a_fresh_run(suite: Suite) -> None:
     pytest.importorskip("pytest_rerunfailures")
     suite.toml(

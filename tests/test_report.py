@@ -344,6 +344,27 @@ def test_merge_takes_the_latest_attempt(tmp_path: Path) -> None:
     assert merged["provenance"]["attempt"] == 3
 
 
+def test_merge_keeps_the_latest_provenance_and_every_agent(tmp_path: Path) -> None:
+    first = document([case(1, agent=12)], attempt=1)
+    second = document([case(2, agent=13), case(3, agent=12)], attempt=2)
+    second["provenance"].update(commit="def", run_url="https://github.com/a/b/actions/runs/9")
+    done = merge(tmp_path, first, second)
+    assert done.returncode == 0, done.stderr
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    jsonschema.validate(merged, SCHEMA)
+    assert merged["provenance"] == {
+        "ci": "github",
+        "commit": "def",
+        "attempt": 2,
+        "run_url": "https://github.com/a/b/actions/runs/9",
+        "agents": [12, 13],
+    }
+    assert "cekura: merged reports of different commits: abc, def" in merged["notes"]
+    same = merge(tmp_path, document([case(1)], attempt=1), document([case(2)], attempt=1))
+    assert same.returncode == 0, same.stderr
+    assert json.loads((tmp_path / "merged.json").read_text())["notes"] == []
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

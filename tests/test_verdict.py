@@ -11,6 +11,7 @@ import pytest
 from pytest_cekura_pipecat._case import Case
 from pytest_cekura_pipecat._models import Result, Run
 from pytest_cekura_pipecat._verdict import (
+    HEADLINE_LIMIT,
     CekuraRun,
     ExpectedOutcomeResult,
     MetricResult,
@@ -232,8 +233,15 @@ def test_decide_with_repeat_and_min_passes(
     verdict = decide(_case(len(runs), min_passes), ran)
     assert verdict.outcome == outcome
     passes = sum(r.passed for r in ran)
-    first, *rest = verdict.message.splitlines()
-    assert first == f"scenario 101: {passes} of {len(runs)} runs passed, {min_passes} required"
+    lines = verdict.message.splitlines()
+    count = f"scenario 101: {passes} of {len(runs)} runs passed, {min_passes} required"
+    if outcome == "passed":
+        assert lines[0] == count
+        rest = lines[1:]
+    else:  # the first line is the first reason itself, the counts follow
+        first_bad = next(run for run in ran if not run.passed)
+        assert lines[:2] == [run_reasons(first_bad)[0], "  " + count]
+        rest = lines[2:]
     assert rest == [
         f"  run {run.run_id}, result 7: {run.verdict}"
         + ("" if run.passed else f": {run_reasons(run)[0]}")
@@ -259,7 +267,8 @@ def test_decide_message_lists_every_run_and_its_reasons() -> None:
     assert verdict.outcome == "error"
     assert verdict.first_reason == "Call exceeded 10 minutes"
     assert verdict.message.splitlines() == [
-        "scenario 101 'Books a table': 1 of 4 runs passed, 2 required",
+        "Call exceeded 10 minutes",
+        "  scenario 101 'Books a table': 1 of 4 runs passed, 2 required",
         "  run 1, result 7: passed",
         "  run 2, result 7: error: Call exceeded 10 minutes",
         "  run 3, result 7: failed: expected outcome: score 40/100: Too late.; "
@@ -272,23 +281,23 @@ def test_decide_message_lists_every_run_and_its_reasons() -> None:
 @pytest.mark.parametrize(
     ("run", "outcome", "head"),
     [
-        (_cekura(), "passed", "scenario 101 passed"),
+        (_cekura(), "passed", ["scenario 101 passed"]),
         (
             _cekura("completed", False, metrics=(MetricResult("Hours", False),)),
             "failed",
-            "scenario 101 failed its evaluation: metric 'Hours' did not pass",
+            ["metric 'Hours' did not pass", "  scenario 101 failed its evaluation"],
         ),
         (
             _cekura("cancelled", None),
             "error",
-            "scenario 101 errored: the run ended with status cancelled",
+            ["the run ended with status cancelled", "  scenario 101 errored"],
         ),
     ],
 )
-def test_decide_one_run(run: CekuraRun, outcome: str, head: str) -> None:
+def test_decide_one_run(run: CekuraRun, outcome: str, head: list[str]) -> None:
     verdict = decide(_case(1, 1), [run])
     assert verdict.outcome == outcome
-    assert verdict.message.splitlines() == [head, "  run 90001, result 7"]
+    assert verdict.message.splitlines() == [*head, "  run 90001, result 7"]
 
 
 @pytest.mark.parametrize("override", [True, False])
@@ -434,7 +443,8 @@ def test_a_call_that_never_connected_is_an_error() -> None:
     assert verdict.outcome == "error"
     assert verdict.first_reason == NOT_JOINED
     assert verdict.message.splitlines() == [
-        f"scenario 101 'Books a table' errored: {NOT_JOINED}",
+        NOT_JOINED,
+        "  scenario 101 'Books a table' errored",
         "  run 90001, result 7",
         "  dashboard: https://d/1/results/7",
     ]
@@ -490,10 +500,10 @@ def test_a_human_failure_review_wins_over_a_successful_evaluation() -> None:
     assert run_reasons(run) == ["reviewed on the Cekura dashboard: marked failed by a human"]
     verdict = decide(_case(1, 1), [run])
     assert verdict.first_reason == "reviewed on the Cekura dashboard: marked failed by a human"
-    assert verdict.message.splitlines()[0] == (
-        "scenario 101 'Books a table' failed its evaluation: "
-        "reviewed on the Cekura dashboard: marked failed by a human"
-    )
+    assert verdict.message.splitlines()[:2] == [
+        "reviewed on the Cekura dashboard: marked failed by a human",
+        "  scenario 101 'Books a table' failed its evaluation",
+    ]
 
 
 def test_a_failure_review_lists_the_evidence_after_it() -> None:
@@ -587,3 +597,32 @@ def test_canceled_is_cancelled() -> None:
     run = _judged(status="canceled", success=None)
     assert (run.status, run.verdict) == ("cancelled", "error")
     assert run_reasons(run) == ["the run ended with status cancelled"]
+
+
+# -- the first line of a failure is its reason ------------------------------------------------
+
+
+def test_a_long_reason_is_cut_on_the_first_line_and_given_in_full_after() -> None:
+    long = "Call exceeded 10 minutes " + "x" * 400
+    verdict = decide(_case(1, 1), [_cekura("timeout", None, error_message=long)])
+    first, *rest = verdict.message.splitlines()
+    assert len(first) == HEADLINE_LIMIT and first.endswith("…")
+    assert first.startswith("Call exceeded 10 minutes x")
+    assert rest == ["  scenario 101 errored", f"  {long}", "  run 90001, result 7"]
+
+
+def test_a_multi_line_error_message_keeps_its_first_line_first() -> None:
+    message = "the bot exited with code 3\n--- last lines of bot.log\nFatal: no key"
+    verdict = decide(_case(2, 1), [_cekura("failed", None, error_message=message, run_id=1)] * 2)
+    lines = verdict.message.splitlines()
+    assert lines[0] == "the bot exited with code 3"
+    assert lines[1] == "  scenario 101: 0 of 2 runs passed, 1 required"
+
+
+def test_a_hook_that_fails_passing_runs_says_so_first() -> None:
+    verdict = decide(_case(1, 1), [_cekura()], override=False)
+    assert verdict.outcome == "failed"
+    assert verdict.message.splitlines()[:2] == [
+        "a pytest_cekura_verdict hook failed the case",
+        "  scenario 101 failed its evaluation",
+    ]
