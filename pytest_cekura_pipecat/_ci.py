@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._options import SHARD_AUTO
 from ._summary import BAD, Case, display_reason, first_line
 
 ANNOTATION_LIMIT = 10  # GitHub shows at most 10 error annotations per step
@@ -82,9 +83,6 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int] | No
             )
         return k, n
     return None
-
-
-from ._options import SHARD_AUTO  # noqa: E402
 
 
 def resolve_shard(

@@ -9,10 +9,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from ._gating import gate_totals
 from ._summary import OUTCOMES, SCHEMA_VERSION, VERDICTS, Case, Document, Summary, totals

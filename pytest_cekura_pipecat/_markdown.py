@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-if TYPE_CHECKING:
-    pass
 
 from ._summary import (
     BAD,

@@ -7,10 +7,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 
 from ._comment import pr_comment
 from ._document import MergeError, dumps, load_report, merge, write_atomic
