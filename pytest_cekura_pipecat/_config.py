@@ -358,34 +358,43 @@ def nearest_toml(directory: Path, rootdir: Path) -> tuple[Path | None, list[Path
         current = current.parent
 
 
-def case_line(text: str, index: int, key: str | None = None) -> int | None:
-    """The line (1-based) of the ``index``-th ``[[case]]`` header, or of its ``key`` key
-    when given and present; None when the document does not spell cases as ``[[case]]``
-    tables (or has fewer of them)."""
-    seen = -1
-    header: int | None = None
+def case_spots(text: str) -> list[tuple[int, dict[str, int]]]:
+    """Each ``[[case]]`` header's line (1-based) with the line of each of its keys, in one
+    pass over the document."""
+    spots: list[tuple[int, dict[str, int]]] = []
+    keys: dict[str, int] | None = None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if stripped.startswith("["):
-            if seen == index:
-                break
+            keys = None
             if stripped.replace(" ", "").startswith("[[case]]"):
-                seen += 1
-                header = number if seen == index else header
+                keys = {}
+                spots.append((number, keys))
             continue
-        if key is not None and seen == index and stripped.split("=", 1)[0].strip() == key:
-            return number
-    return header
+        if keys is not None and "=" in stripped:
+            keys.setdefault(stripped.split("=", 1)[0].strip(), number)
+    return spots
+
+
+def case_line(
+    spots: list[tuple[int, dict[str, int]]], index: int, key: str | None = None
+) -> int | None:
+    """The line of the ``index``-th ``[[case]]`` header, or of its ``key`` key when given
+    and present; None when the document has fewer ``[[case]]`` tables."""
+    if index >= len(spots):
+        return None
+    header, keys = spots[index]
+    return keys.get(key, header) if key is not None else header
 
 
 def case_lines(text: str, count: int) -> list[int | None]:
     """The ``[[case]]`` line (1-based) of each of a document's ``count`` cases; all None
     unless the document has exactly ``count`` ``[[case]]`` headers (cases written another
     way cannot be placed, and a wrong line is worse than none)."""
-    lines = [case_line(text, index) for index in range(count)]
-    if None in lines or case_line(text, count) is not None:
+    spots = case_spots(text)
+    if len(spots) != count:
         return [None] * count
-    return lines
+    return [header for header, _ in spots]
 
 
 def file_defaults(path: Path) -> _Common:
@@ -417,6 +426,13 @@ def load_cases(
     path: Path, display: str, defaults: Defaults, have_room_provider: bool
 ) -> list[Case]:
     """All cases of a ``cekura.toml``; a ConfigError lists every problem in the file."""
+    return load_file(path, display, defaults, have_room_provider)[1]
+
+
+def load_file(
+    path: Path, display: str, defaults: Defaults, have_room_provider: bool
+) -> tuple[TomlFile, list[Case]]:
+    """A ``cekura.toml`` read once: its validated document (top-level keys) and its cases."""
     document = parse_toml(path, display)
     raw_cases = document.get("case")
     try:
@@ -449,7 +465,7 @@ def load_cases(
         cases.append(case)
     if problems:
         raise ConfigError([one_line(p) for p in problems])
-    return cases
+    return parsed, cases
 
 
 def case_from_marker(

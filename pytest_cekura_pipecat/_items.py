@@ -17,8 +17,9 @@ from ._config import (
     case_from_marker,
     case_line,
     case_lines,
+    case_spots,
     file_defaults,
-    load_cases,
+    load_file,
     nearest_toml,
 )
 from ._errors import CekuraError, ConfigError, NotEvaluated
@@ -84,13 +85,13 @@ class CekuraFile(pytest.File):
     def collect(self) -> Iterator[CekuraItem]:
         session = CekuraSession.of(self.config)
         try:
-            cases = load_cases(
+            parsed, cases = load_file(
                 self.path,
                 self.nodeid,
                 session.settings.defaults,
                 session.has_room_provider(),
             )
-            session.note_bot_keys(bot_keys(file_defaults(self.path), self.path, self.nodeid))
+            session.note_bot_keys(bot_keys(parsed, self.path, self.nodeid))
         except ConfigError as exc:
             session.state.broken_files.add(self.path)
             raise self.CollectError(str(exc)) from None
@@ -114,15 +115,15 @@ class CekuraFile(pytest.File):
         strict = self.config.getini("strict_markers")
         if strict is None:
             strict = self.config.getini("strict")
-        text: str | None = None
+        spots: list[tuple[int, dict[str, int]]] | None = None
         problems: list[str] = []
         for index, case in enumerate(cases):
             for mark in case.marks:
                 if mark in known:
                     continue
-                if text is None:
-                    text = self.path.read_text(encoding="utf-8")
-                line = case_line(text, index, key="marks")
+                if spots is None:
+                    spots = case_spots(self.path.read_text(encoding="utf-8"))
+                line = case_line(spots, index, key="marks")
                 where = f"{self.nodeid}:{line}" if line else self.nodeid
                 if strict:
                     problems.append(

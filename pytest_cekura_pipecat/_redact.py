@@ -34,6 +34,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._longest_first: tuple[str, ...] = ()  # _secrets, longest first (kept in step)
         self._lock = threading.Lock()
         self._shared: Path | None = None
         self._read = 0  # bytes of the shared file already read
@@ -88,12 +89,14 @@ class Redactor:
                     continue
                 if isinstance(secret, str) and len(secret) >= _MIN_SECRET_LEN:
                     self._secrets.update(_escaped(secret))
+            self._order()
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= _MIN_SECRET_LEN:
             with self._lock:
                 new = secret not in self._secrets
                 self._secrets.update(_escaped(secret))
+                self._order()
             if new:
                 self._append([secret])
 
@@ -120,21 +123,32 @@ class Redactor:
         self._refresh()
         return bool(self._secrets)
 
+    def _order(self) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._longest_first = tuple(sorted(self._secrets, key=len, reverse=True))
+
     def __call__(self, text: str) -> str:
         self._refresh()
-        if not self._secrets:
-            return text
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        # Longest first, so a secret that contains another is masked whole.
-        for secret in secrets:
+        for secret in self._longest_first:
             if secret in text:
                 text = text.replace(secret, MASK)
         return text
 
     def tree(self, value: _T) -> _T:
-        """A copy of a JSON-like value (dicts, lists, strings) with every string masked:
-        masking before any escaping (JSON, Markdown, XML), where a secret is still whole."""
+        """A JSON-like value (dicts, lists, strings) with every string masked: masking
+        before any escaping (JSON, Markdown, XML), where a secret is still whole. A copy
+        when something was masked; the value itself when no secret occurs in it (checked
+        on its JSON text, where each secret shows in its JSON-escaped form, also known)."""
+        self._refresh()
+        secrets = self._longest_first
+        if not secrets:
+            return value
+        try:
+            text = json.dumps(value, default=repr)
+        except (TypeError, ValueError):
+            return mask_tree(value, self)
+        if not any(secret in text for secret in secrets):
+            return value
         return mask_tree(value, self)
 
 

@@ -22,7 +22,7 @@ from pytest_cekura_pipecat._ci import (
     shard_from_env,
 )
 from pytest_cekura_pipecat._comment import MARKER
-from pytest_cekura_pipecat._config import case_line, case_lines
+from pytest_cekura_pipecat._config import case_line, case_lines, case_spots
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 SCHEMA = json.loads(
@@ -168,8 +168,11 @@ def test_case_lines() -> None:
         "until = 2026-01-01\n\n[[ case ]]\nname = 'b'\n"
     )
     assert case_lines(text, 2) == [3, 9]
-    assert case_line(text, 0, key="marks") == 5
-    assert case_line(text, 1, key="marks") == 9  # no marks key: the header
+    spots = case_spots(text)
+    assert case_line(spots, 0, key="marks") == 5
+    assert case_line(spots, 1, key="marks") == 9  # no marks key: the header
+    assert case_line(spots, 1, key="until") == 9  # a sub-table's key is not the case's
+    assert case_line(spots, 2) is None
     assert case_lines(text, 3) == [None] * 3  # fewer headers than cases: no guess
     assert case_lines(text, 1) == [None]  # more headers than cases: no guess
     assert case_lines("case = [{scenario = 1}]", 1) == [None]
