@@ -8,13 +8,14 @@ from typing import Any
 
 from ._document import dumps, json_document, write_atomic
 from ._markdown import step_summary
+from ._redact import Redactor
 from ._summary import Summary
 
 
 def write_outputs(
     summary: Summary,
     settings: Any,
-    redact: Callable[[str], str],
+    redact: Redactor,
     simulated: bool,
     terminalreporter: Any,
 ) -> bool:
@@ -23,19 +24,17 @@ def write_outputs(
     return False; it skips none of the other outputs."""
     from . import __version__, _ci
     from ._comment import pr_comment
-    from ._redact import mask_tree
 
     # Masked as data, before JSON, Markdown or XML escaping can split a secret (a token
     # with a quote, a backslash or a pipe); the rendered text is masked once more.
-    document = mask_tree(
+    document = redact.tree(
         json_document(
             summary,
             plugin_version=__version__,
             api_url=settings.api_url,
             simulated=simulated,
             provenance=_ci.provenance(),
-        ),
-        redact,
+        )
     )
     ok = True
     writes: list[tuple[str, str | None, Callable[[], str]]] = [

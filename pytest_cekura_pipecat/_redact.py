@@ -38,6 +38,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._shared: Path | None = None
         self._read = 0  # bytes of the shared file already read
+        self._fd: int | None = None  # the shared file, open for reading (fstat is cheap)
 
     def share(self, path: Path) -> None:
         """Share secrets with the other processes of the session through ``path`` (see the
@@ -63,21 +64,23 @@ class Redactor:
             os.close(fd)
 
     def _refresh(self) -> None:
-        """Learn what the other processes appended since the last look (one stat)."""
+        """Learn what the other processes appended since the last look (one fstat)."""
         shared = self._shared
         if shared is None:
             return
         try:
-            size = shared.stat().st_size
+            if self._fd is None:
+                with self._lock:
+                    if self._fd is None:
+                        self._fd = os.open(shared, os.O_RDONLY)
+            size = os.fstat(self._fd).st_size
         except OSError:
             return
         if size <= self._read:
             return
         with self._lock:
             try:
-                with open(shared, "rb") as handle:
-                    handle.seek(self._read)
-                    chunk = handle.read(size - self._read)
+                chunk = os.pread(self._fd, size - self._read, self._read)
             except OSError:
                 return
             whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
@@ -119,6 +122,12 @@ class Redactor:
             if key.lower() in _TOKEN_KEYS:
                 self.add(value)
 
+    def close(self) -> None:
+        """Stop reading the shared file (the session is over)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
     def __bool__(self) -> bool:
         self._refresh()
         return bool(self._secrets)
@@ -129,6 +138,9 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         self._refresh()
+        return self._mask(text)
+
+    def _mask(self, text: str) -> str:
         for secret in self._longest_first:
             if secret in text:
                 text = text.replace(secret, MASK)
@@ -146,10 +158,10 @@ class Redactor:
         try:
             text = json.dumps(value, default=repr)
         except (TypeError, ValueError):
-            return mask_tree(value, self)
+            return mask_tree(value, self._mask)
         if not any(secret in text for secret in secrets):
             return value
-        return mask_tree(value, self)
+        return mask_tree(value, self._mask)  # refreshed once above, not once per string
 
 
 _T = TypeVar("_T")

@@ -160,6 +160,7 @@ class CekuraPlugin:
             self._session.close()
         if self.simulator is not None:
             self.simulator.stop()
+        self.redactor.close()
         if self.shared_dir is not None:
             shutil.rmtree(self.shared_dir, ignore_errors=True)
 
