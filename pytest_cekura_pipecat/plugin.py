@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytest_cekura_pipecat._fixtures"]
 
 _PLUGIN_NAME = "cekura-session"
+_ITEMS_NAME = "cekura-items"
 _SECRETS = "secrets"  # in the shared directory: every process's secrets (see _redact.py)
 MARKER = "cekura"
 MARKER_HELP = (
@@ -95,6 +96,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if isinstance(plugin, CekuraPlugin):
         plugin.close()
         config.pluginmanager.unregister(plugin)
+        items = config.pluginmanager.get_plugin(_ITEMS_NAME)
+        if items is not None:
+            config.pluginmanager.unregister(items)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -224,10 +228,11 @@ class CekuraPlugin:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         if not any(item.get_closest_marker(MARKER) for item in items) and self._session is None:
-            return  # no Cekura case: nothing to load
+            return  # no Cekura case: nothing to load, no per-test hook
         from ._items import marked_cases, shard
 
         marked_cases(self.session, items)
+        self._watch_items(config)
         if self.settings.shard is not None:
             keep, drop = shard(self.session, items, *self.settings.shard)
             if drop:
@@ -237,6 +242,7 @@ class CekuraPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         if self.role == "controller":
+            self._watch_items(session.config)
             self.previous_sigterm = _sigterm_as_interrupt()
             self._start_progress(session.config)
             return None
@@ -299,94 +305,9 @@ class CekuraPlugin:
         if self._session is not None:
             self._session.interrupt()
 
-    @pytest.hookimpl(tryfirst=True, wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
-        # Wait for the case's verdict before pytest-timeout (an inner wrapper) starts its
-        # timer: waiting for Cekura is governed by the case's own timeout, not --timeout.
-        session = self._session
-        if session is not None and item.nodeid in session.state.cases and not _will_skip(item):
-            session.verdict(item.nodeid)
-        return (yield)
-
-    @pytest.hookimpl  # after pytest's skipping (tryfirst): a skipped test never waits
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if self._session is None:
-            return
-        from ._items import CekuraItem, judge
-
-        state = self._session.state
-        if not isinstance(item, CekuraItem) and (
-            item.nodeid in state.cases or item.nodeid in state.invalid
-        ):
-            judge(self._session, item)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logstart(self) -> None:
-        # Before pytest writes the item's location or its first character.
-        if self.progress is not None:
-            self.progress.clear()
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.progress is not None:
-            self.progress.clear()
-        data = getattr(report, "cekura", None)
-        if data is not None:  # from a worker: masked here too, with every process's secrets
-            report.cekura = self.redactor.tree(data)  # type: ignore[attr-defined]
-        if self._session is not None or data is not None:
-            self.summary.add(report)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        result = yield
-        session = self._session
-        if session is not None and item.nodeid in session.state.cases:
-            from ._items import CekuraItem
-
-            if not isinstance(item, CekuraItem):
-                verdict = session.verdict(item.nodeid)
-                if verdict.outcome == "failed":
-                    session.fail(item.nodeid, verdict)
-        return result
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if call.excinfo is not None and report.failed:
-            from ._errors import NotEvaluated
-
-            if isinstance(call.excinfo.value, NotEvaluated):
-                # One line (no traceback into the plugin), for every kind of item.
-                report.longrepr = call.excinfo.getrepr(style="value")
-        session = self._session
-        verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
-        ends = call.when == "call" or (call.when == "setup" and not report.passed)
-        if verdict is not None and verdict.duration and ends:
-            # The phase that carries the verdict takes the evaluation's time (JUnit's time,
-            # --durations); the wait for it happened before the protocol, in no phase.
-            report.duration += verdict.duration
-        if session is not None and verdict is not None and call.when == "setup":
-            from ._summary import record
-
-            case = session.state.cases[item.nodeid]
-            data = record(case.name, item.nodeid, case.scenario, verdict, agent=case.agent)
-            data["rerun"] = session.state.attempts.get(item.nodeid, 0)
-            notes = tuple(session.notes())
-            if notes != self._sent_notes:  # notes ride on a record only when they change
-                data["notes"] = list(notes)
-                self._sent_notes = notes
-            data["simulated"] = self.settings.api_url_source == "simulator"
-            data.update(session.gating(item.nodeid).record())
-            if case.adaptive:
-                fired = len(verdict.runs)
-                data["adaptive"] = {
-                    "planned": case.repeat,
-                    "fired": fired,
-                    "saved": max(case.repeat - fired, 0),
-                }
-            report.cekura = data  # type: ignore[attr-defined]
-        return report
+    def _watch_items(self, config: pytest.Config) -> None:
+        if not config.pluginmanager.has_plugin(_ITEMS_NAME):
+            config.pluginmanager.register(ItemHooks(self), _ITEMS_NAME)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         simulated = self.settings.api_url_source == "simulator"
@@ -422,6 +343,104 @@ class CekuraPlugin:
             session = getattr(terminalreporter, "_session", None)
             if session is not None and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+class ItemHooks:
+    """The per-test hooks, registered only for a session with Cekura cases (or the xdist
+    controller, which receives them): a project with the plugin installed and no case pays
+    no per-test call."""
+
+    def __init__(self, plugin: CekuraPlugin) -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(tryfirst=True, wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        # Wait for the case's verdict before pytest-timeout (an inner wrapper) starts its
+        # timer: waiting for Cekura is governed by the case's own timeout, not --timeout.
+        session = self.plugin._session
+        if session is not None and item.nodeid in session.state.cases and not _will_skip(item):
+            session.verdict(item.nodeid)
+        return (yield)
+
+    @pytest.hookimpl  # after pytest's skipping (tryfirst): a skipped test never waits
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.plugin._session is None:
+            return
+        from ._items import CekuraItem, judge
+
+        state = self.plugin._session.state
+        if not isinstance(item, CekuraItem) and (
+            item.nodeid in state.cases or item.nodeid in state.invalid
+        ):
+            judge(self.plugin._session, item)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self) -> None:
+        # Before pytest writes the item's location or its first character.
+        if self.plugin.progress is not None:
+            self.plugin.progress.clear()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.plugin.progress is not None:
+            self.plugin.progress.clear()
+        data = getattr(report, "cekura", None)
+        if data is not None:  # from a worker: masked here too, with every process's secrets
+            report.cekura = self.plugin.redactor.tree(data)  # type: ignore[attr-defined]
+        if self.plugin._session is not None or data is not None:
+            self.plugin.summary.add(report)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        result = yield
+        session = self.plugin._session
+        if session is not None and item.nodeid in session.state.cases:
+            from ._items import CekuraItem
+
+            if not isinstance(item, CekuraItem):
+                verdict = session.verdict(item.nodeid)
+                if verdict.outcome == "failed":
+                    session.fail(item.nodeid, verdict)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.excinfo is not None and report.failed:
+            from ._errors import NotEvaluated
+
+            if isinstance(call.excinfo.value, NotEvaluated):
+                # One line (no traceback into the plugin), for every kind of item.
+                report.longrepr = call.excinfo.getrepr(style="value")
+        session = self.plugin._session
+        verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
+        ends = call.when == "call" or (call.when == "setup" and not report.passed)
+        if verdict is not None and verdict.duration and ends:
+            # The phase that carries the verdict takes the evaluation's time (JUnit's time,
+            # --durations); the wait for it happened before the protocol, in no phase.
+            report.duration += verdict.duration
+        if session is not None and verdict is not None and call.when == "setup":
+            from ._summary import record
+
+            case = session.state.cases[item.nodeid]
+            data = record(case.name, item.nodeid, case.scenario, verdict, agent=case.agent)
+            data["rerun"] = session.state.attempts.get(item.nodeid, 0)
+            notes = tuple(session.notes())
+            if notes != self.plugin._sent_notes:  # notes ride on a record only when they change
+                data["notes"] = list(notes)
+                self.plugin._sent_notes = notes
+            data["simulated"] = self.plugin.settings.api_url_source == "simulator"
+            data.update(session.gating(item.nodeid).record())
+            if case.adaptive:
+                fired = len(verdict.runs)
+                data["adaptive"] = {
+                    "planned": case.repeat,
+                    "fired": fired,
+                    "saved": max(case.repeat - fired, 0),
+                }
+            report.cekura = data  # type: ignore[attr-defined]
+        return report
 
 
 class XdistHooks:
