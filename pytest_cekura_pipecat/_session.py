@@ -332,20 +332,26 @@ class CekuraSession:
         else:
             attempt = self.state.attempts.get(nodeid, 0)
             runs = self._top_up(nodeid, case, self.role.runs(nodeid, attempt), attempt)
-        runs = [
-            replace(
-                run,
-                scenario_id=run.scenario_id or case.scenario,
-                error_message=self.redactor(run.error_message),
-                transcript=self.redactor(run.transcript) if run.transcript else run.transcript,
-            )
-            for run in runs
-        ]
+        runs = [self._masked(run, case.scenario) for run in runs]
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
         if self.ledger is not None and not self.state.attempts.get(nodeid, 0):
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
+
+    def _masked(self, run: CekuraRun, scenario: int) -> CekuraRun:
+        """The run as a test may read it: secrets masked, its scenario known (a copy only
+        when that changes something)."""
+        error_message = self.redactor(run.error_message)
+        transcript = self.redactor(run.transcript) if run.transcript else run.transcript
+        if run.scenario_id and error_message == run.error_message and transcript == run.transcript:
+            return run
+        return replace(
+            run,
+            scenario_id=run.scenario_id or scenario,
+            error_message=error_message,
+            transcript=transcript,
+        )
 
     def _top_up(
         self, nodeid: str, case: Case, runs: list[CekuraRun], attempt: int
