@@ -363,7 +363,10 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
             ctx.notes.append(f"cekura: {len(fresh)} run(s) not fired: {problem}")
             return _plan(fired_at, pending, ctx)
     await _prepare_all([p for p in fresh if p.case.pipecat_room_url], ctx)
-    ctx.waves = _schedule(fresh)
+    if ctx.waves is None:
+        ctx.waves = _schedule(fresh)
+    else:  # a later firing joins the session's lanes: its rooms may still be taken
+        ctx.waves.add([p for p in fresh if p.slot.error is None])
     await _fire_released(ctx.waves.next(), ctx)
     return _plan(fired_at, pending, ctx)
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._case import Case
 from ._client import CekuraClient, HttpPolicy
@@ -31,6 +31,7 @@ from ._redact import Redactor
 from ._shared import SharedDir, SharedDirError, pid_alive
 from ._verdict import CekuraRun
 from ._watch import Watcher, WatchSettings
+from ._waves import Waves
 
 ContextFactory = Callable[[CekuraClient | None], FireContext]
 Counts = tuple[int, int, int, int, int, int, float]
@@ -164,7 +165,11 @@ class Local:
     def __init__(self, runtime: Runtime) -> None:
         self._board = _Board()
         self._watching = _Watching(runtime, self._publish)
-        self._finished: list[asyncio.Queue[str]] = []  # one per firing with runs held back
+        # The session's lanes: every firing (reruns and adaptive top-ups too) queues in them,
+        # and one loop at a time fires what they release.
+        self._waves: Waves[Any] | None = None
+        self._finished: asyncio.Queue[str] | None = None  # set while that loop runs
+        self._wave_task: asyncio.Task[None] | None = None
         self._firings: list[FireContext] = []
         self.plan: Plan | None = None
         self._reruns: dict[tuple[str, int], list[Slot]] = {}
@@ -180,30 +185,44 @@ class Local:
         client = self._watching.client
         ctx = context(client)
         ctx.attempt = attempt
+        ctx.waves = self._waves
         watcher = self._watching.watcher
         if watcher is not None:
             ctx.on_batch = watcher.add
         plan = _fire_here(self._watching.io, client, selected, ctx)
         self._fire_notes.extend(n for n in plan.notes if n not in self._fire_notes)
-        if ctx.waiting():
-            self._firings.append(ctx)
-            self._watching.io.spawn(self._fire_waves(ctx))
+        self._waves = self._waves or ctx.waves
+        self._firings.append(ctx)
+        self._watching.io.run(self._ensure_waves(ctx), timeout=5)
         return plan
 
-    async def _fire_waves(self, ctx: FireContext) -> None:
-        finished: asyncio.Queue[str] = asyncio.Queue()
-        self._finished.append(finished)
+    async def _ensure_waves(self, ctx: FireContext) -> None:
+        self._start_waves(ctx)
+
+    def _start_waves(self, ctx: FireContext) -> None:
+        """Start the loop that fires held-back runs, unless one runs (checked and started
+        on the I/O loop, so a loop that is ending cannot miss new runs)."""
+        if self._finished is None and ctx.waiting():
+            self._finished = asyncio.Queue()
+            self._wave_task = asyncio.get_running_loop().create_task(
+                self._fire_waves(ctx, self._finished)
+            )
+
+    async def _fire_waves(self, ctx: FireContext, finished: asyncio.Queue[str]) -> None:
         try:
             await fire_waves(ctx, finished, self._unfired)
         finally:
-            self._finished.remove(finished)
+            self._finished = None
+        self._start_waves(ctx)  # runs queued while the loop was ending
 
     def _publish(self, slot: Slot, run: CekuraRun) -> None:
         """The watcher's final run of a slot (on the I/O loop): items learn it, and a place
         it held in a room or under max_live_runs is free."""
         self._board.put(slot, run)
-        for finished in self._finished:
-            finished.put_nowait(slot.key)
+        if self._waves is not None:
+            self._waves.done(slot.key)  # also when no loop runs (done is idempotent)
+        if self._finished is not None:
+            self._finished.put_nowait(slot.key)  # wakes the loop
 
     def _unfired(self, slots: list[Slot]) -> None:
         for slot in slots:

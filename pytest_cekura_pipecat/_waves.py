@@ -43,16 +43,22 @@ class Waves(Generic[T]):
         self._queues: dict[Hashable, deque[T]] = {}
         self._capacity: dict[Hashable, int] = {}
         self._order: list[Hashable] = []
+        self._live: dict[str, Hashable] = {}  # key -> lane
+        self._per_lane: dict[Hashable, int] = {}
+        self.add(items)
+
+    def add(self, items: Sequence[T]) -> None:
+        """Queue more items behind those already waiting in their lanes (a later firing of
+        the same session: a rerun, an adaptive top-up), so they share the rooms' places."""
         for item in items:
-            where = lane(item)
+            where = self._lane(item)
             if where.key not in self._queues:
                 self._queues[where.key] = deque()
                 self._capacity[where.key] = where.capacity
+                self._per_lane[where.key] = 0
                 self._order.append(where.key)
             self._capacity[where.key] = min(self._capacity[where.key], where.capacity)
             self._queues[where.key].append(item)
-        self._live: dict[str, Hashable] = {}  # key -> lane
-        self._per_lane: dict[Hashable, int] = dict.fromkeys(self._order, 0)
 
     def next(self) -> list[T]:
         """Everything that may start now (and is counted live from here on)."""

@@ -172,3 +172,21 @@ def test_a_case_waiting_in_a_lane_is_not_timed_out_early(suite: Suite) -> None:
     suite.toml(SHARED_ROOM.replace("[[case]]", "[[case]]\ntimeout = 0.8", 3))
     suite.run().assert_outcomes(passed=4)
     assert len(suite.posts()) == 4
+
+
+def test_an_adaptive_top_up_waits_for_its_room_like_any_run(suite: Suite) -> None:
+    """A top-up (a later firing) queues in the session's lanes: in one shared room it never
+    joins a run of another case that is live there."""
+    suite.sim.configure(room_exclusive=True)  # a second caller in a live room is refused
+    _ini(suite)
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/shared"\n'
+        '[[case]]\nname = "flaky"\nscenario = 102\nrepeat = 3\nmin_passes = 1\n'
+        "adaptive = true\n"
+        + "".join(f'[[case]]\nname = "c{i}"\nscenario = 101\n' for i in range(3))
+    )
+    suite.run("-p", "no:randomly").assert_outcomes(passed=3, failed=1)
+    posts = suite.posts()
+    assert all(p.status == 200 for p in posts), [p.status for p in posts]
+    assert sum(len(p.body["scenarios"]) for p in posts) == 6  # 3 of flaky (1 + 2 top-ups) + 3
+    assert _most_live(suite) == 1
