@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from . import _options as options
 from . import hooks
+from ._interrupt import SigtermAsInterrupt
 from ._redact import RecordFactory, Redactor, mask_debug_trace
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class CekuraPlugin:
         self._sent_notes: tuple[str, ...] = ()
         self._wake: threading.Thread | None = None
         self._stop = threading.Event()
-        self.previous_sigterm: Any = None
+        self.sigterm = SigtermAsInterrupt()
         workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
         if workerinput.get("cekura_shared_dir"):
             self.redactor.share(Path(str(workerinput["cekura_shared_dir"])) / _SECRETS)
@@ -243,7 +243,7 @@ class CekuraPlugin:
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         if self.role == "controller":
             self._watch_items(session.config)
-            self.previous_sigterm = _sigterm_as_interrupt()
+            self.sigterm.install()
             self._start_progress(session.config)
             return None
         if self._session is None or not self._session.state.cases:
@@ -261,7 +261,7 @@ class CekuraPlugin:
                 if reporter is not None:
                     reporter.write_line(line)
             return True
-        self.previous_sigterm = _sigterm_as_interrupt()
+        self.sigterm.install()
         self._announce_missing_key(session)
         self.session.start(session.items)
         self._start_progress(session.config)
@@ -293,11 +293,13 @@ class CekuraPlugin:
         return role.progress() if role is not None else None
 
     def pytest_sessionfinish(self) -> None:
-        _restore_sigterm(self.previous_sigterm)
+        self.sigterm.uninstall()
         if self.progress is not None:
             self.progress.stop()
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self) -> None:
+        self.sigterm.seen()
         # Calls left running cost money. Under xdist the controller does this, once.
         # A worker only stops firing (it ends no call); every role stops its bot at once.
         if self._session is None and self.role == "controller" and self._firing_started():
@@ -461,25 +463,6 @@ def _will_skip(item: pytest.Item) -> bool:
     from ._session import will_not_run
 
     return will_not_run(item)
-
-
-def _sigterm_as_interrupt() -> Any:
-    """CI cancels a job with SIGTERM: treat it like Ctrl-C so live calls get ended."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:
-        return None
-
-
-def _restore_sigterm(previous: Any) -> None:
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _start_simulator(scenarios: str) -> Any:

@@ -16,3 +16,46 @@ def test_sigterm_under_xdist_ends_live_calls_once(suite: Suite) -> None:
     assert len(suite.posts()) == 1
     assert len(suite.ended()) == 1, out
     assert "ended the live calls of result(s)" in out
+
+
+# A SIGTERM handled while Python runs a finalizer (``__del__``, a weakref callback) has its
+# KeyboardInterrupt printed and dropped. This conftest drops the first one on purpose: any
+# SIGTERM handler installed is wrapped.
+_SWALLOW_FIRST_INTERRUPT = """
+import signal
+
+_install = signal.signal
+_dropped = []
+
+def _wrapping(signum, handler):
+    if signum != signal.SIGTERM or not callable(handler):
+        return _install(signum, handler)
+
+    def swallowing(sig, frame):
+        try:
+            handler(sig, frame)
+        except KeyboardInterrupt:
+            if _dropped:
+                raise
+            _dropped.append(sig)
+            print("conftest: the interrupt was dropped", flush=True)
+
+    return _install(signum, swallowing)
+
+signal.signal = _wrapping
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
+def test_a_sigterm_whose_interrupt_was_lost_is_raised_again(
+    suite: Suite, workers: list[str]
+) -> None:
+    suite.pytester.makeconftest(_SWALLOW_FIRST_INTERRUPT)
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n'
+        + "".join(f'[[case]]\nname = "s{i}"\nscenario = 105\n' for i in range(2))
+    )
+    code, out = suite.sigterm_after_start(*workers, "--cekura-timeout=120", settle=0.5)
+    assert "conftest: the interrupt was dropped" in out
+    assert code == pytest.ExitCode.INTERRUPTED, out
+    assert len(suite.ended()) == 1, out
