@@ -4,6 +4,7 @@ role, client policy and watch schedule (imported only when a session has a Cekur
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from ._client import HttpPolicy
 from ._notice import TerminalNotice
 from ._roles import Controller, Local, Role, Runtime, Worker
 from ._session import CekuraSession
+from ._shared import SharedDir
 from ._watch import WatchSettings
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ def build_session(plugin: CekuraPlugin) -> CekuraSession:
             breaker_after=settings.breaker_after,
         ),
         redactor=plugin.redactor,
-        notice=None if plugin.role == "worker" else _notice(plugin),
+        notice=_worker_notice(plugin) if plugin.role == "worker" else _notice(plugin),
         api_url_source=settings.api_url_source,
     )
     session = CekuraSession(plugin.config, settings, plugin.redactor, runtime)
@@ -57,6 +59,13 @@ def _notice(plugin: CekuraPlugin) -> TerminalNotice:
             plugin.progress.clear()
 
     return TerminalNotice(plugin.config, erase_progress)
+
+
+def _worker_notice(plugin: CekuraPlugin) -> Callable[[str], None] | None:
+    """A worker's output is not shown: its notice goes to the controller, which prints it."""
+    workerinput: dict[str, Any] = getattr(plugin.config, "workerinput", {})
+    path = workerinput.get("cekura_shared_dir")
+    return SharedDir(Path(str(path))).say if path else None
 
 
 def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Role | None:

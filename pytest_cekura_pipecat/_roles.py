@@ -290,6 +290,7 @@ class Controller:
         self._watching = _Watching(runtime, self._publish)
         self._stop = threading.Event()
         self._problems: list[str] = []
+        self._noticed = False
         self._feeder = threading.Thread(target=self._feed, name="cekura-feed", daemon=True)
         self._feeder.start()
 
@@ -301,11 +302,27 @@ class Controller:
                 self._problems.append(f"cekura: {exc}: workers cannot learn their verdicts")
 
     def _feed(self) -> None:
-        watcher = self._watching.watcher
+        """The thread that hands the workers' batches to the watcher: it must outlive any
+        one bad look at the directory, or every later batch would go unwatched."""
         while not self._stop.wait(0.1):
-            for slots in self.shared.new_batches():
-                if watcher is not None:
-                    watcher.add(slots)
+            try:
+                self._feed_once()
+            except Exception as exc:
+                problem = f"cekura: reading {self.shared.path} failed ({exc!r}); read again"
+                if problem not in self._problems:
+                    self._problems.append(problem)
+
+    def _feed_once(self) -> None:
+        watcher = self._watching.watcher
+        for slots in self.shared.new_batches():
+            if watcher is not None:
+                watcher.add(slots)
+        notice = self._watching.runtime.notice
+        if notice is not None and not self._noticed:  # the firing worker's, for the terminal
+            line = self.shared.said()
+            if line is not None:
+                self._noticed = True
+                notice(self._watching.runtime.redactor(line))
 
     def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
         pass  # the controller collects nothing: a worker fires

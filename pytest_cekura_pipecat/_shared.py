@@ -35,6 +35,7 @@ from ._verdict import CekuraRun
 PLAN = "plan.json"
 FIRE_LOCK = "fire.lock"
 RUNS_LOG = "runs.jsonl"
+NOTICE = "notice.txt"
 
 
 class SharedDirError(OSError):
@@ -155,7 +156,21 @@ class SharedDir:
         note = f"cekura: the worker firing the session (pid {pid}) died before it finished"
         return Plan(time.time(), slots, [note])
 
+    def say(self, line: str) -> None:
+        """A line for the user's terminal, now (a worker's output is not shown): the
+        controller prints it (see ``said``). The first one stays."""
+        path = self.path / NOTICE
+        if not path.exists():
+            with contextlib.suppress(OSError):
+                write_atomic(path, line.encode())
+
     # -- watching (the controller) ---------------------------------------------------------
+
+    def said(self) -> str | None:
+        try:
+            return (self.path / NOTICE).read_text(errors="replace") or None
+        except OSError:
+            return None
 
     def new_batches(self) -> Iterator[list[Slot]]:
         for path in sorted(self.path.glob("batch-*.json")):

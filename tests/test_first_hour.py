@@ -149,7 +149,11 @@ def blackhole() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def test_blackhole_is_said_within_5_s(pytester: pytest.Pytester, blackhole: str) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
+def test_blackhole_is_said_within_5_s(
+    pytester: pytest.Pytester, blackhole: str, workers: list[str]
+) -> None:
+    """Under xdist the firing worker's output is not shown: the controller prints it."""
     pytester.makeini("[pytest]\n")
     (pytester.path / "cekura.toml").write_text(ROOM + '[[case]]\nname = "a"\nscenario = 101\n')
     env = {**os.environ, "CEKURA_API_KEY": "sk-x"}
@@ -158,13 +162,13 @@ def test_blackhole_is_said_within_5_s(pytester: pytest.Pytester, blackhole: str)
     lines = []
     with subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--cekura-api-url={blackhole}",
-         "--cekura-http-timeout=8", "--cekura-retry-window=3"],
+         "--cekura-http-timeout=8", "--cekura-retry-window=3", *workers],
         cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     ) as proc:  # fmt: skip
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("collected"):  # measured from here: not pytest's start-up
+            if line.startswith("collected") or " workers [" in line:  # not pytest's start-up
                 started = time.monotonic()
             if said_at is None and "has not answered" in line:
                 said_at = time.monotonic() - started

@@ -1,0 +1,189 @@
+"""The shared directory through which xdist processes coordinate (``_shared.py``), driven by
+real processes: racing claims and reservations, dead holders, torn files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_cekura_pipecat._client import HttpPolicy
+from pytest_cekura_pipecat._plan import Slot, slots_to_json
+from pytest_cekura_pipecat._redact import Redactor
+from pytest_cekura_pipecat._roles import Controller, Runtime
+from pytest_cekura_pipecat._shared import RUNS_LOG, SharedDir, pid_alive, run_to_json
+from pytest_cekura_pipecat._verdict import CekuraRun
+from pytest_cekura_pipecat._watch import WatchSettings
+
+_SPAWN = multiprocessing.get_context("spawn")  # as xdist's workers: fresh interpreters
+
+
+def _slot(nodeid: str, result_id: int | None = 5001) -> Slot:
+    return Slot(nodeid=nodeid, index=0, scenario=101, timeout=60.0, result_id=result_id)
+
+
+def _claim(path: str, start: float, won: multiprocessing.Queue[int]) -> None:
+    while time.time() < start:
+        time.sleep(0.001)
+    if SharedDir(Path(path)).claim_firing():
+        won.put(os.getpid())
+
+
+def _reserve(path: str, start: float, granted: multiprocessing.Queue[int]) -> None:
+    shared = SharedDir(Path(path))
+    while time.time() < start:
+        time.sleep(0.001)
+    granted.put(sum(shared.reserve(1, budget=10, base=4) for _ in range(5)))
+
+
+def test_processes_racing_for_the_firing_lock_leave_exactly_one_firer(tmp_path: Path) -> None:
+    won: multiprocessing.Queue[int] = _SPAWN.Queue()
+    start = time.time() + 1.0
+    procs = [_SPAWN.Process(target=_claim, args=(str(tmp_path), start, won)) for _ in range(6)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+    winners = [won.get(timeout=5)]
+    assert won.empty()
+    assert SharedDir(tmp_path).firer() == winners[0]
+
+
+def test_racing_reservations_never_exceed_the_budget(tmp_path: Path) -> None:
+    granted: multiprocessing.Queue[int] = _SPAWN.Queue()
+    start = time.time() + 1.0
+    procs = [
+        _SPAWN.Process(target=_reserve, args=(str(tmp_path), start, granted)) for _ in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+    # 20 asked for, 6 fit (4 first-attempt runs, budget 10)
+    assert sum(granted.get(timeout=5) for _ in procs) == 6
+    assert (tmp_path / "reruns.json").read_text() == "6"
+
+
+def test_a_reservation_lock_dies_with_its_holder(tmp_path: Path) -> None:
+    """flock: a worker killed while holding the lock does not stall the others."""
+    holder = _SPAWN.Process(target=_hold_lock_forever, args=(str(tmp_path),))
+    holder.start()
+    deadline = time.time() + 30
+    while not (tmp_path / "holding").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    assert holder.pid is not None
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(10)
+    started = time.monotonic()
+    assert SharedDir(tmp_path).reserve(1, budget=10, base=0)
+    assert time.monotonic() - started < 2
+
+
+def _hold_lock_forever(path: str) -> None:
+    import fcntl
+
+    lock = open(Path(path) / "spent.lock", "a")  # noqa: SIM115 - held until killed
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    (Path(path) / "holding").write_text("1")
+    time.sleep(600)
+
+
+def test_a_dead_firer_is_seen_and_its_plan_rebuilt_from_what_it_recorded(tmp_path: Path) -> None:
+    won: multiprocessing.Queue[int] = _SPAWN.Queue()
+    proc = _SPAWN.Process(target=_claim, args=(str(tmp_path), 0.0, won))
+    proc.start()
+    proc.join(30)
+    assert won.get(timeout=5) == proc.pid
+    shared = SharedDir(tmp_path)
+    pid = shared.firer()
+    assert pid == proc.pid and not pid_alive(pid)
+    # It had recorded two requests: the first answered, the second still in flight.
+    answered = [_slot("a.toml::a")]
+    answered[0].fired_at = time.time()
+    answered[0].run_id = 90001
+    shared.record_batch(shared.record_sending([_slot("a.toml::a", None)]), answered)
+    shared.record_sending([_slot("a.toml::b", None)])
+    plan = shared.plan_from_pieces(pid)
+    assert plan.slots["a.toml::a"][0].run_id == 90001
+    assert plan.slots["a.toml::a"][0].error is None
+    error = plan.slots["a.toml::b"][0].error
+    assert error is not None and f"(pid {pid}) died while its start request was in flight" in error
+    assert "died before it finished" in plan.notes[0]
+
+
+def test_pid_alive_for_this_process_and_a_reaped_child() -> None:
+    assert pid_alive(os.getpid())
+    proc = _SPAWN.Process(target=time.sleep, args=(0,))
+    proc.start()
+    proc.join(30)
+    assert proc.pid is not None and not pid_alive(proc.pid)
+
+
+def test_a_torn_run_log_line_waits_for_its_end(tmp_path: Path) -> None:
+    run = CekuraRun(scenario_id=101, status="completed", success=True, run_id=7)
+    line = f'{{"key": "k1", "run": {run_to_json(run)}}}\n'.encode()
+    reader = SharedDir(tmp_path)
+    with open(tmp_path / RUNS_LOG, "ab") as log:
+        log.write(line[:20])
+        log.flush()
+        assert reader.read_runs() == {}
+        log.write(line[20:])
+        log.flush()
+    assert reader.read_runs()["k1"].run_id == 7
+
+
+def test_a_broken_batch_file_is_skipped_and_the_others_are_read(tmp_path: Path) -> None:
+    shared = SharedDir(tmp_path)
+    (tmp_path / "batch-1-00001.json").write_bytes(b'[{"nodeid": "a", "ind')  # torn
+    (tmp_path / "batch-1-00002.json").write_bytes(slots_to_json([_slot("x.toml::b")]))
+    assert [[s.nodeid for s in slots] for slots in shared.new_batches()] == [["x.toml::b"]]
+    assert list(shared.new_batches()) == []  # each batch once
+
+
+def test_the_first_notice_stays(tmp_path: Path) -> None:
+    shared = SharedDir(tmp_path)
+    assert shared.said() is None
+    shared.say("Cekura at http://x has not answered")
+    shared.say("a second line")
+    assert shared.said() == "Cekura at http://x has not answered"
+
+
+def test_the_controllers_feeder_survives_a_failed_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One exception while reading the directory must not stop the thread that hands every
+    later batch to the watcher (or its notice to the terminal)."""
+    said: list[str] = []
+    failures = iter([OSError("EIO")])
+
+    def flaky_said(self: SharedDir) -> str | None:
+        for exc in failures:
+            raise exc
+        return (tmp_path / "notice.txt").read_text() if (tmp_path / "notice.txt").exists() else None
+
+    monkeypatch.setattr(SharedDir, "said", flaky_said)
+    runtime = Runtime(
+        api_url="http://127.0.0.1:9",
+        api_key=None,
+        policy=HttpPolicy(),
+        watch=WatchSettings(),
+        redactor=Redactor(),
+        notice=said.append,
+    )
+    controller = Controller(runtime, tmp_path)
+    try:
+        time.sleep(0.3)  # the failed look happens
+        SharedDir(tmp_path).say("Cekura at http://x has not answered")
+        deadline = time.time() + 5
+        while not said and time.time() < deadline:
+            time.sleep(0.05)
+        assert said == ["Cekura at http://x has not answered"]
+        assert any("EIO" in note for note in controller.notes())
+        assert any(t.name == "cekura-feed" for t in threading.enumerate())
+    finally:
+        controller.close()
