@@ -372,13 +372,22 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
 
 
 async def _fire_canaries(canaries: list[_Pending], ctx: FireContext) -> str | None:
-    """Fire the canaries (all at once: nothing else is live yet) and wait for their runs;
-    why the rest must not be fired, or None."""
+    """Fire the canaries before anything else and wait for their runs; why the rest must
+    not be fired, or None. Canaries sharing a room take turns in it, as any runs do (in
+    lanes of their own: nothing else is live yet); the others go at once."""
     from ._canary import canary_problem
 
-    await _prepare_all([p for p in canaries if p.slot.error is None], ctx)
-    await _fire_released(canaries, ctx)
-    return await canary_problem([(p.case, p.slot) for p in canaries], ctx)
+    await _prepare_all([p for p in canaries if p.case.pipecat_room_url], ctx)
+    lanes = _schedule(canaries)
+    while released := lanes.next():
+        await _fire_released(released, ctx)
+        problem = await canary_problem([(p.case, p.slot) for p in released], ctx)
+        if problem is not None:
+            _fail(lanes.abandon(), f"not fired: {problem}")
+            return problem
+        for item in released:
+            lanes.done(item.slot.key)
+    return None
 
 
 WAVE_GATHER = 0.05  # seconds: runs that end together start their successors in one request

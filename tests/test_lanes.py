@@ -190,3 +190,20 @@ def test_an_adaptive_top_up_waits_for_its_room_like_any_run(suite: Suite) -> Non
     assert all(p.status == 200 for p in posts), [p.status for p in posts]
     assert sum(len(p.body["scenarios"]) for p in posts) == 6  # 3 of flaky (1 + 2 top-ups) + 3
     assert _most_live(suite) == 1
+
+
+def test_canaries_sharing_a_room_take_turns_in_it(suite: Suite) -> None:
+    """Canaries go first, and two of them in one static room one after the other: never two
+    callers in the room (the server refuses a second one)."""
+    suite.sim.configure(room_exclusive=True)
+    _ini(suite)
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/shared"\n'
+        + "".join(f'[[case]]\nname = "k{i}"\nscenario = 101\ncanary = true\n' for i in range(2))
+        + '[[case]]\nname = "after"\nscenario = 104\n'
+    )
+    suite.run().assert_outcomes(passed=3)
+    posts = suite.posts()
+    assert all(p.status == 200 for p in posts), [p.status for p in posts]
+    assert [[e["scenario"] for e in p.body["scenarios"]] for p in posts] == [[101], [101], [104]]
+    assert _most_live(suite) == 1
