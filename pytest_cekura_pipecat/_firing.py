@@ -17,6 +17,7 @@ it is sent again without the entries Cekura refused (halving the batch to find t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import defaultdict, deque
@@ -81,6 +82,7 @@ class _Pending:
     case: Case
     slot: Slot
     entry: dict[str, Any] | None = None
+    room: str | None = None  # a re-attached run's static room (it has no entry: not sent)
 
 
 async def _prepare(pending: _Pending, ctx: FireContext) -> None:
@@ -286,6 +288,8 @@ def _lane(item: _Pending) -> Lane:
     """Runs in one static room share a lane; a room from a provider is the run's own."""
     if item.case.pipecat_room_url and item.entry is not None:
         return Lane(item.entry["pipecat_room_url"], item.case.room_concurrency)
+    if item.room is not None:
+        return Lane(item.room, item.case.room_concurrency)
     return Lane(("provided", item.slot.key), 1)
 
 
@@ -354,6 +358,7 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
             return _plan(fired_at, pending, ctx)
     resumed = await _resume(cases, pending, ctx) if ctx.resume and not ctx.attempt else set()
     fresh = [p for p in pending if p.slot.key not in resumed]
+    live = [p for p in pending if p.slot.key in resumed]
     canaries = [p for p in fresh if p.slot.nodeid in ctx.canaries]
     if canaries and len(canaries) < len(fresh):
         fresh = [p for p in fresh if p.slot.nodeid not in ctx.canaries]
@@ -363,10 +368,15 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
             ctx.notes.append(f"cekura: {len(fresh)} run(s) not fired: {problem}")
             return _plan(fired_at, pending, ctx)
     await _prepare_all([p for p in fresh if p.case.pipecat_room_url], ctx)
+    for item in live:
+        if item.case.pipecat_room_url:
+            with contextlib.suppress(CekuraError):  # it was sent before: the URL expanded then
+                item.room = expand(item.case.pipecat_room_url, ctx.env, item.case.name)
     if ctx.waves is None:
         ctx.waves = _schedule(fresh)
     else:  # a later firing joins the session's lanes: its rooms may still be taken
         ctx.waves.add([p for p in fresh if p.slot.error is None])
+    ctx.waves.occupy(live)  # re-attached runs are still live in their rooms
     await _fire_released(ctx.waves.next(), ctx)
     return _plan(fired_at, pending, ctx)
 

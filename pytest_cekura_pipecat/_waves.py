@@ -51,14 +51,26 @@ class Waves(Generic[T]):
         """Queue more items behind those already waiting in their lanes (a later firing of
         the same session: a rerun, an adaptive top-up), so they share the rooms' places."""
         for item in items:
-            where = self._lane(item)
-            if where.key not in self._queues:
-                self._queues[where.key] = deque()
-                self._capacity[where.key] = where.capacity
-                self._per_lane[where.key] = 0
-                self._order.append(where.key)
-            self._capacity[where.key] = min(self._capacity[where.key], where.capacity)
-            self._queues[where.key].append(item)
+            self._queues[self._enter(item)].append(item)
+
+    def occupy(self, items: Sequence[T]) -> None:
+        """Count items already live in their lanes (runs an earlier session fired, now
+        re-attached): their places are taken until :meth:`done`."""
+        for item in items:
+            lane_key = self._enter(item)
+            self._live[self._key(item)] = lane_key
+            self._per_lane[lane_key] += 1
+
+    def _enter(self, item: T) -> Hashable:
+        """The item's lane (made on first use; the smallest capacity asked for holds)."""
+        where = self._lane(item)
+        if where.key not in self._queues:
+            self._queues[where.key] = deque()
+            self._capacity[where.key] = where.capacity
+            self._per_lane[where.key] = 0
+            self._order.append(where.key)
+        self._capacity[where.key] = min(self._capacity[where.key], where.capacity)
+        return where.key
 
     def next(self) -> list[T]:
         """Everything that may start now (and is counted live from here on)."""

@@ -48,6 +48,17 @@ def test_max_live_caps_every_lane_together() -> None:
     assert waves.next() == [] and waves.waiting() == 0
 
 
+def test_occupied_places_count_until_done() -> None:
+    """Runs already live (re-attached) take their room's place and count under max_live."""
+    waves = _waves(["a:2", "b:1"], {"a": 1, "b": 1, "c": 1}, max_live=2)
+    waves.occupy(["a:1", "c:1"])
+    assert waves.next() == []  # a is taken; two live already
+    waves.done("c:1")
+    assert waves.next() == ["b:1"]
+    waves.done("a:1")
+    assert waves.next() == ["a:2"]
+
+
 def test_count_waves() -> None:
     assert _waves(["a:1", "a:2", "b:1"], {"a": 1, "b": 1}).count_waves() == 2
     assert _waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}).count_waves() == 1

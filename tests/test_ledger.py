@@ -130,6 +130,26 @@ def test_a_killed_session_is_resumed_not_fired_again(suite: Suite, workers: list
         assert len(suite.posts()) == 2
 
 
+def test_a_reattached_run_holds_its_place_in_its_room(suite: Suite) -> None:
+    """A run re-attached from the ledger is still live in its static room: a case that must
+    go there waits for it to end (the server refuses a second caller in a live room)."""
+    one = (
+        TWO_SLOW_CASES.split("[[case]]")[0]
+        + 'room_concurrency = 1\n[[case]]\nname = "slow-pass"\nscenario = 108\n'
+    )
+    suite.toml(one)
+    _kill_after_firing(suite, cases=1)
+    suite.sim.configure(room_exclusive=True)
+    suite.toml(one + '[[case]]\nname = "newcomer"\nscenario = 104\n')
+
+    result = _rerun(suite)
+    result.assert_outcomes(passed=2)
+    assert "re-attached to runs started at " in result.stdout.str()
+    first, second = suite.posts()
+    assert second.status == 200 and [e["scenario"] for e in second.body["scenarios"]] == [104]
+    assert second.at >= first.at + 2.5  # after the re-attached run (2.5 s) ended
+
+
 def test_a_changed_case_is_not_reattached_its_calls_are_ended(suite: Suite) -> None:
     suite.toml(TWO_SLOW_CASES)
     _kill_after_firing(suite)
