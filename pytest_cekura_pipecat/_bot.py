@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -59,7 +59,9 @@ class BotProcess:
         grace: float = 5.0,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
+        self.on_spawn = on_spawn  # told the pid at once, before the bot is ready
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.argv:
             raise BotError("the bot command is empty")
@@ -118,6 +120,8 @@ class BotProcess:
             raise BotError(f"bot `{self.command}` could not start: {exc.strerror or exc}") from None
         atexit.register(self.stop)
         try:
+            if self.on_spawn is not None:
+                self.on_spawn(self._proc.pid)
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -203,6 +207,20 @@ def log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
 
 
+def stop_orphan(pgid: int, grace: float = 5.0) -> bool:
+    """Stop the process group of a bot whose parent died (SIGTERM, SIGKILL after ``grace``);
+    whether it was still running."""
+    if not _group_alive(pgid):
+        return False
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+    return True
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     # The bot leads its own session, so its pid is its process group id.
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -270,9 +288,15 @@ class SessionBot:
     """The bot under test of one session: started on first need (before firing, by the
     process that fires), at most once; stopped by :meth:`stop`."""
 
-    def __init__(self, config: BotConfig, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        config: BotConfig,
+        redactor: Redactor,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> None:
         self.config = config
         self._redact = redactor
+        self._on_spawn = on_spawn
         self._lock = threading.Lock()
         self._process: BotProcess | None = None
         self._tried = False
@@ -300,6 +324,7 @@ class SessionBot:
                     log_path=config.log_path,
                     start_timeout=config.start_timeout,
                     cwd=Path(config.cwd),
+                    on_spawn=self._on_spawn,
                 )
                 self._process.start()
             except BotError as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._bot import stop_orphan
 from ._case import Case
 from ._client import CekuraClient, HttpPolicy
 from ._firing import FireContext, fire, fire_waves
@@ -79,6 +80,9 @@ class Role(Protocol):
 
     def reserve(self, runs: int, budget: int, base: int) -> bool:
         """Reserve runs for a rerun within the session's budget (all processes)."""
+
+    def bot_spawned(self, pid: int) -> None:
+        """The bot under test was started by this process (pid of its process group)."""
 
     def notes(self) -> list[str]: ...
 
@@ -252,6 +256,9 @@ class Local:
         self._reserved += runs
         return True
 
+    def bot_spawned(self, pid: int) -> None:
+        pass  # stopped by this process, at the end
+
     def notes(self) -> list[str]:
         watcher = self._watching.watcher
         return [*self._fire_notes, *(watcher.notes if watcher else [])]
@@ -336,6 +343,9 @@ class Controller:
     def reserve(self, runs: int, budget: int, base: int) -> bool:
         return False
 
+    def bot_spawned(self, pid: int) -> None:
+        pass  # the controller starts no bot
+
     def interrupt(self) -> None:
         for slots in self.shared.new_batches():  # batches answered since the last feed
             if self._watching.watcher is not None:
@@ -356,6 +366,9 @@ class Controller:
         self._stop.set()
         self._feeder.join(2)
         self._watching.close()
+        orphan = self.shared.orphaned_bot()  # its worker was killed: nobody else stops it
+        if orphan is not None:
+            stop_orphan(orphan)
 
 
 class Worker:
@@ -537,6 +550,10 @@ class Worker:
 
     def reserve(self, runs: int, budget: int, base: int) -> bool:
         return self.shared.reserve(runs, budget, base)
+
+    def bot_spawned(self, pid: int) -> None:
+        with contextlib.suppress(SharedDirError):  # then a SIGKILL of this worker orphans it
+            self.shared.record_bot(pid)
 
     def notes(self) -> list[str]:
         return self._notes

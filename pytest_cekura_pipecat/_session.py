@@ -217,7 +217,8 @@ class CekuraSession:
                 return str(exc)
             if config is None:
                 return None
-            self.bot = SessionBot(config, self.redactor)
+            spawned = self.role.bot_spawned if self.role is not None else None
+            self.bot = SessionBot(config, self.redactor, on_spawn=spawned)
         ready = None
         if self.bot.config.ready_url is None:
             try:

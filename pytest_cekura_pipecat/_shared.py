@@ -36,6 +36,7 @@ PLAN = "plan.json"
 FIRE_LOCK = "fire.lock"
 RUNS_LOG = "runs.jsonl"
 NOTICE = "notice.txt"
+BOT = "bot.pid"
 
 
 class SharedDirError(OSError):
@@ -67,6 +68,14 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise SharedDirError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _started(pid: int) -> str:
+    """When ``pid`` started, in clock ticks since boot ("" without /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def pid_alive(pid: int) -> bool:
@@ -155,6 +164,24 @@ class SharedDir:
                 slots.setdefault(slot.nodeid, []).append(slot)
         note = f"cekura: the worker firing the session (pid {pid}) died before it finished"
         return Plan(time.time(), slots, [note])
+
+    def record_bot(self, pid: int) -> None:
+        """The firing worker's bot (its pid leads its process group), for the controller to
+        stop should that worker die (see ``orphaned_bot``)."""
+        write_atomic(self.path / BOT, f"{pid} {_started(pid)}".encode())
+
+    def orphaned_bot(self) -> int | None:
+        """The pid of the bot a dead firing worker left running, if it is still that
+        process (its start time, where /proc tells it, rules out a reused pid)."""
+        try:
+            pid_text, _, started = (self.path / BOT).read_text().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        firer = self.firer()
+        if firer is None or pid_alive(firer) or not pid_alive(pid):
+            return None
+        return pid if started == _started(pid) else None
 
     def say(self, line: str) -> None:
         """A line for the user's terminal, now (a worker's output is not shown): the

@@ -8,10 +8,13 @@ error message and transcript (``echo_secrets``), so a leak of a token would show
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -336,6 +339,44 @@ scenario = 105
     assert code == pytest.ExitCode.INTERRUPTED, out
     assert port_closed(port)
     assert suite.ended()  # the live call was ended too
+
+
+def test_a_bot_left_by_a_killed_firing_worker_is_stopped_by_the_controller(suite: Suite) -> None:
+    """The bot is in its own process group: a SIGKILLed firing worker cannot stop it, so the
+    xdist controller does, at the end of the session."""
+    port = free_port()
+    pidfile = suite.pytester.path / "firer.pid"
+    suite.pytester.makeconftest(
+        f"""
+        import os
+
+        def pytest_cekura_entry(case, entry):
+            with open({str(pidfile)!r}, "w") as f:
+                f.write(str(os.getpid()))
+        """
+    )
+    suite.toml(
+        f"""
+bot_command = "{bot_command(port)}"
+bot_start_url = "http://127.0.0.1:{port}/start"
+
+[[case]]
+name = "hangs"
+scenario = 105
+"""
+    )
+
+    def kill() -> None:  # once the start request was answered
+        deadline = time.monotonic() + 20
+        while not [r for r in suite.posts() if r.status == 200] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    suite.run("-n", "2", "--cekura-timeout=5")
+    killer.join(1)
+    assert port_closed(port)  # stopped when the session ended (the standin never exits)
 
 
 # -- the simulator's one caller per room -----------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -187,3 +189,28 @@ def test_the_controllers_feeder_survives_a_failed_look(
         assert any(t.name == "cekura-feed" for t in threading.enumerate())
     finally:
         controller.close()
+
+
+def test_a_bot_is_orphaned_only_while_its_firer_is_dead_and_its_pid_is_still_it(
+    tmp_path: Path,
+) -> None:
+    shared = SharedDir(tmp_path)
+    bot = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "fire.lock").write_text(str(os.getpid()))  # the firer lives
+        shared.record_bot(bot.pid)
+        assert shared.orphaned_bot() is None
+        won: multiprocessing.Queue[int] = _SPAWN.Queue()
+        firer = _SPAWN.Process(target=_claim, args=(str(tmp_path / "dead"), 0.0, won))
+        (tmp_path / "dead").mkdir()
+        firer.start()
+        firer.join(30)
+        (tmp_path / "fire.lock").write_text(str(firer.pid))  # the firer died
+        assert shared.orphaned_bot() == bot.pid
+        (tmp_path / "bot.pid").write_text(f"{bot.pid} 1")  # another start time: a reused pid
+        assert shared.orphaned_bot() is None
+    finally:
+        bot.kill()
+        bot.wait()
+    shared.record_bot(bot.pid)
+    assert shared.orphaned_bot() is None  # the bot itself is gone
