@@ -39,6 +39,10 @@ class SigtermAsInterrupt:
         """pytest has the interrupt in hand (``pytest_keyboard_interrupt``)."""
         self._seen.set()
 
+    def unseen(self) -> bool:
+        """A SIGTERM arrived and pytest never reported an interrupt."""
+        return self._received.is_set() and not self._seen.is_set()
+
     def uninstall(self) -> None:
         self._seen.set()
         self._received.set()  # let the thread end

@@ -7,10 +7,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
+_POLL = 0.005  # seconds
 
 
 class IoLoop:
@@ -33,7 +35,7 @@ class IoLoop:
         """Run ``coro`` on the loop and wait for it; an interrupt cancels it."""
         future = self.spawn(coro)
         try:
-            return future.result(timeout)
+            return result(future, timeout)
         except BaseException:
             future.cancel()
             raise
@@ -53,3 +55,16 @@ class IoLoop:
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
+
+
+def result(future: concurrent.futures.Future[_T], timeout: float | None = None) -> _T:
+    """``future.result(timeout)``, waited for in short sleeps rather than in a
+    ``Condition.wait``: a signal (Ctrl-C, SIGTERM) that strikes inside ``Condition.wait`` can
+    leave its lock released twice, and the interrupt then surfaces as a RuntimeError (pytest's
+    INTERNALERROR) instead of a KeyboardInterrupt."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not future.done():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise concurrent.futures.TimeoutError
+        time.sleep(_POLL)
+    return future.result()

@@ -26,7 +26,7 @@ from ._bot import stop_orphan
 from ._case import Case
 from ._client import CekuraClient, HttpPolicy
 from ._firing import FireContext, fire, fire_waves
-from ._io import IoLoop
+from ._io import IoLoop, result
 from ._plan import Plan, Slot
 from ._redact import Redactor
 from ._shared import SharedDir, SharedDirError, pid_alive
@@ -38,6 +38,7 @@ ContextFactory = Callable[[CekuraClient | None], FireContext]
 Counts = tuple[int, int, int, int, int, int, float]
 """(done, total, running, queued, failed, errors, fired_at) for the progress line."""
 _INTERRUPT_GRACE = 5.0
+_BOARD_POLL = 0.01  # seconds between looks for an item's runs (single process)
 
 
 @dataclass(frozen=True)
@@ -104,22 +105,20 @@ def never_started(slot: Slot, reason: str) -> CekuraRun:
 
 
 class _Board:
-    """Final runs by slot key, with a condition to wait on (one process)."""
+    """Final runs by slot key (one process): the I/O loop puts, pytest's thread waits."""
 
     def __init__(self) -> None:
         self.runs: dict[str, CekuraRun] = {}
-        self._cond = threading.Condition()
 
     def put(self, slot: Slot, run: CekuraRun) -> None:
-        with self._cond:
-            self.runs[slot.key] = run
-            self._cond.notify_all()
+        self.runs[slot.key] = run  # one dict store: atomic
 
     def wait(self, keys: list[str], until: float) -> None:
-        with self._cond:
-            # A timeout so that Ctrl-C reaches the main thread promptly.
-            while not all(key in self.runs for key in keys) and time.time() < until:
-                self._cond.wait(0.5)
+        # Short sleeps, not Condition.wait: a signal (Ctrl-C, SIGTERM) that strikes inside
+        # Condition.wait can leave its lock released twice, and the interrupt surfaces as a
+        # RuntimeError that pytest reports as an internal error instead of an interrupt.
+        while not all(key in self.runs for key in keys) and time.time() < until:
+            time.sleep(_BOARD_POLL)
 
 
 class _Watching:
@@ -156,11 +155,11 @@ def _fire_here(
     the wire get a few seconds to answer, so their calls can be ended."""
     future = io.spawn(fire(selected, ctx))
     try:
-        return future.result()
+        return result(future)
     except KeyboardInterrupt:
         ctx.stopped = "the session was interrupted"
         with contextlib.suppress(Exception):
-            future.result(_INTERRUPT_GRACE)
+            result(future, _INTERRUPT_GRACE)
         future.cancel()
         raise
 

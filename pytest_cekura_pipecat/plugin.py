@@ -293,6 +293,11 @@ class CekuraPlugin:
         return role.progress() if role is not None else None
 
     def pytest_sessionfinish(self) -> None:
+        if self.sigterm.unseen():
+            # A SIGTERM whose interrupt pytest never saw (it surfaced as another error, e.g.
+            # a lock released twice when it struck inside a Condition.wait): the calls it
+            # meant to end are ended now.
+            self.pytest_keyboard_interrupt()
         self.sigterm.uninstall()
         if self.progress is not None:
             self.progress.stop()

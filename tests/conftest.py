@@ -113,13 +113,19 @@ class Suite:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # killed whole (xdist workers too) if it hangs
         )
         deadline = time.monotonic() + 30
         while not [r for r in self.posts() if r.status == 200] and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(settle)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            raise AssertionError(f"pytest did not exit within 30 s of SIGTERM:\n{out}") from None
         return proc.returncode, out
 
     def ended(self) -> list[RecordedRequest]:

@@ -59,3 +59,30 @@ def test_a_sigterm_whose_interrupt_was_lost_is_raised_again(
     assert "conftest: the interrupt was dropped" in out
     assert code == pytest.ExitCode.INTERRUPTED, out
     assert len(suite.ended()) == 1, out
+
+
+# A signal that strikes inside ``threading.Condition.wait`` can leave its lock released twice:
+# the interrupt then surfaces as "RuntimeError: cannot release un-acquired lock", which pytest
+# reports as an INTERNALERROR and never as an interrupt. This conftest turns the first one into
+# that error.
+_INTERRUPT_BECOMES_RUNTIME_ERROR = _SWALLOW_FIRST_INTERRUPT.replace(
+    """            _dropped.append(sig)
+            print("conftest: the interrupt was dropped", flush=True)""",
+    """            _dropped.append(sig)
+            raise RuntimeError("cannot release un-acquired lock")""",
+)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
+def test_a_sigterm_that_surfaced_as_another_error_still_ends_the_calls(
+    suite: Suite, workers: list[str]
+) -> None:
+    suite.pytester.makeconftest(_INTERRUPT_BECOMES_RUNTIME_ERROR)
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n'
+        + "".join(f'[[case]]\nname = "s{i}"\nscenario = 105\n' for i in range(2))
+    )
+    code, out = suite.sigterm_after_start(*workers, "--cekura-timeout=120", settle=0.5)
+    assert "cannot release un-acquired lock" in out
+    assert code == pytest.ExitCode.INTERNAL_ERROR, out
+    assert len(suite.ended()) == 1, out
