@@ -17,7 +17,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -587,7 +587,7 @@ def _give_up_at(slots: Sequence[Slot]) -> float:
     return max((s.deadline for s in slots), default=0.0) + _WATCHER_GRACE
 
 
-def _final(slot: Slot, known: dict[str, CekuraRun]) -> CekuraRun:
+def _final(slot: Slot, known: Mapping[str, CekuraRun]) -> CekuraRun:
     if slot.error is not None:
         return never_started(slot, slot.error)
     run = known.get(slot.key)

@@ -94,13 +94,54 @@ def pid_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
+_KEY_AT = len('{"key": ')
+_RUN_AFTER_KEY = len(', "run": ')
+_DECODER = json.JSONDecoder()
+
+
+class Runs(Mapping[str, CekuraRun]):
+    """The run log's lines by slot key, each parsed the first time it is read."""
+
+    def __init__(self) -> None:
+        self._lines: dict[str, str] = {}
+        self._parsed: dict[str, CekuraRun] = {}
+
+    def add(self, line: bytes) -> None:
+        """One line as :meth:`SharedDir.append_run` writes it: ``{"key": K, "run": R}``."""
+        text = line.decode("utf-8", "replace")
+        try:
+            key, end = _DECODER.raw_decode(text, _KEY_AT)
+        except ValueError:
+            return  # not a line this module wrote
+        if isinstance(key, str):
+            self._lines[key] = text[end + _RUN_AFTER_KEY : -1]
+            self._parsed.pop(key, None)
+
+    def __getitem__(self, key: str) -> CekuraRun:
+        run = self._parsed.get(key)
+        if run is None:
+            parsed = _run_adapter().validate_json(self._lines[key])
+            run = replace(parsed, raw=MappingProxyType(dict(parsed.raw)))
+            self._parsed[key] = run
+        return run
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._lines
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+
 class SharedDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tag = 0
         self._seen: set[str] = set()
         self._runs_offset = 0
-        self._runs: dict[str, CekuraRun] = {}
+        self._runs = Runs()
         self._partial = b""
 
     # -- firing (one worker) ---------------------------------------------------------------
@@ -225,8 +266,9 @@ class SharedDir:
 
     # -- waiting (workers) -----------------------------------------------------------------
 
-    def read_runs(self) -> dict[str, CekuraRun]:
-        """Every final run published so far, by slot key (reads only what is new)."""
+    def read_runs(self) -> Runs:
+        """Every final run published so far, by slot key (reads only what is new; a run is
+        parsed only when asked for: a worker needs its own items' runs, not all of them)."""
         try:
             with open(self.path / RUNS_LOG, "rb") as handle:
                 handle.seek(self._runs_offset)
@@ -238,11 +280,8 @@ class SharedDir:
         lines = data.split(b"\n")
         self._partial = lines.pop()  # an unfinished last line waits for its end
         for line in lines:
-            if not line:
-                continue
-            record = json.loads(line)
-            run = _run_adapter().validate_python(record["run"])
-            self._runs[record["key"]] = replace(run, raw=MappingProxyType(dict(run.raw)))
+            if line:
+                self._runs.add(line)
         return self._runs
 
     # -- the run budget across processes ----------------------------------------------------

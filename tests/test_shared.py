@@ -214,3 +214,16 @@ def test_a_bot_is_orphaned_only_while_its_firer_is_dead_and_its_pid_is_still_it(
         bot.wait()
     shared.record_bot(bot.pid)
     assert shared.orphaned_bot() is None  # the bot itself is gone
+
+
+def test_runs_are_parsed_only_when_read(tmp_path: Path) -> None:
+    """A worker reads the whole run log but parses only the runs of its own items."""
+    shared = SharedDir(tmp_path)
+    shared.append_run("0:0:a", CekuraRun(scenario_id=101, status="completed", run_id=1))
+    with open(tmp_path / RUNS_LOG, "ab") as log:
+        log.write(b'{"key": "0:0:b", "run": {"status": 7}}\n')  # not a run: never needed here
+    runs = SharedDir(tmp_path).read_runs()
+    assert set(runs) == {"0:0:a", "0:0:b"}
+    assert runs["0:0:a"].run_id == 1
+    with pytest.raises(ValueError):
+        runs["0:0:b"]
