@@ -128,6 +128,21 @@ class Suite:
             raise AssertionError(f"pytest did not exit within 30 s of SIGTERM:\n{out}") from None
         return proc.returncode, out
 
+    def firer_pidfile(self) -> Path:
+        """A conftest that writes the pid of the process building entries (the firing
+        worker under xdist) to the returned file."""
+        pidfile = self.pytester.path / "firer.pid"
+        self.pytester.makeconftest(
+            f"""
+            import os
+
+            def pytest_cekura_entry(case, entry):
+                with open({str(pidfile)!r}, "w") as f:
+                    f.write(str(os.getpid()))
+            """
+        )
+        return pidfile
+
     def ended(self) -> list[RecordedRequest]:
         return [r for r in self.sim.requests if r.path.endswith("/end_calls/")]
 

@@ -345,16 +345,7 @@ def test_a_bot_left_by_a_killed_firing_worker_is_stopped_by_the_controller(suite
     """The bot is in its own process group: a SIGKILLed firing worker cannot stop it, so the
     xdist controller does, at the end of the session."""
     port = free_port()
-    pidfile = suite.pytester.path / "firer.pid"
-    suite.pytester.makeconftest(
-        f"""
-        import os
-
-        def pytest_cekura_entry(case, entry):
-            with open({str(pidfile)!r}, "w") as f:
-                f.write(str(os.getpid()))
-        """
-    )
+    pidfile = suite.firer_pidfile()
     suite.toml(
         f"""
 bot_command = "{bot_command(port)}"

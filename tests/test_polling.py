@@ -46,21 +46,6 @@ signal.signal = _wrapping
 """
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
-def test_a_sigterm_whose_interrupt_was_lost_is_raised_again(
-    suite: Suite, workers: list[str]
-) -> None:
-    suite.pytester.makeconftest(_SWALLOW_FIRST_INTERRUPT)
-    suite.toml(
-        'pipecat_room_url = "https://acme.daily.co/r"\n'
-        + "".join(f'[[case]]\nname = "s{i}"\nscenario = 105\n' for i in range(2))
-    )
-    code, out = suite.sigterm_after_start(*workers, "--cekura-timeout=120", settle=0.5)
-    assert "conftest: the interrupt was dropped" in out
-    assert code == pytest.ExitCode.INTERRUPTED, out
-    assert len(suite.ended()) == 1, out
-
-
 # A signal that strikes inside ``threading.Condition.wait`` can leave its lock released twice:
 # the interrupt then surfaces as "RuntimeError: cannot release un-acquired lock", which pytest
 # reports as an INTERNALERROR and never as an interrupt. This conftest turns the first one into
@@ -74,15 +59,25 @@ _INTERRUPT_BECOMES_RUNTIME_ERROR = _SWALLOW_FIRST_INTERRUPT.replace(
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
-def test_a_sigterm_that_surfaced_as_another_error_still_ends_the_calls(
-    suite: Suite, workers: list[str]
+@pytest.mark.parametrize(
+    ("conftest", "said", "code"),
+    [
+        # raised again after 10 s: pytest sees an interrupt
+        (_SWALLOW_FIRST_INTERRUPT, "the interrupt was dropped", pytest.ExitCode.INTERRUPTED),
+        # ended when the session finishes
+        (_INTERRUPT_BECOMES_RUNTIME_ERROR, "un-acquired lock", pytest.ExitCode.INTERNAL_ERROR),
+    ],
+    ids=["lost", "became-another-error"],
+)
+def test_a_sigterm_pytest_never_saw_as_an_interrupt_still_ends_the_calls(
+    suite: Suite, workers: list[str], conftest: str, said: str, code: pytest.ExitCode
 ) -> None:
-    suite.pytester.makeconftest(_INTERRUPT_BECOMES_RUNTIME_ERROR)
+    suite.pytester.makeconftest(conftest)
     suite.toml(
         'pipecat_room_url = "https://acme.daily.co/r"\n'
         + "".join(f'[[case]]\nname = "s{i}"\nscenario = 105\n' for i in range(2))
     )
-    code, out = suite.sigterm_after_start(*workers, "--cekura-timeout=120", settle=0.5)
-    assert "cannot release un-acquired lock" in out
-    assert code == pytest.ExitCode.INTERNAL_ERROR, out
+    got, out = suite.sigterm_after_start(*workers, "--cekura-timeout=120", settle=0.5)
+    assert said in out
+    assert got == code, out
     assert len(suite.ended()) == 1, out

@@ -179,16 +179,7 @@ def test_a_project_without_cases_imports_nothing_heavy(pytester: pytest.Pytester
 @pytest.mark.slow
 def test_a_killed_firing_worker_is_reported_in_seconds(suite: Suite) -> None:
     pytest.importorskip("xdist")
-    pidfile = suite.pytester.path / "firer.pid"
-    suite.pytester.makeconftest(
-        f"""
-        import os
-
-        def pytest_cekura_entry(case, entry):
-            with open({str(pidfile)!r}, "w") as f:
-                f.write(str(os.getpid()))
-        """
-    )
+    pidfile = suite.firer_pidfile()
     suite.toml(FOUR)
     # The first batch is sent alone and answered; the second hangs on the wire...
     suite.sim.faults.drip_posts = 1
