@@ -323,8 +323,7 @@ def test_two_files_with_different_bot_commands(suite: Suite) -> None:
     assert not [r for r in suite.sim.requests if r.path == START]
 
 
-def test_the_bot_is_stopped_when_the_session_is_interrupted(suite: Suite) -> None:
-    port = free_port()
+def _one_hanging_case_on_a_bot(suite: Suite, port: int) -> None:
     suite.toml(
         f"""
 bot_command = "{bot_command(port)}"
@@ -335,6 +334,11 @@ name = "hangs"
 scenario = 105
 """
     )
+
+
+def test_the_bot_is_stopped_when_the_session_is_interrupted(suite: Suite) -> None:
+    port = free_port()
+    _one_hanging_case_on_a_bot(suite, port)
     code, out = suite.sigterm_after_start()
     assert code == pytest.ExitCode.INTERRUPTED, out
     assert port_closed(port)
@@ -346,16 +350,7 @@ def test_a_bot_left_by_a_killed_firing_worker_is_stopped_by_the_controller(suite
     xdist controller does, at the end of the session."""
     port = free_port()
     pidfile = suite.firer_pidfile()
-    suite.toml(
-        f"""
-bot_command = "{bot_command(port)}"
-bot_start_url = "http://127.0.0.1:{port}/start"
-
-[[case]]
-name = "hangs"
-scenario = 105
-"""
-    )
+    _one_hanging_case_on_a_bot(suite, port)
 
     def kill() -> None:  # once the start request was answered
         deadline = time.monotonic() + 20
