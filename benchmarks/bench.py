@@ -19,7 +19,7 @@ subprocess's exit. Nothing leaves 127.0.0.1.
     python benchmarks/bench.py --cases 500 --seconds 3
     python benchmarks/bench.py --cases 20000 --only plugin,plain   # CPU per case at scale
     python benchmarks/bench.py --cases 50 --seconds 60 --only plugin,xdist,sdk  # exit lag
-    python benchmarks/bench.py --idle                 # 2,000 plain tests: plugin vs -p no:cekura
+    python benchmarks/bench.py --idle                 # 2,000 plain tests: plugin vs -p no:cekura (wall, CPU)
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ XDIST_WORKERS = 4
 SUBPROCESS_TIMEOUT = 600.0
 SDK_POLL_INTERVAL = 1
 IDLE_TESTS = 2000
-IDLE_ROUNDS = 3
+IDLE_ROUNDS = 7
 
 
 @dataclass(frozen=True)
@@ -308,19 +308,26 @@ def idle(n: int, rounds: int) -> int:
         f"Python {platform.python_version()} · {os.cpu_count()} CPUs"
     )
     print()
-    print("| pytest | wall (s), median | runs (s) | peak RSS (MiB) | outcome |")
-    print("|---|---|---|---|---|")
-    medians = {}
+    print(
+        "| pytest | wall (s), median | CPU (s), median | CPU of each run (s) | peak RSS (MiB) "
+        "| outcome |"
+    )
+    print("|---|---|---|---|---|---|")
+    wall, cpu = {}, {}
     for name, runs in measured.items():
-        medians[name] = statistics.median(u.wall for u in runs)
+        wall[name] = statistics.median(u.wall for u in runs)
+        cpu[name] = statistics.median(u.cpu for u in runs)
         rss = statistics.median(u.peak_rss_mib for u in runs)
         print(
-            f"| {name} | {medians[name]:.2f} | {', '.join(f'{u.wall:.2f}' for u in runs)} "
-            f"| {rss:.0f} | {pytest_outcome(runs[-1], n)} |"
+            f"| {name} | {wall[name]:.2f} | {cpu[name]:.3f} "
+            f"| {', '.join(f'{u.cpu:.2f}' for u in runs)} | {rss:.0f} "
+            f"| {pytest_outcome(runs[-1], n)} |"
         )
     print()
-    delta = medians["with plugin"] - medians["-p no:cekura"]
-    print(f"plugin cost: {delta:+.2f} s ({1000 * delta / n:+.3f} ms per test)")
+    for what, medians in (("wall", wall), ("CPU", cpu)):
+        delta = medians["with plugin"] - medians["-p no:cekura"]
+        print(f"plugin cost ({what}): {1000 * delta:+.0f} ms ({1000 * delta / n:+.3f} ms per test)")
+    print("(runs alternate, so drift of the machine affects both sides alike)")
     ok = all(u.exit_code == 0 for runs in measured.values() for u in runs)
     return 0 if ok else 1
 
