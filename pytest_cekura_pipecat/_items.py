@@ -112,9 +112,7 @@ class CekuraFile(pytest.File):
         known = {
             line.split(":", 1)[0].split("(", 1)[0].strip() for line in self.config.getini("markers")
         }
-        strict = self.config.getini("strict_markers")
-        if strict is None:
-            strict = self.config.getini("strict")
+        strict = _strict_markers(self.config)
         spots: list[tuple[int, dict[str, int]]] | None = None
         problems: list[str] = []
         for index, case in enumerate(cases):
@@ -293,3 +291,15 @@ def shard(
     keep = [i for i in items if i.nodeid in mine or i.nodeid not in cases]
     drop = [i for i in items if i.nodeid not in mine and i.nodeid in cases]
     return keep, drop
+
+
+def _strict_markers(config: pytest.Config) -> bool:
+    """``--strict-markers`` as pytest itself reads it: an ini key (with ``strict`` as its
+    fallback) since pytest 9, options only before."""
+    try:
+        strict = config.getini("strict_markers")
+        if strict is None:
+            strict = config.getini("strict")
+    except ValueError:  # pytest 8: no such ini keys
+        return bool(config.option.strict_markers or config.option.strict)
+    return bool(strict)

@@ -495,14 +495,16 @@ def test_baseline_new_known_fixed(suite: Suite, monkeypatch: pytest.MonkeyPatch)
     )
     result.assert_outcomes(passed=1, failed=1, xfailed=1, errors=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
     result.stdout.fnmatch_lines(
         [
             "*new failure: it passed in the baseline *base.json*",
             "*baseline: 1 new failure(s) (B), 1 known failure(s) (A), 1 fixed (C)*",
         ]
     )
-    assert "XFAIL cekura.toml::A - known failure: it did not pass in the baseline" in out
+    # pytest 8.0 writes "XFAIL id - reason: …", later versions "XFAIL id - …"
+    result.stdout.fnmatch_lines(
+        ["XFAIL cekura.toml::A - *known failure: it did not pass in the baseline*"]
+    )
     report = json.loads((suite.pytester.path / "now.json").read_text())
     jsonschema.validate(report, SCHEMA)
     by_name = {c["name"]: c for c in report["cases"]}
