@@ -68,7 +68,7 @@ class CekuraSession:
 
     @classmethod
     def of(cls, config: pytest.Config) -> CekuraSession:
-        session: CekuraSession = config.stash[PLUGIN_KEY].session
+        session: CekuraSession = config.stash[PLUGIN_KEY].session()
         return session
 
     def __init__(

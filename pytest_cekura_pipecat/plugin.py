@@ -148,8 +148,9 @@ class CekuraPlugin:
         self.log_records.install()
         mask_debug_trace(self.redactor, config.trace)
 
-    @property
     def session(self) -> CekuraSession:
+        """The session's state, built on first use (a method, not a property: pytest 8.0
+        reads every attribute of a registered plugin when it looks for fixtures)."""
         with self._building:
             if self._session is None:
                 from ._build import build_session
@@ -168,7 +169,6 @@ class CekuraPlugin:
         if self.shared_dir is not None:
             shutil.rmtree(self.shared_dir, ignore_errors=True)
 
-    @property
     def summary(self) -> Summary:
         if self._summary is None:
             from ._summary import Summary
@@ -193,7 +193,7 @@ class CekuraPlugin:
         """The controller builds its runtime (the watcher) only once a worker fires."""
         while not self._stop.wait(0.05):
             if self._firing_started():
-                _ = self.session
+                self.session()
                 return
 
     @pytest.hookimpl(wrapper=True)
@@ -231,10 +231,10 @@ class CekuraPlugin:
             return  # no Cekura case: nothing to load, no per-test hook
         from ._items import marked_cases, shard
 
-        marked_cases(self.session, items)
+        marked_cases(self.session(), items)
         self._watch_items(config)
         if self.settings.shard is not None:
-            keep, drop = shard(self.session, items, *self.settings.shard)
+            keep, drop = shard(self.session(), items, *self.settings.shard)
             if drop:
                 config.hook.pytest_deselected(items=drop)
                 items[:] = keep
@@ -257,13 +257,13 @@ class CekuraPlugin:
             return None
         if self.settings.dry_run:
             reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-            for line in self.session.dry_run(session.items):
+            for line in self.session().dry_run(session.items):
                 if reporter is not None:
                     reporter.write_line(line)
             return True
         self.sigterm.install()
         self._announce_missing_key(session)
-        self.session.start(session.items)
+        self.session().start(session.items)
         self._start_progress(session.config)
         return None
 
@@ -274,7 +274,7 @@ class CekuraPlugin:
         from ._session import NO_KEY_LINE
 
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and self.session.selected(session.items):
+        if reporter is not None and self.session().selected(session.items):
             reporter.ensure_newline()
             reporter.write_line(NO_KEY_LINE, red=True, bold=True)
 
@@ -308,7 +308,7 @@ class CekuraPlugin:
         # Calls left running cost money. Under xdist the controller does this, once.
         # A worker only stops firing (it ends no call); every role stops its bot at once.
         if self._session is None and self.role == "controller" and self._firing_started():
-            _ = self.session  # a worker fired while the watcher was being built: end its calls
+            self.session()  # a worker fired while the watcher was being built: end its calls
         if self._session is not None:
             self._session.interrupt()
 
@@ -320,7 +320,7 @@ class CekuraPlugin:
         simulated = self.settings.api_url_source == "simulator"
         if self._summary is None and self._session is None and not simulated:
             return
-        summary = self.summary
+        summary = self.summary()
         if self._session is not None:
             summary.note(*self._session.notes())
         if not summary.records and not summary.notes and not simulated:
@@ -345,7 +345,7 @@ class CekuraPlugin:
         from ._outputs import write_outputs
 
         if not write_outputs(
-            self.summary, self.settings, self.redactor, simulated, terminalreporter
+            self.summary(), self.settings, self.redactor, simulated, terminalreporter
         ):
             session = getattr(terminalreporter, "_session", None)
             if session is not None and session.exitstatus == pytest.ExitCode.OK:
@@ -394,7 +394,7 @@ class ItemHooks:
         if data is not None:  # from a worker: masked here too, with every process's secrets
             report.cekura = self.plugin.redactor.tree(data)  # type: ignore[attr-defined]
         if self.plugin._session is not None or data is not None:
-            self.plugin.summary.add(report)
+            self.plugin.summary().add(report)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
