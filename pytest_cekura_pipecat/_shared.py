@@ -70,12 +70,19 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise SharedDirError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None
+    without /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def _started(pid: int) -> str:
     """When ``pid`` started, in clock ticks since boot ("" without /proc)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return ""
+    fields = _stat(pid) or []
+    return fields[19] if len(fields) > 19 else ""
 
 
 def pid_alive(pid: int) -> bool:
@@ -87,11 +94,10 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    fields = _stat(pid)
+    if fields is None:
         return True  # no /proc (macOS): signal 0 is all there is
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    return fields[:1] != ["Z"]
 
 
 _KEY_AT = len('{"key": ')
