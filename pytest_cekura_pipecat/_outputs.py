@@ -25,6 +25,11 @@ def write_outputs(
     from . import __version__, _ci
     from ._comment import pr_comment
 
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY") if settings.step_summary else None
+    annotate = settings.annotations and _ci.in_github_actions()
+    if not (settings.report or settings.pr_comment or summary_path or annotate):
+        return True  # nothing asked for: no document to build
+
     # Masked as data, before JSON, Markdown or XML escaping can split a secret (a token
     # with a quote, a backslash or a pipe); the rendered text is masked once more.
     document = redact.tree(
@@ -53,8 +58,7 @@ def write_outputs(
             ok = False
         else:
             terminalreporter.write_line(f"cekura: {what} written to {path}")
-    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_path and settings.step_summary:
+    if summary_path:
         try:
             with open(summary_path, "a", encoding="utf-8") as handle:
                 handle.write(redact(step_summary(document)))
@@ -63,7 +67,7 @@ def write_outputs(
                 f"cekura: could not write an output: the step summary: {exc}", red=True
             )
             ok = False
-    if settings.annotations and _ci.in_github_actions():
+    if annotate:
         for line in _ci.github_annotations(document["cases"]):
             terminalreporter.write_line(redact(line))
     return ok

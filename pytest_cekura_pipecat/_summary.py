@@ -113,8 +113,10 @@ class Summary:
     outcomes: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    _cases: list[Case] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, report: pytest.TestReport) -> None:
+        self._cases = None
         data = getattr(report, "cekura", None)
         if isinstance(data, dict) and "nodeid" in data:
             if data.get("path") is None and report.location:
@@ -145,8 +147,12 @@ class Summary:
         self.notes.extend(n for n in notes if n not in self.notes)
 
     def cases(self) -> list[Case]:
-        """Every case in the document's shape, by node id."""
-        return [self._case(r) for r in sorted(self.records.values(), key=lambda r: r["nodeid"])]
+        """Every case in the document's shape, by node id (built once per change: the
+        terminal table and the outputs read the same list)."""
+        if self._cases is None:
+            records = sorted(self.records.values(), key=lambda r: r["nodeid"])
+            self._cases = [self._case(r) for r in records]
+        return self._cases
 
     def _case(self, r: dict[str, Any]) -> Case:
         details = r.get("run_details", [])

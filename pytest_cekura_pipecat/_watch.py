@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import re
 import threading
 import time
@@ -98,6 +99,9 @@ class Watcher:
         self._on_trip = on_trip
         self._watched: dict[int, _Watched] = {}
         self._details: dict[str, _Finished] = {}
+        # (deadline, slot key, result id) of every slot added; entries of published slots
+        # are dropped when they reach the top. Finding the next deadline costs O(log N).
+        self._deadlines: list[tuple[float, str, int]] = []
         self._inbox: deque[list[Slot]] = deque()
         self._lock = threading.Lock()
         self._wake: asyncio.Event | None = None
@@ -110,6 +114,9 @@ class Watcher:
         self._polls: dict[int, asyncio.Future[None]] = {}
         self._details_task: asyncio.Future[None] | None = None
         self._limit = asyncio.Semaphore(settings.concurrency)
+        # Fetching finished runs has its own bound: the next items wait for those, so they
+        # never queue behind polls of results that are still running.
+        self._details_limit = asyncio.Semaphore(settings.concurrency)
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -149,6 +156,7 @@ class Watcher:
                     self._finish(slot, self._error(slot, self.tripped))
                 else:
                     watched.open[slot.key] = slot
+                    heapq.heappush(self._deadlines, (slot.deadline, slot.key, slot.result_id))
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -181,39 +189,59 @@ class Watcher:
 
     def _next_delay(self) -> float:
         now = self._clock()
-        times = [now + self.settings.poll_interval]
+        times = [now + self.settings.poll_interval, self._earliest_deadline()]
         for watched in self._watched.values():
-            if watched.open:
+            # A poll in flight wakes the loop when it is answered.
+            if watched.open and watched.result_id not in self._polls:
                 times.append(watched.next_poll)
-                times.extend(slot.deadline for slot in watched.open.values())
-        if self._details:
+        if self._details and self._details_task is None:
             times.append(now)
         return max(0.05, min(times) - now)
+
+    def _is_open(self, key: str, result_id: int) -> bool:
+        watched = self._watched.get(result_id)
+        return watched is not None and key in watched.open
+
+    def _earliest_deadline(self) -> float:
+        """The first deadline of a slot still open (infinity when none is)."""
+        heap = self._deadlines
+        while heap and not self._is_open(heap[0][1], heap[0][2]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else float("inf")
 
     async def tick(self) -> None:
         """One round: start the polls that are due, fetch finished runs, enforce deadlines.
 
         Polls run as tasks of their own (at most one per result, ``concurrency`` at once): a
-        slow or dripping answer delays its own result, never the deadlines of the others."""
+        slow or dripping answer delays its own result, never the deadlines of the others. A
+        tick returns as soon as one of its requests is answered, so the runs one poll found
+        finished are fetched while the other polls are still in flight."""
         self._drain()
         now = self._clock()
         for watched in self._watched.values():
             if watched.open and watched.next_poll <= now and watched.result_id not in self._polls:
-                self._polls[watched.result_id] = asyncio.ensure_future(self._poll_limited(watched))
+                self._polls[watched.result_id] = self._task(self._poll_limited(watched))
         if self._details_task is None and self._details:
-            self._details_task = asyncio.ensure_future(self._fetch_details())
+            self._details_task = self._task(self._fetch_details())
         busy = [*self._polls.values(), *([self._details_task] if self._details_task else [])]
         if busy:
-            await asyncio.wait(busy, timeout=self._wait_budget())
+            await asyncio.wait(
+                busy, timeout=self._wait_budget(), return_when=asyncio.FIRST_COMPLETED
+            )
         self._reap()
         await self._enforce_deadlines()
+
+    def _task(self, work: Awaitable[None]) -> asyncio.Future[None]:
+        """A request of this watcher's, which wakes the loop when it is done."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(lambda _: self._wake.set() if self._wake is not None else None)
+        return task
 
     def _wait_budget(self) -> float:
         """How long a tick waits for its requests: until the next deadline, at most one
         poll interval."""
         now = self._clock()
-        deadlines = [slot.deadline for w in self._watched.values() for slot in w.open.values()]
-        return max(0.0, min([now + self.settings.poll_interval, *deadlines]) - now)
+        return max(0.0, min(now + self.settings.poll_interval, self._earliest_deadline()) - now)
 
     def _reap(self) -> None:
         for result_id, task in list(self._polls.items()):
@@ -323,7 +351,7 @@ class Watcher:
         chunks = [ids[i : i + _BULK] for i in range(0, len(ids), _BULK)]
 
         async def fetch(chunk: list[int]) -> None:
-            async with self._limit:
+            async with self._details_limit:
                 try:
                     details = await self.client.bulk_runs(chunk)
                 except (Transient, ApiError):
@@ -348,12 +376,21 @@ class Watcher:
 
     async def _enforce_deadlines(self) -> None:
         now = self._clock()
-        late = [
-            (watched, slot)
-            for watched in self._watched.values()
-            for key, slot in watched.open.items()
-            if key not in self._details and now >= slot.deadline
-        ]
+        late: list[tuple[_Watched, Slot]] = []
+        fetching: list[tuple[float, str, int]] = []  # finished, transcripts on their way
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            watched = self._watched.get(entry[2])
+            slot = watched.open.get(entry[1]) if watched is not None else None
+            if watched is None or slot is None:
+                continue
+            if entry[1] in self._details:
+                fetching.append(entry)
+            else:
+                late.append((watched, slot))
+        for entry in fetching:
+            heapq.heappush(heap, entry)
         if not late:
             return
         budget = self.settings.end_budget

@@ -204,3 +204,42 @@ def test_an_interrupt_ends_the_calls_of_slots_added_a_moment_before() -> None:
     watcher.add([slot(1, 11)])
     assert asyncio.run(watcher.end_live_calls(1.0)) == [1]
     assert client.ended_results == [1]
+
+
+def test_finished_runs_are_fetched_while_other_polls_are_still_in_flight() -> None:
+    """One slow answer does not hold back the transcripts of a result already finished:
+    result 2's GET answers only once the runs of result 1 have been asked for in bulk (with
+    a 30 s tick, a watcher that waited for every poll of its tick would time out here)."""
+    clock = Clock()
+    asked_bulk = asyncio.Event()
+
+    class SlowSecond(FakeClient):
+        async def result(self, result_id: int) -> Result:
+            if result_id == 2:
+                await asyncio.wait_for(asked_bulk.wait(), 5)
+            return await super().result(result_id)
+
+        async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
+            asked_bulk.set()
+            return await super().bulk_runs(run_ids)
+
+    client = SlowSecond(
+        clock,
+        lambda r, now: {"id": r, "status": "completed", "runs": [run(r * 10, "completed", True)]},
+    )
+    published: dict[str, CekuraRun] = {}
+    watcher = Watcher(
+        client,  # type: ignore[arg-type]
+        WatchSettings(poll_interval=30.0),
+        lambda slot, run: published.setdefault(slot.key, run),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    slots = [slot(1, 10), slot(2, 20)]
+    for s in slots:
+        s.fired_at = T0
+    watcher.add(slots)
+    watcher.close()
+    asyncio.run(asyncio.wait_for(watcher.run(), 10))
+    assert client.bulk[0] == [10]  # result 1's run, asked for before result 2 answered
+    assert all(r.passed and r.transcript for r in published.values())
