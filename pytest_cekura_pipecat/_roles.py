@@ -113,6 +113,13 @@ class _Board:
     def put(self, slot: Slot, run: CekuraRun) -> None:
         self.runs[slot.key] = run  # one dict store: atomic
 
+    def taken(self, keys: Sequence[str]) -> None:
+        """These runs went to their case's verdict: keep them without their snapshots."""
+        for key in keys:
+            run = self.runs.get(key)
+            if run is not None:
+                self.runs[key] = run.released()
+
     def wait(self, keys: list[str], until: float) -> None:
         # Short sleeps, not Condition.wait: a signal (Ctrl-C, SIGTERM) that strikes inside
         # Condition.wait can leave its lock released twice, and the interrupt surfaces as a
@@ -242,7 +249,9 @@ class Local:
             slots = self.plan.slots.get(nodeid, []) if self.plan else []
         waiting = [s for s in slots if s.error is None]
         self._board.wait([s.key for s in waiting], _give_up_at(waiting))
-        return [_final(s, self._board.runs) for s in slots]
+        runs = [_final(s, self._board.runs) for s in slots]
+        self._board.taken([s.key for s in waiting])
+        return runs
 
     def interrupt(self) -> None:
         for ctx in self._firings:
@@ -267,6 +276,7 @@ class Local:
 
     def close(self) -> None:
         self._watching.close()
+        self._board.runs.clear()  # read by nobody now; freed without a garbage collection
 
 
 def _progress(plan: Plan | None, watcher: Watcher | None) -> Counts | None:

@@ -340,6 +340,13 @@ class CekuraSession:
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
 
+    def release(self, nodeid: str) -> None:
+        """The case's test is over (every phase reported, reruns included): keep of its
+        verdict what a rerun decision reads, not the runs' snapshots and transcripts."""
+        verdict = self.state.verdicts.get(nodeid)
+        if verdict is not None:
+            self.state.verdicts[nodeid] = verdict.released()
+
     def _masked(self, run: CekuraRun, scenario: int) -> CekuraRun:
         """The run as a test may read it: secrets masked, its scenario known (a copy only
         when that changes something)."""
@@ -444,6 +451,11 @@ class CekuraSession:
             self.bot.stop()
         if self.role is not None:
             self.role.close()
+        # Nothing reads them after this: freed now by reference counting, not traced by
+        # the garbage collections left (pytest's at unconfigure, the interpreter's at exit).
+        self.state.verdicts.clear()
+        self.state.cases.clear()
+        self.state.selected.clear()
 
 
 def _transcript_tail(runs: Sequence[CekuraRun], turns: int = 8) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -98,6 +98,14 @@ class CekuraRun:
     rubric: tuple[RubricResult, ...] = ()
     mocked_tool_names: tuple[str, ...] | None = None
     trace_id: str | None = None
+
+    def released(self) -> CekuraRun:
+        """This run without the snapshot and transcript, kept once its test is over: every
+        verdict, reason and id unchanged. Thousands of ``raw`` snapshots held to the end
+        would sit in every garbage collection left."""
+        if not self.raw and self.transcript is None:
+            return self
+        return replace(self, raw=_empty(), transcript=None)
 
     @property
     def reviewed(self) -> bool:
@@ -426,6 +434,10 @@ class CaseVerdict:
     first_reason: str
     runs: tuple[CekuraRun, ...]
     judged: tuple[RunJudgement, ...] = ()  # per run, in order; empty: Cekura's verdicts
+
+    def released(self) -> CaseVerdict:
+        """The verdict as kept once its test is over (see ``CekuraRun.released``)."""
+        return replace(self, runs=tuple(run.released() for run in self.runs))
 
     @property
     def duration(self) -> float | None:

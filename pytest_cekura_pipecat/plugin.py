@@ -400,6 +400,10 @@ class ItemHooks:
         if self.plugin._session is not None or data is not None:
             self.plugin.summary().add(report)
 
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self.plugin._session is not None:
+            self.plugin._session.release(nodeid)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         result = yield
