@@ -17,6 +17,7 @@ subprocess's exit. Nothing leaves 127.0.0.1.
 
     python benchmarks/bench.py                        # N = 2000, S = 3
     python benchmarks/bench.py --cases 500 --seconds 3
+    python benchmarks/bench.py --cases 5000 --rounds 3   # medians of 3 alternating rounds
     python benchmarks/bench.py --cases 20000 --only plugin,plain   # CPU per case at scale
     python benchmarks/bench.py --cases 50 --seconds 60 --only plugin,xdist,sdk  # exit lag
     python benchmarks/bench.py --idle                 # 2,000 plain tests: plugin vs -p no:cekura (wall, CPU)
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,26 +227,30 @@ def _version(distribution: str) -> str:
 CONTENDERS = ("plugin", "xdist", "plain", "sdk")
 
 
-def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS) -> int:
+def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS, rounds: int = 1) -> int:
     script = ScenarioScript(id=0, seconds=seconds)
     with (
         Simulator(api_key=API_KEY, default_outcome=script) as sim,
         tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
     ):
         bench = Bench(sim, seconds, Path(scratch))
-        rows = []
-        for contender in contenders:
-            if contender == "plugin":
-                rows.append(bench.plugin(n))
-            elif contender == "xdist":
-                rows.append(bench.plugin(n, XDIST_WORKERS))
-            elif contender == "plain":
-                rows += [bench.plain(n), bench.plain(n, XDIST_WORKERS)]
-            elif contender == "sdk":
-                rows.append(bench.sdk(n))
+        measured: dict[str, list[Row]] = {}
+        for _ in range(rounds):  # rows alternate, so drift of the machine affects all alike
+            for contender in contenders:
+                if contender == "plugin":
+                    got = [bench.plugin(n)]
+                elif contender == "xdist":
+                    got = [bench.plugin(n, XDIST_WORKERS)]
+                elif contender == "plain":
+                    got = [bench.plain(n), bench.plain(n, XDIST_WORKERS)]
+                else:
+                    got = [bench.sdk(n)]
+                for row in got:
+                    measured.setdefault(row.contender, []).append(row)
+    rounds_text = f" · median of {rounds} rounds" if rounds > 1 else ""
     print(
         f"N = {n:,} cases · S = {seconds:g} s (floor) · simulator on 127.0.0.1 · "
-        f"Python {platform.python_version()} · {os.cpu_count()} CPUs"
+        f"Python {platform.python_version()} · {os.cpu_count()} CPUs{rounds_text}"
     )
     print()
     print(
@@ -253,35 +258,49 @@ def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS) -> i
         "| POSTs | GETs | runs fired | peak RSS (MiB) | outcome |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    alone = {
-        r.contender.replace("pytest alone", "plugin"): r for r in rows if "alone" in r.contender
-    }
-    for row in rows:
-        lag = f"{row.exit_lag:.1f}" if row.exit_lag is not None else "-"
-        base = alone.get(row.contender)
-        per_case = f"{1000 * (row.usage.cpu - base.usage.cpu) / n:.2f}" if base else "-"
-        floor = f"{seconds:g}" if "alone" not in row.contender else "0"
-        print(
-            f"| {row.contender} | {n:,} | {floor} | {row.usage.wall:.1f} | {lag} "
-            f"| {row.usage.cpu:.1f} | {per_case} "
-            f"| {row.posts} | {row.gets} | {row.fired} | {row.usage.peak_rss_mib:.0f} "
-            f"| {row.outcome} |"
+
+    def median(runs: list[Row], value: Callable[[Row], float | None]) -> float | None:
+        known = [v for v in map(value, runs) if v is not None]
+        return statistics.median(known) if known else None
+
+    cpu = {name: median(runs, lambda r: r.usage.cpu) or 0.0 for name, runs in measured.items()}
+    for name, runs in measured.items():
+        wall = median(runs, lambda r: r.usage.wall)
+        lag = median(runs, lambda r: r.exit_lag)
+        rss = median(runs, lambda r: r.usage.peak_rss_mib)
+        base = (
+            cpu.get(name.replace("plugin", "pytest alone")) if name.startswith("plugin") else None
         )
+        per_case = f"{1000 * (cpu[name] - base) / n:.2f}" if base is not None else "-"
+        floor = f"{seconds:g}" if "alone" not in name else "0"
+        first = runs[0]
+        outcomes = sorted({r.outcome for r in runs})
+        outcome = outcomes[0] if len(outcomes) == 1 else " / ".join(outcomes)
+        print(
+            f"| {name} | {n:,} | {floor} | {wall:.1f} | "
+            f"{'-' if lag is None else f'{lag:.1f}'} | {cpu[name]:.1f} | {per_case} "
+            f"| {first.posts} | {first.gets} | {first.fired} | {rss:.0f} | {outcome} |"
+        )
+        if rounds > 1:
+            walls = ", ".join(f"{r.usage.wall:.1f}" for r in runs)
+            print(f"|  (rounds: wall {walls}) | | | | | | | | | | | |")
     print()
     print(
         "floor: every run passes S s after its start request, so no client can finish sooner; "
         "pytest alone: pytest (and xdist) on N empty tests, without the plugin: what pytest itself "
         "costs; plugin CPU/case: (CPU of the plugin row - CPU of pytest alone) / N, every process "
-        "of the run counted (the simulator runs in the benchmark's own process); "
+        "of the pytest run counted (not the simulator: it runs in the benchmark's own process); "
         "wall includes interpreter and pytest start-up and collection. exit lag: from the end "
         "of the last run (its start request's arrival + S) to the process's exit. "
-        "POSTs/GETs/runs fired: counted by the simulator. peak RSS: the largest single process "
-        "(pytest, or one xdist worker/controller). plugin: default settings (batch size 50, "
-        f"poll every 3 s); -n {XDIST_WORKERS}: pytest-xdist {_version('pytest-xdist')}. "
-        f"official SDK: cekura {_version('cekura')}, results.wait(poll_interval="
-        f"{SDK_POLL_INTERVAL}), which returns when the result's status is terminal."
+        "POSTs/GETs/runs fired: counted by the simulator (first round). peak RSS: the largest "
+        "single process (pytest, or one xdist worker/controller). plugin: default settings "
+        f"(batch size 50, poll every 3 s); -n {XDIST_WORKERS}: pytest-xdist "
+        f"{_version('pytest-xdist')}. official SDK: cekura {_version('cekura')}, "
+        f"results.wait(poll_interval={SDK_POLL_INTERVAL}), which returns when the result's "
+        "status is terminal."
     )
-    return 0 if all(r.usage.exit_code == 0 for r in rows) else 1
+    ok = all(r.usage.exit_code == 0 for runs in measured.values() for r in runs)
+    return 0 if ok else 1
 
 
 def idle(n: int, rounds: int) -> int:
@@ -351,14 +370,20 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(CONTENDERS),
         help=f"comma-separated rows to run, of {','.join(CONTENDERS)} (default: all)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every row this many times, alternating, and print medians (default 1)",
+    )
     parser.add_argument("--sdk-client", metavar="URL", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.cases < 1 or args.seconds < 0:
-        _parser().error("--cases must be >= 1 and --seconds >= 0")
+    if args.cases < 1 or args.seconds < 0 or args.rounds < 1:
+        _parser().error("--cases and --rounds must be >= 1 and --seconds >= 0")
     if args.sdk_client:
         return sdk_client(args.sdk_client, args.cases)
     if args.idle:
@@ -367,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(contenders) - set(CONTENDERS))
     if unknown:
         _parser().error(f"--only: unknown row(s) {', '.join(unknown)}")
-    return compare(args.cases, args.seconds, contenders)
+    return compare(args.cases, args.seconds, contenders, args.rounds)
 
 
 if __name__ == "__main__":
