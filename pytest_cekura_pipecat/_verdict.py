@@ -19,8 +19,11 @@ _REVIEWED_FAILURE = "reviewed_failure"
 _MAX_EXPLANATION = 300  # characters of an explanation in one reason line
 
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # read-only: one is enough for every run
+
+
 def _empty() -> Mapping[str, Any]:
-    return MappingProxyType({})
+    return _EMPTY
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class CekuraRun:
         would sit in every garbage collection left."""
         if not self.raw and self.transcript is None:
             return self
-        return replace(self, raw=_empty(), transcript=None)
+        return replace(self, raw=_EMPTY, transcript=None)
 
     @property
     def reviewed(self) -> bool:
@@ -182,7 +185,7 @@ class CekuraRun:
                     score=m.score,
                     value=m.value,
                     enum=m.enum,
-                    extra=MappingProxyType(m.extra),
+                    extra=MappingProxyType(m.extra) if m.extra else _EMPTY,
                     id=m.id,
                 )
                 for m in run.evaluation.metrics
