@@ -1,11 +1,12 @@
 """Benchmark pytest-cekura-pipecat against the local simulator, printed as one table.
 
 Starts the bundled Cekura-compatible simulator in this process on 127.0.0.1 (every scenario
-passes S seconds after it is fired) and runs N cases three ways, each in a subprocess:
+passes S seconds after it is fired) and runs N cases these ways, each in a subprocess:
 
 - ``plugin``: ``python -m pytest -p no:cacheprovider -q --cekura-api-url=<sim>`` on a
   generated ``cekura.toml`` of N cases (the plugin's defaults otherwise);
 - ``plugin -n 4``: the same under pytest-xdist;
+- ``pytest alone`` (and ``-n 4``): pytest on N empty test functions, without the plugin;
 - ``official SDK``: ``cekura`` 1.6 (``Cekura(...).scenarios.run_pipecat(scenarios=[N entries])``,
   one POST, then ``results.wait(id, poll_interval=1)``), reading each run's verdict from the
   final result.

@@ -37,7 +37,7 @@ _SECRETS = "secrets"  # in the shared directory: every process's secrets (see _r
 MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
-    "agent=None, repeat=1, min_passes=None, timeout=None, mock_tool_names=None, "
+    "agent=None, repeat=1, min_passes=None, timeout=None, project=None, mock_tool_names=None, "
     "bot_start_url=None, bot_start_headers=None, bot_start_body=None, room_concurrency=None, "
     "max_live_runs=None, thresholds=None, allow_unevaluated=None, quarantine=None, "
     "canary=False, adaptive=None): run this "
