@@ -152,6 +152,8 @@ def _field_problem(error: Mapping[str, Any], loc: Sequence[str | int], keys: Seq
     field = ".".join(str(part) for part in loc) or "(document)"
     kind = error.get("type", "")
     if kind == "extra_forbidden":
+        if keys is TOML_TOP_KEYS and len(loc) == 1 and field in TOML_CASE_KEYS:
+            return f"'{field}' cannot be a default at the top of the file: set it in each [[case]]"
         return f"unknown key '{field}'{_did_you_mean(str(loc[-1]), keys)}"
     if kind == "missing":
         return f"{field}: required"

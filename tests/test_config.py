@@ -79,6 +79,16 @@ def test_unknown_keys_are_named_with_a_suggestion(suite: Suite) -> None:
     )
 
 
+def test_a_case_only_key_at_the_top_says_where_it_belongs(suite: Suite) -> None:
+    suite.toml(ROOM + 'canary = true\n[[case]]\nname = "books"\nscenario = 101\n')
+    result = suite.run()
+    assert_collection_error(
+        suite,
+        result,
+        "cekura.toml: 'canary' cannot be a default at the top of the file: set it in each [[case]]",
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "line"),
     [
