@@ -184,8 +184,8 @@ class Summary:
             case["adaptive"] = r["adaptive"]
         return case
 
-    def lines(self, width: int | None = None) -> list[str]:
-        return terminal_lines(self.cases(), self.notes, width)
+    def lines(self, width: int | None = None, every: bool = False) -> list[str]:
+        return terminal_lines(self.cases(), self.notes, width, every)
 
 
 # -- shared helpers ------------------------------------------------------------------------
@@ -251,19 +251,30 @@ def scenario_text(case: Case) -> str:
     return f"{case['scenario']} {name}" if name else str(case["scenario"])
 
 
-def terminal_lines(cases: Sequence[Case], notes: Sequence[str], width: int | None) -> list[str]:
+PASSED_ROWS = 50  # passed cases listed one per row up to this many (-v: always)
+
+
+def terminal_lines(
+    cases: Sequence[Case], notes: Sequence[str], width: int | None, every: bool = False
+) -> list[str]:
     """The table: failures first; pytest's outcome, case, scenario, the evaluation's verdict,
     runs passed/total, lowest expected-outcome score, duration, the reason's first line (cut
-    to the width), dashboard link."""
+    to the width), dashboard link. Every case that did not pass has its row; passed cases
+    have theirs when there are at most ``PASSED_ROWS`` of them, or ``every`` (``-v``)."""
     width = width or shutil.get_terminal_size((120, 20)).columns
-    rows = sorted(cases, key=sort_key)
+    everything = sorted(cases, key=sort_key)
+    passed_count = sum(c.get("outcome") == "passed" for c in everything)
+    unlisted = 0 if every or passed_count <= PASSED_ROWS else passed_count
+    rows = [c for c in everything if c.get("outcome") != "passed"] if unlisted else everything
     name_w = min(max((len(r["name"]) for r in rows), default=4), 32)
     scen_w = min(max((len(scenario_text(r)) for r in rows), default=8), 36)
     label_w = max((len(label(r)) for r in rows), default=6)
-    out: list[str] = [
-        f"{'':<{label_w}} {'case':<{name_w}}  {'scenario':<{scen_w}}  {'eval':<6}  {'runs':>5}  "
-        f"{'score':>5}  {'time':>5}  first reason"
-    ]
+    out: list[str] = []
+    if rows:  # no header over no row (every case passed, and they are not listed)
+        out.append(
+            f"{'':<{label_w}} {'case':<{name_w}}  {'scenario':<{scen_w}}  {'eval':<6}  "
+            f"{'runs':>5}  {'score':>5}  {'time':>5}  first reason"
+        )
     for r in rows:
         runs = r.get("runs", [])
         scores = [d["score"] for d in runs if d.get("score") is not None]
@@ -285,11 +296,13 @@ def terminal_lines(cases: Sequence[Case], notes: Sequence[str], width: int | Non
         out.append(head)
         if r.get("dashboard_url") and r.get("outcome") != "passed":
             out.append(f"       {r['dashboard_url']}")
-    t = totals(rows)
+    if unlisted:
+        out.append(f"{unlisted:,} passed case(s) not listed, one row each with -v")
+    t = totals(everything)
     rate = f" · pass rate {t['pass_rate']:.0f}%" if t["pass_rate"] is not None else ""
     out.append(f"{t['cases']} case(s), {t['runs']} run(s): {counts_text(t)}{rate}")
     from ._gating import gate_lines
 
-    out.extend(gate_lines(rows))
+    out.extend(gate_lines(everything))
     out.extend(notes)
     return out

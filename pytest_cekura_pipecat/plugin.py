@@ -331,7 +331,9 @@ class CekuraPlugin:
             return
         terminalreporter.write_sep("=", "cekura")
         # The table ends with the notes; with no case recorded, the notes stand alone.
-        table = summary.lines(terminalreporter._tw.fullwidth) if summary.records else summary.notes
+        every = terminalreporter.config.get_verbosity() > 0  # -v: a row for every case
+        width = terminalreporter._tw.fullwidth
+        table = summary.lines(width, every) if summary.records else summary.notes
         for line in table:
             terminalreporter.write_line(self.redactor(line))
         self._write_outputs(terminalreporter, simulated)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, Suite, no_traceback
 
+ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
+
 
 def test_four_cases_give_pass_fail_error_and_one_post(suite: Suite) -> None:
     suite.toml(FOUR_CASES)
@@ -102,6 +104,27 @@ def test_terminal_summary_lists_cases(suite: Suite) -> None:
             "4 case(s), 5 run(s): 2 passed, 1 failed, 1 error · pass rate 50%",
         ]
     )
+
+
+def test_a_large_suite_lists_what_did_not_pass_and_counts_the_rest(suite: Suite) -> None:
+    cases = "".join(f'[[case]]\nname = "ok-{i:02d}"\nscenario = 101\n' for i in range(51))
+    suite.toml(ROOM + cases + '[[case]]\nname = "late"\nscenario = 102\n')
+    result = suite.run("--cekura-poll-interval=0.1")
+    lines = result.outlines
+    assert not [line for line in lines if line.startswith("PASSED ")]
+    result.stdout.fnmatch_lines(
+        [
+            "*= cekura =*",
+            "*case*scenario*runs*score*time*first reason",
+            "FAILED late*102 Refuses a late booking*0/1*40*",
+            "51 passed case(s) not listed, one row each with -v",
+            "52 case(s), 52 run(s): 51 passed, 1 failed, 0 error · pass rate 98%",
+        ]
+    )
+    verbose = suite.run("--cekura-poll-interval=0.1", "-v").outlines
+    rows = [line for line in verbose if line.startswith("PASSED ok-")]
+    assert len(rows) == 51, rows
+    assert not [line for line in verbose if "not listed" in line]
 
 
 @pytest.mark.parametrize(
