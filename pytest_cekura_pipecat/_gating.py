@@ -78,9 +78,6 @@ class Gating:
         return data
 
 
-UNGATED = Gating()  # no quarantine, no baseline: what ``gate`` gives such a case
-
-
 def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today: date) -> Gating:
     """The gating of a case whose verdict ``passed`` (or not), on ``today``."""
     excuse: str | None = None

@@ -35,15 +35,10 @@ NO_KEY_LINE = (
 )
 
 
-_SKIPPING_MARKS = frozenset({"skip", "skipif", "xfail"})
-
-
 def will_not_run(item: pytest.Item) -> bool:
     """Whether pytest's skipping plugin will skip the item before it runs."""
     from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
-    if not any(mark.name in _SKIPPING_MARKS for mark in item.iter_markers()):
-        return False  # one walk up the tree instead of three, for the usual unmarked case
     try:
         if evaluate_skip_marks(item) is not None:
             return True
@@ -384,9 +379,8 @@ class CekuraSession:
         hook = self.config.pluginmanager.hook
         override = None
         try:
-            if hook.pytest_cekura_run_finished.get_hookimpls():  # none: skip the calls
-                for run in runs:
-                    hook.pytest_cekura_run_finished(case=case, run=run)
+            for run in runs:
+                hook.pytest_cekura_run_finished(case=case, run=run)
             if all(run.verdict != "error" for run in runs):
                 override = hook.pytest_cekura_verdict(case=case, runs=tuple(runs))
         except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
@@ -412,11 +406,14 @@ class CekuraSession:
         from ._options import PLUGIN_KEY
 
         verdict = self.verdict(nodeid)
-        case = self.state.cases[nodeid]
         baseline = getattr(self.config.stash.get(PLUGIN_KEY, None), "baseline", None)
-        if case.quarantine is None and baseline is None:
-            return _gating.UNGATED  # nothing to check (most cases, every report of them)
-        return _gating.gate(case, nodeid, verdict.outcome == "passed", baseline, _gating.today())
+        return _gating.gate(
+            self.state.cases[nodeid],
+            nodeid,
+            verdict.outcome == "passed",
+            baseline,
+            _gating.today(),
+        )
 
     def fail(self, nodeid: str, verdict: CaseVerdict) -> None:
         """End the test for a verdict that did not pass: pytest's fail (``NotEvaluated`` for
