@@ -30,7 +30,15 @@ import pytest
 from ._case import Case, Entry, Room, expand, expand_json
 from ._client import START_PATH, CekuraClient
 from ._config import room_url_problem
-from ._errors import ApiError, AuthError, CekuraError, CreditError, FateUnknown, StartRejected
+from ._errors import (
+    ApiError,
+    AuthError,
+    CekuraError,
+    CreditError,
+    FateUnknown,
+    StartRejected,
+    Unreachable,
+)
 from ._models import Result, Run
 from ._plan import Plan, Slot
 from ._redact import Redactor
@@ -194,6 +202,12 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
         _fail(batch, str(exc))
         ctx.notes.append(str(exc))
         ctx.stopped = f"an earlier start request's fate is unknown ({exc})"
+        return
+    except Unreachable as exc:
+        # A whole retry window without an answer: later batches and waves are not sent
+        # (each would wait out a window of its own: the outage multiplied by the waves).
+        _fail(batch, f"not started: {exc}")
+        ctx.stopped = str(exc)
         return
     except ApiError as exc:
         _fail(batch, f"not started: {exc}")

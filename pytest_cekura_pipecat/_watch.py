@@ -55,6 +55,7 @@ class _Watched:
     next_poll: float = 0.0
     failing_since: float | None = None
     failures: int = 0
+    last_error: str = ""  # of the reads failing since ``failing_since``
     terminal_polls: int = 0  # polls in a row that saw the result terminal with runs stuck
     statuses: dict[int, str] = field(default_factory=dict)
 
@@ -262,21 +263,20 @@ class Watcher:
             result = await self.client.result(watched.result_id)
         except Transient as exc:
             watched.failures += 1
+            watched.last_error = str(exc)
             if watched.failing_since is None:
                 watched.failing_since = now
-            if now - watched.failing_since >= self.settings.retry_window:
-                await self._give_up(
-                    watched,
-                    f"Cekura at {self.client.base_url} unreachable since "
-                    f"{_stamp(watched.failing_since)} (GET result {watched.result_id}): "
-                    f"last error {exc}",
-                )
+            window_ends = watched.failing_since + self.settings.retry_window
+            if now >= window_ends:
+                await self._give_up(watched, self._outage(watched))
                 return
             backoff = min(
                 self.settings.poll_interval * 2 ** (watched.failures - 1),
                 self.settings.max_interval,
             )
-            watched.next_poll = now + (exc.retry_after if exc.retry_after is not None else backoff)
+            wait = exc.retry_after if exc.retry_after is not None else backoff
+            # The last try comes when the window ends, not one back-off past it.
+            watched.next_poll = min(now + wait, window_ends)
             return
         except AuthError as exc:
             await self.trip(str(exc))
@@ -284,7 +284,7 @@ class Watcher:
         except ApiError as exc:
             await self._give_up(watched, str(exc))
             return
-        watched.failing_since, watched.failures = None, 0
+        watched.failing_since, watched.failures, watched.last_error = None, 0, ""
         watched.next_poll = now + self.settings.poll_interval
         self._update(watched, result)
 
@@ -402,6 +402,8 @@ class Watcher:
         for (watched, slot), ok in zip(late, ended, strict=True):
             status = watched.statuses.get(slot.run_id, "pending") if slot.run_id else "pending"
             message = f"no verdict after {slot.timeout:g} s (last status: {status})"
+            if watched.failing_since is not None:  # the reads were failing when time ran out
+                message += f"; {self._outage(watched)}"
             if ok:
                 message += "; the call was ended"
             elif slot.run_id is not None:
@@ -409,6 +411,13 @@ class Watcher:
             self._finish(slot, self._error(slot, message, status))
 
     # -- giving up ---------------------------------------------------------------------------
+
+    def _outage(self, watched: _Watched) -> str:
+        since = watched.failing_since if watched.failing_since is not None else self._clock()
+        return (
+            f"Cekura at {self.client.base_url} unreachable since {_stamp(since)} "
+            f"(GET result {watched.result_id}): last error {watched.last_error}"
+        )
 
     async def _give_up(self, watched: _Watched, reason: str) -> None:
         """Error every open slot of a result and end its calls (best effort, bounded)."""

@@ -56,6 +56,47 @@ def test_an_outage_from_the_first_poll_costs_one_retry_window(suite: Suite, outa
 
 
 @pytest.mark.slow
+def test_an_outage_at_the_default_poll_interval_is_named_and_costs_one_window(
+    suite: Suite,
+) -> None:
+    """Polls every 3 s back off 3, 6, 12 s: the give-up comes when the retry window ends, not
+    one back-off past it (which would be after the case timeout, saying only "no verdict")."""
+    suite.toml(FOUR)
+    _when_started(suite, suite.sim.stop)
+    started = time.monotonic()
+    result = suite.run(
+        "--cekura-timeout=20",
+        "--cekura-retry-window=10",
+        "--cekura-poll-interval=3",
+        "--cekura-poll-max-interval=30",
+    )
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=4)
+    out = result.stdout.str()
+    assert out.count("unreachable since") >= 4, out
+    assert "no verdict after" not in out, out
+    assert elapsed < 20, elapsed
+    assert no_traceback(out)
+
+
+def test_an_outage_stops_the_later_waves_of_a_shared_room(suite: Suite) -> None:
+    """Runs sharing a room go one after another. When the service is gone, the wave whose
+    start waited out the retry window stops the waves after it: they are not sent, and do not
+    each wait out a window of their own."""
+    suite.toml(FOUR)
+    _when_started(suite, suite.sim.stop)
+    started = time.monotonic()
+    result = suite.run("--cekura-room-concurrency=1", "--cekura-retry-window=3")
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=4)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(["*not started: Cekura at * unreachable since *"])
+    assert out.count("not fired: Cekura at") >= 2, out  # the third and fourth waves
+    assert elapsed < 3 * 3 + 6, elapsed  # two windows and start-up, not four
+    assert no_traceback(out)
+
+
+@pytest.mark.slow
 def test_a_dripping_result_read_cannot_outlive_the_case_timeout(suite: Suite) -> None:
     """The GET answers one byte a second: the HTTP deadline (default 30 s) is longer than the
     case timeout, so the watcher's own deadline must end the wait at 15 s."""
