@@ -11,7 +11,9 @@ server answered 429. Any other failure after the request may have gone out is fi
 re-sending would place them twice. There is deliberately no switch to change that.
 
 Reads (results, runs) are made one attempt at a time: the watcher owns the schedule, so an
-outage costs one retry window for the whole session, not one per case.
+outage costs one retry window for the whole session, not one per case. The client remembers
+since when its requests have been failing, whichever made them: a start request made while
+an outage is already under way has only the rest of that window, not a new one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, NoReturn, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_exponential, wait_random
 
 from ._errors import (
@@ -182,6 +184,8 @@ class CekuraClient:
         self._notice = notice
         self._url_source = url_source
         self._answered = False  # a first complete answer: the host is reachable
+        # (monotonic, wall-clock stamp) of the first of the failures in a row, of any request
+        self._failing: tuple[float, str] | None = None
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
@@ -271,11 +275,15 @@ class CekuraClient:
                     if response.headers.get("x-cekura-simulator"):
                         self.simulated = True
                     self._answered = True
-                    return Answer(response.status_code, response.headers, b"".join(chunks))
+                    answer = Answer(response.status_code, response.headers, b"".join(chunks))
         except TimeoutError:
+            self._failed()
             raise Transient(
                 f"no complete answer to {method} {path} within {total:g} s", sent=sent
             ) from None
+        except Transient:
+            self._failed()
+            raise
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             # httpx refused to build the request (a header value with a newline, a bad URL):
             # not a byte left this machine. A bad header can only be the API key (the one
@@ -285,13 +293,24 @@ class CekuraClient:
                 reason = "CEKURA_API_KEY is not a valid HTTP header value (a newline in it?)"
             raise NotSent(self._redact(f"{method} {path} was not sent: {reason}")) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            self._failed()
             self._trouble(f"{type(exc).__name__}: {exc}")
             raise Transient(f"{type(exc).__name__}: {exc}", sent=False) from None
         except httpx.HTTPError as exc:
+            self._failed()
             raise Transient(f"{type(exc).__name__}: {exc}", sent=sent) from None
         finally:
             if slow is not None:
                 slow.cancel()
+        if classify(answer) is None:
+            self._failing = None
+        else:
+            self._failed()
+        return answer
+
+    def _failed(self) -> None:
+        if self._failing is None:
+            self._failing = (time.monotonic(), _stamp())
 
     def _check_auth(self, answer: Answer) -> None:
         if answer.status in (401, 403):
@@ -377,11 +396,22 @@ class CekuraClient:
     async def _retrying(
         self, what: str, attempt: Callable[[], Any], may_retry: Callable[[Transient], bool]
     ) -> _T:
-        since = _stamp()
+        opened, stamp = time.monotonic(), _stamp()
+
+        def window_opened() -> tuple[float, str]:
+            # At this request's first try, or earlier if an outage was already under way
+            # (the first failure in a row, of this or any request): one window per outage.
+            if self._failing is not None and self._failing[0] < opened:
+                return self._failing
+            return opened, stamp
+
+        def window_over(state: RetryCallState) -> bool:
+            return time.monotonic() - window_opened()[0] >= self.policy.retry_window
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Transient),
             wait=self._wait,
-            stop=stop_after_delay(self.policy.retry_window),
+            stop=window_over,
             sleep=self._sleep,
             reraise=True,
         )
@@ -396,6 +426,7 @@ class CekuraClient:
                         raise
                     return result
         except Transient as exc:
+            since = window_opened()[1]
             raise Unreachable(
                 f"Cekura at {self.base_url} unreachable since {since} ({what}): last error {exc}"
             ) from None
