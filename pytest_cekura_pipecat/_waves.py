@@ -27,7 +27,9 @@ class Waves(Generic[T]):
     """Release items in order, per lane and under the session's cap on live items.
 
     ``lane(item)`` says which room an item runs in (its capacity: how many may be live in
-    it), ``key(item)`` names it for :meth:`done`."""
+    it), ``key(item)`` names it for :meth:`done`. Lanes that could release an item now wait
+    their turn in a queue of their own, so releasing and ending cost the same with 10 lanes
+    or 20,000 (a lane per run, from a provider, under ``max_live_runs``)."""
 
     def __init__(
         self,
@@ -40,18 +42,27 @@ class Waves(Generic[T]):
         self._lane = lane
         self._key = key
         self._max_live = max_live
-        self._queues: dict[Hashable, deque[T]] = {}
+        self._queues: dict[Hashable, deque[T]] = {}  # lanes with items waiting, only
         self._capacity: dict[Hashable, int] = {}
         self._order: list[Hashable] = []
         self._live: dict[str, Hashable] = {}  # key -> lane
         self._per_lane: dict[Hashable, int] = {}
+        self._turns: deque[Hashable] = deque()  # lanes that may release an item, in turn
+        self._in_turn: set[Hashable] = set()
+        self._waiting = 0
         self.add(items)
 
     def add(self, items: Sequence[T]) -> None:
         """Queue more items behind those already waiting in their lanes (a later firing of
         the same session: a rerun, an adaptive top-up), so they share the rooms' places."""
         for item in items:
-            self._queues[self._enter(item)].append(item)
+            lane_key = self._enter(item)
+            queue = self._queues.get(lane_key)
+            if queue is None:
+                queue = self._queues[lane_key] = deque()
+            queue.append(item)
+            self._waiting += 1
+            self._take_turn(lane_key)
 
     def occupy(self, items: Sequence[T]) -> None:
         """Count items already live in their lanes (runs an earlier session fired, now
@@ -64,30 +75,39 @@ class Waves(Generic[T]):
     def _enter(self, item: T) -> Hashable:
         """The item's lane (made on first use; the smallest capacity asked for holds)."""
         where = self._lane(item)
-        if where.key not in self._queues:
-            self._queues[where.key] = deque()
+        if where.key not in self._capacity:
             self._capacity[where.key] = where.capacity
             self._per_lane[where.key] = 0
             self._order.append(where.key)
         self._capacity[where.key] = min(self._capacity[where.key], where.capacity)
         return where.key
 
+    def _can_release(self, lane_key: Hashable) -> bool:
+        return lane_key in self._queues and self._per_lane[lane_key] < self._capacity[lane_key]
+
+    def _take_turn(self, lane_key: Hashable) -> None:
+        if lane_key not in self._in_turn and self._can_release(lane_key):
+            self._in_turn.add(lane_key)
+            self._turns.append(lane_key)
+
     def next(self) -> list[T]:
         """Everything that may start now (and is counted live from here on)."""
         released: list[T] = []
-        progress = True
-        while progress:  # round-robin over lanes, one item each, so no room starves
-            progress = False
-            for lane_key in self._order:
-                if self._max_live is not None and len(self._live) >= self._max_live:
-                    return released
-                queue = self._queues[lane_key]
-                if queue and self._per_lane[lane_key] < self._capacity[lane_key]:
-                    item = queue.popleft()
-                    self._live[self._key(item)] = lane_key
-                    self._per_lane[lane_key] += 1
-                    released.append(item)
-                    progress = True
+        # Round-robin over lanes, one item each, so no room starves.
+        while self._turns and (self._max_live is None or len(self._live) < self._max_live):
+            lane_key = self._turns.popleft()
+            self._in_turn.discard(lane_key)
+            if not self._can_release(lane_key):
+                continue  # filled up meanwhile (occupy): back in turn when a place frees
+            queue = self._queues[lane_key]
+            item = queue.popleft()
+            if not queue:
+                del self._queues[lane_key]
+            self._waiting -= 1
+            self._live[self._key(item)] = lane_key
+            self._per_lane[lane_key] += 1
+            released.append(item)
+            self._take_turn(lane_key)
         return released
 
     def done(self, key: str) -> None:
@@ -95,20 +115,23 @@ class Waves(Generic[T]):
         lane_key = self._live.pop(key, None)
         if lane_key is not None:
             self._per_lane[lane_key] -= 1
+            self._take_turn(lane_key)
 
     def waiting(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return self._waiting
 
     def abandon(self) -> list[T]:
         """Take every item not yet released (firing stopped)."""
-        rest = [item for lane_key in self._order for item in self._queues[lane_key]]
-        for queue in self._queues.values():
-            queue.clear()
+        rest = [item for lane_key in self._order for item in self._queues.get(lane_key, ())]
+        self._queues.clear()
+        self._turns.clear()
+        self._in_turn.clear()
+        self._waiting = 0
         return rest
 
     def lanes(self) -> list[tuple[Hashable, int, int]]:
         """(lane, capacity, items) for every lane, in order."""
-        return [(k, self._capacity[k], len(self._queues[k])) for k in self._order]
+        return [(k, self._capacity[k], len(self._queues.get(k, ()))) for k in self._order]
 
     def count_waves(self) -> int:
         """How many rounds firing takes if every released run ends before the next round

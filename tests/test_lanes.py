@@ -59,6 +59,53 @@ def test_occupied_places_count_until_done() -> None:
     assert waves.next() == ["a:2"]
 
 
+def test_lanes_take_turns_under_max_live() -> None:
+    """A freed place goes to the next lane in turn, not always to the first lane."""
+    waves = _waves(["a:1", "a:2", "a:3", "b:1", "b:2"], {"a": 9, "b": 9}, max_live=1)
+    order = []
+    while waves.waiting():
+        (item,) = waves.next()
+        order.append(item)
+        waves.done(item)
+    assert order == ["a:1", "b:1", "a:2", "b:2", "a:3"]
+
+
+class _CountedRoom:
+    """A lane key that counts how often the lanes are looked up by it."""
+
+    lookups = 0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        _CountedRoom.lookups += 1
+        return self.n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CountedRoom) and other.n == self.n
+
+
+def test_a_lane_per_run_under_max_live_costs_the_same_per_run_at_any_size() -> None:
+    """A provider gives each run a room of its own: 2,000 lanes under max_live_runs=10,
+    runs ending one at a time. Each release and each end looks up a few lanes, never all
+    of them (every lane on every release would be millions of lookups here)."""
+    rooms = [_CountedRoom(i) for i in range(2000)]
+    waves: Waves[int] = Waves(
+        list(range(2000)), lane=lambda i: Lane(rooms[i], 1), key=str, max_live=10
+    )
+    _CountedRoom.lookups = 0
+    live = waves.next()
+    released = len(live)
+    while live:
+        waves.done(str(live.pop(0)))
+        more = waves.next()
+        released += len(more)
+        live += more
+    assert released == 2000 and waves.waiting() == 0
+    assert _CountedRoom.lookups < 20 * 2000, _CountedRoom.lookups
+
+
 def test_count_waves() -> None:
     assert _waves(["a:1", "a:2", "b:1"], {"a": 1, "b": 1}).count_waves() == 2
     assert _waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}).count_waves() == 1
