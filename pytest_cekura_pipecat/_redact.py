@@ -9,6 +9,12 @@ secret the moment it learns it, before any request that carries it leaves, and e
 process reads what was appended since its last look before it masks anything. A hash would
 not do (masking needs the value) and the xdist report channel would put secrets into test
 reports, which other plugins serialize.
+
+Rooms from a provider bring a token per run, so a suite can know tens of thousands of
+secrets. A text is then masked in one pass over it, not one search per secret: at each
+position, one lookup of its next four characters; where secrets start with those, one
+lookup per length they come in (Daily's tokens share their first few dozen characters).
+With a few secrets, one search per secret is faster, and used.
 """
 
 from __future__ import annotations
@@ -27,6 +33,20 @@ MASK = "***"
 # Shorter values would mask ordinary words; real keys and tokens are far longer.
 _MIN_SECRET_LEN = 4
 _TOKEN_KEYS = frozenset({"t", "token"})
+# One search per secret costs about (_PASS_COST + characters) units a secret; one pass over
+# the text about _PASS_COST units a character (measured: ~0.14 ns a character searched, ~100 ns
+# a Python-level step).
+_PASS_COST = 700
+
+
+def _longest_first(secret: str) -> int:
+    return -len(secret)
+
+
+# Secrets by their first _MIN_SECRET_LEN characters: their lengths, longest first, and the
+# secrets of each length. The tuple is replaced, never changed in place, and a set is
+# published only once filled (other threads mask while one learns).
+_Bucket = tuple[tuple[int, ...], dict[int, set[str]]]
 
 
 class Redactor:
@@ -34,7 +54,8 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
-        self._longest_first: tuple[str, ...] = ()  # _secrets, longest first (kept in step)
+        self._by_prefix: dict[str, _Bucket] = {}
+        self._ordered: tuple[str, ...] | None = ()  # all, longest first; None: sort again
         self._lock = threading.Lock()
         self._shared: Path | None = None
         self._read = 0  # bytes of the shared file already read
@@ -91,15 +112,32 @@ class Redactor:
                 except ValueError:
                     continue
                 if isinstance(secret, str) and len(secret) >= _MIN_SECRET_LEN:
-                    self._secrets.update(_escaped(secret))
-            self._order()
+                    self._learn(secret)
+
+    def _learn(self, secret: str) -> bool:
+        """Know ``secret`` and its escaped forms (the caller holds the lock); True if new."""
+        new = secret not in self._secrets
+        for form in _escaped(secret):
+            if form in self._secrets:
+                continue
+            self._secrets.add(form)
+            prefix, size = form[:_MIN_SECRET_LEN], len(form)
+            lengths, by_length = self._by_prefix.get(prefix, ((), {}))
+            if size in by_length:
+                by_length[size].add(form)
+            else:
+                by_length[size] = {form}
+                self._by_prefix[prefix] = (
+                    tuple(sorted((*lengths, size), reverse=True)),
+                    by_length,
+                )
+            self._ordered = None
+        return new
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= _MIN_SECRET_LEN:
             with self._lock:
-                new = secret not in self._secrets
-                self._secrets.update(_escaped(secret))
-                self._order()
+                new = self._learn(secret)
             if new:
                 self._append([secret])
 
@@ -132,19 +170,48 @@ class Redactor:
         self._refresh()
         return bool(self._secrets)
 
-    def _order(self) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        self._longest_first = tuple(sorted(self._secrets, key=len, reverse=True))
-
     def __call__(self, text: str) -> str:
         self._refresh()
         return self._mask(text)
 
     def _mask(self, text: str) -> str:
-        for secret in self._longest_first:
+        """``text`` with every secret replaced by ``MASK``, longest first (a secret that
+        contains another is masked whole); ``text`` itself when none occurs in it."""
+        count = len(self._secrets)
+        if count * (_PASS_COST + len(text)) > _PASS_COST * len(text):
+            return self._mask_in_one_pass(text)
+        ordered = self._ordered
+        if ordered is None:
+            with self._lock:
+                ordered = self._ordered = tuple(sorted(self._secrets, key=_longest_first))
+        for secret in ordered:
             if secret in text:
                 text = text.replace(secret, MASK)
         return text
+
+    def _mask_in_one_pass(self, text: str) -> str:
+        """Left to right: at each position, the longest secret that starts there."""
+        by_prefix, width = self._by_prefix, _MIN_SECRET_LEN
+        parts: list[str] = []
+        start = i = 0
+        last = len(text) - width
+        while i <= last:
+            bucket = by_prefix.get(text[i : i + width])
+            if bucket is not None:
+                lengths, by_length = bucket
+                for size in lengths:
+                    if text[i : i + size] in by_length[size]:
+                        parts += (text[start:i], MASK)
+                        i = start = i + size
+                        break
+                else:
+                    i += 1
+            else:
+                i += 1
+        if not parts:
+            return text
+        parts.append(text[start:])
+        return "".join(parts)
 
     def tree(self, value: _T) -> _T:
         """A JSON-like value (dicts, lists, strings) with every string masked: masking
@@ -152,14 +219,13 @@ class Redactor:
         when something was masked; the value itself when no secret occurs in it (checked
         on its JSON text, where each secret shows in its JSON-escaped form, also known)."""
         self._refresh()
-        secrets = self._longest_first
-        if not secrets:
+        if not self._secrets:
             return value
         try:
             text = json.dumps(value, default=repr)
         except (TypeError, ValueError):
             return mask_tree(value, self._mask)
-        if not any(secret in text for secret in secrets):
+        if self._mask(text) is text:
             return value
         return mask_tree(value, self._mask)  # refreshed once above, not once per string
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 import json
+import random
+import string
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,57 @@ def test_a_secret_one_process_learns_is_masked_by_every_other(tmp_path: Path) ->
         assert "SECRET" not in masked, masked
         assert USER in redactor(USER)
     assert shared.stat().st_mode & 0o777 == 0o600
+
+
+def _tokens(count: int, seed: int) -> list[str]:
+    """Meeting-token-like secrets: a shared prefix, then a varying body (as Daily's JWTs)."""
+    rng = random.Random(seed)
+    alphabet = string.ascii_letters + string.digits + "-_"
+    return [
+        "eyJhbGciOi." + "".join(rng.choices(alphabet, k=rng.randint(8, 40))) + "-SECRET"
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [3, 3000])
+def test_every_secret_is_masked_with_a_few_secrets_or_thousands(count: int) -> None:
+    """Rooms from a provider bring a token per run: the redactor then masks in one pass over
+    the text. Either way no secret survives, the longest wins where one contains another, and
+    a text without any is given back as it is."""
+    tokens = _tokens(count, seed=count)
+    redactor = Redactor()
+    for token in tokens:
+        redactor.add(token)
+    redactor.add(tokens[0][:-7])  # a secret inside another: the longer one is masked whole
+    rng = random.Random(1)
+    for _ in range(200):
+        picked = rng.sample(tokens, 3)
+        text = f"joined {picked[0]} then{picked[1]}{picked[2]} and {tokens[0]}; eyJhbGciOi. ok"
+        masked = redactor(text)
+        assert "SECRET" not in masked, masked
+        assert masked.endswith(f"and {MASK}; eyJhbGciOi. ok"), masked
+    clean = "no secrets here " * 100
+    assert redactor(clean) is clean
+    assert redactor.tree({"a": [clean]}) == {"a": [clean]}
+    assert "SECRET" not in json.dumps(redactor.tree({tokens[-1]: [f"x{tokens[-2]}y"]}))
+
+
+class _CountedStr(str):
+    """A text that counts the searches made in it."""
+
+    searches = 0
+
+    def __contains__(self, other: object) -> bool:
+        _CountedStr.searches += 1
+        return super().__contains__(other)  # type: ignore[operator]
+
+
+def test_masking_does_not_search_once_per_secret_when_there_are_thousands() -> None:
+    """One search per secret per text would make a suite of N provider rooms cost N x N."""
+    redactor = Redactor()
+    for token in _tokens(5000, seed=5):
+        redactor.add(token)
+    _CountedStr.searches = 0
+    text = _CountedStr("the run's error message, " * 4)
+    assert redactor(text) == text
+    assert _CountedStr.searches < 100, _CountedStr.searches
