@@ -99,6 +99,11 @@ class Watcher:
         self._sleep = sleep
         self._on_trip = on_trip
         self._watched: dict[int, _Watched] = {}
+        # The results with slots still open: what each pass of the loop looks at. A result
+        # leaves when its last slot is published, so a session of thousands of results
+        # (a wave each) costs per pass what is live, not all it ever fired.
+        self._open: dict[int, _Watched] = {}
+        self._late: set[int] = set()  # results fired after the breaker tripped: calls to end
         self._details: dict[str, _Finished] = {}
         # (deadline, slot key, result id) of every slot added; entries of published slots
         # are dropped when they reach the top. Finding the next deadline costs O(log N).
@@ -153,16 +158,19 @@ class Watcher:
                         slot.result_id, next_poll=first
                     )
                 watched.slots.append(slot)
-                if self.tripped:
+                if self.tripped:  # fired while the breaker tripped: live, and never waited for
+                    watched.open[slot.key] = slot
+                    self._late.add(slot.result_id)
                     self._finish(slot, self._error(slot, self.tripped))
                 else:
                     watched.open[slot.key] = slot
+                    self._open[slot.result_id] = watched
                     heapq.heappush(self._deadlines, (slot.deadline, slot.key, slot.result_id))
 
     # -- the loop --------------------------------------------------------------------------
 
     def open_count(self) -> int:
-        return sum(len(w.open) for w in self._watched.values())
+        return sum(len(w.open) for w in self._open.values())
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -170,6 +178,7 @@ class Watcher:
         while True:
             self._wake.clear()
             self._drain()
+            await self._end_late()
             if self._closed and not self.open_count() and not self._inbox:
                 for task in [*self._polls.values(), self._details_task]:
                     if task is not None:
@@ -191,9 +200,9 @@ class Watcher:
     def _next_delay(self) -> float:
         now = self._clock()
         times = [now + self.settings.poll_interval, self._earliest_deadline()]
-        for watched in self._watched.values():
+        for watched in self._open.values():
             # A poll in flight wakes the loop when it is answered.
-            if watched.open and watched.result_id not in self._polls:
+            if watched.result_id not in self._polls:
                 times.append(watched.next_poll)
         if self._details and self._details_task is None:
             times.append(now)
@@ -219,8 +228,8 @@ class Watcher:
         finished are fetched while the other polls are still in flight."""
         self._drain()
         now = self._clock()
-        for watched in self._watched.values():
-            if watched.open and watched.next_poll <= now and watched.result_id not in self._polls:
+        for watched in self._open.values():
+            if watched.next_poll <= now and watched.result_id not in self._polls:
                 self._polls[watched.result_id] = self._task(self._poll_limited(watched))
         if self._details_task is None and self._details:
             self._details_task = self._task(self._fetch_details())
@@ -436,16 +445,21 @@ class Watcher:
         if self._on_trip is not None:
             self._on_trip(reason)
         await self.end_live_calls()
-        for watched in self._watched.values():
+        for watched in list(self._open.values()):
             for slot in list(watched.open.values()):
                 self._details.pop(slot.key, None)
                 self._finish(slot, self._error(slot, reason))
+
+    async def _end_late(self) -> None:
+        late, self._late = sorted(self._late), set()
+        budget = self.settings.end_budget
+        await asyncio.gather(*(self.client.end_calls(r, timeout=budget) for r in late))
 
     async def end_live_calls(self, budget: float | None = None) -> list[int]:
         """End the calls of every result with open runs, concurrently, within ``budget``
         (slots added a moment ago, still in the inbox, included)."""
         self._drain()
-        live = sorted(w.result_id for w in self._watched.values() if w.open)
+        live = sorted(self._open)
         if not live:
             return []
         budget = self.settings.end_budget if budget is None else budget
@@ -486,8 +500,11 @@ class Watcher:
 
     def _finish(self, slot: Slot, run: CekuraRun) -> None:
         watched = self._watched.get(slot.result_id) if slot.result_id is not None else None
-        if watched is not None and watched.open.pop(slot.key, None) is None:
-            return  # published already
+        if watched is not None:
+            if watched.open.pop(slot.key, None) is None:
+                return  # published already
+            if not watched.open:
+                self._open.pop(watched.result_id, None)
         self.published += 1
         self.failed += run.verdict == "failed"
         self.errors += run.verdict == "error"
@@ -520,8 +537,8 @@ class Watcher:
     def counts(self) -> tuple[int, int, int]:
         """(running, queued, open) over the open slots, from the last statuses seen."""
         running = queued = 0
-        for watched in self._watched.values():
-            for slot in watched.open.values():
+        for watched in list(self._open.values()):
+            for slot in list(watched.open.values()):
                 status = watched.statuses.get(slot.run_id, "pending") if slot.run_id else "pending"
                 if status in _QUEUED:
                     queued += 1

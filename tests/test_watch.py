@@ -243,3 +243,32 @@ def test_finished_runs_are_fetched_while_other_polls_are_still_in_flight() -> No
     asyncio.run(asyncio.wait_for(watcher.run(), 10))
     assert client.bulk[0] == [10]  # result 1's run, asked for before result 2 answered
     assert all(r.passed and r.transcript for r in published.values())
+
+
+def test_a_batch_answered_after_the_breaker_tripped_is_errored_and_its_calls_ended() -> None:
+    """Runs fired while the breaker trips (their start request was in flight) are published
+    as errors at once, not left for their items to wait out, and their calls are ended."""
+    clock = Clock()
+    client = FakeClient(clock, lambda r, now: {"id": r, "runs": [run(31, "running")]})
+    published: dict[str, CekuraRun] = {}
+    watcher = Watcher(
+        client,  # type: ignore[arg-type]
+        WatchSettings(poll_interval=1.0),
+        lambda slot, run: published.__setitem__(slot.key, run),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    late = slot(3, 31, timeout=600.0)
+    late.fired_at = T0
+
+    async def main() -> None:
+        await watcher.trip("circuit breaker: the first 5 finished runs all errored")
+        watcher.add([late])
+        watcher.close()
+        await asyncio.wait_for(watcher.run(), 5)
+
+    asyncio.run(main())
+    assert published[late.key].verdict == "error"
+    assert "circuit breaker" in published[late.key].error_message
+    assert client.ended_results == [3]
+    assert clock.now - T0 < 5  # not its 600 s timeout
