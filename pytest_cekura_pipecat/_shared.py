@@ -146,6 +146,7 @@ class SharedDir:
         self.path = path
         self._tag = 0
         self._seen: set[str] = set()
+        self._listed: tuple[int, float] | None = None  # (directory mtime, when) of the last look
         self._runs_offset = 0
         self._runs = Runs()
         self._partial = b""
@@ -247,9 +248,36 @@ class SharedDir:
             return None
 
     def new_batches(self) -> Iterator[list[Slot]]:
-        for path in sorted(self.path.glob("batch-*.json")):
-            if path.name in self._seen:
-                continue
+        """The batches answered since the last look. The directory is listed only when an
+        entry was added, renamed or removed since (its mtime moved), or when it moved less
+        than a second before that look (two changes in one tick of the file system's clock
+        share an mtime): a look costs one stat while nothing is fired, however many batches
+        a long session has fired."""
+        try:
+            changed = os.stat(self.path).st_mtime_ns
+        except OSError:
+            return
+        if (
+            self._listed is not None
+            and self._listed[0] == changed
+            and self._listed[1] - changed / 1e9 > 1.0
+        ):
+            return
+        self._listed = (changed, time.time())
+        try:
+            with os.scandir(self.path) as entries:
+                names = sorted(
+                    entry.name
+                    for entry in entries
+                    if entry.name.startswith("batch-")
+                    and entry.name.endswith(".json")
+                    and entry.name not in self._seen
+                )
+        except OSError:
+            self._listed = None
+            return
+        for name in names:
+            path = self.path / name
             try:
                 slots = slots_from_json(path.read_bytes())
             except (OSError, ValueError, ValidationError):

@@ -227,3 +227,36 @@ def test_runs_are_parsed_only_when_read(tmp_path: Path) -> None:
     assert runs["0:0:a"].run_id == 1
     with pytest.raises(ValueError):
         runs["0:0:b"]
+
+
+def test_a_look_at_an_unchanged_directory_lists_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller looks for new batches every 0.1 s: once a long session has fired
+    thousands, a look at a directory nothing was added to is one stat, not a listing. A
+    batch renamed in within the file system's clock tick of the last change is still seen."""
+    shared = SharedDir(tmp_path)
+    for i in range(200):
+        shared.record_batch(None, [_slot(f"t.py::c{i}")])
+    listings = 0
+    real_scandir = os.scandir
+
+    def counted(path: Path) -> object:
+        nonlocal listings
+        listings += 1
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    long_ago = time.time_ns() - 5_000_000_000
+    os.utime(tmp_path, ns=(long_ago, long_ago))
+    assert len(list(shared.new_batches())) == 200
+    for _ in range(50):
+        assert list(shared.new_batches()) == []
+    assert listings == 1
+    # A change, then one more whose mtime equals it (one clock tick): both are seen.
+    shared.record_batch(None, [_slot("t.py::late")])
+    changed = os.stat(tmp_path).st_mtime_ns
+    assert [s.nodeid for (s,) in shared.new_batches()] == ["t.py::late"]
+    shared.record_batch(None, [_slot("t.py::later")])
+    os.utime(tmp_path, ns=(changed, changed))
+    assert [s.nodeid for (s,) in shared.new_batches()] == ["t.py::later"]
