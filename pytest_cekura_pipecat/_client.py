@@ -23,7 +23,7 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
@@ -352,9 +352,11 @@ class CekuraClient:
         return await self._get_json(f"/test_framework/v1/{tail}", params)
 
     @staticmethod
-    def _validate(model: type[_M], data: Any, what: str) -> _M:
+    def _validate(
+        model: type[_M], data: Any, what: str, context: dict[str, Any] | None = None
+    ) -> _M:
         try:
-            return model.model_validate(data)
+            return model.model_validate(data, context=context)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "(body)"
@@ -364,10 +366,11 @@ class CekuraClient:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def result(self, result_id: int) -> Result:
-        """One GET of a result (transient problems raise ``Transient``)."""
+    async def result(self, result_id: int, settled: Collection[int] = ()) -> Result:
+        """One GET of a result (transient problems raise ``Transient``). Runs in ``settled``
+        (verdicts already taken) are read for their id, status and scenario only."""
         data = await self._read(f"results/{result_id}/")
-        return self._validate(Result, data, f"result {result_id}")
+        return self._validate(Result, data, f"result {result_id}", {"settled": settled})
 
     async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
         """The transcript and recording of finished runs, by run id. Only those two fields

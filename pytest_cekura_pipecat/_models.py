@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from pydantic import (
     Field,
     SkipValidation,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -344,17 +346,24 @@ def _unreadable_reason(exc: Exception) -> str:
 _LIGHT_KEYS = ("id", "status", "scenario", "scenario_name")
 
 
-def _light(item: Any) -> Any:
-    """A run that has not finished, cut to the fields the watcher reads while waiting: a
-    result is polled many times and its open runs need no metrics or transcript parsed."""
-    if not isinstance(item, dict) or normalize_status(item.get("status")) in TERMINAL_STATUSES:
+def _light(item: Any, settled: Container[int]) -> Any:
+    """A run that has not finished, or whose verdict was taken from an earlier read, cut to
+    the fields the watcher reads while waiting: a result is polled many times, and neither
+    needs its metrics or transcript parsed again."""
+    if not isinstance(item, dict):
+        return item
+    if _whole_number(item.get("id")) not in settled and (
+        normalize_status(item.get("status")) in TERMINAL_STATUSES
+    ):
         return item
     return {key: item[key] for key in _LIGHT_KEYS if key in item}
 
 
 class Result(_ApiModel):
     """A result and its runs. Runs are read one by one: one odd run makes that run
-    ``unreadable`` (by id, with the field and the problem), never the whole result."""
+    ``unreadable`` (by id, with the field and the problem), never the whole result. Runs
+    named ``settled`` in the validation context (their verdicts already taken) are read
+    for their id, status and scenario only."""
 
     id: int
     status: str = "pending"
@@ -373,9 +382,10 @@ class Result(_ApiModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _read_runs(cls, data: Any) -> Any:
+    def _read_runs(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
+        settled = (info.context or {}).get("settled", ())
         raw = _runs_variants(data.get("runs"))
         if not isinstance(raw, list):
             return {**data, "raw_runs": {}, "unreadable": {}}  # the field names the problem
@@ -384,7 +394,7 @@ class Result(_ApiModel):
         unreadable: dict[int, str] = {}
         for item in raw:
             try:
-                run = Run.model_validate(_light(item))
+                run = Run.model_validate(_light(item, settled))
             except (ValidationError, RecursionError, TypeError, ValueError) as exc:
                 raw_id = item.get("id") if isinstance(item, dict) else None
                 run_id = _whole_number(raw_id)

@@ -269,7 +269,12 @@ class Watcher:
     async def _poll(self, watched: _Watched) -> None:
         now = self._clock()
         try:
-            result = await self.client.result(watched.result_id)
+            settled = {
+                slot.run_id
+                for slot in watched.slots
+                if slot.run_id is not None and slot.key not in watched.open
+            }
+            result = await self.client.result(watched.result_id, settled)
         except Transient as exc:
             watched.failures += 1
             watched.last_error = str(exc)

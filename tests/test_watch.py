@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pytest
@@ -38,16 +38,18 @@ class FakeClient:
         self.clock = clock
         self.script = script
         self.gets: list[tuple[int, float]] = []
+        self.settled: list[set[int]] = []  # the runs each GET was told are settled
         self.ended: list[int] = []
         self.ended_results: list[int] = []
         self.bulk: list[list[int]] = []
 
-    async def result(self, result_id: int) -> Result:
+    async def result(self, result_id: int, settled: Collection[int] = ()) -> Result:
         self.gets.append((result_id, self.clock.now))
+        self.settled.append(set(settled))
         answer = self.script(result_id, self.clock.now)
         if isinstance(answer, Exception):
             raise answer
-        return Result.model_validate(answer)
+        return Result.model_validate(answer, context={"settled": settled})
 
     async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
         self.bulk.append(run_ids)
@@ -214,10 +216,10 @@ def test_finished_runs_are_fetched_while_other_polls_are_still_in_flight() -> No
     asked_bulk = asyncio.Event()
 
     class SlowSecond(FakeClient):
-        async def result(self, result_id: int) -> Result:
+        async def result(self, result_id: int, settled: Collection[int] = ()) -> Result:
             if result_id == 2:
                 await asyncio.wait_for(asked_bulk.wait(), 5)
-            return await super().result(result_id)
+            return await super().result(result_id, settled)
 
         async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
             asked_bulk.set()
@@ -272,3 +274,25 @@ def test_a_batch_answered_after_the_breaker_tripped_is_errored_and_its_calls_end
     assert "circuit breaker" in published[late.key].error_message
     assert client.ended_results == [3]
     assert clock.now - T0 < 5  # not its 600 s timeout
+
+
+def test_a_run_whose_verdict_was_taken_is_not_read_again() -> None:
+    """A batch's runs end at different times and its result is polled until the last one
+    has: the runs already judged are read for their id and status only, not their metrics
+    and evaluation again on every poll."""
+    slots = [slot(1, 11), slot(1, 12)]
+    metrics = {"evaluation": {"metrics": [{"name": "Tone", "eval_type": "binary", "passed": True}]}}
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        second = "completed" if now >= T0 + 3 else "running"
+        return {
+            "id": 1,
+            "runs": [run(11, "completed", True, **metrics), run(12, second, True, **metrics)],
+        }
+
+    published, _, client, _ = watch(slots, script)
+    assert [r.metrics[0].name for r in published.values()] == ["Tone", "Tone"]
+    assert client.settled[0] == set() and client.settled[-1] == {11}
+    read = Result.model_validate(script(1, T0 + 3), context={"settled": {11}})
+    assert [len(r.evaluation.metrics) for r in read.runs] == [0, 1]
+    assert [r.status for r in read.runs] == ["completed", "completed"]
