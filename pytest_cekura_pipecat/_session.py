@@ -84,6 +84,7 @@ class CekuraSession:
         plugin = config.stash.get(PLUGIN_KEY, None)
         self.started: float = getattr(plugin, "started", None) or time.time()
         self.bot: SessionBot | None = None  # the bot under test, in the process that fires
+        self._notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -430,8 +431,13 @@ class CekuraSession:
     # -- the end ---------------------------------------------------------------------------
 
     def notes(self) -> list[str]:
+        """The session's notes, masked; read for every test's report, so masked again only
+        when one was added."""
         role_notes = self.role.notes() if self.role is not None else []
-        return [self.redactor(n) for n in dict.fromkeys([*role_notes, *self.state.notes])]
+        known = [*role_notes, *self.state.notes]
+        if known != self._notes[0]:
+            self._notes = (known, [self.redactor(n) for n in dict.fromkeys(known)])
+        return list(self._notes[1])
 
     def interrupt(self) -> None:
         self.state.interrupted = True

@@ -103,6 +103,7 @@ class Watcher:
         # leaves when its last slot is published, so a session of thousands of results
         # (a wave each) costs per pass what is live, not all it ever fired.
         self._open: dict[int, _Watched] = {}
+        self._unknown: set[str] = set()  # statuses noted as unknown
         self._late: set[int] = set()  # results fired after the breaker tripped: calls to end
         self._details: dict[str, _Finished] = {}
         # (deadline, slot key, result id) of every slot added; entries of published slots
@@ -330,7 +331,8 @@ class Watcher:
                     stuck = stuck or result_done
                 continue
             watched.statuses[run.id] = run.status
-            if run.status not in KNOWN_STATUSES:
+            if run.status not in KNOWN_STATUSES and run.status not in self._unknown:
+                self._unknown.add(run.status)  # one note a status, not one a run
                 self._note(
                     f"cekura: run {run.id} reported an unknown status '{run.status}' "
                     "(treated as not finished)"

@@ -296,3 +296,18 @@ def test_a_run_whose_verdict_was_taken_is_not_read_again() -> None:
     read = Result.model_validate(script(1, T0 + 3), context={"settled": {11}})
     assert [len(r.evaluation.metrics) for r in read.runs] == [0, 1]
     assert [r.status for r in read.runs] == ["completed", "completed"]
+
+
+def test_an_unknown_status_is_noted_once_not_once_a_run() -> None:
+    """Cekura may add a status: its runs are treated as not finished, and the note says so
+    once (a note per run would be one per case, carried by every test's report)."""
+    slots = [slot(1, 10 + i, index=i) for i in range(5)]
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        status = "completed" if now >= T0 + 3 else "transcribing"
+        return {"id": 1, "runs": [run(10 + i, status, True) for i in range(5)]}
+
+    published, _, _, watcher = watch(slots, script)
+    assert all(r.passed for r in published.values())
+    unknown = [n for n in watcher.notes if "unknown status 'transcribing'" in n]
+    assert len(unknown) == 1, watcher.notes
