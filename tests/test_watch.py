@@ -92,6 +92,17 @@ def watch(
     return published, when, client, watcher
 
 
+def _watcher(client: FakeClient, published: dict[str, CekuraRun], **settings: Any) -> Watcher:
+    """A watcher on the client's fake clock that records what it publishes, once each."""
+    return Watcher(
+        client,  # type: ignore[arg-type]
+        WatchSettings(**{"poll_interval": 1.0, **settings}),
+        lambda slot, run: published.setdefault(slot.key, run),
+        clock=client.clock,
+        sleep=client.clock.sleep,
+    )
+
+
 def slot(
     result: int, run: int, *, index: int = 0, timeout: float = 60.0, scenario: int = 7
 ) -> Slot:
@@ -230,13 +241,7 @@ def test_finished_runs_are_fetched_while_other_polls_are_still_in_flight() -> No
         lambda r, now: {"id": r, "status": "completed", "runs": [run(r * 10, "completed", True)]},
     )
     published: dict[str, CekuraRun] = {}
-    watcher = Watcher(
-        client,  # type: ignore[arg-type]
-        WatchSettings(poll_interval=30.0),
-        lambda slot, run: published.setdefault(slot.key, run),
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    watcher = _watcher(client, published, poll_interval=30.0)
     slots = [slot(1, 10), slot(2, 20)]
     for s in slots:
         s.fired_at = T0
@@ -253,13 +258,7 @@ def test_a_batch_answered_after_the_breaker_tripped_is_errored_and_its_calls_end
     clock = Clock()
     client = FakeClient(clock, lambda r, now: {"id": r, "runs": [run(31, "running")]})
     published: dict[str, CekuraRun] = {}
-    watcher = Watcher(
-        client,  # type: ignore[arg-type]
-        WatchSettings(poll_interval=1.0),
-        lambda slot, run: published.__setitem__(slot.key, run),
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    watcher = _watcher(client, published)
     late = slot(3, 31, timeout=600.0)
     late.fired_at = T0
 
