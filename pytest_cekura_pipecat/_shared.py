@@ -250,9 +250,9 @@ class SharedDir:
     def new_batches(self) -> Iterator[list[Slot]]:
         """The batches answered since the last look. The directory is listed only when an
         entry was added, renamed or removed since (its mtime moved), or when it moved less
-        than a second before that look (two changes in one tick of the file system's clock
-        share an mtime): a look costs one stat while nothing is fired, however many batches
-        a long session has fired."""
+        than 3 s before that look (two changes in one tick of the file system's clock share
+        an mtime; some file systems tick every 2 s): a look costs one stat while nothing is
+        fired, however many batches a long session has fired."""
         try:
             changed = os.stat(self.path).st_mtime_ns
         except OSError:
@@ -260,7 +260,7 @@ class SharedDir:
         if (
             self._listed is not None
             and self._listed[0] == changed
-            and self._listed[1] - changed / 1e9 > 1.0
+            and self._listed[1] - changed / 1e9 > 3.0
         ):
             return
         self._listed = (changed, time.time())

@@ -247,7 +247,7 @@ def test_a_look_at_an_unchanged_directory_lists_nothing(
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", counted)
-    long_ago = time.time_ns() - 5_000_000_000
+    long_ago = time.time_ns() - 10_000_000_000
     os.utime(tmp_path, ns=(long_ago, long_ago))
     assert len(list(shared.new_batches())) == 200
     for _ in range(50):
