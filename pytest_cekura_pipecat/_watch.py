@@ -458,6 +458,8 @@ class Watcher:
                 self._finish(slot, self._error(slot, reason))
 
     async def _end_late(self) -> None:
+        if not self._late:
+            return
         late, self._late = sorted(self._late), set()
         budget = self.settings.end_budget
         await asyncio.gather(*(self.client.end_calls(r, timeout=budget) for r in late))

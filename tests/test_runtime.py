@@ -38,6 +38,18 @@ def _when_started(suite: Suite, then: object) -> threading.Thread:
     return thread
 
 
+def _outage_run(suite: Suite, *args: str) -> tuple[pytest.RunResult, str, float]:
+    """Run the suite through an outage: every case an error, no traceback; the output and
+    how long the session took."""
+    started = time.monotonic()
+    result = suite.run(*args)
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=4)
+    out = result.stdout.str()
+    assert no_traceback(out)
+    return result, out, elapsed
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("outage", ["5xx", "refused"])
 def test_an_outage_from_the_first_poll_costs_one_retry_window(suite: Suite, outage: str) -> None:
@@ -46,14 +58,9 @@ def test_an_outage_from_the_first_poll_costs_one_retry_window(suite: Suite, outa
         suite.sim.faults.get_5xx_every = 1
     else:
         _when_started(suite, suite.sim.stop)
-    started = time.monotonic()
-    result = suite.run("--cekura-timeout=20", "--cekura-retry-window=10")
-    elapsed = time.monotonic() - started
-    result.assert_outcomes(errors=4)
-    out = result.stdout.str()
+    _, out, elapsed = _outage_run(suite, "--cekura-timeout=20", "--cekura-retry-window=10")
     assert out.count("unreachable since") >= 4, out
     assert elapsed < 30, elapsed
-    assert no_traceback(out)
 
 
 @pytest.mark.slow
@@ -64,20 +71,16 @@ def test_an_outage_at_the_default_poll_interval_is_named_and_costs_one_window(
     one back-off past it (which would be after the case timeout, saying only "no verdict")."""
     suite.toml(FOUR)
     _when_started(suite, suite.sim.stop)
-    started = time.monotonic()
-    result = suite.run(
+    _, out, elapsed = _outage_run(
+        suite,
         "--cekura-timeout=20",
         "--cekura-retry-window=10",
         "--cekura-poll-interval=3",
         "--cekura-poll-max-interval=30",
     )
-    elapsed = time.monotonic() - started
-    result.assert_outcomes(errors=4)
-    out = result.stdout.str()
     assert out.count("unreachable since") >= 4, out
     assert "no verdict after" not in out, out
     assert elapsed < 20, elapsed
-    assert no_traceback(out)
 
 
 def test_an_outage_stops_the_later_waves_of_a_shared_room(suite: Suite) -> None:
@@ -86,16 +89,13 @@ def test_an_outage_stops_the_later_waves_of_a_shared_room(suite: Suite) -> None:
     gets one try, not a window of its own; the waves after it are not sent."""
     suite.toml(FOUR)
     _when_started(suite, suite.sim.stop)
-    started = time.monotonic()
-    result = suite.run("--cekura-room-concurrency=1", "--cekura-retry-window=6")
-    elapsed = time.monotonic() - started
-    result.assert_outcomes(errors=4)
-    out = result.stdout.str()
+    result, out, elapsed = _outage_run(
+        suite, "--cekura-room-concurrency=1", "--cekura-retry-window=6"
+    )
     result.stdout.fnmatch_lines(["*not started: Cekura at * unreachable since *"])
     assert out.count("not fired: Cekura at") >= 2, out  # the third and fourth waves
     assert elapsed < 6 + 5, elapsed  # one window and start-up, not two (or four)
     assert len(set(re.findall(r"unreachable since (\d\d:\d\d:\d\dZ)", out))) == 1, out  # one outage
-    assert no_traceback(out)
 
 
 @pytest.mark.slow
