@@ -8,6 +8,7 @@ problem becomes one line naming the file, the case and the field. Values are nev
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import tomllib
@@ -192,6 +193,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)  # pure; a suite's cases mostly share a few rooms
 def room_url_problem(url: str) -> str | None:
     """Why a (fully expanded) room URL is unusable, or None."""
     try:

@@ -60,6 +60,7 @@ class Redactor:
         self._shared: Path | None = None
         self._read = 0  # bytes of the shared file already read
         self._fd: int | None = None  # the shared file, open for reading (fstat is cheap)
+        self._urls: set[str] = set()  # URLs whose secrets were added (most cases share one)
 
     def share(self, path: Path) -> None:
         """Share secrets with the other processes of the session through ``path`` (see the
@@ -144,8 +145,9 @@ class Redactor:
     def add_url(self, url: str | None) -> None:
         """The secrets a URL carries: a password (``https://user:pass@host``) and a Daily
         meeting token in its query (``?t=…``, ``token=…``)."""
-        if not url:
+        if not url or url in self._urls:
             return
+        self._urls.add(url)
         try:
             parts = urlsplit(url)
             # The password; or the user when there is none (https://TOKEN@host): a user

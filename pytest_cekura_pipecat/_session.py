@@ -35,8 +35,19 @@ NO_KEY_LINE = (
 )
 
 
+_WILL_NOT_RUN = pytest.StashKey[bool]()
+
+
 def will_not_run(item: pytest.Item) -> bool:
-    """Whether pytest's skipping plugin will skip the item before it runs."""
+    """Whether pytest's skipping plugin will skip the item before it runs. Decided once
+    per item, so firing it and waiting for it agree (and its marks are walked once)."""
+    known = item.stash.get(_WILL_NOT_RUN, None)
+    if known is None:
+        known = item.stash[_WILL_NOT_RUN] = _skipped_by_mark(item)
+    return known
+
+
+def _skipped_by_mark(item: pytest.Item) -> bool:
     from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
     try:

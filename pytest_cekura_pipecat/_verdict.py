@@ -108,7 +108,13 @@ class CekuraRun:
         would sit in every garbage collection left."""
         if not self.raw and self.transcript is None:
             return self
-        return replace(self, raw=_EMPTY, transcript=None)
+        # One released copy per run, whoever asks (the board and the verdict both do): not
+        # a field, so equality, repr, replace() and asdict() never see it.
+        kept: CekuraRun | None = self.__dict__.get("_released")
+        if kept is None:
+            kept = replace(self, raw=_EMPTY, transcript=None)
+            object.__setattr__(self, "_released", kept)
+        return kept
 
     @property
     def reviewed(self) -> bool:

@@ -75,6 +75,30 @@ def test_skipped_tests_and_cases_are_not_fired(suite: Suite) -> None:
     assert [e["scenario"] for p in suite.posts() for e in p.body["scenarios"]] == [104]
 
 
+def test_a_skip_condition_is_evaluated_once_by_the_plugin(suite: Suite) -> None:
+    """Firing a case and waiting for it read one decision of its skip marks: the plugin
+    evaluates a condition once, pytest's skipping plugin once more at setup."""
+    suite.pytester.makepyfile(
+        """
+        import pytest
+
+        calls = []
+
+        def counted():
+            calls.append(1)
+            return False
+
+        @pytest.mark.skipif("counted()", reason="never")
+        @pytest.mark.cekura(scenario=101, pipecat_room_url="https://acme.daily.co/r")
+        def test_marked():
+            assert len(calls) == 2
+        """
+    )
+    result = suite.run()
+    result.assert_outcomes(passed=1)
+    assert suite.sim.entries_fired() == 1
+
+
 @pytest.mark.parametrize("flag", ["--setup-plan", "--setup-only"])
 def test_setup_plan_and_setup_only_fire_nothing(suite: Suite, flag: str) -> None:
     suite.toml(ROOM + "[[case]]\nscenario = 101\n")
