@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cekura_pipecat._client import HttpPolicy
-from pytest_cekura_pipecat._plan import Slot, slots_to_json
+from pytest_cekura_pipecat._plan import Plan, Slot, slots_to_json
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._roles import Controller, Runtime
 from pytest_cekura_pipecat._shared import RUNS_LOG, SharedDir, pid_alive, run_to_json
@@ -260,3 +260,37 @@ def test_a_look_at_an_unchanged_directory_lists_nothing(
     shared.record_batch(None, [_slot("t.py::later")])
     os.utime(tmp_path, ns=(changed, changed))
     assert [s.nodeid for (s,) in shared.new_batches()] == ["t.py::later"]
+
+
+def test_the_controller_parses_the_plan_again_only_when_its_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The progress line asks for counts every tick; the plan behind them is parsed once
+    per version of plan.json, not once per tick."""
+    shared = SharedDir(tmp_path)
+    shared.write_plan(Plan(time.time(), {"t::a": [Slot("t::a", 0, 101, 600.0)]}, ["first"]))
+    runtime = Runtime(
+        api_key=None,
+        api_url="http://127.0.0.1:9",
+        policy=HttpPolicy(),
+        watch=WatchSettings(),
+        redactor=Redactor(),
+    )
+    controller = Controller(runtime, tmp_path)
+    parses: list[int] = []
+    real = SharedDir.read_plan
+
+    def counted(self: SharedDir) -> Plan | None:
+        parses.append(1)
+        return real(self)
+
+    monkeypatch.setattr(SharedDir, "read_plan", counted)
+    try:
+        for _ in range(20):
+            controller.progress()
+        assert controller.notes()[:1] == ["first"] and len(parses) == 1
+        time.sleep(0.01)  # a later mtime even where the clock is coarse
+        shared.write_plan(Plan(time.time(), {}, ["second"]))
+        assert controller.notes()[:1] == ["second"] and len(parses) == 2
+    finally:
+        controller.close()
