@@ -29,7 +29,7 @@ from ._firing import FireContext, fire, fire_waves
 from ._io import IoLoop, result
 from ._plan import Plan, Slot
 from ._redact import Redactor
-from ._shared import PLAN, SharedDir, SharedDirError, pid_alive
+from ._shared import SharedDir, SharedDirError, pid_alive
 from ._verdict import CekuraRun
 from ._watch import Watcher, WatchSettings
 from ._waves import Waves
@@ -307,7 +307,6 @@ class Controller:
         self._stop = threading.Event()
         self._problems: list[str] = []
         self._noticed = False
-        self._plan: tuple[tuple[int, int, int], Plan] | None = None  # (file stamp, plan)
         self._feeder = threading.Thread(target=self._feed, name="cekura-feed", daemon=True)
         self._feeder.start()
 
@@ -362,27 +361,13 @@ class Controller:
                 self._watching.watcher.add(slots)
         self._watching.interrupt()
 
-    def _read_plan(self) -> Plan | None:
-        """The firing worker's plan, parsed again only when its file changed: the progress
-        line reads it every tick (72 ms a parse at 10,000 cases)."""
-        try:
-            stat = (self.shared.path / PLAN).stat()
-        except OSError:
-            return None
-        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if self._plan is not None and self._plan[0] == stamp:
-            return self._plan[1]
-        plan = self.shared.read_plan()
-        self._plan = (stamp, plan) if plan is not None else None
-        return plan
-
     def notes(self) -> list[str]:
-        plan = self._read_plan()
+        plan = self.shared.read_plan()
         watcher = self._watching.watcher
         return [*(plan.notes if plan else []), *(watcher.notes if watcher else []), *self._problems]
 
     def progress(self) -> Counts | None:
-        return _progress(self._read_plan(), self._watching.watcher)
+        return _progress(self.shared.read_plan(), self._watching.watcher)
 
     def close(self) -> None:
         self._stop.set()

@@ -109,7 +109,7 @@ class CekuraRun:
         if not self.raw and self.transcript is None:
             return self
         # One released copy per run, whoever asks (the board and the verdict both do): not
-        # a field, so equality, repr, replace() and asdict() never see it.
+        # a field, so equality, repr and replace() never see it.
         kept: CekuraRun | None = self.__dict__.get("_released")
         if kept is None:
             kept = replace(self, raw=_EMPTY, transcript=None)

@@ -262,35 +262,27 @@ def test_a_look_at_an_unchanged_directory_lists_nothing(
     assert [s.nodeid for (s,) in shared.new_batches()] == ["t.py::later"]
 
 
-def test_the_controller_parses_the_plan_again_only_when_its_file_changed(
+def test_the_plan_is_parsed_again_only_when_its_file_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The progress line asks for counts every tick; the plan behind them is parsed once
-    per version of plan.json, not once per tick."""
+    """The controller's progress line reads the plan every tick; it is parsed once per
+    version of plan.json, not once per read."""
+    from pytest_cekura_pipecat import _shared
+
     shared = SharedDir(tmp_path)
     shared.write_plan(Plan(time.time(), {"t::a": [Slot("t::a", 0, 101, 600.0)]}, ["first"]))
-    runtime = Runtime(
-        api_key=None,
-        api_url="http://127.0.0.1:9",
-        policy=HttpPolicy(),
-        watch=WatchSettings(),
-        redactor=Redactor(),
-    )
-    controller = Controller(runtime, tmp_path)
     parses: list[int] = []
-    real = SharedDir.read_plan
+    real = _shared.plan_from_json
 
-    def counted(self: SharedDir) -> Plan | None:
+    def counted(data: bytes) -> Plan:
         parses.append(1)
-        return real(self)
+        return real(data)
 
-    monkeypatch.setattr(SharedDir, "read_plan", counted)
-    try:
-        for _ in range(20):
-            controller.progress()
-        assert controller.notes()[:1] == ["first"] and len(parses) == 1
-        time.sleep(0.01)  # a later mtime even where the clock is coarse
-        shared.write_plan(Plan(time.time(), {}, ["second"]))
-        assert controller.notes()[:1] == ["second"] and len(parses) == 2
-    finally:
-        controller.close()
+    monkeypatch.setattr(_shared, "plan_from_json", counted)
+    reader = SharedDir(tmp_path)
+    plans = [reader.read_plan() for _ in range(20)]
+    assert plans[0] is not None and plans[0].notes == ["first"] and len(parses) == 1
+    time.sleep(0.01)  # a later mtime even where the clock is coarse
+    shared.write_plan(Plan(time.time(), {}, ["second"]))
+    again = reader.read_plan()
+    assert again is not None and again.notes == ["second"] and len(parses) == 2
