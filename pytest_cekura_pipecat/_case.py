@@ -89,6 +89,8 @@ class EntryJson(dict[str, Any]):
 
 def expand(value: str, env: Mapping[str, str], where: str) -> str:
     """Expand ``${VAR}`` and ``${VAR:-default}``; a missing variable is a ConfigError."""
+    if "${" not in value:
+        return value  # most values name no variable: no match to look for
 
     def sub(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)

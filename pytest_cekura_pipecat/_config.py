@@ -198,12 +198,12 @@ def room_url_problem(url: str) -> str | None:
     """Why a (fully expanded) room URL is unusable, or None."""
     try:
         parts = urlsplit(url)
-        parts.hostname  # noqa: B018 - parsing the host is what may raise
+        host = parts.hostname  # parsing the host is what may raise
     except ValueError:
         return "pipecat_room_url is not a valid URL"
-    if parts.scheme == "https" and parts.hostname:
+    if parts.scheme == "https" and host:
         return None
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and host and _is_loopback(host):
         return None
     return "pipecat_room_url must be an https:// URL (plain http only on loopback)"
 
@@ -252,6 +252,32 @@ def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
+_PICKED = (
+    "project",
+    "timeout",
+    "quarantine",
+    "allow_unevaluated",
+    "agent",
+    "pipecat_room_url",
+    "pipecat_token",
+    "publish_data_message",
+    "mock_tool_names",
+    "room_concurrency",
+    "max_live_runs",
+    "adaptive",
+)
+
+
+def _fallback(file_defaults: _Common | None, defaults: Defaults) -> dict[str, Any]:
+    """What a case that leaves a key unset gets: the file's top-level value, else the ini's
+    (worked out once per ``cekura.toml``, not once per case)."""
+    values: dict[str, Any] = {}
+    for key in _PICKED:
+        value = getattr(file_defaults, key) if file_defaults is not None else None
+        values[key] = getattr(defaults, key, None) if value is None else value
+    return values
+
+
 def _merge(
     fields: _CaseFields,
     *,
@@ -260,14 +286,14 @@ def _merge(
     file_defaults: _Common | None,
     defaults: Defaults,
     marks: tuple[str, ...] = (),
+    fallback: dict[str, Any] | None = None,
 ) -> Case:
+    if fallback is None:
+        fallback = _fallback(file_defaults, defaults)
+
     def pick(key: str) -> Any:
         value = getattr(fields, key)
-        if value is None and file_defaults is not None:
-            value = getattr(file_defaults, key)
-        if value is None:
-            value = getattr(defaults, key, None)
-        return value
+        return fallback[key] if value is None else value
 
     project = pick("project")
     timeout = pick("timeout")
@@ -447,6 +473,7 @@ def load_file(
     problems: list[str] = []
     cases: list[Case] = []
     seen: dict[str, int] = {}
+    fallback = _fallback(parsed, defaults)
     for index, entry in enumerate(parsed.case):
         name = entry.name or f"scenario-{entry.scenario}"
         where = f"{display}: case {name}"
@@ -464,6 +491,7 @@ def load_file(
             file_defaults=parsed,
             defaults=defaults,
             marks=tuple(entry.marks),
+            fallback=fallback,
         )
         problems.extend(_room_problems(case, where, have_room_provider))
         cases.append(case)

@@ -62,13 +62,21 @@ def normalize_status(value: object) -> str:
     return "cancelled" if status == "canceled" else status
 
 
+# Type tuples, not ``int | float`` unions: a union is built anew at every call, and these
+# checks run for every field of every run read.
+_NUMBER = (int, float)
+_NUMBER_OR_TEXT = (int, float, str)
+_SEQUENCE = (list, tuple)
+_IDENTIFIER = (int, str)
+
+
 def _text(value: object) -> str:
     """A scalar as text; a container as a short, bounded repr (no recursion into it)."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    if isinstance(value, bool | int | float):
+    if isinstance(value, _NUMBER):  # bool is an int
         return str(value)
     return short_text(value)
 
@@ -78,14 +86,14 @@ def _as_text_list(value: object) -> list[str]:
         return []
     if isinstance(value, str):
         return [value] if value else []
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCE):
         return [_text(item) for item in value if item not in (None, "")]
     return [_text(value)]
 
 
 def _finite(value: object) -> float | None:
     """A finite number, from a number or a numeric string; anything else is unknown."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if value is None or isinstance(value, bool) or not isinstance(value, _NUMBER_OR_TEXT):
         return None
     try:
         number = float(value.strip() if isinstance(value, str) else value)
@@ -108,7 +116,7 @@ def _flag(value: object) -> bool | None:
 def _identifier(value: object) -> int | str | None:
     if isinstance(value, bool):
         return None
-    return value if isinstance(value, int | str) else None
+    return value if isinstance(value, _IDENTIFIER) else None
 
 
 def _optional_text(value: object) -> str | None:
@@ -116,7 +124,7 @@ def _optional_text(value: object) -> str | None:
 
 
 def _to_list(value: object) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
+    return list(value) if isinstance(value, _SEQUENCE) else []
 
 
 class _ApiModel(BaseModel):
@@ -144,24 +152,31 @@ class Metric(_ApiModel):
     def _tolerate(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
-        data["id"] = _identifier(data.get("id"))
-        for key in ("name", "type", "eval_type"):
-            data[key] = _text(data.get(key)).strip()
-        data["passed"] = _flag(data.get("passed"))
-        data["score"] = _finite(data.get("score"))
-        data["score_normalized"] = _finite(data.get("score_normalized"))
-        data["explanation"] = _as_text_list(data.get("explanation"))
-        if not isinstance(data.get("extra"), dict):
-            data["extra"] = {}
-        if data["passed"] is None and (data["type"] or data["eval_type"]).startswith("binary"):
+        get = data.get
+        kind, eval_type = _text(get("type")).strip(), _text(get("eval_type")).strip()
+        passed, score = _flag(get("passed")), _finite(get("score"))
+        normalized = _finite(get("score_normalized"))
+        if passed is None and (kind or eval_type).startswith("binary"):
             # Legacy binary metrics (notably on v1 reads): score 5 pass / 0 fail, and
             # sometimes score_normalized 1.0 / 0.0.
-            if data["score"] is not None:
-                data["passed"] = data["score"] >= 5
-            elif data["score_normalized"] is not None:
-                data["passed"] = data["score_normalized"] >= 1
-        return data
+            if score is not None:
+                passed = score >= 5
+            elif normalized is not None:
+                passed = normalized >= 1
+        extra = get("extra")
+        return {  # the fields only: what else the API sends is not read
+            "id": _identifier(get("id")),
+            "name": _text(get("name")).strip(),
+            "type": kind,
+            "eval_type": eval_type,
+            "passed": passed,
+            "score": score,
+            "score_normalized": normalized,
+            "value": get("value"),
+            "enum": get("enum"),
+            "explanation": _as_text_list(get("explanation")),
+            "extra": extra if isinstance(extra, dict) else {},
+        }
 
     @property
     def kind(self) -> str:
@@ -247,7 +262,7 @@ def _duration(value: object) -> str | None:
     """``"MM:SS"`` as sent, or seconds as ``"MM:SS"``; absurd numbers are unknown."""
     if isinstance(value, str):
         return value.strip() or None
-    seconds = _finite(value) if isinstance(value, int | float) else None
+    seconds = _finite(value) if isinstance(value, _NUMBER) else None
     if seconds is None or seconds < 0:
         return None
     whole = int(seconds)

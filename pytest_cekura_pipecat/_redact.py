@@ -148,6 +148,8 @@ class Redactor:
         if not url or url in self._urls:
             return
         self._urls.add(url)
+        if "@" not in url and "?" not in url:
+            return  # no credentials and no query: nothing secret to learn
         try:
             parts = urlsplit(url)
             # The password; or the user when there is none (https://TOKEN@host): a user
@@ -224,7 +226,7 @@ class Redactor:
         if not self._secrets:
             return value
         try:
-            text = json.dumps(value, default=repr)
+            text = _ENCODER.encode(value)
         except (TypeError, ValueError):
             return mask_tree(value, self._mask)
         if self._mask(text) is text:
@@ -233,6 +235,7 @@ class Redactor:
 
 
 _T = TypeVar("_T")
+_ENCODER = json.JSONEncoder(default=repr)  # json.dumps(default=...) builds one per call
 
 
 def mask_tree(value: _T, redact: Callable[[str], str]) -> _T:

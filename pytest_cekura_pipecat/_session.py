@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from . import _gating
 from ._bot import SessionBot, bot_config, log_tail, ready_url_for
 from ._case import BotKeys, Case, Room, environ, expand
 from ._client import CekuraClient
@@ -414,9 +415,6 @@ class CekuraSession:
 
     def gating(self, nodeid: str) -> Gating:
         """Whether the case's verdict blocks: quarantine and baseline (``_gating``)."""
-        from . import _gating
-        from ._options import PLUGIN_KEY
-
         verdict = self.verdict(nodeid)
         baseline = getattr(self.config.stash.get(PLUGIN_KEY, None), "baseline", None)
         return _gating.gate(

@@ -60,9 +60,12 @@ class ExpectedOutcomeResult:
     explanation: tuple[str, ...] = ()
 
 
+_DURATION = re.compile(r"\d+(:\d{1,2}){1,2}(\.\d+)?")
+
+
 def parse_duration(value: str | None) -> float | None:
     """Cekura's ``"MM:SS"`` (or ``"H:MM:SS"``) as seconds; anything else is None."""
-    if not isinstance(value, str) or not re.fullmatch(r"\d+(:\d{1,2}){1,2}(\.\d+)?", value.strip()):
+    if not isinstance(value, str) or not _DURATION.fullmatch(value.strip()):
         return None
     seconds = 0.0
     for part in value.strip().split(":"):
@@ -163,10 +166,23 @@ class CekuraRun:
 
     @classmethod
     def from_api(
-        cls, run: Run, result_id: int, raw: Mapping[str, Any], dashboard_url: str | None
+        cls,
+        run: Run,
+        result_id: int,
+        raw: Mapping[str, Any],
+        dashboard_url: str | None,
+        *,
+        details: tuple[str | None, str | None] | None = None,
+        scenario_id: int = 0,
     ) -> CekuraRun:
+        """The run as read from a result. ``details``: its (transcript, recording URL) from
+        ``runs/bulk``, over what the result itself carried; ``scenario_id``: the scenario
+        to name when the run does not say."""
+        transcript, recording_url = (
+            details if details is not None else (run.transcript, run.voice_recording_url)
+        )
         return cls(
-            scenario_id=run.scenario or 0,
+            scenario_id=run.scenario or scenario_id,
             status=run.status,
             success=run.success,
             run_id=run.id,
@@ -199,8 +215,8 @@ class CekuraRun:
             duration=parse_duration(run.duration),
             dashboard_url=dashboard_url,
             raw=MappingProxyType(raw),  # a read-only view of the snapshot's own dict
-            transcript=run.transcript,
-            recording_url=run.voice_recording_url,
+            transcript=transcript,
+            recording_url=recording_url,
             is_reviewed=run.is_reviewed,
             evaluation_status=run.evaluation_status,
             rubric=tuple(

@@ -19,14 +19,15 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from ._client import CekuraClient, Transient
 from ._errors import ApiError, AuthError
 from ._firing import claim_runs
-from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Result
+from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Result, Run
 from ._plan import Slot
 from ._verdict import CekuraRun
 
@@ -62,9 +63,25 @@ class _Watched:
 
 @dataclass
 class _Finished:
+    """A run read terminal, waiting for its transcript and recording: kept as read, and
+    made a ``CekuraRun`` once, when published (with its details, or after two tries
+    without them)."""
+
     slot: Slot
-    run: CekuraRun
+    run: Run
+    result_id: int
+    raw: Mapping[str, Any]
     tries: int = 0
+
+    def final(self, details: tuple[str | None, str | None] | None = None) -> CekuraRun:
+        return CekuraRun.from_api(
+            self.run,
+            self.result_id,
+            self.raw,
+            self.slot.dashboard_url,
+            details=details,
+            scenario_id=self.slot.scenario,
+        )
 
 
 def _stamp(when: float) -> str:
@@ -339,10 +356,7 @@ class Watcher:
                 )
             if run.terminal:
                 raw = result.raw_runs.get(run.id, {})
-                final = CekuraRun.from_api(run, result.id, raw, slot.dashboard_url)
-                if final.scenario_id == 0:
-                    final = replace(final, scenario_id=slot.scenario)
-                self._details[key] = _Finished(slot, final)
+                self._details[key] = _Finished(slot, run, result.id, raw)
             elif result_done:
                 stuck = True
                 if watched.terminal_polls >= 1:
@@ -362,7 +376,7 @@ class Watcher:
         if not self._details:
             return
         waiting = list(self._details.values())
-        ids = sorted({f.run.run_id for f in waiting if f.run.run_id is not None})
+        ids = sorted({f.run.id for f in waiting})
         full: dict[int, tuple[str | None, str | None]] = {}
         chunks = [ids[i : i + _BULK] for i in range(0, len(ids), _BULK)]
 
@@ -381,14 +395,11 @@ class Watcher:
             if self._details.get(key) is not finished:
                 continue  # given up on meanwhile
             finished.tries += 1
-            got = full.get(finished.run.run_id) if finished.run.run_id is not None else None
+            got = full.get(finished.run.id)
             if got is None and finished.tries < 2:
                 continue
-            run = finished.run
-            if got is not None:
-                run = replace(run, transcript=got[0], recording_url=got[1])
             del self._details[key]
-            self._finish(finished.slot, run)
+            self._finish(finished.slot, finished.final(got))
 
     async def _enforce_deadlines(self) -> None:
         now = self._clock()
