@@ -281,3 +281,36 @@ def test_rerun_budget_holds_for_the_session_and_the_note_reaches_summary_and_rep
 
     notes = json.loads((suite.pytester.path / "report.json").read_text())["notes"]
     assert any("not fired again on rerun" in note for note in notes)
+
+
+def test_nothing_is_imported_once_a_sigterm_may_strike(suite: Suite) -> None:
+    """A SIGTERM that strikes inside an import can fail it in compile() (CPython's
+    SystemError, seen as an INTERNALERROR instead of an interrupt): every module the session
+    needs later (progress line, records, outputs) is loaded before the handler is installed.
+    The start request is built after it; nothing of the plugin may be imported from then on."""
+    suite.toml(ROOM + "[[case]]\nscenario = 101\n")
+    suite.pytester.makeconftest(
+        """
+        import sys
+
+        state = {"firing": False, "late": set()}
+
+        def audit(event, args):
+            name = args[0] if event == "import" else ""
+            if state["firing"] and name.startswith("pytest_cekura_pipecat") and name not in sys.modules:
+                state["late"].add(name)
+
+        sys.addaudithook(audit)
+
+        def pytest_cekura_entry(case, entry):
+            state["firing"] = True
+
+        def pytest_unconfigure(config):
+            print("late imports:", sorted(state["late"]) or "none")
+        """
+    )
+    result = suite.pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--junitxml=junit.xml", "--cekura-report=report.json"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["late imports: none"])
