@@ -252,32 +252,6 @@ def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-_PICKED = (
-    "project",
-    "timeout",
-    "quarantine",
-    "allow_unevaluated",
-    "agent",
-    "pipecat_room_url",
-    "pipecat_token",
-    "publish_data_message",
-    "mock_tool_names",
-    "room_concurrency",
-    "max_live_runs",
-    "adaptive",
-)
-
-
-def _fallback(file_defaults: _Common | None, defaults: Defaults) -> dict[str, Any]:
-    """What a case that leaves a key unset gets: the file's top-level value, else the ini's
-    (worked out once per ``cekura.toml``, not once per case)."""
-    values: dict[str, Any] = {}
-    for key in _PICKED:
-        value = getattr(file_defaults, key) if file_defaults is not None else None
-        values[key] = getattr(defaults, key, None) if value is None else value
-    return values
-
-
 def _merge(
     fields: _CaseFields,
     *,
@@ -286,14 +260,14 @@ def _merge(
     file_defaults: _Common | None,
     defaults: Defaults,
     marks: tuple[str, ...] = (),
-    fallback: dict[str, Any] | None = None,
 ) -> Case:
-    if fallback is None:
-        fallback = _fallback(file_defaults, defaults)
-
     def pick(key: str) -> Any:
         value = getattr(fields, key)
-        return fallback[key] if value is None else value
+        if value is None and file_defaults is not None:
+            value = getattr(file_defaults, key)
+        if value is None:
+            value = getattr(defaults, key, None)
+        return value
 
     project = pick("project")
     timeout = pick("timeout")
@@ -473,7 +447,6 @@ def load_file(
     problems: list[str] = []
     cases: list[Case] = []
     seen: dict[str, int] = {}
-    fallback = _fallback(parsed, defaults)
     for index, entry in enumerate(parsed.case):
         name = entry.name or f"scenario-{entry.scenario}"
         where = f"{display}: case {name}"
@@ -491,7 +464,6 @@ def load_file(
             file_defaults=parsed,
             defaults=defaults,
             marks=tuple(entry.marks),
-            fallback=fallback,
         )
         problems.extend(_room_problems(case, where, have_room_provider))
         cases.append(case)

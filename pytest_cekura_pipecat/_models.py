@@ -152,31 +152,24 @@ class Metric(_ApiModel):
     def _tolerate(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        get = data.get
-        kind, eval_type = _text(get("type")).strip(), _text(get("eval_type")).strip()
-        passed, score = _flag(get("passed")), _finite(get("score"))
-        normalized = _finite(get("score_normalized"))
-        if passed is None and (kind or eval_type).startswith("binary"):
+        data = dict(data)
+        data["id"] = _identifier(data.get("id"))
+        for key in ("name", "type", "eval_type"):
+            data[key] = _text(data.get(key)).strip()
+        data["passed"] = _flag(data.get("passed"))
+        data["score"] = _finite(data.get("score"))
+        data["score_normalized"] = _finite(data.get("score_normalized"))
+        data["explanation"] = _as_text_list(data.get("explanation"))
+        if not isinstance(data.get("extra"), dict):
+            data["extra"] = {}
+        if data["passed"] is None and (data["type"] or data["eval_type"]).startswith("binary"):
             # Legacy binary metrics (notably on v1 reads): score 5 pass / 0 fail, and
             # sometimes score_normalized 1.0 / 0.0.
-            if score is not None:
-                passed = score >= 5
-            elif normalized is not None:
-                passed = normalized >= 1
-        extra = get("extra")
-        return {  # the fields only: what else the API sends is not read
-            "id": _identifier(get("id")),
-            "name": _text(get("name")).strip(),
-            "type": kind,
-            "eval_type": eval_type,
-            "passed": passed,
-            "score": score,
-            "score_normalized": normalized,
-            "value": get("value"),
-            "enum": get("enum"),
-            "explanation": _as_text_list(get("explanation")),
-            "extra": extra if isinstance(extra, dict) else {},
-        }
+            if data["score"] is not None:
+                data["passed"] = data["score"] >= 5
+            elif data["score_normalized"] is not None:
+                data["passed"] = data["score_normalized"] >= 1
+        return data
 
     @property
     def kind(self) -> str:

@@ -247,8 +247,7 @@ class CekuraPlugin:
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         if self.role == "controller":
             self._watch_items(session.config)
-            _load_late_modules()
-            self.sigterm.install()
+            self._arm_sigterm()
             self._start_progress(session.config)
             return None
         if self._session is None or not self._session.state.cases:
@@ -266,12 +265,20 @@ class CekuraPlugin:
                 if reporter is not None:
                     reporter.write_line(line)
             return True
-        _load_late_modules()
-        self.sigterm.install()
+        self._arm_sigterm()
         self._announce_missing_key(session)
         self.session().start(session.items)
         self._start_progress(session.config)
         return None
+
+    def _arm_sigterm(self) -> None:
+        """SIGTERM as an interrupt from here on. What the session imports later (progress
+        line, records, outputs) is imported first: a signal may strike anywhere once the
+        handler is in, and one that strikes inside an import can fail it in compile()
+        (CPython raises SystemError: an internal error, not an interrupt)."""
+        from . import _ci, _comment, _outputs, _progress, _summary  # noqa: F401
+
+        self.sigterm.install()
 
     def _announce_missing_key(self, session: pytest.Session) -> None:
         """No key: say so once, before any test runs, whatever the verbosity."""
@@ -474,14 +481,6 @@ class XdistHooks:
         if self.plugin.simulator is not None:
             node.workerinput["cekura_sim_url"] = self.plugin.simulator.url
             node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
-
-
-def _load_late_modules() -> None:
-    """Import now what the session needs later (progress line, records, outputs). Once the
-    SIGTERM handler is installed, a signal may strike anywhere, and one that strikes inside
-    an import can fail it in compile() (CPython raises SystemError: an internal error, not
-    an interrupt). The modules are loaded only by sessions that have cases."""
-    from . import _ci, _comment, _outputs, _progress, _summary  # noqa: F401
 
 
 def _will_skip(item: pytest.Item) -> bool:
