@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._errors import ConfigError
@@ -57,6 +57,12 @@ class Case:
         """How many runs the first firing starts: all of ``repeat``, or ``min_passes`` when
         adaptive (more follow only while they can still change the verdict)."""
         return self.min_passes if self.adaptive else self.repeat
+
+    def first_firing(self) -> Case:
+        """The case as its first firing sees it: ``repeat`` cut to ``first_runs`` (itself,
+        not a copy, when nothing is cut)."""
+        first = self.first_runs
+        return self if first == self.repeat else replace(self, repeat=first)
 
 
 @dataclass(frozen=True)

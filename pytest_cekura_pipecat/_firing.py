@@ -93,39 +93,65 @@ class _Pending:
     room: str | None = None  # a re-attached run's static room (it has no entry: not sent)
 
 
-async def _prepare(pending: _Pending, ctx: FireContext) -> None:
-    """Expand variables, find a room, run the entry hook; an error marks the slot."""
-    case, where = pending.case, f"case {pending.case.name}"
+@contextlib.contextmanager
+def _marking(pending: _Pending, ctx: FireContext) -> Iterator[None]:
+    """An error preparing a run's entry marks its slot; the session goes on."""
     try:
-        url = expand(case.pipecat_room_url, ctx.env, where) if case.pipecat_room_url else None
-        token = expand(case.pipecat_token, ctx.env, where) if case.pipecat_token else None
-        message = expand_json(case.publish_data_message, ctx.env, where)
-        if url is None:
-            hook = ctx.room_hook
-            room = await asyncio.to_thread(hook, case) if hook else None
-            if room is None:
-                raise CekuraError(
-                    f"{where}: no pipecat_room_url, and no pytest_cekura_room hook gave one"
-                )
-            url, token = room.url, room.token
-        ctx.redactor.add(token)
-        ctx.redactor.add_url(url)
-        problem = room_url_problem(url)
-        if problem:
-            raise CekuraError(f"{where}: {problem}")
-        entry = Entry(case.scenario, url, token, message).to_json()
-        if ctx.entry_hook:
-            ctx.entry_hook(case, entry)
-            ctx.redactor.add(entry.get("pipecat_token"))
-        pending.entry = entry
+        yield
     except CekuraError as exc:
         pending.slot.error = ctx.redactor(str(exc))
     except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
-        # A user's hook failed (or called pytest.skip/fail): that case errors, the session
-        # goes on.
+        # A user's hook failed (or called pytest.skip/fail): that case errors.
         pending.slot.error = ctx.redactor(
-            f"{where}: preparing the entry failed: {type(exc).__name__}: {exc}"
+            f"case {pending.case.name}: preparing the entry failed: {type(exc).__name__}: {exc}"
         )
+
+
+def _expanded(case: Case, ctx: FireContext) -> tuple[str | None, str | None, Any]:
+    """The case's room URL, token and data message with their variables expanded."""
+    where = f"case {case.name}"
+    url = expand(case.pipecat_room_url, ctx.env, where) if case.pipecat_room_url else None
+    token = expand(case.pipecat_token, ctx.env, where) if case.pipecat_token else None
+    return url, token, expand_json(case.publish_data_message, ctx.env, where)
+
+
+def _set_entry(
+    pending: _Pending, ctx: FireContext, url: str, token: str | None, message: Any
+) -> None:
+    """Check the room, build the entry, run the entry hook."""
+    ctx.redactor.add(token)
+    ctx.redactor.add_url(url)
+    problem = room_url_problem(url)
+    if problem:
+        raise CekuraError(f"case {pending.case.name}: {problem}")
+    entry = Entry(pending.case.scenario, url, token, message).to_json()
+    if ctx.entry_hook:
+        ctx.entry_hook(pending.case, entry)
+        ctx.redactor.add(entry.get("pipecat_token"))
+    pending.entry = entry
+
+
+def _prepare_own_room(pending: _Pending, ctx: FireContext) -> None:
+    """The entry of a run whose case names its room: nothing to wait for."""
+    with _marking(pending, ctx):
+        url, token, message = _expanded(pending.case, ctx)
+        assert url is not None  # the case names its room
+        _set_entry(pending, ctx, url, token, message)
+
+
+async def _prepare_provided_room(pending: _Pending, ctx: FireContext) -> None:
+    """The entry of a run whose room comes from the room hook, called in a thread (it may
+    be slow), and only once the case's variables expanded."""
+    with _marking(pending, ctx):
+        _, _, message = _expanded(pending.case, ctx)
+        hook = ctx.room_hook
+        room = await asyncio.to_thread(hook, pending.case) if hook else None
+        if room is None:
+            raise CekuraError(
+                f"case {pending.case.name}: no pipecat_room_url, and no pytest_cekura_room "
+                "hook gave one"
+            )
+        _set_entry(pending, ctx, room.url, room.token, message)
 
 
 def assign_runs(scenarios: Sequence[int], runs: Sequence[Run]) -> list[int | None]:
@@ -318,13 +344,24 @@ def _schedule(pending: list[_Pending]) -> Waves[_Pending]:
 
 
 async def _prepare_all(items: Sequence[_Pending], ctx: FireContext) -> None:
+    """Prepare the entries of these runs: at once for cases that name their room (no task
+    each: thousands of them would be pure overhead), concurrently and bounded for rooms
+    from the room hook."""
+    provided: list[_Pending] = []
+    for item in items:
+        if item.case.pipecat_room_url:
+            _prepare_own_room(item, ctx)
+        else:
+            provided.append(item)
+    if not provided:
+        return
     limit = asyncio.Semaphore(max(1, ctx.concurrency * 4))
 
     async def prepare(item: _Pending) -> None:
         async with limit:
-            await _prepare(item, ctx)
+            await _prepare_provided_room(item, ctx)
 
-    await asyncio.gather(*(prepare(p) for p in items))
+    await asyncio.gather(*(prepare(p) for p in provided))
 
 
 async def _fire_released(released: list[_Pending], ctx: FireContext) -> list[Slot]:
@@ -513,11 +550,7 @@ def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     pending = _pending(cases, 0)
     ctx.room_hook = lambda case: Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
 
-    async def prepare_all() -> None:
-        for item in pending:
-            await _prepare(item, ctx)
-
-    asyncio.run(prepare_all())
+    asyncio.run(_prepare_all(pending, ctx))
     lines: list[str] = []
     ready = [p for p in pending if p.slot.error is None]
     batches = list(_batches(ready, ctx.batch_size))

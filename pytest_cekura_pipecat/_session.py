@@ -160,7 +160,7 @@ class CekuraSession:
         problem = self.budget_problem(selected)
         self.state.spent = 0 if problem else sum(case.repeat for _, case in selected)
         self.state.selected = list(selected)
-        first = [(nodeid, replace(case, repeat=case.first_runs)) for nodeid, case in selected]
+        first = [(nodeid, case.first_firing()) for nodeid, case in selected]
         canaries = self.canaries(selected)
         self.role.start(first, lambda client: self._context(client, problem, canaries))
 
@@ -277,7 +277,7 @@ class CekuraSession:
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
         ctx = self._context(None)
-        first = [(nodeid, replace(case, repeat=case.first_runs)) for nodeid, case in selected]
+        first = [(nodeid, case.first_firing()) for nodeid, case in selected]
         lines = dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
         lines += [
             f"adaptive case {case.name}: up to {case.repeat - case.first_runs} more run(s) if "
@@ -327,7 +327,7 @@ class CekuraSession:
         attempt = self.state.attempts.get(nodeid, 0) + 1
         self.state.attempts[nodeid] = attempt
         self.state.verdicts.pop(nodeid, None)
-        self.role.refire(nodeid, replace(case, repeat=case.first_runs), attempt, self._context)
+        self.role.refire(nodeid, case.first_firing(), attempt, self._context)
         return True
 
     # -- judge -----------------------------------------------------------------------------

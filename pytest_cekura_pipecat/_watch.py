@@ -19,15 +19,14 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from ._client import CekuraClient, Transient
 from ._errors import ApiError, AuthError
 from ._firing import claim_runs
-from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Result, Run
+from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Result
 from ._plan import Slot
 from ._verdict import CekuraRun
 
@@ -63,25 +62,21 @@ class _Watched:
 
 @dataclass
 class _Finished:
-    """A run read terminal, waiting for its transcript and recording: kept as read, and
-    made a ``CekuraRun`` once, when published (with its details, or after two tries
-    without them)."""
+    """A run read terminal, waiting for its transcript and recording. It is made a
+    ``CekuraRun`` when read, not kept as the pydantic models it was read into: those are
+    several times the objects, and what waits for ``runs/bulk`` outlives the young
+    garbage-collector generations, so every full collection would scan it."""
 
     slot: Slot
-    run: Run
-    result_id: int
-    raw: Mapping[str, Any]
+    run: CekuraRun
     tries: int = 0
 
     def final(self, details: tuple[str | None, str | None] | None = None) -> CekuraRun:
-        return CekuraRun.from_api(
-            self.run,
-            self.result_id,
-            self.raw,
-            self.slot.dashboard_url,
-            details=details,
-            scenario_id=self.slot.scenario,
-        )
+        """The run with its transcript and recording from ``runs/bulk`` (None: as the
+        result carried them)."""
+        if details is None:
+            return self.run
+        return replace(self.run, transcript=details[0], recording_url=details[1])
 
 
 def _stamp(when: float) -> str:
@@ -356,7 +351,10 @@ class Watcher:
                 )
             if run.terminal:
                 raw = result.raw_runs.get(run.id, {})
-                self._details[key] = _Finished(slot, run, result.id, raw)
+                final = CekuraRun.from_api(
+                    run, result.id, raw, slot.dashboard_url, scenario_id=slot.scenario
+                )
+                self._details[key] = _Finished(slot, final)
             elif result_done:
                 stuck = True
                 if watched.terminal_polls >= 1:
@@ -376,7 +374,7 @@ class Watcher:
         if not self._details:
             return
         waiting = list(self._details.values())
-        ids = sorted({f.run.id for f in waiting})
+        ids = sorted({f.run.run_id for f in waiting if f.run.run_id is not None})
         full: dict[int, tuple[str | None, str | None]] = {}
         chunks = [ids[i : i + _BULK] for i in range(0, len(ids), _BULK)]
 
@@ -395,7 +393,7 @@ class Watcher:
             if self._details.get(key) is not finished:
                 continue  # given up on meanwhile
             finished.tries += 1
-            got = full.get(finished.run.id)
+            got = full.get(finished.run.run_id) if finished.run.run_id is not None else None
             if got is None and finished.tries < 2:
                 continue
             del self._details[key]
