@@ -12,12 +12,15 @@ that run (``Result.unreadable``), never the result.
 
 from __future__ import annotations
 
+import json
 import math
 import reprlib
-from collections.abc import Container
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Any
 
+import pydantic_core
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -412,6 +415,44 @@ class Result(_ApiModel):
             runs.append(run)
             raws[run.id] = item
         return {**data, "runs": runs, "raw_runs": raws, "unreadable": unreadable}
+
+
+class Snapshot(Mapping[str, Any]):
+    """A run as Cekura sent it, read-only: held as its JSON text and decoded on first read.
+
+    Between the watcher reading a run and its test reporting, thousands of them wait; as
+    nested dicts each would be a dozen objects that every full garbage collection scans,
+    and about four times the memory. Data that cannot be written as JSON (a lone surrogate
+    in a string) is kept as it is."""
+
+    __slots__ = ("_data", "_text")
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data: Mapping[str, Any] | None = None
+        self._text: bytes | None = None
+        try:
+            self._text = pydantic_core.to_json(data)
+        except ValueError:
+            self._data = MappingProxyType(dict(data))
+
+    def _read(self) -> Mapping[str, Any]:
+        data = self._data
+        if data is None:
+            assert self._text is not None  # one of the two is always set
+            data = self._data = MappingProxyType(json.loads(self._text))
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._read()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __repr__(self) -> str:
+        return f"Snapshot({dict(self._read())!r})"
 
 
 class Agent(_ApiModel):

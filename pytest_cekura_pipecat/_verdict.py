@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ._case import Case
-from ._models import TERMINAL_STATUSES, Run, short_text
+from ._models import TERMINAL_STATUSES, Run, Snapshot, short_text
 from ._thresholds import SCORE, Threshold
 
 Outcome = Literal["passed", "failed", "error"]
@@ -109,7 +109,7 @@ class CekuraRun:
         """This run without the snapshot and transcript, kept once its test is over: every
         verdict, reason and id unchanged. Thousands of ``raw`` snapshots held to the end
         would sit in every garbage collection left."""
-        if not self.raw and self.transcript is None:
+        if self.raw is _EMPTY and self.transcript is None:
             return self
         # One released copy per run, whoever asks (the board and the verdict both do): not
         # a field, so equality, repr and replace() never see it.
@@ -214,7 +214,7 @@ class CekuraRun:
             ),
             duration=parse_duration(run.duration),
             dashboard_url=dashboard_url,
-            raw=MappingProxyType(raw),  # a read-only view of the snapshot's own dict
+            raw=Snapshot(raw),
             transcript=transcript,
             recording_url=recording_url,
             is_reviewed=run.is_reviewed,

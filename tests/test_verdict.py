@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from typing import Any
 
 import pytest
 
 from pytest_cekura_pipecat._case import Case
-from pytest_cekura_pipecat._models import Result, Run
+from pytest_cekura_pipecat._models import Result, Run, Snapshot
 from pytest_cekura_pipecat._verdict import (
     HEADLINE_LIMIT,
     CekuraRun,
@@ -119,6 +120,22 @@ def test_repr_shows_neither_raw_nor_transcript_nor_recording() -> None:
     assert secret in str(dict(run.raw))
     assert secret not in repr(run)
     assert "run_id=90001" in repr(run)
+
+
+def test_a_run_holds_cekura_s_snapshot_as_text_until_it_is_read() -> None:
+    """Thousands of finished runs wait for their tests to report: each snapshot is one
+    object of text, nothing a garbage collection walks, read only when asked for."""
+    raw = {**RUN, "evaluation": {"metrics": [{"name": "Hours", "passed": False, "extra": {}}]}}
+    run = CekuraRun.from_api(Run.model_validate(raw), 7, raw, None)
+    held = [o for o in gc.get_referents(run.raw) if not isinstance(o, type)]
+    assert not [o for o in held if gc.is_tracked(o)]
+    assert run.raw == raw and dict(run.raw) == raw and len(run.raw) == len(raw)
+    assert run.raw["evaluation"]["metrics"][0]["name"] == "Hours"
+    with pytest.raises(TypeError):
+        run.raw["status"] = "failed"  # type: ignore[index]
+    assert run == CekuraRun.from_api(Run.model_validate(raw), 7, raw, None)
+    odd = {"id": 1, "note": "half a pair \ud800", "score": float("inf")}  # not UTF-8
+    assert Snapshot(odd) == odd
 
 
 def test_a_run_is_released_once_whoever_asks() -> None:
