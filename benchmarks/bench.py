@@ -22,6 +22,11 @@ subprocess's exit. Nothing leaves 127.0.0.1.
     python benchmarks/bench.py --cases 20000 --only plugin,plain   # CPU per case at scale
     python benchmarks/bench.py --cases 50 --seconds 60 --only plugin,xdist,sdk  # exit lag
     python benchmarks/bench.py --idle                 # 2,000 plain tests: plugin vs -p no:cekura (wall, CPU)
+    python benchmarks/bench.py --cases 20000 --gc     # full garbage collections: plugin vs pytest alone
+
+``--gc`` loads a probe into the measured pytest that counts, after each full garbage
+collection, the objects left for the next one to walk: their sum is the work the collector
+did, a figure that does not drift with the machine's speed as CPU time does.
 """
 
 from __future__ import annotations
@@ -352,6 +357,68 @@ def idle(n: int, rounds: int) -> int:
     return 0 if ok else 1
 
 
+GC_PROBE = '''"""bench.py --gc: after each full garbage collection, the objects still tracked."""
+import atexit, gc, os, time
+
+_seen = [0, 0, 0.0]  # collections, objects, seconds
+_started = [0.0]
+
+
+def _count(phase, info):
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _started[0] = time.perf_counter()
+        return
+    _seen[2] += time.perf_counter() - _started[0]
+    _seen[0] += 1
+    _seen[1] += len(gc.get_objects())
+
+
+gc.callbacks.append(_count)
+
+
+@atexit.register
+def _write():
+    with open(os.environ["BENCH_GC_OUT"], "w", encoding="utf-8") as out:
+        out.write(" ".join(map(str, _seen)))
+'''
+
+
+def gc_work(n: int, seconds: float) -> int:
+    """Full garbage collections of the plugin on N cases and of pytest alone on N tests."""
+    script = ScenarioScript(id=0, seconds=seconds)
+    with (
+        Simulator(api_key=API_KEY, default_outcome=script) as sim,
+        tempfile.TemporaryDirectory(prefix="cekura-bench-gc-") as scratch,
+    ):
+        root = Path(scratch)
+        (root / "cekura_bench_gc.py").write_text(GC_PROBE, encoding="utf-8")
+        out = root / "gc.txt"
+        env = bench_env(PYTHONPATH=str(root), BENCH_GC_OUT=str(out))
+        base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+        base += ["-p", "cekura_bench_gc"]
+        rows = {
+            "plugin": ([*base, f"--cekura-api-url={sim.url}"], write_suite(root / "suite", n)),
+            "pytest alone": ([*base, "-p", "no:cekura"], write_plain(root / "plain", n)),
+        }
+        print(f"N = {n:,} · Python {platform.python_version()}")
+        print()
+        print("| contender | full collections | objects walked (M) | their time (s) | outcome |")
+        print("|---|---|---|---|---|")
+        ok = True
+        for name, (cmd, cwd) in rows.items():
+            sim.reset()
+            usage = run_measured(cmd, env, cwd)
+            count, walked, spent = out.read_text(encoding="utf-8").split()
+            ok = ok and usage.exit_code == 0
+            print(
+                f"| {name} | {count} | {int(walked) / 1e6:.2f} | {float(spent):.2f} "
+                f"| {pytest_outcome(usage, n)} |"
+            )
+    return 0 if ok else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark pytest-cekura-pipecat against the local simulator (127.0.0.1).",
@@ -377,6 +444,11 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="run every row this many times, alternating, and print medians (default 1)",
     )
+    parser.add_argument(
+        "--gc",
+        action="store_true",
+        help="count the full garbage collections of the plugin and of pytest alone on N",
+    )
     parser.add_argument("--sdk-client", metavar="URL", help=argparse.SUPPRESS)
     return parser
 
@@ -389,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sdk_client(args.sdk_client, args.cases)
     if args.idle:
         return idle(IDLE_TESTS, IDLE_ROUNDS)
+    if args.gc:
+        return gc_work(args.cases, args.seconds)
     contenders = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(contenders) - set(CONTENDERS))
     if unknown:
