@@ -423,12 +423,14 @@ class Snapshot(Mapping[str, Any]):
     Between the watcher reading a run and its test reporting, thousands of them wait; as
     nested dicts each would be a dozen objects that every full garbage collection scans,
     and about four times the memory. Data that cannot be written as JSON (a lone surrogate
-    in a string) is kept as it is."""
+    in a string) is kept as it is. Its size is known without decoding, so testing it for
+    emptiness never decodes."""
 
-    __slots__ = ("_data", "_text")
+    __slots__ = ("_data", "_size", "_text")
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self._data: Mapping[str, Any] | None = None
+        self._size = len(data)
         self._text: bytes | None = None
         try:
             self._text = pydantic_core.to_json(data)
@@ -449,7 +451,7 @@ class Snapshot(Mapping[str, Any]):
         return iter(self._read())
 
     def __len__(self) -> int:
-        return len(self._read())
+        return self._size
 
     def __repr__(self) -> str:
         return f"Snapshot({dict(self._read())!r})"

@@ -109,7 +109,7 @@ class CekuraRun:
         """This run without the snapshot and transcript, kept once its test is over: every
         verdict, reason and id unchanged. Thousands of ``raw`` snapshots held to the end
         would sit in every garbage collection left."""
-        if self.raw is _EMPTY and self.transcript is None:
+        if not self.raw and self.transcript is None:
             return self
         # One released copy per run, whoever asks (the board and the verdict both do): not
         # a field, so equality, repr and replace() never see it.
@@ -172,15 +172,10 @@ class CekuraRun:
         raw: Mapping[str, Any],
         dashboard_url: str | None,
         *,
-        details: tuple[str | None, str | None] | None = None,
         scenario_id: int = 0,
     ) -> CekuraRun:
-        """The run as read from a result. ``details``: its (transcript, recording URL) from
-        ``runs/bulk``, over what the result itself carried; ``scenario_id``: the scenario
-        to name when the run does not say."""
-        transcript, recording_url = (
-            details if details is not None else (run.transcript, run.voice_recording_url)
-        )
+        """The run as read from a result; ``scenario_id``: the scenario to name when the
+        run does not say."""
         return cls(
             scenario_id=run.scenario or scenario_id,
             status=run.status,
@@ -215,8 +210,8 @@ class CekuraRun:
             duration=parse_duration(run.duration),
             dashboard_url=dashboard_url,
             raw=Snapshot(raw),
-            transcript=transcript,
-            recording_url=recording_url,
+            transcript=run.transcript,
+            recording_url=run.voice_recording_url,
             is_reviewed=run.is_reviewed,
             evaluation_status=run.evaluation_status,
             rubric=tuple(

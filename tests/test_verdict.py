@@ -127,9 +127,11 @@ def test_a_run_holds_cekura_s_snapshot_as_text_until_it_is_read() -> None:
     object of text, nothing a garbage collection walks, read only when asked for."""
     raw = {**RUN, "evaluation": {"metrics": [{"name": "Hours", "passed": False, "extra": {}}]}}
     run = CekuraRun.from_api(Run.model_validate(raw), 7, raw, None)
+    assert run.raw and len(run.raw) == len(raw)  # asking its size decodes nothing
+    assert run.released().raw == {}
     held = [o for o in gc.get_referents(run.raw) if not isinstance(o, type)]
     assert not [o for o in held if gc.is_tracked(o)]
-    assert run.raw == raw and dict(run.raw) == raw and len(run.raw) == len(raw)
+    assert run.raw == raw and dict(run.raw) == raw
     assert run.raw["evaluation"]["metrics"][0]["name"] == "Hours"
     with pytest.raises(TypeError):
         run.raw["status"] = "failed"  # type: ignore[index]
