@@ -321,6 +321,17 @@ class CekuraClient:
 
     async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """One GET: JSON, or ``Transient``/``ApiError`` (404 raises ``ApiError`` status 404)."""
+        return self._json(await self._get(path, params))
+
+    @staticmethod
+    def _json(answer: Answer) -> Any:
+        try:
+            return answer.json()
+        except ValueError as exc:
+            raise Transient(f"HTTP {answer.status} with a body that is not JSON ({exc})") from None
+
+    async def _get(self, path: str, params: Mapping[str, str] | None = None) -> Answer:
+        """One GET that succeeded, or ``Transient``/``ApiError`` (404: status 404)."""
         answer = await self._send("GET", path, params=params)
         self._check_auth(answer)
         transient = classify(answer)
@@ -333,23 +344,20 @@ class CekuraClient:
             raise ApiError(
                 f"Cekura refused GET {path} (HTTP {answer.status}): {text}", answer.status
             )
-        try:
-            return answer.json()
-        except ValueError as exc:
-            raise Transient(f"HTTP {answer.status} with a body that is not JSON ({exc})") from None
+        return answer
 
-    async def _read(self, tail: str, params: Mapping[str, str] | None = None) -> Any:
+    async def _read(self, tail: str, params: Mapping[str, str] | None = None) -> Answer:
         """A read on v2; if v2 answers 404, v1 once, remembered for the session."""
         if self.reads == "v2":
             try:
-                return await self._get_json(f"/test_framework/v2/{tail}", params)
+                return await self._get(f"/test_framework/v2/{tail}", params)
             except ApiError as exc:
                 if exc.status != 404:
                     raise
-                data = await self._get_json(f"/test_framework/v1/{tail}", params)
+                answer = await self._get(f"/test_framework/v1/{tail}", params)
                 self.reads = "v1"
-                return data
-        return await self._get_json(f"/test_framework/v1/{tail}", params)
+                return answer
+        return await self._get(f"/test_framework/v1/{tail}", params)
 
     @staticmethod
     def _validate(
@@ -369,23 +377,23 @@ class CekuraClient:
     async def result(self, result_id: int, settled: Collection[int] = ()) -> Result:
         """One GET of a result (transient problems raise ``Transient``). Runs in ``settled``
         (verdicts already taken) are read for their id, status and scenario only."""
-        data = await self._read(f"results/{result_id}/")
+        data = self._json(await self._read(f"results/{result_id}/"))
         return self._validate(Result, data, f"result {result_id}", {"settled": settled})
 
     async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
         """The transcript and recording of finished runs, by run id. Only those two fields
         are read (the verdict comes from the result): an odd run loses its details, not the
         others."""
-        data = await self._read("runs/bulk/", {"run_ids": ",".join(str(i) for i in run_ids)})
-        if isinstance(data, dict):
-            data = data.get("results", data.get("runs", []))
-        if not isinstance(data, list):
-            raise Transient("Cekura's runs/bulk answer is not a list")
-        return {
-            details.run_id: details
-            for details in (RunDetails.read(item) for item in data)
-            if details is not None
-        }
+        answer = await self._read("runs/bulk/", {"run_ids": ",".join(str(i) for i in run_ids)})
+        read = RunDetails.read_list(answer.body)
+        if read is None:  # not the usual list: read as JSON, every variant tolerated
+            data = self._json(answer)
+            if isinstance(data, dict):
+                data = data.get("results", data.get("runs", []))
+            if not isinstance(data, list):
+                raise Transient("Cekura's runs/bulk answer is not a list")
+            read = [RunDetails.read(item) for item in data]
+        return {details.run_id: details for details in read if details is not None}
 
     async def agent(self, agent_id: int) -> Agent:
         async def once() -> Agent:

@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SkipValidation,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -474,11 +475,38 @@ class RunDetails:
     def read(item: object) -> RunDetails | None:
         if not isinstance(item, dict):
             return None
-        run_id = _whole_number(item.get("id"))
-        if run_id is None:
-            return None
-        return RunDetails(
-            run_id,
-            _optional_text(item.get("transcript")),
-            _optional_text(item.get("voice_recording_url")),
+        return RunDetails._of(
+            item.get("id"), item.get("transcript"), item.get("voice_recording_url")
         )
+
+    @staticmethod
+    def _of(run_id: object, transcript: object, recording_url: object) -> RunDetails | None:
+        number = _whole_number(run_id)
+        if number is None:
+            return None
+        return RunDetails(number, _optional_text(transcript), _optional_text(recording_url))
+
+    @staticmethod
+    def read_list(body: bytes) -> list[RunDetails | None] | None:
+        """``runs/bulk``'s usual answer (a list of runs) read straight from its bytes, with
+        only the three fields read turned into Python objects: a full run's metrics and
+        ``transcript_object`` (dozens of dicts each) are never built, so a 50-run answer
+        leaves the garbage collector nothing to walk. None when the body is anything else
+        (a page object, an item that is not an object, text that is not JSON): the caller
+        reads it as JSON, tolerantly."""
+        if body.lstrip()[:1] != b"[":
+            return None
+        try:
+            items = _BULK.validate_json(body)
+        except ValidationError:
+            return None
+        return [RunDetails._of(i.id, i.transcript, i.voice_recording_url) for i in items]
+
+
+class _BulkRun(_ApiModel):
+    id: Any = None
+    transcript: Any = None
+    voice_recording_url: Any = None
+
+
+_BULK = TypeAdapter(list[_BulkRun])

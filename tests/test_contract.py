@@ -16,7 +16,7 @@ import httpx
 import pytest
 from conftest import API_KEY, FOUR_CASES, SCRIPTS, Suite, no_traceback
 
-from pytest_cekura_pipecat._client import START_PATH, CekuraClient, HttpPolicy
+from pytest_cekura_pipecat._client import START_PATH, CekuraClient, HttpPolicy, Transient
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator
 from pytest_cekura_pipecat.simulator._app import App, Reply, json_reply
@@ -347,3 +347,85 @@ def test_key_with_trailing_newline_is_one_clear_line(
     assert no_traceback(text), text
     assert API_KEY not in text
     assert not suite.posts() or all(r.status == 401 for r in suite.posts())
+
+
+# -- 6. runs/bulk in every shape ---------------------------------------------------------------
+
+_FULL_RUN = {
+    "status": "completed",
+    "evaluation": {"metrics": [{"name": "Polite", "eval_type": "binary", "passed": True}]},
+    "transcript_object": [{"role": "Main Agent", "content": "Hello"}] * 20,
+}
+_BULK_RUNS = [
+    {
+        **_FULL_RUN,
+        "id": 11,
+        "transcript": "Main Agent: Hello",
+        "voice_recording_url": "https://r/11",
+    },
+    {**_FULL_RUN, "id": "12", "transcript": None},
+    {**_FULL_RUN, "id": 13.0, "transcript": 42, "voice_recording_url": None},
+]
+_BULK_READ = {
+    11: ("Main Agent: Hello", "https://r/11"),
+    12: (None, None),
+    13: ("42", None),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(json.dumps(_BULK_RUNS), _BULK_READ, id="list"),
+        pytest.param(json.dumps({"results": _BULK_RUNS}), _BULK_READ, id="page-results"),
+        pytest.param(json.dumps({"runs": _BULK_RUNS}), _BULK_READ, id="page-runs"),
+        # Odd items cost only themselves, whichever reader takes the body.
+        pytest.param(
+            json.dumps([*_BULK_RUNS, 5, None, {"id": "x"}, {"transcript": "no id"}]),
+            _BULK_READ,
+            id="odd-items",
+        ),
+        pytest.param(
+            '[{"id": 14, "transcript": "\\ud800 lone"}]',
+            {14: ("\ud800 lone", None)},
+            id="surrogate",
+        ),
+        pytest.param("[]", {}, id="empty"),
+    ],
+)
+def test_runs_bulk_is_read_in_every_shape(body: str, expected: dict[int, Any]) -> None:
+    """The usual list is read straight from its bytes; every other shape as JSON, with the
+    same details either way (an answer's odd items are skipped, never the answer)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/runs/bulk/")
+        assert request.url.params["run_ids"] == "11,12,13,14"
+        head = {"Content-Type": "application/json"}
+        return httpx.Response(200, headers=head, stream=_Body(body.encode()))
+
+    async def main() -> Any:
+        client = _client(handler, [])
+        try:
+            return await client.bulk_runs([11, 12, 13, 14])
+        finally:
+            await client.aclose()
+
+    details = asyncio.run(main())
+    assert {i: (d.transcript, d.recording_url) for i, d in details.items()} == expected
+
+
+@pytest.mark.parametrize("body", ["not json", '{"results": 5}', "5"])
+def test_a_runs_bulk_answer_that_cannot_be_read_is_transient(body: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        head = {"Content-Type": "application/json"}
+        return httpx.Response(200, headers=head, stream=_Body(body.encode()))
+
+    async def main() -> Any:
+        client = _client(handler, [])
+        try:
+            return await client.bulk_runs([11])
+        finally:
+            await client.aclose()
+
+    with pytest.raises(Transient, match=r"not JSON|not a list"):
+        asyncio.run(main())
