@@ -60,6 +60,7 @@ class ExpectedOutcomeResult:
     explanation: tuple[str, ...] = ()
 
 
+_NO_OUTCOME = ExpectedOutcomeResult()
 _DURATION = re.compile(r"\d+(:\d{1,2}){1,2}(\.\d+)?")
 
 
@@ -91,7 +92,7 @@ class CekuraRun:
     result_id: int | None = None
     scenario_name: str = ""
     error_message: str = ""
-    expected_outcome: ExpectedOutcomeResult = ExpectedOutcomeResult()
+    expected_outcome: ExpectedOutcomeResult = _NO_OUTCOME
     metrics: tuple[MetricResult, ...] = ()
     duration: float | None = None
     dashboard_url: str | None = None
@@ -106,18 +107,37 @@ class CekuraRun:
     trace_id: str | None = None
 
     def released(self) -> CekuraRun:
-        """This run without the snapshot and transcript, kept once its test is over: every
-        verdict, reason and id unchanged. Thousands of ``raw`` snapshots held to the end
-        would sit in every garbage collection left."""
-        if not self.raw and self.transcript is None:
+        """What is kept of this run once its test is over: its ids, status, error message
+        and other scalars (what deciding on a rerun reads), without the snapshot,
+        transcript, outcome, metrics and rubric. Thousands of finished runs held to the end
+        with their metrics would sit in every garbage collection left."""
+        if self._bare():
             return self
         # One released copy per run, whoever asks (the board and the verdict both do): not
         # a field, so equality, repr and replace() never see it.
         kept: CekuraRun | None = self.__dict__.get("_released")
         if kept is None:
-            kept = replace(self, raw=_EMPTY, transcript=None)
+            kept = replace(
+                self,
+                raw=_EMPTY,
+                transcript=None,
+                expected_outcome=_NO_OUTCOME,
+                metrics=(),
+                rubric=(),
+                mocked_tool_names=None,
+            )
             object.__setattr__(self, "_released", kept)
         return kept
+
+    def _bare(self) -> bool:
+        return (
+            not self.raw
+            and self.transcript is None
+            and self.expected_outcome == _NO_OUTCOME
+            and not self.metrics
+            and not self.rubric
+            and self.mocked_tool_names is None
+        )
 
     @property
     def reviewed(self) -> bool:
@@ -456,8 +476,10 @@ class CaseVerdict:
     judged: tuple[RunJudgement, ...] = ()  # per run, in order; empty: Cekura's verdicts
 
     def released(self) -> CaseVerdict:
-        """The verdict as kept once its test is over (see ``CekuraRun.released``)."""
-        return replace(self, runs=tuple(run.released() for run in self.runs))
+        """The verdict as kept once its test is over: its outcome, message and runs as
+        ``CekuraRun.released`` keeps them, without the per-run judgements (read only for
+        the case's record, made before)."""
+        return replace(self, runs=tuple(run.released() for run in self.runs), judged=())
 
     @property
     def duration(self) -> float | None:

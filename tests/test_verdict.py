@@ -145,9 +145,23 @@ def test_a_run_is_released_once_whoever_asks() -> None:
     not one each (20,000 runs kept twice were 400,000 more references for every garbage
     collection to walk)."""
     run = dataclasses.replace(_judged(), transcript="Agent: Hi")
+    assert run.metrics and run.expected_outcome.explanation
     kept = run.released()
     assert kept is run.released()
-    assert not kept.raw and kept.transcript is None and kept.run_id == run.run_id
+    assert not kept.raw and kept.transcript is None
+    # What a rerun decision reads stays; nothing a garbage collection would walk does.
+    assert (kept.run_id, kept.result_id, kept.status, kept.success, kept.error_message) == (
+        run.run_id,
+        run.result_id,
+        run.status,
+        run.success,
+        run.error_message,
+    )
+    assert not kept.metrics and not kept.rubric and not kept.expected_outcome.explanation
+    # The containers it still holds are the ones every released run shares.
+    shared = vars(dataclasses.replace(_judged(id=90002), transcript="Hi").released()).values()
+    own = [v for v in vars(kept).values() if gc.is_tracked(v)]
+    assert own and all(any(v is w for w in shared) for v in own)
     assert kept.released() is kept
     # The memo is not a field: equality, repr and replace() do not see it.
     assert "_released" not in repr(run)
