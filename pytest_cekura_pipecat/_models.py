@@ -432,11 +432,28 @@ class Snapshot(Mapping[str, Any]):
     def __init__(self, data: Mapping[str, Any]) -> None:
         self._data: Mapping[str, Any] | None = None
         self._size = len(data)
-        self._text: bytes | None = None
+        self._text: bytes | str | None = None
         try:
             self._text = pydantic_core.to_json(data)
         except ValueError:
             self._data = MappingProxyType(dict(data))
+
+    @classmethod
+    def of_text(cls, text: bytes | str, size: int) -> Snapshot:
+        """A snapshot from the JSON text of a mapping of ``size`` keys (as ``text()``
+        wrote it): nothing is decoded until read."""
+        snapshot = cls.__new__(cls)
+        snapshot._data, snapshot._size, snapshot._text = None, size, text
+        return snapshot
+
+    @staticmethod
+    def text(data: Mapping[str, Any]) -> str:
+        """The JSON text of a snapshot (or of any mapping of JSON values), never decoded
+        to be written; a lone surrogate is written escaped, as ``json`` reads it back."""
+        if isinstance(data, Snapshot) and data._text is not None:
+            text = data._text
+            return text.decode() if isinstance(text, bytes) else text
+        return json.dumps(dict(data))
 
     def _read(self) -> Mapping[str, Any]:
         data = self._data

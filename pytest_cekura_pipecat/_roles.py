@@ -313,7 +313,7 @@ class Controller:
     def _publish(self, slot: Slot, run: CekuraRun) -> None:
         try:
             self.shared.append_run(slot.key, run)
-        except SharedDirError as exc:
+        except (SharedDirError, ValueError) as exc:  # ValueError: a run that cannot be written
             if str(exc) not in self._problems:
                 self._problems.append(f"cekura: {exc}: workers cannot learn their verdicts")
 

@@ -19,16 +19,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from types import MappingProxyType
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._models import Snapshot
 from ._plan import Plan, Slot, plan_from_json, plan_to_json, slots_from_json, slots_to_json
 from ._verdict import CekuraRun
 
@@ -43,20 +44,38 @@ class SharedDirError(OSError):
     """The shared directory could not be written or read."""
 
 
+@dataclass(frozen=True)
+class _Line:
+    """A line of the run log: the run without its snapshot, and the snapshot as text (a
+    JSON string), so that neither end decodes what nobody may read."""
+
+    key: str
+    run: CekuraRun
+    raw: str = "{}"
+    size: int = 0
+
+
 @cache
-def _run_adapter() -> TypeAdapter[CekuraRun]:
-    return TypeAdapter(CekuraRun)
+def _line_adapter() -> TypeAdapter[_Line]:
+    return TypeAdapter(_Line)
 
 
 def _plain(value: object) -> object:
-    """Read-only mappings (``MappingProxyType``) travel as plain objects."""
+    """Read-only mappings (a metric's ``extra``) travel as plain objects."""
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"{type(value).__name__} cannot be shared")
 
 
-def run_to_json(run: CekuraRun) -> str:
-    return _run_adapter().dump_json(run, fallback=_plain, warnings=False).decode()
+def run_line(key: str, run: CekuraRun) -> bytes:
+    """The run log's line for one final run (see :class:`Runs`)."""
+    data = _line_adapter().dump_json(
+        _Line(key, run, Snapshot.text(run.raw), len(run.raw)),
+        exclude={"run": {"raw"}},
+        fallback=_plain,
+        warnings=False,
+    )
+    return data + b"\n"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -100,36 +119,35 @@ def pid_alive(pid: int) -> bool:
     return fields[:1] != ["Z"]
 
 
-_KEY_AT = len('{"key": ')
-_RUN_AFTER_KEY = len(', "run": ')
+_KEY = re.compile(r'\{"key":\s*')  # how a line of the run log starts
 _DECODER = json.JSONDecoder()
 
 
 class Runs(Mapping[str, CekuraRun]):
-    """The run log's lines by slot key, each parsed the first time it is read."""
+    """The run log's lines by slot key, as text; a run is parsed when it is read (once:
+    its case's verdict keeps it), so a worker holds nothing the garbage collector walks
+    for the runs of other workers' items."""
 
     def __init__(self) -> None:
         self._lines: dict[str, str] = {}
-        self._parsed: dict[str, CekuraRun] = {}
 
     def add(self, line: bytes) -> None:
-        """One line as :meth:`SharedDir.append_run` writes it: ``{"key": K, "run": R}``."""
+        """One line as :meth:`SharedDir.append_run` writes it (``run_line``): its key is
+        read now, the rest when the run is asked for."""
         text = line.decode("utf-8", "replace")
+        start = _KEY.match(text)
+        if start is None:
+            return  # not a line this module wrote
         try:
-            key, end = _DECODER.raw_decode(text, _KEY_AT)
+            key, _ = _DECODER.raw_decode(text, start.end())
         except ValueError:
             return  # not a line this module wrote
         if isinstance(key, str):
-            self._lines[key] = text[end + _RUN_AFTER_KEY : -1]
-            self._parsed.pop(key, None)
+            self._lines[key] = text
 
     def __getitem__(self, key: str) -> CekuraRun:
-        run = self._parsed.get(key)
-        if run is None:
-            parsed = _run_adapter().validate_json(self._lines[key])
-            run = replace(parsed, raw=MappingProxyType(dict(parsed.raw)))
-            self._parsed[key] = run
-        return run
+        line = _line_adapter().validate_json(self._lines[key])
+        return replace(line.run, raw=Snapshot.of_text(line.raw, line.size))
 
     def __contains__(self, key: object) -> bool:
         return key in self._lines
@@ -297,7 +315,7 @@ class SharedDir:
             yield slots
 
     def append_run(self, key: str, run: CekuraRun) -> None:
-        line = f'{{"key": {json.dumps(key)}, "run": {run_to_json(run)}}}\n'.encode()
+        line = run_line(key, run)
         try:
             fd = os.open(self.path / RUNS_LOG, os.O_CREAT | os.O_WRONLY | os.O_APPEND)
             try:

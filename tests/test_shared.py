@@ -3,6 +3,7 @@ real processes: racing claims and reservations, dead holders, torn files."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -15,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from pytest_cekura_pipecat._client import HttpPolicy
+from pytest_cekura_pipecat._models import Run, Snapshot
 from pytest_cekura_pipecat._plan import Plan, Slot, slots_to_json
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._roles import Controller, Runtime
-from pytest_cekura_pipecat._shared import RUNS_LOG, SharedDir, pid_alive, run_to_json
+from pytest_cekura_pipecat._shared import RUNS_LOG, SharedDir, pid_alive, run_line
 from pytest_cekura_pipecat._verdict import CekuraRun
 from pytest_cekura_pipecat._watch import WatchSettings
 
@@ -128,7 +130,7 @@ def test_pid_alive_for_this_process_and_a_reaped_child() -> None:
 
 def test_a_torn_run_log_line_waits_for_its_end(tmp_path: Path) -> None:
     run = CekuraRun(scenario_id=101, status="completed", success=True, run_id=7)
-    line = f'{{"key": "k1", "run": {run_to_json(run)}}}\n'.encode()
+    line = run_line("k1", run)
     reader = SharedDir(tmp_path)
     with open(tmp_path / RUNS_LOG, "ab") as log:
         log.write(line[:20])
@@ -137,6 +139,33 @@ def test_a_torn_run_log_line_waits_for_its_end(tmp_path: Path) -> None:
         log.write(line[20:])
         log.flush()
     assert reader.read_runs()["k1"].run_id == 7
+
+
+def test_a_run_crosses_the_run_log_with_its_snapshot_as_text(tmp_path: Path) -> None:
+    """The controller writes a run's snapshot without decoding it, and a worker reads it
+    back as a snapshot still undecoded: equal to what Cekura sent, a lone surrogate too."""
+    metric = {"name": "Latency", "type": "numeric", "score": 2100, "extra": {"p": 95}}
+    raw = {
+        "id": 7,
+        "status": "completed",
+        "success": True,
+        "evaluation": {"metrics": [metric]},
+        "note": "half a pair \ud800",
+    }
+    run = CekuraRun.from_api(Run.model_validate(raw), 70, raw, None, scenario_id=101)
+    assert isinstance(run.raw, Snapshot) and run.metrics[0].extra == {"p": 95}
+    writer, reader = SharedDir(tmp_path), SharedDir(tmp_path)
+    writer.append_run("k1", run)
+    writer.append_run("k2", CekuraRun(scenario_id=102, status="failed", raw={"id": 8}))
+    writer.append_run("k3", run.released())
+    got = reader.read_runs()
+    assert got["k1"].run_id == 7 and isinstance(got["k1"].raw, Snapshot)
+    assert len(got["k1"].raw) == len(raw)
+    held = [o for o in gc.get_referents(got["k1"].raw) if not isinstance(o, type)]
+    assert held and not [o for o in held if gc.is_tracked(o)]  # text, nothing decoded
+    assert dict(got["k1"].raw) == raw and got["k1"] == run
+    assert dict(got["k2"].raw) == {"id": 8} and got["k2"].status == "failed"
+    assert not got["k3"].raw and got["k3"] == run.released()
 
 
 def test_a_broken_batch_file_is_skipped_and_the_others_are_read(tmp_path: Path) -> None:
