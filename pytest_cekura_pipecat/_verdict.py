@@ -111,12 +111,12 @@ class CekuraRun:
         and other scalars (what deciding on a rerun reads), without the snapshot,
         transcript, outcome, metrics and rubric. Thousands of finished runs held to the end
         with their metrics would sit in every garbage collection left."""
-        if self._bare():
-            return self
         # One released copy per run, whoever asks (the board and the verdict both do): not
         # a field, so equality, repr and replace() never see it.
         kept: CekuraRun | None = self.__dict__.get("_released")
         if kept is None:
+            if self._bare():
+                return self
             kept = replace(
                 self,
                 raw=_EMPTY,
