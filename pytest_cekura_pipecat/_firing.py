@@ -538,36 +538,44 @@ def _dry_run_schedule(pending: list[_Pending], ctx: FireContext) -> list[str]:
         lines.append(
             f"{provided} bot session(s) would be started by the room provider, one per run"
         )
-    count = waves.count_waves()
-    if count > 1:
-        lines.append(f"{count} wave(s): each after the runs of the one before end")
     return lines
 
 
 def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
-    """The start requests a real session would send, redacted; nothing is sent and no room
-    hook is called (it may create rooms)."""
+    """The start requests a real session would send, wave by wave, redacted; nothing is
+    sent and no room hook is called (it may create rooms). A wave is what may start once
+    the runs of the wave before it ended (a room's lane, ``max_live_runs``)."""
     pending = _pending(cases, 0)
     ctx.room_hook = lambda case: Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
 
     asyncio.run(_prepare_all(pending, ctx))
-    lines: list[str] = []
     ready = [p for p in pending if p.slot.error is None]
-    batches = list(_batches(ready, ctx.batch_size))
-    for number, (key, batch) in enumerate(batches, 1):
+    waves = _schedule(ready).rounds()
+    requests = [
+        (number, batch)
+        for number, wave in enumerate(waves, 1)
+        for batch in _batches(wave, ctx.batch_size)
+    ]
+    lines: list[str] = []
+    for index, (wave, (key, batch)) in enumerate(requests, 1):
         body = _body(key, batch)
         body["scenarios"] = [
             {k: ("***" if k == "pipecat_token" else v) for k, v in (entry or {}).items()}
             for entry in body["scenarios"]
         ]
-        lines.append(f"POST {START_PATH} (request {number} of {len(batches)}, {len(batch)} run(s))")
+        where = f", wave {wave} of {len(waves)}" if len(waves) > 1 else ""
+        lines.append(
+            f"POST {START_PATH} (request {index} of {len(requests)}{where}, {len(batch)} run(s))"
+        )
         lines.append(ctx.redactor(json.dumps(body, indent=2)))
     for item in pending:
         if item.slot.error is not None:
             lines.append(f"would not fire: {item.slot.error}")
     lines.extend(_dry_run_schedule(pending, ctx))
+    if len(waves) > 1:
+        lines.append(f"{len(waves)} wave(s): each after the runs of the one before end")
     lines.append(
-        f"cekura dry run: {len(ready)} run(s) in {len(batches)} request(s) would be started "
+        f"cekura dry run: {len(ready)} run(s) in {len(requests)} request(s) would be started "
         f"and billed; nothing was fired"
     )
     return lines

@@ -25,7 +25,7 @@ from ._redact import RecordFactory, Redactor, mask_debug_trace
 
 if TYPE_CHECKING:
     from ._gating import Baseline
-    from ._progress import Progress
+    from ._progress import Counts, Progress
     from ._session import CekuraSession
     from ._summary import Summary
 
@@ -300,7 +300,7 @@ class CekuraPlugin:
         self.progress = Progress(self.counts, reporter, self.settings.progress_interval)
         self.progress.start()
 
-    def counts(self) -> tuple[int, int, int, int, int, int, float] | None:
+    def counts(self) -> Counts | None:
         """The watcher's counts for the progress line (None until something was fired)."""
         role = self._session.role if self._session is not None else None
         return role.progress() if role is not None else None
