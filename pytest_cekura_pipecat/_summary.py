@@ -113,6 +113,9 @@ class Summary:
     outcomes: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Runs fired per case over every attempt (reruns too): a run id, or the attempt and
+    # place of a run whose start was sent but whose id is unknown.
+    fired: dict[str, set[int | str]] = field(default_factory=dict)
     _cases: list[Case] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, report: pytest.TestReport) -> None:
@@ -124,9 +127,20 @@ class Summary:
                 lineno = report.location[1]
                 data["line"] = None if lineno is None else lineno + 1
             self.records[data["nodeid"]] = data
+            self._count_fired(data)
             self.note(*data.get("notes", []))
         if report.nodeid in self.records:
             self._track(report)
+
+    def _count_fired(self, data: dict[str, Any]) -> None:
+        """A record per attempt: a rerun that fired adds its runs; one that did not (the
+        old verdict stands) brings the same run ids again and adds nothing."""
+        fired = self.fired.setdefault(data["nodeid"], set())
+        for place, run in enumerate(data.get("run_details", [])):
+            if run.get("run_id") is not None:
+                fired.add(run["run_id"])
+            elif run.get("status") != "not_started":
+                fired.add(f"{data.get('rerun', 0)}:{place}")
 
     def _track(self, report: pytest.TestReport) -> None:
         nodeid = report.nodeid
@@ -170,6 +184,7 @@ class Summary:
             "reason": r.get("reason", ""),
             "failure": self.failures.get(r["nodeid"], ""),
             "rerun": r.get("rerun", 0),
+            "fired": len(self.fired.get(r["nodeid"], ())),
             "duration": max(durations) if durations else None,
             "dashboard_url": next(
                 (d["dashboard_url"] for d in details if d.get("dashboard_url")), None
@@ -223,7 +238,7 @@ def totals(cases: Sequence[Case]) -> dict[str, Any]:
     ran = len(cases) - counts["skipped"]
     return {
         "cases": len(cases),
-        "runs": sum(len(c.get("runs", [])) for c in cases),
+        "runs": sum(c.get("fired", len(c.get("runs", []))) for c in cases),
         **counts,
         "pass_rate": round(100 * counts["passed"] / ran, 1) if ran else None,
         "verdicts": {k: sum(c.get("verdict") == k for c in cases) for k in VERDICTS},
