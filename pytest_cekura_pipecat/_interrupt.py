@@ -101,6 +101,7 @@ class SigtermAsInterrupt:
         self._wake = threading.Event()  # a signal arrived: the resender has work
         self._received = threading.Event()  # a SIGTERM arrived
         self._seen = threading.Event()  # pytest reported the interrupt, or the session ended
+        self._finishing = threading.Event()  # the session winds down: raise nothing more
         self._pending: int | None = None  # a signal deferred to a safe point
         self._ours = False  # the next signal is the resender's, not the user's
         self._raised = False  # an interrupt was raised: a user's next one is only noted
@@ -124,6 +125,14 @@ class SigtermAsInterrupt:
         self._raised = True
         self._seen.set()
 
+    def finishing(self) -> None:
+        """The session is finishing (``pytest_sessionfinish``): an interrupt raised now
+        would only cut the wind-down short (xdist tearing its workers down) with a raw
+        traceback. From here a signal is noted, a SIGTERM pytest never saw is not sent
+        again, and the session's end ends the calls (``unseen``)."""
+        self._finishing.set()
+        self._wake.set()
+
     def unseen(self) -> bool:
         """A SIGTERM arrived and pytest never reported an interrupt."""
         return self._received.is_set() and not self._seen.is_set()
@@ -140,7 +149,7 @@ class SigtermAsInterrupt:
         ours, self._ours = self._ours, False
         if signum == signal.SIGTERM:
             self._received.set()
-        if self._seen.is_set() or (self._raised and not ours):
+        if self._seen.is_set() or self._finishing.is_set() or (self._raised and not ours):
             self._again()  # pytest has (or is unwinding) an interrupt already
             return
         if not safe_to_raise(frame):
@@ -158,7 +167,8 @@ class SigtermAsInterrupt:
 
     def _deliver(self, signum: int) -> None:
         ident = self._main.ident
-        if ident is not None and self._main.is_alive() and not self._seen.is_set():
+        quiet = self._seen.is_set() or self._finishing.is_set()
+        if ident is not None and self._main.is_alive() and not quiet:
             self._ours = True
             signal.pthread_kill(ident, signum)
 
@@ -168,7 +178,7 @@ class SigtermAsInterrupt:
         wake-ups) until a signal arrives."""
         self._wake.wait()
         due = time.monotonic() + self._first
-        while not self._seen.wait(self._retry):
+        while not self._seen.wait(self._retry) and not self._finishing.is_set():
             pending, self._pending = self._pending, None
             if pending is not None:
                 self._deliver(pending)

@@ -306,15 +306,21 @@ class CekuraPlugin:
         role = self._session.role if self._session is not None else None
         return role.progress() if role is not None else None
 
-    def pytest_sessionfinish(self) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Generator[None, object, object]:
+        # First of all (xdist's own tear-down of its workers can take long): no interrupt
+        # is raised from here on.
+        self.sigterm.finishing()
         if self.sigterm.unseen():
-            # A SIGTERM whose interrupt pytest never saw (it surfaced as another error, e.g.
-            # a lock released twice when it struck inside a Condition.wait): the calls it
-            # meant to end are ended now.
+            # A SIGTERM whose interrupt pytest never saw (it surfaced as another error): the
+            # calls it meant to end are ended now.
             self.pytest_keyboard_interrupt()
-        self.sigterm.uninstall()
         if self.progress is not None:
             self.progress.stop()
+        try:
+            return (yield)
+        finally:
+            self.sigterm.uninstall()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self) -> None:

@@ -174,9 +174,13 @@ def test_blackhole_is_said_within_5_s(
                 said_at = time.monotonic() - started
         proc.wait(timeout=30)
     text = "".join(lines)
-    assert said_at is not None and said_at < 5 + 2, text
-    assert f"Cekura at {blackhole} (set by --cekura-api-url) has not answered POST" in text
-    assert f"start request for 1 run(s) to {blackhole} failed" in text
+    said = f"Cekura at {blackhole} (set by --cekura-api-url) has not answered POST"
+    failed = f"start request for 1 run(s) to {blackhole} failed"
+    assert said in text and failed in text, text
+    # Said while the request still waits (5 s into its 8 s), not with its failure; the bound
+    # only guards against a hang (a loaded machine stretches every second).
+    assert text.index(said) < text.index(failed), text
+    assert said_at is not None and said_at < 30, text
 
 
 def test_retry_window_help_says_what_it_covers(pytester: pytest.Pytester) -> None:

@@ -82,3 +82,24 @@ def test_a_users_second_interrupt_is_noted_once_not_raised(
     handler._handle(signal.SIGINT, inspect.currentframe())
     handler._handle(signal.SIGINT, inspect.currentframe())
     assert capfd.readouterr().err == _interrupt.AGAIN_LINE
+
+
+def test_nothing_is_raised_or_sent_again_once_the_session_is_finishing(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM pytest never saw is sent again after ``first`` seconds, but not into the
+    session's wind-down (xdist tearing its workers down can take that long on a loaded
+    machine): the session's end ends the calls instead."""
+    delivered: list[int] = []
+    handler = SigtermAsInterrupt(first=0.05, retry=0.001)
+    monkeypatch.setattr(handler, "_deliver", delivered.append)
+    with pytest.raises(KeyboardInterrupt):  # raised, then lost: pytest never reports it
+        handler._handle(signal.SIGTERM, inspect.currentframe())
+    handler.finishing()
+    resender = threading.Thread(target=handler._resend, daemon=True)
+    resender.start()
+    resender.join(timeout=60)
+    assert not resender.is_alive() and delivered == []
+    handler._handle(signal.SIGTERM, inspect.currentframe())  # noted, not raised
+    assert handler.unseen()
+    assert capfd.readouterr().err == _interrupt.AGAIN_LINE

@@ -85,7 +85,7 @@ def test_a_reservation_lock_dies_with_its_holder(tmp_path: Path) -> None:
     holder.join(10)
     started = time.monotonic()
     assert SharedDir(tmp_path).reserve(1, budget=10, base=0)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 30  # a lock that outlived its holder: forever
 
 
 def _hold_lock_forever(path: str) -> None:
