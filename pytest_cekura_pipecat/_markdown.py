@@ -18,18 +18,26 @@ from ._summary import (
     sort_key,
     totals,
 )
+from ._text import cap, markdown_inert, visible
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a larger step summary
+CODE_LIMIT = 200  # characters of a name in code
 _MD_PUNCTUATION = set("\\`*_[]{}()#+-.!~")
 _URL_SAFE = ":/?#[]@!$&'*+,;=%~"
 
 
+def _one_line(text: str, limit: int | None = None) -> str:
+    """Outside text on one line, capped, control characters visible (``_text``)."""
+    text = visible(" ".join(text.split()))
+    return text if limit is None else cap(text, limit)
+
+
 def md_text(text: str, limit: int | None = None) -> str:
     """Plain text as Markdown that renders as exactly that text on one line, also inside a
-    table cell: HTML and pipes as entities, Markdown punctuation backslash-escaped."""
-    text = " ".join(text.split())
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
+    table cell: HTML and pipes as entities, Markdown punctuation backslash-escaped, control
+    characters as visible escapes, no mention or cross-reference; at most ``limit``
+    characters of ``text`` ("… N more characters")."""
+    text = _one_line(text, limit)
     out = []
     for ch in text:
         if ch in _MD_PUNCTUATION:
@@ -38,12 +46,13 @@ def md_text(text: str, limit: int | None = None) -> str:
             out.append("&#124;")
         else:
             out.append(html.escape(ch, quote=False))
-    return "".join(out)
+    return markdown_inert("".join(out))
 
 
 def md_code(text: str) -> str:
     """Inline code that holds any text (backticks, pipes, HTML) safely."""
-    return "<code>" + html.escape(" ".join(text.split())).replace("|", "&#124;") + "</code>"
+    code = html.escape(_one_line(text, CODE_LIMIT)).replace("|", "&#124;")
+    return "<code>" + markdown_inert(code) + "</code>"
 
 
 def md_link(label: str, url: str | None) -> str:
