@@ -93,7 +93,9 @@ def cap(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     reserve = len(f"… {len(text):,} more characters")
-    keep = max(limit - reserve, 0)
+    if reserve > limit:  # no room to say it (no channel's limit is this small)
+        return text[:limit]
+    keep = limit - reserve
     return f"{text[:keep]}… {len(text) - keep:,} more characters"
 
 
