@@ -32,11 +32,12 @@ def _one_line(text: str, limit: int | None = None) -> str:
     return text if limit is None else cap(text, limit)
 
 
-def md_text(text: str, limit: int | None = None) -> str:
+def md_text(text: str, limit: int | None = None, *, ours: bool = False) -> str:
     """Plain text as Markdown that renders as exactly that text on one line, also inside a
     table cell: HTML and pipes as entities, Markdown punctuation backslash-escaped, control
-    characters as visible escapes, no mention or cross-reference; at most ``limit``
-    characters of ``text`` ("… N more characters")."""
+    characters as visible escapes, no mention or cross-reference (unless the text is
+    ``ours``: the user's own, from ``cekura.toml``); at most ``limit`` characters of
+    ``text`` ("… N more characters")."""
     text = _one_line(text, limit)
     out = []
     for ch in text:
@@ -46,7 +47,7 @@ def md_text(text: str, limit: int | None = None) -> str:
             out.append("&#124;")
         else:
             out.append(html.escape(ch, quote=False))
-    return markdown_inert("".join(out))
+    return "".join(out) if ours else markdown_inert("".join(out))
 
 
 def md_code(text: str) -> str:
@@ -72,15 +73,17 @@ def md_case_row(case: Case, *, reason_limit: int = 300) -> str:
 
 
 def md_quarantine_row(case: Case) -> str:
-    """``- name (scenario N): until 2026-12-31, owner @ana: reason, issue link``."""
+    """``- name (scenario N): until 2026-12-31, owner @ana: reason, issue link``: the
+    user's own words (``cekura.toml``), so the owner's mention pings."""
     q = case.get("quarantine") or {}
     state = "" if q.get("active") else " (EXPIRED)"
-    owner = f", owner {md_text(str(q['owner']), 80)}" if q.get("owner") else ""
+    owner = f", owner {md_text(str(q['owner']), 80, ours=True)}" if q.get("owner") else ""
     issue = md_link("issue", q.get("issue"))
+    until = md_text(str(q.get("until", "")), ours=True)
+    reason = md_text(str(q.get("reason", "")), 200, ours=True)
     return (
         f"- {md_code(case['name'])} (scenario {case['scenario']}): until "
-        f"{md_text(str(q.get('until', '')))}{state}{owner}: {md_text(str(q.get('reason', '')), 200)}"
-        + (f" {issue}" if issue else "")
+        f"{until}{state}{owner}: {reason}" + (f" {issue}" if issue else "")
     )
 
 
