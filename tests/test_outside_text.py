@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -191,6 +193,32 @@ def test_hostile_server_text_steers_nothing(suite: Suite, tmp_path: Path, worker
     # Promptly: the runs take a second; a verdict lost between processes would wait for
     # the 120 s case timeout (and a minute of grace) before the case errored.
     assert took < 100
+
+
+def test_a_hostile_bot_log_echoed_in_failures_steers_nothing(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's own log (its tail ends the failure text of the cases it broke) is outside
+    text too: whoever makes the bot print a line must not write commands into the job."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    said = EVERY.encode() + b"\n\xff invalid UTF-8\n"
+    bot = shlex.join([sys.executable, "-c", f"import os, sys; os.write(1, {said!r}); sys.exit(3)"])
+    suite.toml("[[case]]\nname = 'books'\nscenario = 101\n")
+    result = suite.run(
+        "-rA",
+        f"--cekura-bot-command={bot}",
+        f"--cekura-bot-start-url=http://127.0.0.1:{port}/start",
+        "--cekura-bot-start-timeout=20",
+    )
+    result.assert_outcomes(errors=1)
+    out = "\n".join(result.outlines + result.errlines)
+    assert "last lines of cekura-bot.log" in out and "\ufffd invalid UTF-8" in out
+    found = commands(out)
+    assert len(found) == 1 and annotation(found[0]) is not None, found
+    assert not CONTROL.search(out)
 
 
 # -- the channel functions ------------------------------------------------------------------
