@@ -33,6 +33,7 @@ from pytest_cekura_pipecat._plan import Plan, Slot
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._roles import Controller, Runtime, Worker
 from pytest_cekura_pipecat._shared import RUNS_LOG, SharedDir
+from pytest_cekura_pipecat._summary import terminal_lines
 from pytest_cekura_pipecat._text import (
     FAILURE_LIMIT,
     LINE_LIMIT,
@@ -250,6 +251,23 @@ def test_plain_caps_lines_and_the_whole_text() -> None:
     assert plain("x" * 5000).endswith(" more characters")
     many = plain("\n".join(["y" * 100] * 1000))
     assert len(many) <= FAILURE_LIMIT and many.endswith(" more characters")
+
+
+def test_a_terminal_row_stays_one_line_whatever_the_names() -> None:
+    case = {
+        "name": "c",
+        "nodeid": "cekura.toml::c",
+        "scenario": 7,
+        "scenario_name": "two\nlines\r::error::v\x1b[2J",
+        "verdict": "failed",
+        "outcome": "failed",
+        "reason": "first\x1b]8;;http://evil\x1b\\line\nsecond",
+        "runs": [],
+    }
+    lines = terminal_lines([case], [], width=200)
+    assert lines[1].startswith("FAILED c  7 two lines\\r::error::v\\x1b[2J")
+    assert lines[1].endswith("first\\x1b]8;;http://evil\\x1b\\line")
+    assert lines[2].startswith("1 case(s)")
 
 
 @given(st.text(), st.integers(min_value=0, max_value=200))
