@@ -2,9 +2,11 @@
 the boundary, then made inert for each channel it reaches, the way ``_redact`` is the one
 place for secrets.
 
-The boundary: ``loads`` reads every outside JSON body, ``clean`` every other outside
-string; a lone surrogate (valid JSON, what a model emits when it cuts an emoji in half)
-becomes U+FFFD there, so no later stage can fail to encode it.
+The boundary: ``loads`` reads every outside JSON body (Cekura's answers, a bot start URL's);
+a lone surrogate (valid JSON, what a model emits when it cuts an emoji in half) or invalid
+UTF-8 becomes U+FFFD there, so no later stage can fail to encode it. Bytes decoded with
+``errors="replace"`` (the bot's log, the xdist run log) hold no surrogate; ``clean`` is for
+a string of any other origin.
 
 The channels, and the order every output follows: redact (a secret is still whole), cap
 (``cap``: "… N more characters"), then the channel's function:
@@ -147,9 +149,10 @@ def no_commands(text: str) -> str:
 
 
 def plain(text: str, one_line: bool = False, limit: int = FAILURE_LIMIT) -> str:
-    """``text`` for stdout, stderr, the terminal, pytest's failure text and JUnit: at
-    most ``limit`` characters, each line at most ``LINE_LIMIT``, no control character, no
-    workflow command. Outside text passes the redactor first."""
+    """``text`` for stdout, stderr, the terminal, pytest's failure text and JUnit: cut to
+    ``limit`` characters, each line to ``LINE_LIMIT`` (before control characters become
+    their longer visible escapes), no workflow command. Outside text passes
+    the redactor first."""
     text = cap(text, limit)
     if len(text) > LINE_LIMIT and not one_line:
         text = "\n".join(cap(line, LINE_LIMIT) for line in text.split("\n"))
