@@ -9,6 +9,7 @@ from typing import Any
 
 from ._options import SHARD_AUTO
 from ._summary import BAD, Case, display_reason, first_line
+from ._text import plain
 
 ANNOTATION_LIMIT = 10  # GitHub shows at most 10 error annotations per step
 
@@ -38,9 +39,12 @@ def github_annotations(cases: Sequence[Case], limit: int = ANNOTATION_LIMIT) -> 
             props.append(f"file={escape_property(str(case['path']))}")
             if case.get("line"):
                 props.append(f"line={int(case['line'])}")
-        title = f"{case['name']} ({case.get('outcome')})"
+        # Outside text (the reason) is made inert for the terminal before it is escaped as
+        # the command's data: the escaping keeps it inside this one command.
+        title = plain(f"{case['name']} ({case.get('outcome')})", one_line=True)
         props.append(f"title={escape_property(title)}")
-        reason = first_line(display_reason(case)) or f"the case {case.get('outcome')}"
+        reason = plain(first_line(display_reason(case)), one_line=True)
+        reason = reason or f"the case {case.get('outcome')}"
         lines.append(f"::error {','.join(props)}::{escape_data(reason)}")
     if len(bad) > limit:
         rest = len(bad) - limit

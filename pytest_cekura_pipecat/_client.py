@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -44,6 +43,7 @@ from ._errors import (
 )
 from ._models import Agent, Result, RunDetails
 from ._redact import Redactor
+from ._text import loads
 
 DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
@@ -140,7 +140,7 @@ class Answer:
     def json(self) -> Any:
         """The body as JSON; ``ValueError`` for anything that is not (RecursionError too)."""
         try:
-            return json.loads(self.body)
+            return loads(self.body)  # the boundary: lone surrogates become U+FFFD
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
 

@@ -27,6 +27,7 @@ from ._options import PLUGIN_KEY, Settings
 from ._plan import Slot
 from ._redact import Redactor
 from ._roles import Role, Runtime
+from ._text import plain
 from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
@@ -430,9 +431,13 @@ class CekuraSession:
         an error), or xfail when a quarantine or the baseline excuses it (never strict: a
         pass is just a pass)."""
         gating = self.gating(nodeid)
+        # Masked first (a secret is still whole), then made inert for stdout and JUnit.
         if gating.excuse is not None:
-            pytest.xfail(self.redactor(f"{gating.excuse}: {verdict.first_reason}"))
-        message = self.redactor(verdict.message + (f"\n  {gating.note}" if gating.note else ""))
+            reason = self.redactor(f"{gating.excuse}: {verdict.first_reason}")
+            pytest.xfail(plain(reason, one_line=True))
+        message = plain(
+            self.redactor(verdict.message + (f"\n  {gating.note}" if gating.note else ""))
+        )
         if verdict.outcome == "error":
             raise NotEvaluated(message)  # errors, and reporters such as Allure say "broken"
         pytest.fail(message, pytrace=False)

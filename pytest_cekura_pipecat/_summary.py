@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._text import visible
+
 if TYPE_CHECKING:
     import pytest
 
@@ -262,7 +264,8 @@ def label(case: Case) -> str:
 
 
 def scenario_text(case: Case) -> str:
-    name = case.get("scenario_name")
+    """The scenario's id and name, on one line."""
+    name = visible(str(case.get("scenario_name") or ""), one_line=True)
     return f"{case['scenario']} {name}" if name else str(case["scenario"])
 
 
@@ -281,7 +284,7 @@ def terminal_lines(
     passed_count = sum(c.get("outcome") == "passed" for c in everything)
     unlisted = 0 if every or passed_count <= PASSED_ROWS else passed_count
     rows = [c for c in everything if c.get("outcome") != "passed"] if unlisted else everything
-    name_w = min(max((len(r["name"]) for r in rows), default=4), 32)
+    name_w = min(max((len(r["name"]) for r in rows), default=4), 32)  # the user's names
     scen_w = min(max((len(scenario_text(r)) for r in rows), default=8), 36)
     label_w = max((len(label(r)) for r in rows), default=6)
     out: list[str] = []
@@ -301,7 +304,7 @@ def terminal_lines(
             f"{scenario_text(r)[:scen_w]:<{scen_w}}  {r.get('verdict') or '-':<6}  "
             f"{passed:>5}  {score:>5}  {duration:>5}"
         )
-        reason = first_line(display_reason(r))
+        reason = visible(first_line(display_reason(r)), one_line=True)
         room = width - len(head) - 2
         if reason and room >= 40:
             head += "  " + (reason if len(reason) <= room else reason[: room - 1] + "…")

@@ -22,6 +22,7 @@ from . import _options as options
 from . import hooks
 from ._interrupt import SigtermAsInterrupt
 from ._redact import RecordFactory, Redactor, mask_debug_trace
+from ._text import plain
 
 if TYPE_CHECKING:
     from ._gating import Baseline
@@ -350,8 +351,8 @@ class CekuraPlugin:
         every = terminalreporter.config.get_verbosity() > 0  # -v: a row for every case
         width = terminalreporter._tw.fullwidth
         table = summary.lines(width, every) if summary.records else summary.notes
-        for line in table:
-            terminalreporter.write_line(self.redactor(line))
+        for line in table:  # masked, then inert: outside text (reasons, names, notes)
+            terminalreporter.write_line(plain(self.redactor(line)))
         self._write_outputs(terminalreporter, simulated)
         if simulated:
             terminalreporter.write_line(

@@ -254,8 +254,10 @@ def test_runs_are_parsed_only_when_read(tmp_path: Path) -> None:
     runs = SharedDir(tmp_path).read_runs()
     assert set(runs) == {"0:0:a", "0:0:b"}
     assert runs["0:0:a"].run_id == 1
-    with pytest.raises(ValueError):
-        runs["0:0:b"]
+    # A line that cannot be read back errors its case at once, saying why (no wait).
+    broken = runs["0:0:b"]
+    assert broken.verdict == "error"
+    assert f"its line in {RUNS_LOG} cannot be read back (run." in broken.error_message
 
 
 def test_a_look_at_an_unchanged_directory_lists_nothing(
