@@ -4,7 +4,7 @@ parallel job is, and where a report came from (commit, branch, run, attempt)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ._options import SHARD_AUTO
@@ -12,6 +12,9 @@ from ._summary import BAD, Case, display_reason, first_line
 from ._text import plain
 
 ANNOTATION_LIMIT = 10  # GitHub shows at most 10 error annotations per step
+# pytest-github-actions-annotate-failures: the object it registers (on the controller only)
+# to print an ``::error`` for every test that failed in its call phase.
+_ANNOTATE_FAILURES = ("annotate_errors", "pytest_github_actions_annotate_failures")
 
 
 def in_github_actions(env: Mapping[str, str] | None = None) -> bool:
@@ -28,10 +31,24 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def github_annotations(cases: Sequence[Case], limit: int = ANNOTATION_LIMIT) -> list[str]:
+def annotated_elsewhere(pluginmanager: Any) -> frozenset[str]:
+    """The outcomes another active plugin already annotates: pytest-github-actions-annotate-
+    failures prints an ``::error`` for every test that failed in its call phase (outcome
+    ``failed``), not for errors in setup (``error``)."""
+    name, module = _ANNOTATE_FAILURES
+    plugin = pluginmanager.get_plugin(name)
+    if plugin is not None and type(plugin).__module__.startswith(module):
+        return frozenset({"failed"})
+    return frozenset()
+
+
+def github_annotations(
+    cases: Sequence[Case], limit: int = ANNOTATION_LIMIT, elsewhere: Collection[str] = ()
+) -> list[str]:
     """``::error`` workflow commands for failed and errored cases (at most ``limit``), then
-    one ``::notice`` counting the rest."""
-    bad = [c for c in cases if c.get("outcome") in BAD]
+    one ``::notice`` counting the rest. Cases whose outcome is in ``elsewhere`` are left to
+    the plugin that annotates them already (one problem, one annotation)."""
+    bad = [c for c in cases if c.get("outcome") in BAD and c.get("outcome") not in elsewhere]
     lines = []
     for case in bad[:limit]:
         props = []

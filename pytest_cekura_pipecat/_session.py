@@ -202,6 +202,7 @@ class CekuraSession:
             before_firing=self._start_bot,
             canaries=canaries,
             canary_poll=self.settings.poll_interval,
+            default_agent=self._default_agent(),
         )
         ledger = self.ledger
         if ledger is None:
@@ -218,6 +219,13 @@ class CekuraSession:
         ctx.resume = lambda cases: ledger.resume(cases, ctx.env)
         ctx.on_fired = on_fired
         return ctx
+
+    def _default_agent(self) -> tuple[int, str] | None:
+        agent = self.settings.defaults.agent
+        if agent is None:
+            return None
+        flag = self.config.getoption("cekura_agent", None) is not None
+        return agent, "--cekura-agent" if flag else "ini key cekura_agent"
 
     # -- the bot under test ----------------------------------------------------------------
 

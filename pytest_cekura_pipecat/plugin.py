@@ -365,10 +365,12 @@ class CekuraPlugin:
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
         if self.role == "worker":
             return  # under xdist the controller has every case; workers have a part
+        from ._ci import annotated_elsewhere
         from ._outputs import write_outputs
 
+        elsewhere = annotated_elsewhere(self.config.pluginmanager)
         if not write_outputs(
-            self.summary(), self.settings, self.redactor, simulated, terminalreporter
+            self.summary(), self.settings, self.redactor, simulated, terminalreporter, elsewhere
         ):
             session = getattr(terminalreporter, "_session", None)
             if session is not None and session.exitstatus == pytest.ExitCode.OK:

@@ -190,5 +190,17 @@ def suite(pytester: pytest.Pytester, sim: Simulator, monkeypatch: pytest.MonkeyP
     return Suite(pytester, sim)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The project's tests run on two processes unless ``-n`` says otherwise. Set here, not
+    in pyproject's addopts, so that a user's ``pytest`` in the repository (in a virtualenv
+    without the test extra, hence without xdist) is not given an option it does not know.
+    Called before xdist's own hook (a conftest registers later), never in a worker."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return
+    if config.option.numprocesses is None:
+        config.option.numprocesses = 2
+
+
 def no_traceback(text: str) -> bool:
     return "Traceback" not in text and not re.search(r"^E\s+File ", text, re.M)

@@ -146,6 +146,12 @@ def test_agent_endpoint(client: httpx.Client) -> None:
     assert response.json() == {"id": 12, "project": 7, "agent_name": "Simulated agent"}
 
 
+def test_an_agent_not_in_agents_is_404() -> None:
+    with Simulator(SCRIPTS, agents=[12]) as simulator, _client(simulator) as c:
+        assert c.get("/test_framework/v1/aiagents/12/").status_code == 200
+        assert c.get("/test_framework/v1/aiagents/999999/").status_code == 404
+
+
 # -- the start POST -------------------------------------------------------------------------
 
 ROOM = "https://r/1"

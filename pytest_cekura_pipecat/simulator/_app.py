@@ -131,6 +131,7 @@ class Behaviour:
     start_non_result: bool = False
     unknown_scenario_400: EntryErrors = "entry"
     agent_tools: tuple[str, ...] = ()
+    agents: frozenset[int] | None = None  # None: every agent id exists
 
 
 class App:
@@ -505,6 +506,9 @@ class App:
         return json_reply(200, {"ended": ended})
 
     def _agent(self, request: _Request) -> Reply:
+        agents = self._behaviour.agents
+        if agents is not None and request.arg not in agents:
+            return _not_found()
         return json_reply(
             200, {"id": request.arg, "project": PROJECT, "agent_name": "Simulated agent"}
         )

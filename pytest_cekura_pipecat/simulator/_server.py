@@ -8,7 +8,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
@@ -179,6 +179,8 @@ class Simulator:
       ``{"scenarios[2].scenario": [...]}``) or does not (``"field"``: ``{"scenarios": [...]}``).
     - ``agent_tools``: the agent's tools; a start without ``mock_tool_names`` (or ``null``)
       mocks them all, ``[]`` none, a list those (``mocked_tool_names`` on each run).
+    - ``agents``: the agent ids that exist (``GET aiagents/{id}/`` answers 404 for any
+      other); None (default): every id exists.
 
     The simulator never produces dashboard links, and every answer carries
     ``X-Cekura-Simulator: 1``.
@@ -201,6 +203,7 @@ class Simulator:
         start_non_result: bool = False,
         unknown_scenario_400: EntryErrors = "entry",
         agent_tools: Sequence[str] = ("lookup_booking", "create_booking"),
+        agents: Collection[int] | None = None,
     ) -> None:
         check_loopback(host)
         if v1_reads not in V1_READS:
@@ -226,6 +229,7 @@ class Simulator:
                 start_non_result=start_non_result,
                 unknown_scenario_400=unknown_scenario_400,
                 agent_tools=tuple(agent_tools),
+                agents=frozenset(agents) if agents is not None else None,
             ),
         )
         self._server: _Server | None = None
