@@ -7,11 +7,11 @@ Cekura case (a ``cekura.toml`` or a ``@pytest.mark.cekura`` test).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ import pytest
 from . import _options as options
 from . import hooks
 from ._interrupt import SigtermAsInterrupt
+from ._owner import Owner
 from ._redact import RecordFactory, Redactor, mask_debug_trace
 
 if TYPE_CHECKING:
@@ -118,7 +119,6 @@ class CekuraPlugin:
         self.settings = settings
         self.role = role
         self.redactor = Redactor()
-        self.started = time.time()  # what the ledger forgets on an interrupt is newer
         self.api_key = os.environ.get("CEKURA_API_KEY") or None
         self.simulator: Any = None
         self.baseline: Baseline | None = None  # --cekura-baseline, read once
@@ -132,6 +132,8 @@ class CekuraPlugin:
         self._stop = threading.Event()
         self.sigterm = SigtermAsInterrupt()
         workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
+        # The session's identity (the ledger's owner): under xdist the controller's.
+        self.owner = _owner(workerinput.get("cekura_owner"))
         if workerinput.get("cekura_shared_dir"):
             self.redactor.share(Path(str(workerinput["cekura_shared_dir"])) / _SECRETS)
         if workerinput.get("cekura_sim_url"):
@@ -267,6 +269,9 @@ class CekuraPlugin:
             return True
         self._arm_sigterm()
         self._announce_missing_key(session)
+        ledger = self.session().ledger
+        if ledger is not None and self.session().selected(session.items):
+            self.announce_ledger_lost(ledger.directory)
         self.session().start(session.items)
         self._start_progress(session.config)
         return None
@@ -290,6 +295,19 @@ class CekuraPlugin:
         if reporter is not None and self.session().selected(session.items):
             reporter.ensure_newline()
             reporter.write_line(NO_KEY_LINE, red=True, bold=True)
+
+    def announce_ledger_lost(self, directory: Path | None) -> None:
+        """A ledger that cannot be written: one line, before anything is fired (under xdist
+        the controller says it, before its workers start)."""
+        from ._owner import cannot_write, ledger_lost
+
+        if directory is None:
+            return  # the cache is off: said at the end (OFF_NOTE)
+        reason = cannot_write(directory)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reason is not None and reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(ledger_lost(directory, reason), yellow=True, bold=True)
 
     def _start_progress(self, config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -477,10 +495,22 @@ class XdistHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
+        if self.plugin.shared_dir is None:  # the first worker: none has fired yet
+            from ._owner import ledger_directory
+
+            self.plugin.announce_ledger_lost(ledger_directory(self.plugin.config))
         node.workerinput["cekura_shared_dir"] = str(self.plugin.shared())
+        node.workerinput["cekura_owner"] = self.plugin.owner.to_text()
         if self.plugin.simulator is not None:
             node.workerinput["cekura_sim_url"] = self.plugin.simulator.url
             node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
+
+
+def _owner(text: object) -> Owner:
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError, TypeError):
+            return Owner.from_text(text)
+    return Owner.here()
 
 
 def _will_skip(item: pytest.Item) -> bool:

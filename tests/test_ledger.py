@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from conftest import API_KEY, START, Suite, no_traceback
 
 from pytest_cekura_pipecat._case import Case
 from pytest_cekura_pipecat._ledger import Ledger, fingerprint
+from pytest_cekura_pipecat._owner import Owner
 from pytest_cekura_pipecat._plan import Slot
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
@@ -205,8 +207,13 @@ def test_without_the_cache_provider_the_ledger_is_off_and_says_so(suite: Suite) 
     assert "-p no:cacheprovider" in notes[0]
 
 
+def _killed() -> Owner:
+    """A session that no longer runs: this process's pid, reused (it started later)."""
+    return Owner("0ld5e55i0n", socket.gethostname(), os.getpid(), "1")
+
+
 def test_the_ledger_holds_no_secret(suite: Suite, tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path)
+    ledger = Ledger(tmp_path, _killed())
     case = Case("c", 101, "cekura.toml", pipecat_room_url="https://a.daily.co/r?t=${T}")
     env = {"T": "query-SECRET-1234"}
     mark = fingerprint("id", case, env)
@@ -215,9 +222,11 @@ def test_the_ledger_holds_no_secret(suite: Suite, tmp_path: Path) -> None:
     (path,) = tmp_path.iterdir()
     assert "SECRET" not in path.read_text() and API_KEY not in path.read_text()
     # The same case, same values: re-attached; another token: not.
-    assert list(ledger.resume([("id", case)], env).attached) == ["0:0:id"]
+    assert list(Ledger(tmp_path).resume([("id", case)], env).attached) == ["0:0:id"]
+    for path in tmp_path.iterdir():  # re-attached: now the (live) new session's entry
+        path.unlink()
     ledger.record([(case, mark, slot)])
-    other = ledger.resume([("id", case)], {"T": "query-SECRET-9999"})
+    other = Ledger(tmp_path).resume([("id", case)], {"T": "query-SECRET-9999"})
     assert other.attached == {} and other.end_runs == [70]
     assert list(tmp_path.iterdir()) == []
 
