@@ -72,6 +72,9 @@ def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Rol
     if plugin.role == "controller":
         return Controller(runtime, plugin.shared())
     if plugin.role == "local":
+        from ._owner import remove_stale
+
+        remove_stale(plugin.owner)  # what killed sessions left in the temporary directory
         return Local(runtime)
     workerinput: dict[str, Any] = getattr(plugin.config, "workerinput", {})
     shared = Path(str(workerinput.get("cekura_shared_dir", "")))

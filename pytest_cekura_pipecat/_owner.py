@@ -19,11 +19,15 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+SHARED_PREFIX = "pytest-cekura-"  # the xdist shared directories, in the temporary directory
+_OWNER_FILE = "owner"
 LEDGER_DIR = "cekura"  # in pytest's cache: config.cache.mkdir(LEDGER_DIR)
 _PROBE = b"x" * 4096  # about a ledger entry's size: a full disk refuses it
 
@@ -131,3 +135,34 @@ def ledger_lost(directory: Path, reason: str) -> str:
         "session is killed, the next one cannot re-attach its runs (they would be fired and "
         "billed again)"
     )
+
+
+def make_shared_dir(owner: Owner) -> Path:
+    """A new directory for the session's processes to share (mode 0700), marked with its
+    owner so that a later session can tell it was left by a dead one. Raises OSError."""
+    path = Path(tempfile.mkdtemp(prefix=SHARED_PREFIX))
+    (path / _OWNER_FILE).write_text(owner.to_text())
+    return path
+
+
+def remove_stale(owner: Owner) -> None:
+    """Remove the shared directories that sessions killed before their end left (their
+    run log, notes and sealed secrets): those of this user whose owner no longer runs."""
+    try:
+        with os.scandir(tempfile.gettempdir()) as entries:
+            found = [
+                Path(entry.path)
+                for entry in entries
+                if entry.name.startswith(SHARED_PREFIX)
+                and entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            ]
+    except OSError:
+        return
+    for path in found:
+        try:
+            left = Owner.from_text((path / _OWNER_FILE).read_text())
+        except (OSError, ValueError, TypeError):
+            continue  # being made right now, or not a session's
+        if left.session != owner.session and not left.alive():
+            shutil.rmtree(path, ignore_errors=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -134,8 +133,10 @@ class CekuraPlugin:
         workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
         # The session's identity (the ledger's owner): under xdist the controller's.
         self.owner = _owner(workerinput.get("cekura_owner"))
+        self.secrets_key = _secrets_key(workerinput.get("cekura_secrets_key"))
         if workerinput.get("cekura_shared_dir"):
-            self.redactor.share(Path(str(workerinput["cekura_shared_dir"])) / _SECRETS)
+            shared = Path(str(workerinput["cekura_shared_dir"]))
+            self.redactor.share(shared / _SECRETS, self.secrets_key)
         if workerinput.get("cekura_sim_url"):
             self.settings = options.simulated(settings, str(workerinput["cekura_sim_url"]))
             self.api_key = str(workerinput["cekura_sim_key"])
@@ -185,8 +186,11 @@ class CekuraPlugin:
     def shared(self) -> Path:
         """The directory the controller shares with its workers (see ``_shared.py``)."""
         if self.shared_dir is None:
-            self.shared_dir = Path(tempfile.mkdtemp(prefix="pytest-cekura-"))
-            self.redactor.share(self.shared_dir / _SECRETS)
+            from ._owner import make_shared_dir, remove_stale
+
+            remove_stale(self.owner)
+            self.shared_dir = make_shared_dir(self.owner)
+            self.redactor.share(self.shared_dir / _SECRETS, self.secrets_key)
             self._wake = threading.Thread(target=self._wake_on_firing, daemon=True)
             self._wake.start()
         return self.shared_dir
@@ -501,9 +505,18 @@ class XdistHooks:
             self.plugin.announce_ledger_lost(ledger_directory(self.plugin.config))
         node.workerinput["cekura_shared_dir"] = str(self.plugin.shared())
         node.workerinput["cekura_owner"] = self.plugin.owner.to_text()
+        node.workerinput["cekura_secrets_key"] = self.plugin.secrets_key.hex()
         if self.plugin.simulator is not None:
             node.workerinput["cekura_sim_url"] = self.plugin.simulator.url
             node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
+
+
+def _secrets_key(text: object) -> bytes:
+    """The session's key for its shared secrets file: the controller's, or a new one."""
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError):
+            return bytes.fromhex(text)
+    return os.urandom(32)
 
 
 def _owner(text: object) -> Owner:
