@@ -145,6 +145,15 @@ def make_shared_dir(owner: Owner) -> Path:
     return path
 
 
+def shared_lost(exc: OSError) -> str:
+    """The one line that says the xdist workers cannot share a directory."""
+    return (
+        f"cekura: cannot create the directory the xdist workers share in "
+        f"{tempfile.gettempdir()} ({exc.strerror or exc}): no case can be fired under -n "
+        "(free space there, set TMPDIR to a writable directory, or run without -n)"
+    )
+
+
 def remove_stale(owner: Owner) -> None:
     """Remove the shared directories that sessions killed before their end left (their
     run log, notes and sealed secrets): those of this user whose owner no longer runs."""

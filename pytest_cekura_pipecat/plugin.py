@@ -122,6 +122,7 @@ class CekuraPlugin:
         self.simulator: Any = None
         self.baseline: Baseline | None = None  # --cekura-baseline, read once
         self.shared_dir: Path | None = None
+        self.shared_problem: str | None = None  # why there is no shared directory
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
         self._building = threading.RLock()  # the controller may build it on another thread
@@ -183,13 +184,18 @@ class CekuraPlugin:
             self._summary = Summary()
         return self._summary
 
-    def shared(self) -> Path:
-        """The directory the controller shares with its workers (see ``_shared.py``)."""
-        if self.shared_dir is None:
-            from ._owner import make_shared_dir, remove_stale
+    def shared(self) -> Path | None:
+        """The directory the controller shares with its workers (see ``_shared.py``); None
+        when it cannot be made (``shared_problem`` says why)."""
+        if self.shared_dir is None and self.shared_problem is None:
+            from ._owner import make_shared_dir, remove_stale, shared_lost
 
             remove_stale(self.owner)
-            self.shared_dir = make_shared_dir(self.owner)
+            try:
+                self.shared_dir = make_shared_dir(self.owner)
+            except OSError as exc:
+                self.shared_problem = shared_lost(exc)
+                return None
             self.redactor.share(self.shared_dir / _SECRETS, self.secrets_key)
             self._wake = threading.Thread(target=self._wake_on_firing, daemon=True)
             self._wake.start()
@@ -308,10 +314,14 @@ class CekuraPlugin:
         if directory is None:
             return  # the cache is off: said at the end (OFF_NOTE)
         reason = cannot_write(directory)
+        if reason is not None:
+            self.announce(ledger_lost(directory, reason))
+
+    def announce(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reason is not None and reporter is not None:
+        if reporter is not None:
             reporter.ensure_newline()
-            reporter.write_line(ledger_lost(directory, reason), yellow=True, bold=True)
+            reporter.write_line(line, yellow=True, bold=True)
 
     def _start_progress(self, config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -499,11 +509,19 @@ class XdistHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        if self.plugin.shared_dir is None:  # the first worker: none has fired yet
+        plugin = self.plugin
+        if plugin.shared_dir is None and plugin.shared_problem is None:
+            # The first worker: none runs yet, let alone fires.
             from ._owner import ledger_directory
 
-            self.plugin.announce_ledger_lost(ledger_directory(self.plugin.config))
-        node.workerinput["cekura_shared_dir"] = str(self.plugin.shared())
+            plugin.announce_ledger_lost(ledger_directory(plugin.config))
+            if plugin.shared() is None and plugin.shared_problem is not None:
+                plugin.announce(plugin.shared_problem)
+        shared = plugin.shared()
+        if shared is None:
+            node.workerinput["cekura_shared_problem"] = plugin.shared_problem
+        else:
+            node.workerinput["cekura_shared_dir"] = str(shared)
         node.workerinput["cekura_owner"] = self.plugin.owner.to_text()
         node.workerinput["cekura_secrets_key"] = self.plugin.secrets_key.hex()
         if self.plugin.simulator is not None:

@@ -540,3 +540,31 @@ def test_a_killed_session_leaves_no_secret_in_the_temporary_directory(
     finally:
         _end_group(after)
     assert leaked() == []
+
+
+def test_a_shared_directory_that_cannot_be_made_is_said_before_any_worker_starts(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full temporary directory: the controller (in this process) cannot make it."""
+    pytest.importorskip("xdist")
+    import errno
+    import tempfile
+
+    from pytest_cekura_pipecat import _owner
+
+    def full(owner: _owner.Owner) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_owner, "make_shared_dir", full)
+    suite.toml(TWO_SLOW_CASES.replace("108", "101"))
+    result = suite.run("-n", "2")
+    result.assert_outcomes(errors=2)
+    lines = result.outlines
+    said = [i for i, line in enumerate(lines) if line.startswith("cekura: cannot create the")]
+    assert len(said) == 1 and tempfile.gettempdir() in lines[said[0]], result.stdout.str()
+    assert "No space left on device" in lines[said[0]]
+    collected = [i for i, line in enumerate(lines) if re.match(r"2 workers \[", line)]
+    assert collected and said[0] < collected[0], result.stdout.str()
+    assert suite.posts() == []
+    assert "not fired: cannot create the directory the xdist workers share" in result.stdout.str()
+    assert no_traceback(result.stdout.str())
