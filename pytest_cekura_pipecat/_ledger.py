@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,15 +245,20 @@ class Ledger:
                 left.append((path, entry))
         return left
 
-    def _adopt(self, path: Path, entry: Entry) -> None:
-        """A re-attached entry becomes this session's (written first, then the old one
-        removed: a kill in between leaves the same runs twice, which the next session
-        re-attaches once and does not end)."""
-        if self._write(
-            Entry(entry.nodeid, entry.fingerprint, entry.timeout, self.owner, entry.slots)
-        ):
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+    def _claim(self, path: Path, entry: Entry) -> bool:
+        """Make a dead session's entry this one's; False when another session took it
+        first (two sessions starting at once re-attach each run once). The rename is the
+        claim; the entry is then written with its new owner (killed in between, it still
+        names a dead one: the next session re-attaches it)."""
+        mine = self._path(entry.nodeid)
+        try:
+            os.rename(path, mine)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # a read-only ledger: nobody can take it, re-attach it all the same
+        self._write(Entry(entry.nodeid, entry.fingerprint, entry.timeout, self.owner, entry.slots))
+        return True
 
     def resume(
         self,
@@ -278,10 +284,10 @@ class Ledger:
             whole = case is not None and len(entry.slots) == case.repeat
             taken = any(slot.key in out.attached for slot in entry.slots)
             if same and whole and not too_old and not self.fresh and not taken:
-                for slot in entry.slots:
-                    slot.timeout = timeout
-                    out.attached[slot.key] = slot
-                self._adopt(path, entry)
+                if self._claim(path, entry):
+                    for slot in entry.slots:
+                        slot.timeout = timeout
+                        out.attached[slot.key] = slot
                 continue
             ended.append((path, entry))
         self._end(ended, out)
@@ -289,8 +295,7 @@ class Ledger:
         return out
 
     def _end(self, ended: Sequence[tuple[Path, Entry]], out: Resumption) -> None:
-        """The calls of ``ended`` entries to end: not those of re-attached runs (the same
-        runs may be in two entries, see ``_adopt``)."""
+        """The calls of ``ended`` entries to end: not those of re-attached runs."""
         attached_runs = {s.run_id for s in out.attached.values()}
         attached_results = {s.result_id for s in out.attached.values()}
         for path, entry in ended:

@@ -173,5 +173,6 @@ def remove_stale(owner: Owner) -> None:
             left = Owner.from_text((path / _OWNER_FILE).read_text())
         except (OSError, ValueError, TypeError):
             continue  # being made right now, or not a session's
-        if left.session != owner.session and not left.alive():
+        here = left.host == socket.gethostname()  # another host's may be live: not ours to judge
+        if here and left.session != owner.session and not left.alive():
             shutil.rmtree(path, ignore_errors=True)

@@ -568,3 +568,21 @@ def test_a_shared_directory_that_cannot_be_made_is_said_before_any_worker_starts
     assert suite.posts() == []
     assert "not fired: cannot create the directory the xdist workers share" in result.stdout.str()
     assert no_traceback(result.stdout.str())
+
+
+def test_a_dead_sessions_entry_is_re_attached_by_one_session_only(tmp_path: Path) -> None:
+    """Two sessions starting at once after a killed one: the first to claim an entry
+    re-attaches it; the other neither re-attaches nor ends those runs."""
+    case = Case("c", 101, "cekura.toml", pipecat_room_url="https://a.daily.co/r")
+    mark = fingerprint("id", case, {})
+    slot = Slot("id", 0, 101, 60.0, fired_at=time.time(), result_id=7, run_id=70)
+    Ledger(tmp_path, _killed()).record([(case, mark, slot)])
+    first, second = Ledger(tmp_path), Ledger(tmp_path)
+    left = second._left()  # read before the first claims it: the race
+    assert list(first.resume([("id", case)], {}).attached) == ["0:0:id"]
+    assert not second._claim(*left[0])
+    late = second.resume([("id", case)], {})
+    assert late.attached == {} and late.end_runs == [] and late.end_results == []
+    (path,) = tmp_path.iterdir()  # the first session's now: it forgets it once judged
+    first.forget("id")
+    assert not path.exists()
