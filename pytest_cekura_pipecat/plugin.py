@@ -201,6 +201,31 @@ class CekuraPlugin:
             self._wake.start()
         return self.shared_dir
 
+    def worker_input(self) -> dict[str, str]:
+        """What an xdist worker is started with (plain strings; sent over xdist's pipe,
+        never written to disk): the shared directory, the session's identity and its key
+        for the shared secrets file. Before the first worker, a cache or a temporary
+        directory that cannot be written is said: none runs yet, let alone fires."""
+        if self.shared_dir is None and self.shared_problem is None:
+            from ._owner import ledger_directory
+
+            self.announce_ledger_lost(ledger_directory(self.config))
+            if self.shared() is None and self.shared_problem is not None:
+                self.announce(self.shared_problem)
+        shared = self.shared()
+        found = {"cekura_shared_dir": str(shared)} if shared is not None else {}
+        problem = {"cekura_shared_problem": self.shared_problem} if self.shared_problem else {}
+        given = {
+            **found,
+            **problem,
+            "cekura_owner": self.owner.to_text(),
+            "cekura_secrets_key": self.secrets_key.hex(),
+        }
+        if self.simulator is not None:
+            given["cekura_sim_url"] = self.simulator.url
+            given["cekura_sim_key"] = self.simulator.api_key
+        return given
+
     def _firing_started(self) -> bool:
         shared = self.shared_dir
         return shared is not None and (any(shared.glob("sending-*")) or any(shared.glob("batch-*")))
@@ -509,24 +534,7 @@ class XdistHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        plugin = self.plugin
-        if plugin.shared_dir is None and plugin.shared_problem is None:
-            # The first worker: none runs yet, let alone fires.
-            from ._owner import ledger_directory
-
-            plugin.announce_ledger_lost(ledger_directory(plugin.config))
-            if plugin.shared() is None and plugin.shared_problem is not None:
-                plugin.announce(plugin.shared_problem)
-        shared = plugin.shared()
-        if shared is None:
-            node.workerinput["cekura_shared_problem"] = plugin.shared_problem
-        else:
-            node.workerinput["cekura_shared_dir"] = str(shared)
-        node.workerinput["cekura_owner"] = self.plugin.owner.to_text()
-        node.workerinput["cekura_secrets_key"] = self.plugin.secrets_key.hex()
-        if self.plugin.simulator is not None:
-            node.workerinput["cekura_sim_url"] = self.plugin.simulator.url
-            node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
+        node.workerinput.update(self.plugin.worker_input())
 
 
 def _secrets_key(text: object) -> bytes:
