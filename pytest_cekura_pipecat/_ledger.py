@@ -179,14 +179,16 @@ class Ledger:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def record(self, fired: Sequence[tuple[Case, str | None, Slot]]) -> None:
+    def record(self, fired: Sequence[tuple[Case, str | None, Slot]]) -> str | None:
         """Write down an answered start request's slots (case, fingerprint, slot), at once.
-        A slot joins its case's entry of this session; best effort (a full disk must not
-        stop the session: :meth:`problem` said so before firing)."""
+        A slot joins its case's entry of this session. Best effort (a full disk must not
+        stop the session; a cache that cannot be written was said before firing): why a
+        write failed, or None."""
         by_case: dict[str, list[tuple[Case, str, Slot]]] = {}
         for case, mark, slot in fired:
             if mark is not None and slot.result_id is not None and slot.attempt == 0:
                 by_case.setdefault(slot.nodeid, []).append((case, mark, slot))
+        failed: str | None = None
         for nodeid, items in by_case.items():
             case, mark, _ = items[0]
             entry = self._read(self._path(nodeid))
@@ -194,14 +196,15 @@ class Ledger:
                 entry = Entry(nodeid, mark, case.timeout, self.owner)
             known = {s.index for s in entry.slots}
             entry.slots.extend(slot for _, _, slot in items if slot.index not in known)
-            self._write(entry)
+            failed = self._write(entry) or failed
+        return failed
 
-    def _write(self, entry: Entry) -> bool:
+    def _write(self, entry: Entry) -> str | None:
         try:
             write_atomic(self._path(entry.nodeid), json.dumps(entry.to_json()).encode())
-        except SharedDirError:
-            return False
-        return True
+        except SharedDirError as exc:
+            return str(exc)
+        return None
 
     def forget(self, nodeid: str) -> None:
         """This session judged the case: nothing of it is left to resume."""
