@@ -461,6 +461,10 @@ def pytest_cekura_entry(case, entry):
 """
 
 
+# pytest's own cache warns that it cannot write (the project's filterwarnings makes it an error)
+READ_ONLY_CACHE = ("-W", "ignore::pytest.PytestCacheWarning")
+
+
 def _unwritable_ledger(root: Path) -> Path:
     """The ledger's directory made unwritable: a read-only ``.pytest_cache`` (root writes
     there anyway: then a file where the directory would be)."""
@@ -479,7 +483,7 @@ def test_a_ledger_that_cannot_be_written_is_said_before_firing(suite: Suite) -> 
     suite.pytester.makeconftest(ENTRY_MARK)
     directory = _unwritable_ledger(suite.pytester.path)
     try:
-        result = _rerun(suite)
+        result = _rerun(suite, *READ_ONLY_CACHE)
     finally:
         (suite.pytester.path / ".pytest_cache").chmod(0o755)
     result.assert_outcomes(passed=1, failed=1)
@@ -496,7 +500,7 @@ def test_under_xdist_the_controller_says_it_before_any_worker_starts(suite: Suit
     suite.toml(TWO_SLOW_CASES.replace("108", "101"))
     directory = _unwritable_ledger(suite.pytester.path)
     try:
-        result = _rerun(suite, "-n", "2")
+        result = _rerun(suite, "-n", "2", *READ_ONLY_CACHE)
     finally:
         (suite.pytester.path / ".pytest_cache").chmod(0o755)
     result.assert_outcomes(passed=1, failed=1)
