@@ -590,3 +590,28 @@ def test_a_dead_sessions_entry_is_re_attached_by_one_session_only(tmp_path: Path
     (path,) = tmp_path.iterdir()  # the first session's now: it forgets it once judged
     first.forget("id")
     assert not path.exists()
+
+
+def test_an_entry_written_before_sessions_owned_it_is_still_resumed(tmp_path: Path) -> None:
+    """An upgrade loses no billed run: a first-version entry (owned by a pid) is read."""
+    case = Case("c", 101, "cekura.toml", pipecat_room_url="https://a.daily.co/r")
+    old = {
+        "version": 1,
+        "nodeid": "id",
+        "fingerprint": fingerprint("id", case, {}),
+        "timeout": 60.0,
+        "host": socket.gethostname(),
+        "pid": 2**22 + 1,  # above Linux's pid_max: no process has it
+        "slots": [
+            {
+                "index": 0,
+                "scenario": 101,
+                "fired_at": time.time(),
+                "result_id": 7,
+                "run_id": 70,
+                "dashboard_url": None,
+            }
+        ],
+    }
+    (tmp_path / "ledger-0123456789abcdef01234567.json").write_text(json.dumps(old))
+    assert list(Ledger(tmp_path).resume([("id", case)], {}).attached) == ["0:0:id"]
