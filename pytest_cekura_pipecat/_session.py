@@ -8,7 +8,6 @@ belong to the role (``_roles.py``); this object turns a case's final runs into i
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from ._ledger import OFF_NOTE, Ledger, fingerprint
 from ._options import PLUGIN_KEY, Settings
 from ._plan import Slot
 from ._redact import Redactor
-from ._roles import Role, Runtime
+from ._roles import Role, Runtime, judged
 from ._text import plain
 from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
@@ -93,9 +92,9 @@ class CekuraSession:
         self.runtime = runtime
         self.state = SessionState()
         self.role: Role | None = None  # set once by the plugin
-        self.ledger = Ledger.for_config(config, fresh=settings.fresh)
         plugin = config.stash.get(PLUGIN_KEY, None)
-        self.started: float = getattr(plugin, "started", None) or time.time()
+        owner = getattr(plugin, "owner", None)
+        self.ledger = Ledger.for_config(config, owner, fresh=settings.fresh)
         self.bot: SessionBot | None = None  # the bot under test, in the process that fires
         self._notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
 
@@ -355,10 +354,12 @@ class CekuraSession:
         else:
             attempt = self.state.attempts.get(nodeid, 0)
             runs = self._top_up(nodeid, case, self.role.runs(nodeid, attempt), attempt)
+        forget = self.ledger is not None and not self.state.attempts.get(nodeid, 0)
+        forget = forget and judged(runs)  # a wait that gave up leaves the runs to resume
         runs = [self._masked(run, case.scenario) for run in runs]
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
-        if self.ledger is not None and not self.state.attempts.get(nodeid, 0):
+        if forget and self.ledger is not None:
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
 
@@ -465,9 +466,9 @@ class CekuraSession:
         self.state.interrupted = True
         if self.role is not None:
             self.role.interrupt()
-        if self.ledger is not None:
+        if self.ledger is not None and self.role is not None and self.role.ends_calls:
             # The live calls were ended: a later session must not re-attach to them.
-            self.ledger.forget_since(self.started)
+            self.ledger.forget_session()
 
     def close(self) -> None:
         if self.bot is not None:
