@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._case import BotKeys
+from ._case import BotKeys, environ, expand
 from ._errors import CekuraError, ConfigError
 from ._redact import Redactor
 
@@ -246,6 +246,7 @@ class BotConfig:
     start_timeout: float
     log_path: Path
     ready_url: str | None = None  # None: the origin of the cases' start URL + /status
+    layer: str = "file"  # which layer chose the command: flag, file or ini
 
 
 def bot_config(options: BotOptions | None, files: Sequence[BotKeys]) -> BotConfig | None:
@@ -281,7 +282,21 @@ def bot_config(options: BotOptions | None, files: Sequence[BotKeys]) -> BotConfi
         start_timeout=float(values.get("start_timeout", DEFAULT_START_TIMEOUT)),
         log_path=Path(options.log),
         ready_url=values.get("ready_url"),
+        layer=(
+            "flag"
+            if "command" in options.cli
+            else "file"
+            if any(f.command is not None for f in files)
+            else "ini"
+        ),
     )
+
+
+def command_argv(command: str, env: Mapping[str, str]) -> list[str]:
+    """``bot_command`` as the argv it runs: split like a shell line (:func:`shlex.split`, no
+    shell), then ``${VAR}`` expanded in each argument, so a value with spaces (a path) stays
+    one argument. A ConfigError names a missing variable; a ValueError an unbalanced quote."""
+    return [expand(arg, env, "bot_command") for arg in shlex.split(command)]
 
 
 class SessionBot:
@@ -319,7 +334,7 @@ class SessionBot:
                 return self.problem
             try:
                 self._process = BotProcess(
-                    config.command,
+                    command_argv(config.command, environ()),
                     ready_url=url,
                     log_path=config.log_path,
                     start_timeout=config.start_timeout,
@@ -327,7 +342,7 @@ class SessionBot:
                     on_spawn=self._on_spawn,
                 )
                 self._process.start()
-            except BotError as exc:
+            except (BotError, ConfigError) as exc:
                 self.problem = self._redact(str(exc))
             except ValueError as exc:  # shlex: an unbalanced quote
                 self.problem = f"bot command `{config.command}` cannot be parsed: {exc}"

@@ -7,15 +7,17 @@ problem becomes one line naming the file, the case and the field. Values are nev
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import ipaddress
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -24,11 +26,20 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, BotKeys, Case, Defaults, has_template
+from ._case import (
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    BotKeys,
+    BotSource,
+    Case,
+    Defaults,
+    has_template,
+)
 from ._errors import ConfigError
 from ._thresholds import Quarantine, merge_thresholds, parse_date, parse_thresholds
 
@@ -42,11 +53,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True, frozen=True)
 
 
+def _no_template(value: Any, info: ValidationInfo) -> Any:
+    """A field fixed at collection (a name, a mark, a threshold) or a mapping's keys take no
+    ``${VAR}``: one there would be sent or shown as written, so it is an error."""
+    keys_only = info.field_name in _EXPANDED_VALUES
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not keys_only and has_template(item):
+                raise ValueError(
+                    f"{info.field_name}: ${{VAR}} is not expanded here (this field is fixed "
+                    "at collection): write the value itself"
+                )
+        elif isinstance(item, Mapping):
+            if any(isinstance(key, str) and has_template(key) for key in item):
+                raise ValueError(
+                    f"{info.field_name}: ${{VAR}} is not expanded in a key (only in values)"
+                )
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
+
+
+# Fields whose string values take ``${VAR}`` but whose keys do not.
+_EXPANDED_VALUES = frozenset({"publish_data_message", "bot_start_headers", "bot_start_body"})
+
+
 class QuarantineFields(_Strict):
     until: date
     reason: NonEmpty
     owner: NonEmpty | None = None
     issue: NonEmpty | None = None
+
+    _fixed_quarantine = field_validator("until", "reason", "owner", "issue", mode="before")(
+        _no_template
+    )
 
     @field_validator("until", mode="before")
     @classmethod
@@ -75,12 +118,23 @@ class _Common(_Strict):
     quarantine: QuarantineFields | None = None
     adaptive: bool | None = None
 
+    _fixed_common = field_validator(
+        "project", "mock_tool_names", "thresholds", *_EXPANDED_VALUES, mode="before"
+    )(_no_template)
+
     @field_validator("thresholds")
     @classmethod
     def _thresholds(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         if value is not None:
             parse_thresholds(value)  # a ValueError names the key and the problem
         return value
+
+    @model_validator(mode="after")
+    def _one_bot_choice(self) -> Self:
+        problem = contradiction([key for key in BOT_CHOICE if getattr(self, key, None) is not None])
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @field_validator("publish_data_message")
     @classmethod
@@ -112,6 +166,8 @@ _FUNCTION_ONLY_MARKS = frozenset({"parametrize", "usefixtures"})
 class TomlCase(_CaseFields):
     name: NonEmpty | None = None
     marks: list[NonEmpty] = Field(default_factory=list)
+
+    _fixed_case = field_validator("name", "marks", mode="before")(_no_template)
 
     @field_validator("marks")
     @classmethod
@@ -220,25 +276,108 @@ def start_url_problem(url: str) -> str | None:
     return "must be an http:// or https:// URL"
 
 
+# Where a case's bot comes from: one choice, made by the nearest layer that sets one of these
+# (the Pipecat Cloud preset exists only as an ini key and a flag).
+BOT_CHOICE = ("pipecat_room_url", "bot_start_url", "pipecat_cloud_agent")
+_BOT_KIND = {
+    "pipecat_room_url": "room",
+    "bot_start_url": "start_url",
+    "pipecat_cloud_agent": "cloud",
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One level of settings: ``values`` is a model (a case, a marker, a file's top level)
+    or the ini/flag :class:`Defaults`, of which ``keys`` (None: all) belong to this layer."""
+
+    name: str
+    values: Any
+    keys: frozenset[str] | None = None
+
+    def get(self, key: str) -> Any:
+        if self.keys is not None and key not in self.keys:
+            return None
+        return getattr(self.values, key, None)
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    value: Any
+    depth: int  # the index of the deciding layer
+    layer: str
+
+
+def contradiction(keys: Sequence[str]) -> str | None:
+    """Why two settings of one layer contradict each other (both choose the bot), or None."""
+    given = [key for key in BOT_CHOICE if key in keys]
+    if len(given) < 2:
+        return None
+    return (
+        f"{given[0]} and {given[1]} are both set: each chooses where the bot is (a static "
+        "room, or one bot session per run); keep one"
+    )
+
+
+def nearest(layers: Sequence[Layer], keys: Sequence[str]) -> Choice | None:
+    """The precedence rule, for every key: the nearest layer that sets a key decides. Keys
+    that are one choice (:data:`BOT_CHOICE`) are decided together: a case's own start URL
+    beats an inherited room, and its own room an inherited start URL. Two of them at the
+    deciding layer contradict each other: a ConfigError (validation says it first)."""
+    for depth, layer in enumerate(layers):
+        given = [key for key in keys if layer.get(key) is not None]
+        if not given:
+            continue
+        problem = contradiction(given)
+        if problem:
+            raise ConfigError([f"{layer.name}: {problem}"])
+        return Choice(given[0], layer.get(given[0]), depth, layer.name)
+    return None
+
+
+def layers(
+    fields: _CaseFields, level: str, file: _Common | None, defaults: Defaults
+) -> list[Layer]:
+    """A case's layers, nearest first: itself (``case`` or ``marker``), the top of its
+    ``cekura.toml``, the command line, the ini file."""
+    found = [Layer(level, fields)]
+    if file is not None:
+        found.append(Layer("file", file))
+    flags = defaults.flag_keys
+    ini = frozenset(f.name for f in dataclasses.fields(Defaults)) - flags
+    found += [Layer("flag", defaults, flags), Layer("ini", defaults, ini)]
+    return found
+
+
+def _key_label(key: str, layer: str) -> str:
+    if layer == "flag":
+        return "--cekura-" + key.replace("_", "-")
+    if layer == "ini":
+        return f"ini key cekura_{key}"
+    return key
+
+
+def bot_source(choice: Choice | None) -> BotSource | None:
+    if choice is None:
+        return None
+    return BotSource(_BOT_KIND[choice.key], choice.layer, _key_label(choice.key, choice.layer))
+
+
 def _bot_start(
-    fields: _CaseFields, file_defaults: _Common | None, defaults: Defaults
+    found: Sequence[Layer], choice: Choice | None
 ) -> tuple[str | None, dict[str, str] | None, dict[str, Any] | None]:
     """The case's start URL, and the headers and body that go with it: those of the level
     that names the URL and of the more specific levels, never of a less specific one (a case
     that names its own start URL must not send the file's Authorization header there)."""
-    layers: list[_Common] = [fields] + ([file_defaults] if file_defaults is not None else [])
-    url: str | None = defaults.bot_start_url
-    applies = layers
-    for depth, layer in enumerate(layers):
-        if layer.bot_start_url is not None:
-            url, applies = layer.bot_start_url, layers[: depth + 1]
-            break
+    if choice is None or choice.key != "bot_start_url":
+        return None, None, None
     headers: dict[str, str] = {}
     body: dict[str, Any] = {}
-    for layer in reversed(applies):  # least specific first; the case's own values win
-        headers.update(layer.bot_start_headers or {})
-        body = _deep_merge(body, layer.bot_start_body or {})
-    return url, headers or None, body or None
+    for layer in reversed(found[: choice.depth + 1]):  # least specific first; nearer wins
+        headers.update(layer.get("bot_start_headers") or {})
+        body = _deep_merge(body, layer.get("bot_start_body") or {})
+    return choice.value, headers or None, body or None
 
 
 def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,18 +399,19 @@ def _merge(
     file_defaults: _Common | None,
     defaults: Defaults,
     marks: tuple[str, ...] = (),
+    level: str = "case",
 ) -> Case:
+    found = layers(fields, level, file_defaults, defaults)
+
     def pick(key: str) -> Any:
-        value = getattr(fields, key)
-        if value is None and file_defaults is not None:
-            value = getattr(file_defaults, key)
-        if value is None:
-            value = getattr(defaults, key, None)
-        return value
+        choice = nearest(found, (key,))
+        return choice.value if choice is not None else None
 
     project = pick("project")
     timeout = pick("timeout")
-    start_url, start_headers, start_body = _bot_start(fields, file_defaults, defaults)
+    bot = nearest(found, BOT_CHOICE)
+    start_url, start_headers, start_body = _bot_start(found, bot)
+    room = bot.value if bot is not None and bot.key == "pipecat_room_url" else None
     suite = getattr(file_defaults, "thresholds", None) if file_defaults is not None else None
     quarantine = pick("quarantine")
     allow_unevaluated = pick("allow_unevaluated")
@@ -280,8 +420,8 @@ def _merge(
         scenario=fields.scenario,
         source=source,
         agent=pick("agent"),
-        pipecat_room_url=pick("pipecat_room_url"),
-        pipecat_token=pick("pipecat_token"),
+        pipecat_room_url=room,
+        pipecat_token=pick("pipecat_token") if room is not None else None,
         publish_data_message=pick("publish_data_message"),
         repeat=fields.repeat,
         min_passes=fields.min_passes if fields.min_passes is not None else fields.repeat,
@@ -301,6 +441,7 @@ def _merge(
         quarantine=quarantine.value() if quarantine is not None else None,
         canary=fields.canary,
         adaptive=bool(pick("adaptive")),
+        bot_source=bot_source(bot),
     )
 
 
@@ -308,6 +449,8 @@ def _room_problems(
     case: Case, where: str, have_room_provider: bool, looked_for: Sequence[str] = ()
 ) -> list[str]:
     url = case.pipecat_room_url
+    if case.bot_source is not None and case.bot_source.kind == "cloud":
+        return []
     if url is None:
         start = case.bot_start_url
         if start is not None:
@@ -472,6 +615,19 @@ def load_file(
     return parsed, cases
 
 
+def merge_markers(kwargs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The keyword arguments of a test's markers, farthest first: a closer marker's value
+    wins, key by key, and a closer marker that chooses the bot (:data:`BOT_CHOICE`) replaces
+    the farther markers' choice (a function's start URL beats its class's room)."""
+    merged: dict[str, Any] = {}
+    for one in kwargs:
+        if any(one.get(key) is not None for key in BOT_CHOICE):
+            for key in BOT_CHOICE:
+                merged.pop(key, None)
+        merged.update(one)
+    return merged
+
+
 def case_from_marker(
     kwargs: Mapping[str, Any],
     *,
@@ -487,7 +643,14 @@ def case_from_marker(
         fields = MarkerArgs.model_validate(dict(kwargs))
     except ValidationError as exc:
         raise ConfigError(_problems(exc, where)) from None
-    case = _merge(fields, name=name, source=source, file_defaults=file_defaults, defaults=defaults)
+    case = _merge(
+        fields,
+        name=name,
+        source=source,
+        file_defaults=file_defaults,
+        defaults=defaults,
+        level="marker",
+    )
     problems = _room_problems(case, where, have_room_provider, looked_for)
     if problems:
         raise ConfigError(problems)

@@ -13,7 +13,8 @@ from types import FrameType
 import httpx
 import pytest
 
-from pytest_cekura_pipecat._bot import BotError, BotProcess, ready_url_for
+from pytest_cekura_pipecat._bot import BotError, BotProcess, command_argv, ready_url_for
+from pytest_cekura_pipecat._errors import ConfigError
 
 BOT = str(Path(__file__).parent / "standins" / "bot.py")
 
@@ -166,3 +167,26 @@ def test_a_missing_executable_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(BotError, match=r"^bot `no-such-bot-binary --port 1` could not start"):
         process.start()
     assert not process.running
+
+
+# -- ${VAR} in bot_command (issue 28) ---------------------------------------------------------
+
+
+def test_bot_command_is_split_then_each_argument_expanded() -> None:
+    env = {"BOT_PYTHON": "/opt/my python/bin/python", "BOT_PORT": "7861"}
+    assert command_argv("${BOT_PYTHON} bot.py --port ${BOT_PORT} '${NAME:-a b}'", env) == [
+        "/opt/my python/bin/python",  # a value with spaces stays one argument
+        "bot.py",
+        "--port",
+        "7861",
+        "a b",
+    ]
+
+
+def test_a_missing_variable_of_bot_command_is_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        command_argv("${BOT_PYTHON} bot.py", {})
+    assert info.value.problems == [
+        "bot_command: environment variable BOT_PYTHON is not set (export it, or write "
+        "${BOT_PYTHON:-default})"
+    ]
