@@ -44,6 +44,9 @@ from ._errors import ConfigError
 from ._thresholds import Quarantine, merge_thresholds, parse_date, parse_thresholds
 
 MAX_REPEAT = 100  # Cekura's own frequency cap
+# Levels of tables and arrays a document (or a marker's arguments) may nest: far more than a
+# configuration needs, far less than what exhausts the stack of a parser or a validator.
+MAX_DEPTH = 64
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -480,14 +483,43 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether tables and arrays nest more than ``limit`` levels (walked without recursion:
+    a value nested thousands of levels deep must not exhaust the stack here either)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+_TOO_DEEP = f"tables and arrays nested more than {MAX_DEPTH} levels deep: flatten them"
+
+
 def parse_toml(path: Path, display: str | None = None) -> dict[str, Any]:
+    """A ``cekura.toml`` as a document; any problem is a one-line ConfigError naming it.
+    Nesting is capped here, at the file's boundary, so no later stage (validation, JSON,
+    ``${VAR}`` expansion) recurses thousands of levels deep."""
     where = display or str(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{where}: invalid TOML: {exc}"]) from None
+    except RecursionError:  # the parser recurses once per level of inline nesting
+        raise ConfigError([f"{where}: {_TOO_DEEP}"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{where}: cannot read: {exc}"]) from None
+    if too_deep(document):
+        raise ConfigError([f"{where}: {_TOO_DEEP}"])
+    return document
 
 
 def nearest_toml(directory: Path, rootdir: Path) -> tuple[Path | None, list[Path]]:
@@ -639,6 +671,10 @@ def case_from_marker(
     looked_for: Sequence[str] = (),
 ) -> Case:
     where = f"{source}: @pytest.mark.cekura"
+    if too_deep(kwargs, MAX_DEPTH - 1):  # the arguments sit one level higher than in a file
+        raise ConfigError(
+            [f"{where}: dicts and lists nested more than {MAX_DEPTH} levels deep: flatten them"]
+        )
     try:
         fields = MarkerArgs.model_validate(dict(kwargs))
     except ValidationError as exc:

@@ -811,3 +811,60 @@ def test_two_bot_choices_in_one_options_layer_are_a_usage_error(
     suite.toml("[[case]]\nscenario = 101\n")
     result = suite.run(*args)
     assert_usage_error(suite, result, pattern)
+
+
+# -- nesting (issue 27) -----------------------------------------------------------------------
+
+DEEP = 5000
+TOO_DEEP = "cekura.toml: tables and arrays nested more than 64 levels deep: flatten them"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ROOM
+        + "[[case]]\nscenario = 101\npublish_data_message = "
+        + "{ a = " * DEEP
+        + "1"
+        + " }" * DEEP
+        + "\n",
+        ROOM + "a = " + "[" * DEEP + "]" * DEEP + "\n",
+        ROOM + "publish_data_message." + ".".join(["x"] * DEEP) + " = 1\n",
+    ],
+    ids=["inline-tables", "arrays", "dotted-keys"],
+)
+def test_a_toml_nested_thousands_of_levels_deep_is_one_line(suite: Suite, text: str) -> None:
+    suite.toml(text)
+    result = suite.run()
+    assert_collection_error(suite, result, TOO_DEEP)
+    assert "RecursionError" not in _output(result)
+
+
+def test_a_marker_nested_thousands_of_levels_deep_is_one_line(suite: Suite) -> None:
+    suite.pytester.makepyfile(
+        test_marked=f"""
+        import pytest
+
+        message = 1
+        for _ in range({DEEP}):
+            message = {{"a": message}}
+
+        @pytest.mark.cekura(scenario=101, pipecat_room_url="https://acme.daily.co/r",
+                            publish_data_message=message)
+        def test_deep():
+            pass
+        """
+    )
+    result = suite.run()
+    assert_usage_error(
+        suite,
+        result,
+        "*test_marked.py::test_deep: @pytest.mark.cekura: dicts and lists nested more than 64 "
+        "levels deep: flatten them",
+    )
+
+
+def test_a_config_nested_as_deep_as_allowed_still_loads() -> None:
+    message = "{ a = " * 60 + '"${X:-x}"' + " }" * 60
+    (case,) = _load(ROOM + f"[[case]]\nscenario = 1\npublish_data_message = {message}\n")
+    assert case.publish_data_message is not None
