@@ -122,7 +122,17 @@ class _Common(_Strict):
     adaptive: bool | None = None
 
     _fixed_common = field_validator(
-        "project", "mock_tool_names", "thresholds", *_EXPANDED_VALUES, mode="before"
+        "agent",
+        "timeout",
+        "project",
+        "mock_tool_names",
+        "room_concurrency",
+        "max_live_runs",
+        "thresholds",
+        "allow_unevaluated",
+        "adaptive",
+        *_EXPANDED_VALUES,
+        mode="before",
     )(_no_template)
 
     @field_validator("thresholds")
@@ -154,6 +164,10 @@ class _CaseFields(_Common):
     repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
     min_passes: PositiveInt | None = None
     canary: bool = False
+
+    _fixed_case_fields = field_validator(
+        "scenario", "repeat", "min_passes", "canary", mode="before"
+    )(_no_template)
 
     @model_validator(mode="after")
     def _min_passes_fits(self) -> _CaseFields:
@@ -192,6 +206,8 @@ class TomlFile(_Common):
     bot_command: NonEmpty | None = None
     bot_ready_url: NonEmpty | None = None
     bot_start_timeout: Annotated[float, Field(gt=0)] | None = None
+
+    _fixed_file = field_validator("bot_start_timeout", mode="before")(_no_template)
 
 
 class MarkerArgs(_CaseFields):

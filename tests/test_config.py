@@ -98,6 +98,11 @@ def test_unknown_keys_are_named_with_a_suggestion(suite: Suite) -> None:
         ("timeout = -1.5", "cekura.toml: case #1: timeout: Input should be greater than 0"),
         ("marks = [1]", "cekura.toml: case #1: marks.0: Input should be a valid string"),
         (
+            'agent = "${AGENT}"',
+            "cekura.toml: case #1: agent: ${VAR} is not expanded here (this field is fixed "
+            "at collection): write the value itself",
+        ),
+        (
             'project = "${PROJECT}"',
             "cekura.toml: case #1: project: ${VAR} is not expanded here (this field is fixed "
             "at collection): write the value itself",
