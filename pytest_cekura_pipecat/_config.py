@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -307,21 +307,13 @@ _BOT_KIND = {
 
 @dataclass(frozen=True)
 class Layer:
-    """One level of settings: ``values`` is a model (a case, a marker, a file's top level)
-    or the ini/flag :class:`Defaults`, of which ``keys`` (None: all) belong to this layer."""
+    """One level of settings: ``values`` holds what it sets (a key set to None is not)."""
 
     name: str
-    values: Any
-    keys: frozenset[str] | None = None
-
-    def get(self, key: str) -> Any:
-        if self.keys is not None and key not in self.keys:
-            return None
-        return getattr(self.values, key, None)
+    values: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
     key: str
     value: Any
     depth: int  # the index of the deciding layer
@@ -344,15 +336,33 @@ def nearest(layers: Sequence[Layer], keys: Sequence[str]) -> Choice | None:
     that are one choice (:data:`BOT_CHOICE`) are decided together: a case's own start URL
     beats an inherited room, and its own room an inherited start URL. Two of them at the
     deciding layer contradict each other: a ConfigError (validation says it first)."""
+    if len(keys) == 1:  # most keys: nothing can contradict them
+        key = keys[0]
+        for depth, layer in enumerate(layers):
+            value = layer.values.get(key)
+            if value is not None:
+                return Choice(key, value, depth, layer.name)
+        return None
     for depth, layer in enumerate(layers):
-        given = [key for key in keys if layer.get(key) is not None]
-        if not given:
-            continue
-        problem = contradiction(given)
-        if problem:
-            raise ConfigError([f"{layer.name}: {problem}"])
-        return Choice(given[0], layer.get(given[0]), depth, layer.name)
+        values = layer.values
+        found: str | None = None
+        for key in keys:
+            if values.get(key) is not None:
+                if found is not None:
+                    raise ConfigError([f"{layer.name}: {contradiction([found, key])}"])
+                found = key
+        if found is not None:
+            return Choice(found, values[found], depth, layer.name)
     return None
+
+
+@functools.lru_cache(maxsize=8)  # pure; one Defaults per session
+def _option_layers(defaults: Defaults) -> tuple[Layer, Layer]:
+    """The command line's and the ini file's layers of ``defaults``."""
+    values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(Defaults)}
+    flags = {key: value for key, value in values.items() if key in defaults.flag_keys}
+    ini = {key: value for key, value in values.items() if key not in defaults.flag_keys}
+    return Layer("flag", flags), Layer("ini", ini)
 
 
 def layers(
@@ -360,12 +370,11 @@ def layers(
 ) -> list[Layer]:
     """A case's layers, nearest first: itself (``case`` or ``marker``), the top of its
     ``cekura.toml``, the command line, the ini file."""
-    found = [Layer(level, fields)]
+    # A model's __dict__ holds its fields' values: read, never written.
+    found = [Layer(level, fields.__dict__)]
     if file is not None:
-        found.append(Layer("file", file))
-    flags = defaults.flag_keys
-    ini = frozenset(f.name for f in dataclasses.fields(Defaults)) - flags
-    found += [Layer("flag", defaults, flags), Layer("ini", defaults, ini)]
+        found.append(Layer("file", file.__dict__))
+    found.extend(_option_layers(defaults))
     return found
 
 
@@ -394,8 +403,8 @@ def _bot_start(
     headers: dict[str, str] = {}
     body: dict[str, Any] = {}
     for layer in reversed(found[: choice.depth + 1]):  # least specific first; nearer wins
-        headers.update(layer.get("bot_start_headers") or {})
-        body = _deep_merge(body, layer.get("bot_start_body") or {})
+        headers.update(layer.values.get("bot_start_headers") or {})
+        body = _deep_merge(body, layer.values.get("bot_start_body") or {})
     return choice.value, headers or None, body or None
 
 
@@ -502,18 +511,16 @@ def one_line(text: str) -> str:
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether tables and arrays nest more than ``limit`` levels (walked without recursion:
     a value nested thousands of levels deep must not exhaust the stack here either)."""
+    if not isinstance(value, dict | list | tuple):
+        return False
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, Mapping):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth >= limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list | tuple):
+                if depth + 1 >= limit:
+                    return True
+                stack.append((child, depth + 1))
     return False
 
 
