@@ -417,7 +417,12 @@ def _value(config: pytest.Config, name: str) -> Any:
         where = f"ini key {name}"
     if raw in (None, ""):
         return option.default
-    if name not in _TEMPLATED and has_template(str(raw)):
+    return _convert(option, raw, where)
+
+
+def _convert(option: _Option, raw: Any, where: str) -> Any:
+    """A set option's value, typed; an OptionError names where it was set."""
+    if option.name not in _TEMPLATED and has_template(str(raw)):
         raise OptionError(
             f"{where}: ${{VAR}} is not expanded here (only in "
             f"{', '.join(sorted(_TEMPLATED))}): write the value itself"
@@ -568,12 +573,8 @@ def _bot_options(config: pytest.Config) -> BotOptions:
             (cli, config.getoption(name, None), option.flag),
             (ini, config.getini(name), f"ini key {name}"),
         ):
-            if raw in (None, ""):
-                continue
-            try:
-                layer[key] = option.type(str(raw).strip())
-            except ValueError:
-                raise OptionError(f"{where}: {raw!r} is not valid ({option.help})") from None
+            if raw not in (None, ""):
+                layer[key] = _convert(option, raw, where)
     ini_dir = config.inipath.parent if config.inipath is not None else config.rootpath
     log = _value(config, "cekura_bot_log") or "cekura-bot.log"
     return BotOptions(

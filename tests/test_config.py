@@ -354,6 +354,11 @@ def test_marker_errors_are_usage_errors(suite: Suite, args: str, patterns: list[
             " cekura_bot_ready_url, cekura_bot_start_url, cekura_pipecat_room_url): write the "
             "value itself",
         ),
+        (
+            None,
+            ["--cekura-bot-start-timeout=${T}"],
+            "ERROR: --cekura-bot-start-timeout: ${VAR} is not expanded here*",
+        ),
     ],
 )
 def test_invalid_option_values_are_one_line_usage_errors(
