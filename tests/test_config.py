@@ -874,7 +874,15 @@ def test_a_marker_nested_thousands_of_levels_deep_is_one_line(suite: Suite) -> N
     )
 
 
-def test_a_config_nested_as_deep_as_allowed_still_loads() -> None:
-    message = "{ a = " * 60 + '"${X:-x}"' + " }" * 60
-    (case,) = _load(ROOM + f"[[case]]\nscenario = 1\npublish_data_message = {message}\n")
+def test_nesting_is_capped_at_64_levels_of_the_document() -> None:
+    def message(levels: int) -> str:
+        # The document, the case array and the case are the first three levels.
+        return "{ a = " * levels + '"${X:-x}"' + " }" * levels
+
+    (case,) = _load(ROOM + f"[[case]]\nscenario = 1\npublish_data_message = {message(61)}\n")
     assert case.publish_data_message is not None
+    with pytest.raises(ConfigError) as info:
+        _load(ROOM + f"[[case]]\nscenario = 1\npublish_data_message = {message(62)}\n")
+    assert info.value.problems == [
+        "suite/cekura.toml: tables and arrays nested more than 64 levels deep: flatten them"
+    ]
