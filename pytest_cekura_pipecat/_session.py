@@ -30,6 +30,25 @@ from ._text import plain
 from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
+
+
+def bot_from(case: Case, hooked: bool, cloud: str | None) -> str:
+    """Where a case's bot comes from, as the dry run says it: ``hooked`` when a
+    ``pytest_cekura_room`` hook of the user's is asked first for a case without a room."""
+    source = case.bot_source
+    if source is None:
+        return "bot: the pytest_cekura_room hook's room (no layer sets a room or a start URL)"
+    chosen = f"(chosen by {source.layer}: {source.key})"
+    if source.kind == "room":
+        return f"bot: static room {case.pipecat_room_url} {chosen}"
+    if source.kind == "start_url":
+        what = f"one bot session per run from start URL {case.bot_start_url}"
+    else:
+        what = f"one Pipecat Cloud session per run of agent {cloud}"
+    hook = "the pytest_cekura_room hook's room, else " if hooked else ""
+    return f"bot: {hook}{what} {chosen}"
+
+
 NO_KEY_LINE = (
     "cekura: CEKURA_API_KEY is not set: no case will be fired, each one errors (export your "
     "Cekura API key, or run with --cekura-simulate)"
@@ -286,7 +305,8 @@ class CekuraSession:
         selected = self.selected(items)
         ctx = self._context(None)
         first = [(nodeid, case.first_firing()) for nodeid, case in selected]
-        lines = dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
+        lines = [self.redactor(line) for line in self.bot_lines(selected)]
+        lines += dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
         lines += [
             f"adaptive case {case.name}: up to {case.repeat - case.first_runs} more run(s) if "
             "runs do not pass"
@@ -299,6 +319,28 @@ class CekuraSession:
         ]
         problem = self.budget_problem(selected)
         return lines + ([problem] if problem else [])
+
+    def bot_lines(self, selected: Sequence[tuple[str, Case]]) -> list[str]:
+        """Where each case's bot comes from and which layer chose it (as written: no
+        variable is expanded), and the bot the session starts."""
+        from ._bot_rooms import BotStartRooms
+
+        hooked = any(
+            not (impl.wrapper or impl.hookwrapper or isinstance(impl.plugin, BotStartRooms))
+            for impl in self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls()
+        )
+        cloud = self.settings.defaults.pipecat_cloud_agent
+        lines = [f"case {case.name}: {bot_from(case, hooked, cloud)}" for _, case in selected]
+        try:
+            bot = bot_config(self.settings.bot, self.state.bot_keys)
+        except ConfigError as exc:
+            return [*lines, str(exc)]
+        if bot is not None and selected:
+            lines.append(
+                f"bot_command `{bot.command}` (chosen by {bot.layer}): started once before "
+                f"firing, in {bot.cwd}"
+            )
+        return lines
 
     def rerun_problem(self, nodeid: str) -> str | None:
         """Why a rerun must not fire again, or None. Only a case whose runs all reached
