@@ -405,19 +405,25 @@ class Watcher:
         self, watched: _Watched, result: Result, ready: list[_Finished], now: float
     ) -> None:
         """Hand the runs whose verdicts are taken on to have their details fetched, with
-        Cekura's own account of those that did not pass; while Cekura is still writing
-        the summary of a result that just ended, they wait for it (briefly)."""
+        Cekura's own account of those that did not pass. Cekura writes its summary once the
+        result ended: while it says one is coming, a failing run waits for the end (bounded
+        by its case timeout, when it is published as it is) and a few seconds more."""
         ready = [*watched.held.values(), *ready]
         watched.held = {}
         if not ready:
             return
         failing = [f for f in ready if f.run.verdict != "passed"]
-        ended_at = watched.ended_at
-        if failing and result.summary_pending and ended_at and now - ended_at < _SUMMARY_GRACE:
-            watched.held = {f.slot.key: f for f in ready}
-            soon = now + min(self.settings.poll_interval, _SUMMARY_POLL)
-            watched.next_poll = min(watched.next_poll, soon)
-            return
+        if failing and result.summary_pending:
+            ended_at = watched.ended_at
+            if ended_at is None:  # the summary comes after the end: they wait for it
+                watched.held = {f.slot.key: f for f in failing}
+                ready = [f for f in ready if f.run.verdict == "passed"]
+                failing = []
+            elif now - ended_at < _SUMMARY_GRACE:
+                watched.held = {f.slot.key: f for f in ready}
+                soon = now + min(self.settings.poll_interval, _SUMMARY_POLL)
+                watched.next_poll = min(watched.next_poll, soon)
+                return
         for finished in failing:
             summary, reasons = result.cekura_reasons(finished.run.run_id)
             finished.run = replace(finished.run, ai_summary=summary, failed_reasons=reasons)

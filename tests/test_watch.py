@@ -503,3 +503,49 @@ def test_the_ai_summary_is_never_waited_for_long() -> None:
     failing = published[slots[0].key]
     assert failing.verdict == "failed" and failing.ai_summary == ""
     assert when[slots[0].key] - (T0 + 2) <= 4.0
+
+
+def test_a_run_that_failed_early_waits_for_its_results_summary() -> None:
+    """The summary is written after the result ended: a run that failed while others of
+    its result still ran waits for the end (and the summary), a passing run does not."""
+    slots = [slot(1, 11), slot(1, 12), slot(1, 13)]
+    failing = {"expected_outcome": {"score": 10, "explanation": ["No booking made."]}}
+    passing = {"expected_outcome": {"score": 100}}
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        ended = now >= T0 + 5
+        body: dict[str, Any] = {
+            "id": 1,
+            "status": "completed" if ended else "in_progress",
+            "runs": [
+                run(11, "completed", False, **failing),
+                run(12, "completed", True, **passing),
+                run(13, "completed" if ended else "in_progress", True, **passing),
+            ],
+            "ai_summary_status": "completed" if now >= T0 + 6 else "pending",
+        }
+        if now >= T0 + 6:
+            body["ai_summary"] = "One run did not book."
+        return body
+
+    published, when, _, _ = watch(slots, script)
+    assert published[slots[0].key].ai_summary == "One run did not book."
+    assert when[slots[1].key] - T0 <= 2.0  # the passing run was not held
+    assert T0 + 6 <= when[slots[0].key] <= T0 + 8
+
+
+def test_a_failing_run_held_for_the_summary_keeps_its_verdict_at_its_deadline() -> None:
+    slots = [slot(1, 11, timeout=5.0), slot(1, 12, timeout=600.0)]
+    failing = {"expected_outcome": {"score": 10, "explanation": ["No booking made."]}}
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        return {
+            "id": 1,
+            "status": "in_progress",
+            "runs": [run(11, "completed", False, **failing), run(12, "in_progress")],
+            "ai_summary_status": "pending",
+        }
+
+    published, when, _, _ = watch(slots, script)
+    assert published[slots[0].key].verdict == "failed"
+    assert when[slots[0].key] - T0 == pytest.approx(5.0, abs=1.0)
