@@ -90,14 +90,17 @@ def test_a_new_result_answering_404_at_first_is_read_again_on_v2(suite: Suite) -
     assert all(r.status == 200 for r in reads[2:])
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
 @pytest.mark.parametrize("sim", [{"ai_summary_after": 0.3}], indirect=True)
 def test_cekuras_summary_reaches_every_output(
-    suite: Suite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    suite: Suite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: list[str]
 ) -> None:
     step = tmp_path / "step.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
     suite.toml(cases(101, 304))
-    result = suite.run("-rA", "--cekura-report=report.json", "--cekura-pr-comment=comment.md")
+    result = suite.run(
+        "-rA", "--cekura-report=report.json", "--cekura-pr-comment=comment.md", *workers
+    )
     out = result.stdout.str()
     assert no_traceback(out), out
     result.assert_outcomes(passed=1, failed=1)
