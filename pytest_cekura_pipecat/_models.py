@@ -423,9 +423,13 @@ def _failed_reasons(value: object) -> tuple[dict[int, list[str]], list[str]]:
         else:
             general.extend(texts)
 
-    items: Any = value.items() if isinstance(value, dict) else _to_list(value)
-    if isinstance(value, str):
-        items = [value]
+    items: Any
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, _SEQUENCE):
+        items = value
+    else:
+        items = [] if value is None else [value]
     for item in items:
         if isinstance(item, tuple):
             add(item[0], item[1])

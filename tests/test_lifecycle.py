@@ -123,3 +123,15 @@ def test_cekuras_summary_reaches_every_output(
     escaped = "1 of 2 runs did not pass\\."
     assert escaped in step.read_text()
     assert escaped in (suite.pytester.path / "comment.md").read_text()
+
+
+@pytest.mark.parametrize("sim", [{"early_completed": True}], indirect=True)
+def test_the_older_reading_of_a_results_end_is_tolerated(suite: Suite) -> None:
+    """The result reads completed once its first run completed (the older published
+    reading), while another run still waits for its verdict and a third still runs: the
+    waiting run is judged when its verdict lands, not errored."""
+    suite.toml(cases(101, 301, 108))
+    result = suite.run("-rA")
+    out = result.stdout.str()
+    assert no_traceback(out), out
+    result.assert_outcomes(passed=3)
