@@ -40,8 +40,12 @@ class SimulatorConfigError(ValueError):
 
 
 def _check_timing_field(field: str, value: object) -> str | None:
-    """The problem with a field of the run's timing (``phases``, ``verdict_after``,
-    ``early_success``); "" for a field that is not one of them."""
+    """The problem with a field of the run's timing (``seconds``, ``phases``,
+    ``verdict_after``, ``early_success``); "" for a field that is not one of them."""
+    if field == "seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {type(value).__name__}"
+        return f"must be a finite number >= 0, got {value!r}" if _bad_seconds(value) else None
     if field == "phases":
         pairs = _pairs(value)
         if pairs is None:
@@ -85,11 +89,6 @@ def check_script_field(field: str, value: object) -> str | None:
     elif field == "outcome":
         if value not in OUTCOMES:
             return f"must be one of {', '.join(OUTCOMES)}, got {value!r}"
-    elif field == "seconds":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number, got {type(value).__name__}"
-        if not math.isfinite(value) or value < 0:
-            return f"must be a finite number >= 0, got {value!r}"
     elif field in ("reasons", "failed_metrics"):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             return "must be a list of strings"
