@@ -406,8 +406,10 @@ class Watcher:
     ) -> None:
         """Hand the runs whose verdicts are taken on to have their details fetched, with
         Cekura's own account of those that did not pass. Cekura writes its summary once the
-        result ended: while it says one is coming, a failing run waits for the end (bounded
-        by its case timeout, when it is published as it is) and a few seconds more."""
+        result ended: while it says one is coming, a run that failed its evaluation waits
+        for the end (bounded by its case timeout, when it is published as it is), and every
+        run that did not pass waits a few seconds more. An errored run is not held until
+        the end: the circuit breaker counts the first errors as they come."""
         ready = [*watched.held.values(), *ready]
         watched.held = {}
         if not ready:
@@ -415,10 +417,10 @@ class Watcher:
         failing = [f for f in ready if f.run.verdict != "passed"]
         if failing and result.summary_pending:
             ended_at = watched.ended_at
-            if ended_at is None:  # the summary comes after the end: they wait for it
-                watched.held = {f.slot.key: f for f in failing}
-                ready = [f for f in ready if f.run.verdict == "passed"]
-                failing = []
+            if ended_at is None:  # the summary comes after the end: failures wait for it
+                watched.held = {f.slot.key: f for f in failing if f.run.verdict == "failed"}
+                ready = [f for f in ready if f.slot.key not in watched.held]
+                failing = [f for f in failing if f.slot.key not in watched.held]
             elif now - ended_at < _SUMMARY_GRACE:
                 watched.held = {f.slot.key: f for f in ready}
                 soon = now + min(self.settings.poll_interval, _SUMMARY_POLL)

@@ -549,3 +549,21 @@ def test_a_failing_run_held_for_the_summary_keeps_its_verdict_at_its_deadline() 
     published, when, _, _ = watch(slots, script)
     assert published[slots[0].key].verdict == "failed"
     assert when[slots[0].key] - T0 == pytest.approx(5.0, abs=1.0)
+
+
+def test_an_errored_run_is_not_held_for_the_summary() -> None:
+    """Errors are published as they come (the circuit breaker counts the first ones), even
+    while a summary is coming."""
+    slots = [slot(1, 11), slot(1, 12, timeout=600.0)]
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        return {
+            "id": 1,
+            "status": "in_progress",
+            "runs": [run(11, "failed", error_message="bot crashed"), run(12, "in_progress")],
+            "ai_summary_status": "pending",
+        }
+
+    published, when, _, _ = watch(slots, script)
+    assert published[slots[0].key].error_message == "bot crashed"
+    assert when[slots[0].key] - T0 <= 2.0
