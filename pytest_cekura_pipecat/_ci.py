@@ -4,13 +4,17 @@ parallel job is, and where a report came from (commit, branch, run, attempt)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ._options import SHARD_AUTO
 from ._summary import BAD, Case, display_reason, first_line
+from ._text import plain
 
 ANNOTATION_LIMIT = 10  # GitHub shows at most 10 error annotations per step
+# pytest-github-actions-annotate-failures: the object it registers (on the controller only)
+# to print an ``::error`` for every test that failed in its call phase.
+_ANNOTATE_FAILURES = ("annotate_errors", "pytest_github_actions_annotate_failures")
 
 
 def in_github_actions(env: Mapping[str, str] | None = None) -> bool:
@@ -27,10 +31,24 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def github_annotations(cases: Sequence[Case], limit: int = ANNOTATION_LIMIT) -> list[str]:
+def annotated_elsewhere(pluginmanager: Any) -> frozenset[str]:
+    """The outcomes another active plugin already annotates: pytest-github-actions-annotate-
+    failures prints an ``::error`` for every test that failed in its call phase (outcome
+    ``failed``), not for errors in setup (``error``)."""
+    name, module = _ANNOTATE_FAILURES
+    plugin = pluginmanager.get_plugin(name)
+    if plugin is not None and type(plugin).__module__.startswith(module):
+        return frozenset({"failed"})
+    return frozenset()
+
+
+def github_annotations(
+    cases: Sequence[Case], limit: int = ANNOTATION_LIMIT, elsewhere: Collection[str] = ()
+) -> list[str]:
     """``::error`` workflow commands for failed and errored cases (at most ``limit``), then
-    one ``::notice`` counting the rest."""
-    bad = [c for c in cases if c.get("outcome") in BAD]
+    one ``::notice`` counting the rest. Cases whose outcome is in ``elsewhere`` are left to
+    the plugin that annotates them already (one problem, one annotation)."""
+    bad = [c for c in cases if c.get("outcome") in BAD and c.get("outcome") not in elsewhere]
     lines = []
     for case in bad[:limit]:
         props = []
@@ -38,9 +56,12 @@ def github_annotations(cases: Sequence[Case], limit: int = ANNOTATION_LIMIT) -> 
             props.append(f"file={escape_property(str(case['path']))}")
             if case.get("line"):
                 props.append(f"line={int(case['line'])}")
-        title = f"{case['name']} ({case.get('outcome')})"
+        # Outside text (the reason) is made inert for the terminal before it is escaped as
+        # the command's data: the escaping keeps it inside this one command.
+        title = plain(f"{case['name']} ({case.get('outcome')})", one_line=True)
         props.append(f"title={escape_property(title)}")
-        reason = first_line(display_reason(case)) or f"the case {case.get('outcome')}"
+        reason = plain(first_line(display_reason(case)), one_line=True)
+        reason = reason or f"the case {case.get('outcome')}"
         lines.append(f"::error {','.join(props)}::{escape_data(reason)}")
     if len(bad) > limit:
         rest = len(bad) - limit

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -44,9 +43,11 @@ from ._errors import (
 )
 from ._models import Agent, Result, RunDetails
 from ._redact import Redactor
+from ._text import loads
 
 DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
+AGENT_PATH = "/test_framework/v1/aiagents/{}/"
 MAX_BODY = 32 * 1024 * 1024
 _V2_GONE_AFTER = 2  # v2 misses in a row, each answered on v1, that move an endpoint to v1
 _ENTRY_KEY = re.compile(r"^scenarios\[(\d+)\](?:\.(.+))?$")
@@ -65,12 +66,21 @@ class HttpPolicy:
 
 
 class Transient(Exception):
-    """A failure worth another try. ``sent`` is False when the request provably never left."""
+    """A failure worth another try. ``sent`` is False when the request provably never left;
+    ``unconnected`` is True when no connection could be made at all (refused, DNS, TLS)."""
 
-    def __init__(self, reason: str, retry_after: float | None = None, *, sent: bool = True) -> None:
+    def __init__(
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        *,
+        sent: bool = True,
+        unconnected: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
         self.sent = sent
+        self.unconnected = unconnected
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -141,7 +151,7 @@ class Answer:
     def json(self) -> Any:
         """The body as JSON; ``ValueError`` for anything that is not (RecursionError too)."""
         try:
-            return json.loads(self.body)
+            return loads(self.body)  # the boundary: lone surrogates become U+FFFD
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
 
@@ -207,23 +217,31 @@ class CekuraClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _trouble(self, what: str, slow: bool = False) -> None:
-        """Until the host has answered once, say at once that it cannot be reached (where
-        the URL came from, how long it is tried), so a mistyped host is not silent."""
+    def _trouble(self, what: str) -> None:
+        """Until the host has answered once, say at once that it is slow to answer (where the
+        URL came from, how long a request may take), so a black-holed host is not silent."""
         if self._answered or self._notice is None:
             return
         source = f" (set by {self._url_source})" if self._url_source else ""
-        if slow:
-            line = (
+        self._notice(
+            self._redact(
                 f"cekura: Cekura at {self.base_url}{source} has not answered {what}; still "
                 f"waiting, up to {self.policy.read_timeout:g} s a request (--cekura-http-timeout)"
             )
-        else:
-            line = (
-                f"cekura: cannot reach Cekura at {self.base_url}{source}: {what}; retrying "
-                f"for up to {self.policy.retry_window:g} s (--cekura-retry-window)"
-            )
-        self._notice(self._redact(line))
+        )
+
+    def never_reached(self, what: str) -> str:
+        """Why the session stops when the host has never answered and a connection could not
+        even be made: a mistyped host is not an outage worth a retry window."""
+        source = f" (set by {self._url_source})" if self._url_source else ""
+        return (
+            f"cannot connect to Cekura at {self.base_url}{source}: {what}; it has not answered "
+            "once in this session, so nothing is retried or fired: check the URL"
+        )
+
+    def url(self, path: str) -> str:
+        """The full URL of a path, the configured base (and its own path) included."""
+        return self.base_url + path
 
     # -- one request -----------------------------------------------------------------------
 
@@ -253,7 +271,6 @@ class CekuraClient:
                 self.policy.slow_notice,
                 self._trouble,
                 f"{method} {path} within {self.policy.slow_notice:g} s",
-                True,
             )
             if not self._answered and self._notice is not None
             else None
@@ -274,7 +291,7 @@ class CekuraClient:
                         size += len(chunk)
                         if size > self.policy.max_body:
                             raise Transient(
-                                f"the answer to {method} {path} is larger than "
+                                f"the answer to {method} {self.url(path)} is larger than "
                                 f"{self.policy.max_body // (1024 * 1024)} MiB"
                             )
                         chunks.append(chunk)
@@ -285,7 +302,7 @@ class CekuraClient:
         except TimeoutError:
             self._failed()
             raise Transient(
-                f"no complete answer to {method} {path} within {total:g} s", sent=sent
+                f"no complete answer to {method} {self.url(path)} within {total:g} s", sent=sent
             ) from None
         except Transient:
             self._failed()
@@ -297,10 +314,14 @@ class CekuraClient:
             reason = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, httpx.LocalProtocolError) and "header" in str(exc).lower():
                 reason = "CEKURA_API_KEY is not a valid HTTP header value (a newline in it?)"
-            raise NotSent(self._redact(f"{method} {path} was not sent: {reason}")) from None
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise NotSent(
+                self._redact(f"{method} {self.url(path)} was not sent: {reason}")
+            ) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self._failed()
-            self._trouble(f"{type(exc).__name__}: {exc}")
+            raise Transient(f"{type(exc).__name__}: {exc}", sent=False, unconnected=True) from None
+        except httpx.PoolTimeout as exc:
+            self._failed()
             raise Transient(f"{type(exc).__name__}: {exc}", sent=False) from None
         except httpx.HTTPError as exc:
             self._failed()
@@ -344,11 +365,12 @@ class CekuraClient:
         if transient is not None:
             raise transient
         if answer.status == 404:
-            raise ApiError(f"Cekura has no {path} (HTTP 404)", 404)
+            raise ApiError(f"Cekura has no {self.url(path)} (HTTP 404)", 404)
         if answer.status >= 400:
             text = self._redact(answer.text())
             raise ApiError(
-                f"Cekura refused GET {path} (HTTP {answer.status}): {text}", answer.status
+                f"Cekura refused GET {self.url(path)} (HTTP {answer.status}): {text}",
+                answer.status,
             )
         return answer
 
@@ -412,7 +434,7 @@ class CekuraClient:
 
     async def agent(self, agent_id: int) -> Agent:
         async def once() -> Agent:
-            data = await self._get_json(f"/test_framework/v1/aiagents/{agent_id}/")
+            data = await self._get_json(AGENT_PATH.format(agent_id))
             return self._validate(Agent, data, "agent")
 
         return await self._retrying("GET agent", once, lambda exc: True)
@@ -447,6 +469,8 @@ class CekuraClient:
                     try:
                         result: _T = await attempt()
                     except Transient as exc:
+                        if exc.unconnected and not self._answered:
+                            raise Unreachable(self.never_reached(str(exc))) from None
                         if not may_retry(exc):
                             raise _Final(exc) from None
                         raise
@@ -504,7 +528,7 @@ class CekuraClient:
                 self._reject(answer)
             if status == 404:
                 raise ApiError(
-                    f"Cekura has no {START_PATH} at {self.base_url} (HTTP 404): "
+                    f"Cekura has no {self.url(START_PATH)} (HTTP 404): "
                     "check --cekura-api-url / CEKURA_API_URL",
                     status,
                 )

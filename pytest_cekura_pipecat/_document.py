@@ -13,6 +13,7 @@ from typing import Any
 
 from ._gating import gate_totals
 from ._summary import OUTCOMES, SCHEMA_VERSION, VERDICTS, Case, Document, Summary, totals
+from ._text import REPORT_LIMIT, cap_tree
 
 # -- the JSON document ---------------------------------------------------------------------
 
@@ -57,8 +58,10 @@ def build_document(
             "simulated": simulated,
             "provenance": {**(provenance or {}), "agents": agents(cases)},
             "totals": totals(cases),
-            "cases": cases,
-            "notes": notes,
+            # Outside text in full up to REPORT_LIMIT characters a string (every other
+            # output shows less of it).
+            "cases": cap_tree(cases, REPORT_LIMIT),
+            "notes": cap_tree(notes, REPORT_LIMIT),
         }
     )
     gate = gate_totals(cases)

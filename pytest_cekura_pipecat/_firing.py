@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ._case import Case, Entry, Room, expand, expand_json
-from ._client import START_PATH, CekuraClient
+from ._client import AGENT_PATH, START_PATH, CekuraClient
 from ._config import room_url_problem
 from ._errors import (
     ApiError,
@@ -73,6 +73,9 @@ class FireContext:
     attempt: int = 0
     canaries: frozenset[str] = frozenset()  # node ids fired first and alone (``_canary``)
     canary_poll: float = 3.0  # seconds between reads of a canary's result
+    # The --cekura-agent / cekura_agent default, with the flag or key that set it, to say
+    # where an agent that does not exist came from.
+    default_agent: tuple[int, str] | None = None
     notes: list[str] = field(default_factory=list)
     systemic: str | None = None  # why every later request was refused (key, credit)
     stopped: str | None = None  # why nothing more is sent
@@ -309,6 +312,41 @@ async def _dashboard_link(case: Case, result_id: int, ctx: FireContext) -> str |
     return f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"
 
 
+async def preflight(pending: Sequence[_Pending], ctx: FireContext) -> str | None:
+    """What can be checked before the first start request, or None: every agent the cases
+    name exists (its GET is also the project lookup for dashboard links, and the probe of
+    the URL: a host that never answered ends the session at once, see the client). Without
+    an agent, the first start request is the probe."""
+    assert ctx.client is not None
+    cases: dict[int, dict[str, Case]] = defaultdict(dict)  # by agent, then by node id
+    for item in pending:
+        if item.case.agent is not None:
+            cases[item.case.agent].setdefault(item.slot.nodeid, item.case)
+    for agent in sorted(cases):
+        try:
+            found = await ctx.client.agent(agent)
+        except (AuthError, Unreachable) as exc:
+            return str(exc)
+        except ApiError as exc:
+            if exc.status == 404:
+                return _no_such_agent(agent, list(cases[agent].values()), ctx)
+            continue  # not a reason to stop: the start request will say what is wrong
+        ctx._projects[agent] = str(found.project) if found.project is not None else None
+    return None
+
+
+def _no_such_agent(agent: int, cases: Sequence[Case], ctx: FireContext) -> str:
+    assert ctx.client is not None
+    first = cases[0]
+    where = f"case {first.name} ({first.source})"
+    if len(cases) > 1:
+        where += f" and {len(cases) - 1} other case(s)"
+    if ctx.default_agent is not None and ctx.default_agent[0] == agent:
+        where += f"; it is also the {ctx.default_agent[1]} default"
+    url = ctx.client.url(AGENT_PATH.format(agent))
+    return f"agent {agent} does not exist: GET {url} answered 404; set by {where}"
+
+
 def _pending(cases: Sequence[tuple[str, Case]], attempt: int) -> list[_Pending]:
     return [
         _Pending(case, Slot(nodeid, i, case.scenario, case.timeout, attempt=attempt))
@@ -399,6 +437,12 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
     if ctx.client is None:
         _fail(pending, ctx.no_client_reason)
         ctx.notes.append(ctx.no_client_reason)
+        return _plan(fired_at, pending, ctx)
+    problem = await preflight(pending, ctx) if not ctx.attempt else None
+    if problem is not None:
+        ctx.stopped = problem
+        _fail(pending, f"not fired: {problem}")
+        ctx.notes.append(f"cekura: nothing fired: {problem}")
         return _plan(fired_at, pending, ctx)
     if ctx.before_firing is not None:
         problem = await asyncio.to_thread(ctx.before_firing)
@@ -538,36 +582,44 @@ def _dry_run_schedule(pending: list[_Pending], ctx: FireContext) -> list[str]:
         lines.append(
             f"{provided} bot session(s) would be started by the room provider, one per run"
         )
-    count = waves.count_waves()
-    if count > 1:
-        lines.append(f"{count} wave(s): each after the runs of the one before end")
     return lines
 
 
 def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
-    """The start requests a real session would send, redacted; nothing is sent and no room
-    hook is called (it may create rooms)."""
+    """The start requests a real session would send, wave by wave, redacted; nothing is
+    sent and no room hook is called (it may create rooms). A wave is what may start once
+    the runs of the wave before it ended (a room's lane, ``max_live_runs``)."""
     pending = _pending(cases, 0)
     ctx.room_hook = lambda case: Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
 
     asyncio.run(_prepare_all(pending, ctx))
-    lines: list[str] = []
     ready = [p for p in pending if p.slot.error is None]
-    batches = list(_batches(ready, ctx.batch_size))
-    for number, (key, batch) in enumerate(batches, 1):
+    waves = _schedule(ready).rounds()
+    requests = [
+        (number, batch)
+        for number, wave in enumerate(waves, 1)
+        for batch in _batches(wave, ctx.batch_size)
+    ]
+    lines: list[str] = []
+    for index, (wave, (key, batch)) in enumerate(requests, 1):
         body = _body(key, batch)
         body["scenarios"] = [
             {k: ("***" if k == "pipecat_token" else v) for k, v in (entry or {}).items()}
             for entry in body["scenarios"]
         ]
-        lines.append(f"POST {START_PATH} (request {number} of {len(batches)}, {len(batch)} run(s))")
+        where = f", wave {wave} of {len(waves)}" if len(waves) > 1 else ""
+        lines.append(
+            f"POST {START_PATH} (request {index} of {len(requests)}{where}, {len(batch)} run(s))"
+        )
         lines.append(ctx.redactor(json.dumps(body, indent=2)))
     for item in pending:
         if item.slot.error is not None:
             lines.append(f"would not fire: {item.slot.error}")
     lines.extend(_dry_run_schedule(pending, ctx))
+    if len(waves) > 1:
+        lines.append(f"{len(waves)} wave(s): each after the runs of the one before end")
     lines.append(
-        f"cekura dry run: {len(ready)} run(s) in {len(batches)} request(s) would be started "
+        f"cekura dry run: {len(ready)} run(s) in {len(requests)} request(s) would be started "
         f"and billed; nothing was fired"
     )
     return lines

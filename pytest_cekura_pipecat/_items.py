@@ -24,6 +24,7 @@ from ._config import (
 )
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._session import CekuraSession
+from ._text import plain
 from ._verdict import CaseVerdict
 
 MARKER = "cekura"
@@ -46,6 +47,8 @@ def properties(verdict: CaseVerdict, indexed: bool = False) -> list[tuple[str, o
             ("dashboard_url", run.dashboard_url or None),
             ("recording_url", run.recording_url or None),
         ]
+        # Outside text (a recording link, a status) on one line, capped, inert.
+        values = [(k, None if v is None else plain(v, one_line=True)) for k, v in values]
         props.extend((f"cekura_{key}", value) for key, value in values if value is not None)
         if indexed:
             props.extend(

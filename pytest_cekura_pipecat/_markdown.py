@@ -19,18 +19,27 @@ from ._summary import (
     sort_key,
     totals,
 )
+from ._text import cap, markdown_inert, visible
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a larger step summary
+CODE_LIMIT = 200  # characters of a name in code
 _MD_PUNCTUATION = set("\\`*_[]{}()#+-.!~")
 _URL_SAFE = ":/?#[]@!$&'*+,;=%~"
 
 
-def md_text(text: str, limit: int | None = None) -> str:
+def _one_line(text: str, limit: int | None = None) -> str:
+    """Outside text on one line, capped, control characters visible (``_text``)."""
+    text = visible(" ".join(text.split()))
+    return text if limit is None else cap(text, limit)
+
+
+def md_text(text: str, limit: int | None = None, *, ours: bool = False) -> str:
     """Plain text as Markdown that renders as exactly that text on one line, also inside a
-    table cell: HTML and pipes as entities, Markdown punctuation backslash-escaped."""
-    text = " ".join(text.split())
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
+    table cell: HTML and pipes as entities, Markdown punctuation backslash-escaped, control
+    characters as visible escapes, no mention or cross-reference (unless the text is
+    ``ours``: the user's own, from ``cekura.toml``); at most ``limit`` characters of
+    ``text`` ("… N more characters")."""
+    text = _one_line(text, limit)
     out = []
     for ch in text:
         if ch in _MD_PUNCTUATION:
@@ -39,12 +48,13 @@ def md_text(text: str, limit: int | None = None) -> str:
             out.append("&#124;")
         else:
             out.append(html.escape(ch, quote=False))
-    return "".join(out)
+    return "".join(out) if ours else markdown_inert("".join(out))
 
 
 def md_code(text: str) -> str:
     """Inline code that holds any text (backticks, pipes, HTML) safely."""
-    return "<code>" + html.escape(" ".join(text.split())).replace("|", "&#124;") + "</code>"
+    code = html.escape(_one_line(text, CODE_LIMIT)).replace("|", "&#124;")
+    return "<code>" + markdown_inert(code) + "</code>"
 
 
 def md_link(label: str, url: str | None) -> str:
@@ -68,15 +78,17 @@ def md_case_row(case: Case, *, reason_limit: int = 300) -> str:
 
 
 def md_quarantine_row(case: Case) -> str:
-    """``- name (scenario N): until 2026-12-31, owner @ana: reason, issue link``."""
+    """``- name (scenario N): until 2026-12-31, owner @ana: reason, issue link``: the
+    user's own words (``cekura.toml``), so the owner's mention pings."""
     q = case.get("quarantine") or {}
     state = "" if q.get("active") else " (EXPIRED)"
-    owner = f", owner {md_text(str(q['owner']), 80)}" if q.get("owner") else ""
+    owner = f", owner {md_text(str(q['owner']), 80, ours=True)}" if q.get("owner") else ""
     issue = md_link("issue", q.get("issue"))
+    until = md_text(str(q.get("until", "")), ours=True)
+    reason = md_text(str(q.get("reason", "")), 200, ours=True)
     return (
         f"- {md_code(case['name'])} (scenario {case['scenario']}): until "
-        f"{md_text(str(q.get('until', '')))}{state}{owner}: {md_text(str(q.get('reason', '')), 200)}"
-        + (f" {issue}" if issue else "")
+        f"{until}{state}{owner}: {reason}" + (f" {issue}" if issue else "")
     )
 
 

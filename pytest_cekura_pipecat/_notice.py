@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from ._text import plain
+
 
 class TerminalNotice:
     def __init__(self, config: pytest.Config, before: Callable[[], None] | None = None) -> None:
@@ -36,5 +38,5 @@ class TerminalNotice:
             quiet = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
             with quiet:
                 reporter.ensure_newline()
-                reporter.write_line(line, yellow=True, bold=True)
+                reporter.write_line(plain(line), yellow=True, bold=True)
                 reporter.flush()  # now, even when stdout is a pipe (CI logs)

@@ -18,10 +18,12 @@ def write_outputs(
     redact: Redactor,
     simulated: bool,
     terminalreporter: Any,
+    annotated_elsewhere: frozenset[str] = frozenset(),
 ) -> bool:
     """The controller's outputs, all from one document: the JSON report, the PR comment,
-    the GitHub step summary and annotations. A failed write is one line and makes this
-    return False; it skips none of the other outputs."""
+    the GitHub step summary and annotations (but for the outcomes another plugin annotates
+    already). A failed write is one line and makes this return False; it skips none of the
+    other outputs."""
     from . import __version__, _ci
     from ._comment import pr_comment
 
@@ -68,6 +70,6 @@ def write_outputs(
             )
             ok = False
     if annotate:
-        for line in _ci.github_annotations(document["cases"]):
+        for line in _ci.github_annotations(document["cases"], elsewhere=annotated_elsewhere):
             terminalreporter.write_line(redact(line))
     return ok

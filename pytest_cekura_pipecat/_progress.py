@@ -1,7 +1,9 @@
 """The live progress line while items wait for their runs.
 
-One line, ``cekura: 37/120 done · 80 running · 3 queued · 2 failed · 1 errors · 4m12s``, from the
-watcher's own counts (no extra request). On a terminal it is shown after pytest's current line
+One line, ``cekura: 37/120 done · 70 running · 3 queued · 10 waiting · 2 failed · 1 errors ·
+4m12s``, from the watcher's own counts (no extra request): done, running (Cekura says the
+call is under way), queued (fired, Cekura has not started it), waiting (not fired yet: its
+room's lane or ``max_live_runs`` holds it) add up to the total. On a terminal it is shown after pytest's current line
 and rewritten in place (every second; every 5 s on the xdist controller), erased before pytest
 writes again;
 otherwise it is printed at most every ``interval`` seconds so CI logs stay short. Only the
@@ -14,29 +16,41 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-Counts = Callable[[], tuple[int, int, int, int, int, int, float] | None]
+
+@dataclass(frozen=True)
+class Counts:
+    """The session's runs at one moment: ``done + running + queued + waiting == total``."""
+
+    done: int
+    total: int
+    running: int
+    queued: int
+    waiting: int
+    failed: int
+    errors: int
+    fired_at: float
 
 
-def progress_line(counts_of: Counts, now: float) -> str | None:
+def progress_line(counts_of: Callable[[], Counts | None], now: float) -> str | None:
     counts = counts_of()
-    if counts is None:
+    if counts is None or not counts.total:
         return None
-    done, total, running, queued, failed, errors, fired_at = counts
-    if not total:
-        return None
-    elapsed = int(max(0.0, now - fired_at))
+    elapsed = int(max(0.0, now - counts.fired_at))
+    waiting = f"{counts.waiting} waiting · " if counts.waiting else ""
     return (
-        f"cekura: {done}/{total} done · {running} running · {queued} queued · "
-        f"{failed} failed · {errors} errors · {elapsed // 60}m{elapsed % 60:02d}s"
+        f"cekura: {counts.done}/{counts.total} done · {counts.running} running · "
+        f"{counts.queued} queued · {waiting}{counts.failed} failed · {counts.errors} errors · "
+        f"{elapsed // 60}m{elapsed % 60:02d}s"
     )
 
 
 class Progress:
     def __init__(
         self,
-        counts: Counts,
+        counts: Callable[[], Counts | None],
         reporter: Any,
         interval: float,
         clock: Callable[[], float] = time.time,

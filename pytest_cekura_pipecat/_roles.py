@@ -28,6 +28,7 @@ from ._client import CekuraClient, HttpPolicy
 from ._firing import FireContext, fire, fire_waves
 from ._io import IoLoop, result
 from ._plan import Plan, Slot
+from ._progress import Counts
 from ._redact import Redactor
 from ._shared import SharedDir, SharedDirError, pid_alive
 from ._verdict import CekuraRun
@@ -35,8 +36,6 @@ from ._watch import Watcher, WatchSettings
 from ._waves import Waves
 
 ContextFactory = Callable[[CekuraClient | None], FireContext]
-Counts = tuple[int, int, int, int, int, int, float]
-"""(done, total, running, queued, failed, errors, fired_at) for the progress line."""
 _INTERRUPT_GRACE = 5.0
 _BOARD_POLL = 0.01  # seconds between looks for an item's runs (single process)
 
@@ -285,16 +284,18 @@ def _progress(plan: Plan | None, watcher: Watcher | None) -> Counts | None:
     slots = plan.all_slots()
     unfired = sum(s.error is not None for s in slots)
     if watcher is None:
-        return len(slots), len(slots), 0, 0, 0, unfired, plan.fired_at
+        return Counts(len(slots), len(slots), 0, 0, 0, 0, unfired, plan.fired_at)
     running, queued, _ = watcher.counts()
-    return (
-        unfired + watcher.published,
-        len(slots),
-        running,
-        queued,
-        watcher.failed,
-        unfired + watcher.errors,
-        plan.fired_at,
+    done = min(unfired + watcher.published, len(slots))
+    return Counts(
+        done=done,
+        total=len(slots),
+        running=running,
+        queued=queued,
+        waiting=max(len(slots) - done - running - queued, 0),
+        failed=watcher.failed,
+        errors=unfired + watcher.errors,
+        fired_at=plan.fired_at,
     )
 
 

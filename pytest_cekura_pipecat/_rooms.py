@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +20,7 @@ import httpx
 from ._case import Case, Room, environ, expand, expand_json
 from ._errors import CekuraError
 from ._redact import Redactor
+from ._text import loads
 
 DEFAULT_URL = "https://api.pipecat.daily.co"
 
@@ -129,7 +129,7 @@ class StartUrlRooms:
     def _room(self, status: int, text: str) -> Room:
         data: Any = None
         with contextlib.suppress(ValueError):
-            data = json.loads(text)
+            data = loads(text)  # the boundary: lone surrogates become U+FFFD
         fields = data if isinstance(data, dict) else {}
         # A token in any answer, good or bad, is a secret before anything prints it.
         token = _first(fields, _TOKEN_KEYS)

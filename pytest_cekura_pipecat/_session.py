@@ -27,6 +27,7 @@ from ._options import PLUGIN_KEY, Settings
 from ._plan import Slot
 from ._redact import Redactor
 from ._roles import Role, Runtime
+from ._text import plain
 from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
@@ -201,6 +202,7 @@ class CekuraSession:
             before_firing=self._start_bot,
             canaries=canaries,
             canary_poll=self.settings.poll_interval,
+            default_agent=self._default_agent(),
         )
         ledger = self.ledger
         if ledger is None:
@@ -217,6 +219,13 @@ class CekuraSession:
         ctx.resume = lambda cases: ledger.resume(cases, ctx.env)
         ctx.on_fired = on_fired
         return ctx
+
+    def _default_agent(self) -> tuple[int, str] | None:
+        agent = self.settings.defaults.agent
+        if agent is None:
+            return None
+        flag = self.config.getoption("cekura_agent", None) is not None
+        return agent, "--cekura-agent" if flag else "ini key cekura_agent"
 
     # -- the bot under test ----------------------------------------------------------------
 
@@ -430,9 +439,13 @@ class CekuraSession:
         an error), or xfail when a quarantine or the baseline excuses it (never strict: a
         pass is just a pass)."""
         gating = self.gating(nodeid)
+        # Masked first (a secret is still whole), then made inert for stdout and JUnit.
         if gating.excuse is not None:
-            pytest.xfail(self.redactor(f"{gating.excuse}: {verdict.first_reason}"))
-        message = self.redactor(verdict.message + (f"\n  {gating.note}" if gating.note else ""))
+            reason = self.redactor(f"{gating.excuse}: {verdict.first_reason}")
+            pytest.xfail(plain(reason, one_line=True))
+        message = plain(
+            self.redactor(verdict.message + (f"\n  {gating.note}" if gating.note else ""))
+        )
         if verdict.outcome == "error":
             raise NotEvaluated(message)  # errors, and reporters such as Allure say "broken"
         pytest.fail(message, pytrace=False)

@@ -31,6 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ._models import Snapshot
 from ._plan import Plan, Slot, plan_from_json, plan_to_json, slots_from_json, slots_to_json
+from ._text import clean
 from ._verdict import CekuraRun
 
 PLAN = "plan.json"
@@ -78,6 +79,36 @@ def run_line(key: str, run: CekuraRun) -> bytes:
     return data + b"\n"
 
 
+def unshared(run: CekuraRun, problem: str) -> CekuraRun:
+    """What crosses the run log in place of a run that cannot (its line could not be
+    written or read back): its ids and an error saying why, so that its case errors at
+    once with the reason instead of waiting for its timeout."""
+    reason = f"the run's result could not be passed between pytest-xdist processes: {problem}"
+    if run.error_message:
+        reason = f"{clean(run.error_message)} ({reason})"
+    return CekuraRun(
+        scenario_id=run.scenario_id,
+        status="failed",  # terminal, and an error whatever the run's own verdict was
+        run_id=run.run_id,
+        result_id=run.result_id,
+        scenario_name=clean(run.scenario_name),
+        error_message=reason,
+        duration=run.duration,
+        dashboard_url=None if run.dashboard_url is None else clean(run.dashboard_url),
+    )
+
+
+def _append(path: Path, line: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SharedDirError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -123,6 +154,13 @@ _KEY = re.compile(r'\{"key":\s*')  # how a line of the run log starts
 _DECODER = json.JSONDecoder()
 
 
+def _first_error(exc: ValueError) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'line'}: {first['msg']}"
+    return str(exc)
+
+
 class Runs(Mapping[str, CekuraRun]):
     """The run log's lines by slot key, as text; a run is parsed when it is read (once:
     its case's verdict keeps it), so a worker holds nothing the garbage collector walks
@@ -146,7 +184,12 @@ class Runs(Mapping[str, CekuraRun]):
             self._lines[key] = text
 
     def __getitem__(self, key: str) -> CekuraRun:
-        line = _line_adapter().validate_json(self._lines[key])
+        text = self._lines[key]
+        try:
+            line = _line_adapter().validate_json(text)
+        except ValueError as exc:  # ValidationError too: the case errors now, saying why
+            problem = f"its line in {RUNS_LOG} cannot be read back ({_first_error(exc)})"
+            return unshared(CekuraRun(scenario_id=0, status="failed"), problem)
         return replace(line.run, raw=Snapshot.of_text(line.raw, line.size))
 
     def __contains__(self, key: object) -> bool:
@@ -315,17 +358,19 @@ class SharedDir:
             yield slots
 
     def append_run(self, key: str, run: CekuraRun) -> None:
-        line = run_line(key, run)
+        """Publish a final run. A run that cannot be written as a line (or whose line
+        cannot be written) is published as ``unshared``: its case errors now, saying why.
+        Raises SharedDirError when not even that can be written."""
+        path = self.path / RUNS_LOG
         try:
-            fd = os.open(self.path / RUNS_LOG, os.O_CREAT | os.O_WRONLY | os.O_APPEND)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise SharedDirError(
-                f"cannot write {self.path / RUNS_LOG}: {exc.strerror or exc}"
-            ) from None
+            line = run_line(key, run)
+        except (ValueError, TypeError) as exc:  # pydantic's serialization error included
+            _append(path, run_line(key, unshared(run, f"it cannot be written ({exc})")))
+            return
+        try:
+            _append(path, line)
+        except SharedDirError as exc:
+            _append(path, run_line(key, unshared(run, str(exc))))
 
     # -- waiting (workers) -----------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._text import visible
+
 if TYPE_CHECKING:
     import pytest
 
@@ -115,6 +117,9 @@ class Summary:
     outcomes: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Runs fired per case over every attempt (reruns too): a run id, or the attempt and
+    # place of a run whose start was sent but whose id is unknown.
+    fired: dict[str, set[int | str]] = field(default_factory=dict)
     _cases: list[Case] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, report: pytest.TestReport) -> None:
@@ -126,9 +131,20 @@ class Summary:
                 lineno = report.location[1]
                 data["line"] = None if lineno is None else lineno + 1
             self.records[data["nodeid"]] = data
+            self._count_fired(data)
             self.note(*data.get("notes", []))
         if report.nodeid in self.records:
             self._track(report)
+
+    def _count_fired(self, data: dict[str, Any]) -> None:
+        """A record per attempt: a rerun that fired adds its runs; one that did not (the
+        old verdict stands) brings the same run ids again and adds nothing."""
+        fired = self.fired.setdefault(data["nodeid"], set())
+        for place, run in enumerate(data.get("run_details", [])):
+            if run.get("run_id") is not None:
+                fired.add(run["run_id"])
+            elif run.get("status") != "not_started":
+                fired.add(f"{data.get('rerun', 0)}:{place}")
 
     def _track(self, report: pytest.TestReport) -> None:
         nodeid = report.nodeid
@@ -172,6 +188,7 @@ class Summary:
             "reason": r.get("reason", ""),
             "failure": self.failures.get(r["nodeid"], ""),
             "rerun": r.get("rerun", 0),
+            "fired": len(self.fired.get(r["nodeid"], ())),
             "duration": max(durations) if durations else None,
             "dashboard_url": next(
                 (d["dashboard_url"] for d in details if d.get("dashboard_url")), None
@@ -238,7 +255,7 @@ def totals(cases: Sequence[Case]) -> dict[str, Any]:
     ran = len(cases) - counts["skipped"]
     return {
         "cases": len(cases),
-        "runs": sum(len(c.get("runs", [])) for c in cases),
+        "runs": sum(c.get("fired", len(c.get("runs", []))) for c in cases),
         **counts,
         "pass_rate": round(100 * counts["passed"] / ran, 1) if ran else None,
         "verdicts": {k: sum(c.get("verdict") == k for c in cases) for k in VERDICTS},
@@ -262,7 +279,8 @@ def label(case: Case) -> str:
 
 
 def scenario_text(case: Case) -> str:
-    name = case.get("scenario_name")
+    """The scenario's id and name, on one line."""
+    name = visible(str(case.get("scenario_name") or ""), one_line=True)
     return f"{case['scenario']} {name}" if name else str(case["scenario"])
 
 
@@ -281,7 +299,7 @@ def terminal_lines(
     passed_count = sum(c.get("outcome") == "passed" for c in everything)
     unlisted = 0 if every or passed_count <= PASSED_ROWS else passed_count
     rows = [c for c in everything if c.get("outcome") != "passed"] if unlisted else everything
-    name_w = min(max((len(r["name"]) for r in rows), default=4), 32)
+    name_w = min(max((len(r["name"]) for r in rows), default=4), 32)  # the user's names
     scen_w = min(max((len(scenario_text(r)) for r in rows), default=8), 36)
     label_w = max((len(label(r)) for r in rows), default=6)
     out: list[str] = []
@@ -301,7 +319,7 @@ def terminal_lines(
             f"{scenario_text(r)[:scen_w]:<{scen_w}}  {r.get('verdict') or '-':<6}  "
             f"{passed:>5}  {score:>5}  {duration:>5}"
         )
-        reason = first_line(display_reason(r))
+        reason = visible(first_line(display_reason(r)), one_line=True)
         room = width - len(head) - 2
         if reason and room >= 40:
             head += "  " + (reason if len(reason) <= room else reason[: room - 1] + "…")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from ._case import Case
 from ._models import TERMINAL_STATUSES, Run, Snapshot, short_text
+from ._text import visible
 from ._thresholds import SCORE, Threshold
 
 Outcome = Literal["passed", "failed", "error"]
@@ -280,7 +281,9 @@ def _explained(head: str, explanation: Sequence[str]) -> str:
 
 
 def _metric_reason(metric: MetricResult) -> str:
-    name = metric.name or (f"#{metric.id}" if metric.id is not None else "(unnamed)")
+    name = visible(metric.name, one_line=True) or (
+        f"#{metric.id}" if metric.id is not None else "(unnamed)"
+    )
     head = f"metric '{name}' did not pass"
     if not metric.type.startswith("binary"):  # a number or a choice says more than "failed"
         if metric.score is not None:
@@ -291,7 +294,9 @@ def _metric_reason(metric: MetricResult) -> str:
 
 
 def _rubric_reason(rule: RubricResult) -> str:
-    name = rule.metric_name or (f"#{rule.metric_id}" if rule.metric_id is not None else "")
+    name = visible(rule.metric_name, one_line=True) or (
+        f"#{rule.metric_id}" if rule.metric_id is not None else ""
+    )
     head = f"rubric rule '{name}'" if name else "a rubric rule"
     if rule.conditions:
         head += f" ({rule.conditions})"
@@ -565,7 +570,7 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
         outcome = "error"  # the errored runs leave the case undecided
     else:
         outcome = "failed"
-    name = next((r.scenario_name for r in runs if r.scenario_name), "")
+    name = visible(next((r.scenario_name for r in runs if r.scenario_name), ""), one_line=True)
     title = f"scenario {case.scenario}" + (f" '{name}'" if name else "")
     first = next((j.reasons[0] for j in judged if j.reasons), "")
     links = sorted({r.dashboard_url for r in runs if r.dashboard_url})

@@ -133,14 +133,12 @@ class Waves(Generic[T]):
         """(lane, capacity, items) for every lane, in order."""
         return [(k, self._capacity[k], len(self._queues.get(k, ()))) for k in self._order]
 
-    def count_waves(self) -> int:
-        """How many rounds firing takes if every released run ends before the next round
-        (the dry run's estimate); consumes this object."""
-        rounds = 0
-        while True:
-            released = self.next()
-            if not released:
-                return rounds
-            rounds += 1
+    def rounds(self) -> list[list[T]]:
+        """What firing releases round by round if every released item ends before the next
+        round (the dry run's plan); consumes this object."""
+        out: list[list[T]] = []
+        while released := self.next():
+            out.append(released)
             for item in released:
                 self.done(self._key(item))
+        return out

@@ -22,12 +22,14 @@ from . import _options as options
 from . import hooks
 from ._interrupt import SigtermAsInterrupt
 from ._redact import RecordFactory, Redactor, mask_debug_trace
+from ._text import plain
 
 if TYPE_CHECKING:
     from ._gating import Baseline
-    from ._progress import Progress
+    from ._progress import Counts, Progress
     from ._session import CekuraSession
     from ._summary import Summary
+    from ._verdict import CaseVerdict
 
 pytest_plugins = ["pytest_cekura_pipecat._fixtures"]
 
@@ -300,20 +302,26 @@ class CekuraPlugin:
         self.progress = Progress(self.counts, reporter, self.settings.progress_interval)
         self.progress.start()
 
-    def counts(self) -> tuple[int, int, int, int, int, int, float] | None:
+    def counts(self) -> Counts | None:
         """The watcher's counts for the progress line (None until something was fired)."""
         role = self._session.role if self._session is not None else None
         return role.progress() if role is not None else None
 
-    def pytest_sessionfinish(self) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Generator[None, object, object]:
+        # First of all (xdist's own tear-down of its workers can take long): no interrupt
+        # is raised from here on.
+        self.sigterm.finishing()
         if self.sigterm.unseen():
-            # A SIGTERM whose interrupt pytest never saw (it surfaced as another error, e.g.
-            # a lock released twice when it struck inside a Condition.wait): the calls it
-            # meant to end are ended now.
+            # A SIGTERM whose interrupt pytest never saw (it surfaced as another error): the
+            # calls it meant to end are ended now.
             self.pytest_keyboard_interrupt()
-        self.sigterm.uninstall()
         if self.progress is not None:
             self.progress.stop()
+        try:
+            return (yield)
+        finally:
+            self.sigterm.uninstall()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self) -> None:
@@ -343,8 +351,8 @@ class CekuraPlugin:
         every = terminalreporter.config.get_verbosity() > 0  # -v: a row for every case
         width = terminalreporter._tw.fullwidth
         table = summary.lines(width, every) if summary.records else summary.notes
-        for line in table:
-            terminalreporter.write_line(self.redactor(line))
+        for line in table:  # masked, then inert: outside text (reasons, names, notes)
+            terminalreporter.write_line(plain(self.redactor(line)))
         self._write_outputs(terminalreporter, simulated)
         if simulated:
             terminalreporter.write_line(
@@ -357,10 +365,12 @@ class CekuraPlugin:
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
         if self.role == "worker":
             return  # under xdist the controller has every case; workers have a part
+        from ._ci import annotated_elsewhere
         from ._outputs import write_outputs
 
+        elsewhere = annotated_elsewhere(self.config.pluginmanager)
         if not write_outputs(
-            self.summary(), self.settings, self.redactor, simulated, terminalreporter
+            self.summary(), self.settings, self.redactor, simulated, terminalreporter, elsewhere
         ):
             session = getattr(terminalreporter, "_session", None)
             if session is not None and session.exitstatus == pytest.ExitCode.OK:
@@ -374,6 +384,11 @@ class ItemHooks:
 
     def __init__(self, plugin: CekuraPlugin) -> None:
         self.plugin = plugin
+        # A failed attempt's record, kept for the next attempt (pytest-rerunfailures) in
+        # case that one fires nothing again: its verdict is released by then, without the
+        # scores and metrics the record shows. (attempts fired, record) by node id.
+        self._for_rerun: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._rerunning: set[str] = set()
 
     @pytest.hookimpl(tryfirst=True, wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -405,6 +420,8 @@ class ItemHooks:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.plugin.progress is not None:
             self.plugin.progress.clear()
+        if report.outcome == "rerun":  # type: ignore[comparison-overlap]  # pytest-rerunfailures
+            self._rerunning.add(report.nodeid)
         data = getattr(report, "cekura", None)
         if data is not None:  # from a worker: masked here too, with every process's secrets
             report.cekura = self.plugin.redactor.tree(data)  # type: ignore[attr-defined]
@@ -412,6 +429,10 @@ class ItemHooks:
             self.plugin.summary().add(report)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if nodeid in self._rerunning:
+            self._rerunning.discard(nodeid)
+        else:
+            self._for_rerun.pop(nodeid, None)
         if self.plugin._session is not None:
             self.plugin._session.release(nodeid)
 
@@ -447,17 +468,23 @@ class ItemHooks:
             # --durations); the wait for it happened before the protocol, in no phase.
             report.duration += verdict.duration
         if session is not None and verdict is not None and call.when == "setup":
-            from ._summary import record
+            report.cekura = self._record(session, item.nodeid, verdict)  # type: ignore[attr-defined]
+        return report
 
-            case = session.state.cases[item.nodeid]
-            data = record(case.name, item.nodeid, case.scenario, verdict, agent=case.agent)
-            data["rerun"] = session.state.attempts.get(item.nodeid, 0)
-            notes = tuple(session.notes())
-            if notes != self.plugin._sent_notes:  # notes ride on a record only when they change
-                data["notes"] = list(notes)
-                self.plugin._sent_notes = notes
+    def _record(self, session: CekuraSession, nodeid: str, verdict: CaseVerdict) -> dict[str, Any]:
+        """The case's record for this attempt's reports."""
+        from ._summary import record
+
+        case = session.state.cases[nodeid]
+        attempt = session.state.attempts.get(nodeid, 0)
+        kept = self._for_rerun.get(nodeid)
+        if kept is not None and kept[0] == attempt:  # nothing fired again: the same runs
+            data = {k: v for k, v in kept[1].items() if k != "notes"}
+        else:
+            data = record(case.name, nodeid, case.scenario, verdict, agent=case.agent)
+            data["rerun"] = attempt
             data["simulated"] = self.plugin.settings.api_url_source == "simulator"
-            data.update(session.gating(item.nodeid).record())
+            data.update(session.gating(nodeid).record())
             if case.adaptive:
                 fired = len(verdict.runs)
                 data["adaptive"] = {
@@ -465,8 +492,12 @@ class ItemHooks:
                     "fired": fired,
                     "saved": max(case.repeat - fired, 0),
                 }
-            report.cekura = data  # type: ignore[attr-defined]
-        return report
+        notes = tuple(session.notes())
+        if notes != self.plugin._sent_notes:  # notes ride on a record only when they change
+            data["notes"] = list(notes)
+            self.plugin._sent_notes = notes
+        self._for_rerun[nodeid] = (attempt, data)
+        return data
 
 
 class XdistHooks:

@@ -103,9 +103,12 @@ class Suite:
             (p.get("name", ""), p.get("value", "")) for p in self.testcase(name).iter("property")
         ]
 
-    def sigterm_after_start(self, *args: str, settle: float = 0.0) -> tuple[int, str]:
-        """Run pytest in a subprocess, send SIGTERM once a start request has been answered
-        (and ``settle`` seconds more), return its exit code and output."""
+    def sigterm_after_start(
+        self, *args: str, settle: float = 0.0, signals: tuple[int, ...] = (signal.SIGTERM,)
+    ) -> tuple[int, str]:
+        """Run pytest in a subprocess, send ``signals`` (to its process group, 50 ms apart, as
+        a terminal does) once a start request has been answered (and ``settle`` seconds
+        more), return its exit code and output."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
             cwd=self.pytester.path,
@@ -119,7 +122,13 @@ class Suite:
         while not [r for r in self.posts() if r.status == 200] and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(settle)
-        proc.send_signal(signal.SIGTERM)
+        for i, signum in enumerate(signals):
+            if i:
+                time.sleep(0.05)
+            if signum == signal.SIGTERM and len(signals) == 1:
+                proc.send_signal(signum)  # CI cancels the job's main process
+            else:
+                os.killpg(proc.pid, signum)
         try:
             out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -179,6 +188,18 @@ def suite(pytester: pytest.Pytester, sim: Simulator, monkeypatch: pytest.MonkeyP
         """
     )
     return Suite(pytester, sim)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The project's tests run on two processes unless ``-n`` says otherwise. Set here, not
+    in pyproject's addopts, so that a user's ``pytest`` in the repository (in a virtualenv
+    without the test extra, hence without xdist) is not given an option it does not know.
+    Called before xdist's own hook (a conftest registers later), never in a worker."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return
+    if config.option.numprocesses is None:
+        config.option.numprocesses = 2
 
 
 def no_traceback(text: str) -> bool:

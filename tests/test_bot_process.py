@@ -72,11 +72,11 @@ def test_a_command_string_is_split_without_a_shell(tmp_path: Path) -> None:
 
 
 def test_early_exit_raises_with_the_log_tail(tmp_path: Path) -> None:
-    process, _ = bot(tmp_path, "exit", start_timeout=10)
+    process, _ = bot(tmp_path, "exit", start_timeout=120)
     began = time.monotonic()
     with pytest.raises(BotError) as info:
         process.start()
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 60  # the exit is noticed: the 120 s are not waited out
     message = str(info.value)
     first, *tail = message.splitlines()
     assert "exited with code 3 before http://127.0.0.1:" in first and "bot.log" in first
@@ -100,7 +100,7 @@ def test_sigkill_after_grace_for_a_bot_ignoring_sigterm(tmp_path: Path) -> None:
     began = time.monotonic()
     process.stop()
     took = time.monotonic() - began
-    assert 0.5 <= took < 3
+    assert 0.5 <= took < 30  # the grace, then SIGKILL: not a wait for the bot to obey
     assert process.pid is not None and not process.running
     assert port_closed(port)
 

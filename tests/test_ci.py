@@ -14,6 +14,7 @@ from conftest import FOUR_CASES, Suite
 from pytest_cekura_pipecat._ci import (
     SHARD_AUTO,
     ShardEnvError,
+    annotated_elsewhere,
     escape_data,
     escape_property,
     github_annotations,
@@ -193,6 +194,61 @@ def test_a_failing_marked_test_is_annotated_at_its_line(suite: Suite, github: No
     (line,) = annotation_lines(result.stdout.str())
     assert line.startswith("::error file=test_bot.py,line=3,title=test_body (failed)::")
     assert "50%25 off, twice:" in line  # data: % escaped, : and , kept
+
+
+def test_another_annotating_plugin_leaves_each_problem_one_annotation(
+    suite: Suite, github: None
+) -> None:
+    """pytest-github-actions-annotate-failures prints an ``::error`` for every test that
+    failed in its call phase: those are left to it; errors in setup (which it does not see)
+    keep ours. Three problems, three annotations, one per test."""
+    pytest.importorskip("pytest_github_actions_annotate_failures")
+    suite.toml(FOUR_CASES)
+    suite.pytester.makepyfile(
+        test_bot="""
+        import pytest
+
+        @pytest.mark.cekura(scenario=101, pipecat_room_url="https://acme.daily.co/r")
+        def test_body():
+            assert False, "the body failed"
+        """
+    )
+    result = suite.run()
+    result.assert_outcomes(passed=2, failed=2, errors=1)
+    lines = annotation_lines("\n".join(result.outlines + result.errlines))
+    assert len(lines) == 3, lines
+    assert sum("late-booking" in line for line in lines) == 1, lines
+    assert sum("test_body" in line for line in lines) == 1, lines
+    assert sum("cancels" in line and line.startswith("::error ") for line in lines) == 1, lines
+
+
+def test_outcomes_annotated_elsewhere_are_not_annotated_twice() -> None:
+    cases = [
+        {"name": n, "nodeid": n, "outcome": o, "verdict": o, "reason": "why", "failure": ""}
+        for n, o in [("a", "failed"), ("b", "error"), ("c", "failed")]
+    ]
+    assert len(github_annotations(cases)) == 3
+    (line,) = github_annotations(cases, elsewhere={"failed"})
+    assert "title=b (error)" in line
+    assert github_annotations(cases, limit=1, elsewhere={"failed"}) == [line]  # no notice
+
+
+class _PluginManager:
+    def __init__(self, **plugins: object) -> None:
+        self.plugins = plugins
+
+    def get_plugin(self, name: str) -> object | None:
+        return self.plugins.get(name)
+
+
+def test_annotate_failures_is_recognised_by_its_registered_object() -> None:
+    theirs = type(
+        "_AnnotateErrors", (), {"__module__": "pytest_github_actions_annotate_failures.plugin"}
+    )
+    other = type("_AnnotateErrors", (), {"__module__": "someone_elses_plugin"})
+    assert annotated_elsewhere(_PluginManager(annotate_errors=theirs())) == {"failed"}
+    assert annotated_elsewhere(_PluginManager(annotate_errors=other())) == frozenset()
+    assert annotated_elsewhere(_PluginManager()) == frozenset()
 
 
 def test_at_most_ten_errors_then_one_notice(suite: Suite, github: None) -> None:

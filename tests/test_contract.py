@@ -17,6 +17,7 @@ import pytest
 from conftest import API_KEY, FOUR_CASES, SCRIPTS, Suite, no_traceback
 
 from pytest_cekura_pipecat._client import START_PATH, CekuraClient, HttpPolicy, Transient
+from pytest_cekura_pipecat._errors import Unreachable
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator
 from pytest_cekura_pipecat.simulator._app import App, Reply, json_reply
@@ -290,16 +291,18 @@ def _client(handler: Any, sleeps: list[float]) -> CekuraClient:
     )
 
 
-def test_start_rides_out_a_refused_connection_and_a_429() -> None:
+def test_start_rides_out_a_429_and_a_refused_connection() -> None:
+    """Once the host has answered (here with a 429), a refused connection is an outage:
+    ridden out within the retry window."""
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path == START_PATH
         seen.append(request.method)
         if len(seen) == 1:
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
-        if len(seen) == 2:
             return _answer(429, {"detail": "Request was throttled."}, {"Retry-After": "0"})
+        if len(seen) == 2:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         return _start_answer()
 
     sleeps: list[float] = []
@@ -316,9 +319,61 @@ def test_start_rides_out_a_refused_connection_and_a_429() -> None:
         result = asyncio.run(main())
     assert result.id == 4242 and [r.id for r in result.runs] == [9001]
     assert seen == ["POST", "POST", "POST"]
-    # One wait after the refused connection (back-off), one after the 429: the client waits
+    # One wait after the 429, one after the refused connection (back-off): the client waits
     # 1 s at most after a throttled start (today exactly 1 s even when Retry-After says 0).
-    assert len(sleeps) == 2 and 0 <= sleeps[1] <= 1.0
+    assert len(sleeps) == 2 and 0 <= sleeps[0] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.ConnectError("[Errno -2] Name or service not known"),
+        httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
+        httpx.ConnectTimeout("timed out"),
+    ],
+    ids=["refused", "dns", "tls", "connect-timeout"],
+)
+@pytest.mark.parametrize("request_kind", ["start", "agent"])
+def test_a_host_that_never_answered_is_not_retried(
+    failure: httpx.TransportError, request_kind: str
+) -> None:
+    """No connection could be made and nothing ever answered: a wrong URL, not an outage.
+    No retry window is entered (no wait at all), and the error names the URL and where it
+    was set."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        raise type(failure)(str(failure), request=request)
+
+    async def main() -> None:
+        async def sleep(seconds: float) -> None:
+            raise AssertionError(f"a retry window was entered (a wait of {seconds:g} s)")
+
+        client = CekuraClient(
+            "http://127.0.0.1:9/api/v1",
+            API_KEY,
+            Redactor(),
+            HttpPolicy(retry_window=86400),
+            transport=httpx.MockTransport(handler),
+            sleep=sleep,
+            url_source="env CEKURA_API_URL",
+        )
+        try:
+            if request_kind == "start":
+                await client.start_runs({"scenarios": [{"scenario": 101}]})
+            else:
+                await client.agent(12)
+        finally:
+            await client.aclose()
+
+    with pytest.raises(Unreachable) as raised:
+        asyncio.run(main())
+    assert str(raised.value).startswith(
+        "cannot connect to Cekura at http://127.0.0.1:9/api/v1 (set by env CEKURA_API_URL): "
+    )
+    assert len(seen) == 1
 
 
 # -- 4. a start answer naming the result result_id ---------------------------------------------
@@ -395,7 +450,7 @@ _BULK_READ = {
         ),
         pytest.param(
             '[{"id": 14, "transcript": "\\ud800 lone"}]',
-            {14: ("\ud800 lone", None)},
+            {14: ("\ufffd lone", None)},  # replaced at the boundary
             id="surrogate",
         ),
         pytest.param("[]", {}, id="empty"),

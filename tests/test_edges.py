@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -314,3 +315,30 @@ def test_nothing_is_imported_once_a_sigterm_may_strike(suite: Suite) -> None:
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["late imports: none"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
+def test_counts_after_reruns_are_the_servers_counts(suite: Suite, workers: list[str]) -> None:
+    """Every attempt's runs are counted (the summary and the report), and a rerun that fires
+    nothing again (the evaluation passed, the body failed) keeps its runs' scores."""
+    suite.toml(TWO_FAILING + '[[case]]\nname = "c"\nscenario = 101\n')
+    suite.pytester.makepyfile(
+        test_bot="""
+        import pytest
+
+        @pytest.mark.cekura(scenario=101, pipecat_room_url="https://acme.daily.co/r")
+        def test_body_fails():
+            assert False, "the body's own check"
+        """
+    )
+    result = suite.run("--reruns=2", "--cekura-report=report.json", *workers)
+    fired = suite.sim.entries_fired()
+    assert fired == 2 * 3 + 1 + 1  # a and b three times each, c once, the marked test once
+    result.stdout.fnmatch_lines([f"4 case(s), {fired} run(s): 1 passed, 3 failed, 0 error*"])
+    doc = json.loads((suite.pytester.path / "report.json").read_text())
+    assert doc["totals"]["runs"] == fired
+    by_name = {case["name"]: case for case in doc["cases"]}
+    assert by_name["a"]["fired"] == 3 and by_name["test_body_fails"]["fired"] == 1
+    assert by_name["test_body_fails"]["runs"][0]["score"] == 100
+    row = next(line for line in result.outlines if line.startswith("FAILED") and "body" in line)
+    assert "100" in row, row

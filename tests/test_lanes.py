@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API_KEY, Suite
+from conftest import API_KEY, START, Suite
 
 from pytest_cekura_pipecat._waves import Lane, Waves
 
@@ -106,11 +106,11 @@ def test_a_lane_per_run_under_max_live_costs_the_same_per_run_at_any_size() -> N
     assert _CountedRoom.lookups < 20 * 2000, _CountedRoom.lookups
 
 
-def test_count_waves() -> None:
-    assert _waves(["a:1", "a:2", "b:1"], {"a": 1, "b": 1}).count_waves() == 2
-    assert _waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}).count_waves() == 1
+def test_rounds() -> None:
+    assert _waves(["a:1", "a:2", "b:1"], {"a": 1, "b": 1}).rounds() == [["a:1", "b:1"], ["a:2"]]
+    assert len(_waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}).rounds()) == 1
     many = _waves([f"r{i}:1" for i in range(5)], {f"r{i}": 1 for i in range(5)}, max_live=2)
-    assert many.count_waves() == 3
+    assert [len(wave) for wave in many.rounds()] == [2, 2, 1]
 
 
 def _most_live(suite: Suite) -> int:
@@ -209,6 +209,11 @@ def test_dry_run_shows_lanes_and_waves(suite: Suite) -> None:
     assert "room https://acme.daily.co/shared: 4 run(s), 1 at a time (room_concurrency)" in out
     assert "max_live_runs=3: at most 3 run(s) live at once" in out
     assert "4 wave(s)" in out
+    # One room: one run a wave, so one request a wave, as a real session sends them
+    # (test_runs_sharing_a_static_room_go_one_after_another).
+    assert f"POST {START} (request 1 of 4, wave 1 of 4, 1 run(s))" in out
+    assert f"POST {START} (request 4 of 4, wave 4 of 4, 1 run(s))" in out
+    assert "cekura dry run: 4 run(s) in 4 request(s) would be started" in out
     assert suite.posts() == []
     assert API_KEY not in out
 

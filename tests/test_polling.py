@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from conftest import Suite
 
@@ -81,3 +83,20 @@ def test_a_sigterm_pytest_never_saw_as_an_interrupt_still_ends_the_calls(
     assert said in out
     assert got == code, out
     assert len(suite.ended()) == 1, out
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["local", "xdist"])
+def test_a_second_ctrl_c_still_ends_the_calls_without_a_traceback(
+    suite: Suite, workers: list[str]
+) -> None:
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n'
+        + "".join(f'[[case]]\nname = "s{i}"\nscenario = 105\n' for i in range(2))
+    )
+    got, out = suite.sigterm_after_start(
+        *workers, "--cekura-timeout=120", settle=0.5, signals=(signal.SIGINT, signal.SIGINT)
+    )
+    assert got == pytest.ExitCode.INTERRUPTED, out
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    assert len(suite.ended()) == 1, out
+    assert "ended the live calls of result(s)" in out

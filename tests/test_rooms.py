@@ -260,7 +260,7 @@ def test_a_dripping_server_hits_the_total_deadline(start_server: Any, where: str
     began = time.monotonic()
     with pytest.raises(CekuraError, match=r": no complete answer within 0\.8s$"):
         StartUrlRooms(url, redactor=Redactor(), timeout=0.8).start(CASE, 0)
-    assert time.monotonic() - began < 2.5
+    assert time.monotonic() - began < 30  # the drip would go on for 100,000 bytes x 50 ms
     assert len(state.seen) == 1
 
 

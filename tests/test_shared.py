@@ -85,7 +85,7 @@ def test_a_reservation_lock_dies_with_its_holder(tmp_path: Path) -> None:
     holder.join(10)
     started = time.monotonic()
     assert SharedDir(tmp_path).reserve(1, budget=10, base=0)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 30  # a lock that outlived its holder: forever
 
 
 def _hold_lock_forever(path: str) -> None:
@@ -254,8 +254,10 @@ def test_runs_are_parsed_only_when_read(tmp_path: Path) -> None:
     runs = SharedDir(tmp_path).read_runs()
     assert set(runs) == {"0:0:a", "0:0:b"}
     assert runs["0:0:a"].run_id == 1
-    with pytest.raises(ValueError):
-        runs["0:0:b"]
+    # A line that cannot be read back errors its case at once, saying why (no wait).
+    broken = runs["0:0:b"]
+    assert broken.verdict == "error"
+    assert f"its line in {RUNS_LOG} cannot be read back (run." in broken.error_message
 
 
 def test_a_look_at_an_unchanged_directory_lists_nothing(

@@ -133,6 +133,7 @@ class Behaviour:
     agent_tools: tuple[str, ...] = ()
     early_completed: bool = False
     ai_summary_after: float = 0.2
+    agents: frozenset[int] | None = None  # None: every agent id exists
 
 
 class App:
@@ -522,6 +523,9 @@ class App:
         return json_reply(200, {"ended": ended})
 
     def _agent(self, request: _Request) -> Reply:
+        agents = self._behaviour.agents
+        if agents is not None and request.arg not in agents:
+            return _not_found()
         return json_reply(
             200, {"id": request.arg, "project": PROJECT, "agent_name": "Simulated agent"}
         )

@@ -8,7 +8,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
@@ -184,6 +184,8 @@ class Simulator:
       ``completed``, or ``skipped_no_failures`` when every run passed).
     - ``early_completed``: a result reads ``completed`` as soon as any run completed (the
       older published reading) instead of once every run has ended.
+    - ``agents``: the agent ids that exist (``GET aiagents/{id}/`` answers 404 for any
+      other); None (default): every id exists.
 
     The simulator never produces dashboard links, and every answer carries
     ``X-Cekura-Simulator: 1``.
@@ -208,6 +210,7 @@ class Simulator:
         agent_tools: Sequence[str] = ("lookup_booking", "create_booking"),
         ai_summary_after: float = 0.2,
         early_completed: bool = False,
+        agents: Collection[int] | None = None,
     ) -> None:
         check_loopback(host)
         if v1_reads not in V1_READS:
@@ -235,6 +238,7 @@ class Simulator:
                 agent_tools=tuple(agent_tools),
                 ai_summary_after=ai_summary_after,
                 early_completed=early_completed,
+                agents=frozenset(agents) if agents is not None else None,
             ),
         )
         self._server: _Server | None = None
