@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
-from ._case import BotKeys
+from ._case import BotKeys, environ, expand
+from ._config import Layer, nearest
 from ._errors import CekuraError, ConfigError
 from ._redact import Redactor
 
@@ -246,42 +247,60 @@ class BotConfig:
     start_timeout: float
     log_path: Path
     ready_url: str | None = None  # None: the origin of the cases' start URL + /status
+    layer: str = "file"  # which layer chose the command: flag, file or ini
+
+
+def _agreed(files: Sequence[BotKeys], key: str) -> BotKeys | None:
+    """The first file that sets ``key``; a ConfigError if another sets it differently."""
+    given = [f for f in files if getattr(f, key) is not None]
+    for other in given[1:]:
+        if getattr(other, key) != getattr(given[0], key):
+            raise ConfigError(
+                [
+                    f"{other.source}: bot_{key}: differs from {given[0].source} (one "
+                    "session starts one bot: set it once, or on the command line)"
+                ]
+            )
+    return given[0] if given else None
 
 
 def bot_config(options: BotOptions | None, files: Sequence[BotKeys]) -> BotConfig | None:
-    """The command line wins, then the top of a ``cekura.toml``, then the ini file. Files
-    that disagree are a ConfigError (one session starts one bot)."""
+    """The session's bot, by the precedence rule (:func:`._config.nearest`) over its own
+    layers: the command line first (one session starts one bot: the command line settles
+    files that disagree), then the top of a ``cekura.toml``, then the ini file. Files that
+    disagree are a ConfigError unless the command line sets the key."""
     if options is None:
         return None
-    values: dict[str, Any] = {}
-    dirs: dict[str, str] = {}
-    for key in ("command", "ready_url", "start_timeout"):
-        if key in options.cli:
-            values[key], dirs[key] = options.cli[key], options.cli_dir
-            continue
-        given = [(f, getattr(f, key)) for f in files if getattr(f, key) is not None]
-        if given:
-            first, value = given[0]
-            for other, differs in given[1:]:
-                if differs != value:
-                    raise ConfigError(
-                        [
-                            f"{other.source}: bot_{key}: differs from {first.source} (one "
-                            "session starts one bot: set it once, or on the command line)"
-                        ]
-                    )
-            values[key], dirs[key] = value, first.directory
-        elif key in options.ini:
-            values[key], dirs[key] = options.ini[key], options.ini_dir
-    if "command" not in values:
+    keys = ("command", "ready_url", "start_timeout")
+    agreed = {key: _agreed(files, key) for key in keys if key not in options.cli}
+    from_files = {key: getattr(f, key) for key, f in agreed.items() if f is not None}
+    found = [Layer("flag", options.cli), Layer("file", from_files), Layer("ini", options.ini)]
+    command = nearest(found, ("command",))
+    if command is None:
         return None
+    first = agreed.get("command")
+    dirs = {
+        "flag": options.cli_dir,
+        "file": first.directory if first is not None else "",
+        "ini": options.ini_dir,
+    }
+    ready_url = nearest(found, ("ready_url",))
+    start_timeout = nearest(found, ("start_timeout",))
     return BotConfig(
-        command=str(values["command"]),
-        cwd=dirs["command"],
-        start_timeout=float(values.get("start_timeout", DEFAULT_START_TIMEOUT)),
+        command=str(command.value),
+        cwd=dirs[command.layer],
+        start_timeout=float(start_timeout.value if start_timeout else DEFAULT_START_TIMEOUT),
         log_path=Path(options.log),
-        ready_url=values.get("ready_url"),
+        ready_url=ready_url.value if ready_url else None,
+        layer=command.layer,
     )
+
+
+def command_argv(command: str, env: Mapping[str, str]) -> list[str]:
+    """``bot_command`` as the argv it runs: split like a shell line (:func:`shlex.split`, no
+    shell), then ``${VAR}`` expanded in each argument, so a value with spaces (a path) stays
+    one argument. A ConfigError names a missing variable; a ValueError an unbalanced quote."""
+    return [expand(arg, env, "bot_command") for arg in shlex.split(command)]
 
 
 class SessionBot:
@@ -319,7 +338,7 @@ class SessionBot:
                 return self.problem
             try:
                 self._process = BotProcess(
-                    config.command,
+                    command_argv(config.command, environ()),
                     ready_url=url,
                     log_path=config.log_path,
                     start_timeout=config.start_timeout,
@@ -327,7 +346,7 @@ class SessionBot:
                     on_spawn=self._on_spawn,
                 )
                 self._process.start()
-            except BotError as exc:
+            except (BotError, ConfigError) as exc:
                 self.problem = self._redact(str(exc))
             except ValueError as exc:  # shlex: an unbalanced quote
                 self.problem = f"bot command `{config.command}` cannot be parsed: {exc}"

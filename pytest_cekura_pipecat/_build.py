@@ -70,10 +70,20 @@ def _worker_notice(plugin: CekuraPlugin) -> Callable[[str], None] | None:
 
 def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Role | None:
     if plugin.role == "controller":
-        return Controller(runtime, plugin.shared())
+        shared = plugin.shared()
+        if shared is None:
+            session.state.problem = _not_fired(plugin.shared_problem)
+            return None
+        return Controller(runtime, shared)
     if plugin.role == "local":
+        from ._owner import remove_stale
+
+        remove_stale(plugin.owner)  # what killed sessions left in the temporary directory
         return Local(runtime)
     workerinput: dict[str, Any] = getattr(plugin.config, "workerinput", {})
+    if workerinput.get("cekura_shared_problem"):
+        session.state.problem = _not_fired(str(workerinput["cekura_shared_problem"]))
+        return None
     shared = Path(str(workerinput.get("cekura_shared_dir", "")))
     if not workerinput.get("cekura_shared_dir") or not shared.is_dir():
         # A worker on another host (--tx ssh=/socket=) cannot see the controller's
@@ -81,6 +91,10 @@ def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Rol
         session.state.problem = _REMOTE
         return None
     return Worker(runtime, shared)
+
+
+def _not_fired(problem: str | None) -> str:
+    return f"not fired: {(problem or 'no shared directory').removeprefix('cekura: ')}"
 
 
 def _room_provider(plugin: CekuraPlugin, session: CekuraSession) -> None:

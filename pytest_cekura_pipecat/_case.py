@@ -16,6 +16,21 @@ MAX_TIMEOUT = 24 * 3600.0
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+# The layers a case's settings come from, nearest first (see ``_config.nearest``).
+LAYERS = ("case", "marker", "file", "flag", "ini")
+
+
+@dataclass(frozen=True)
+class BotSource:
+    """Where a case's bot comes from, and which layer chose it: ``kind`` is ``room`` (a
+    static ``pipecat_room_url``), ``start_url`` (one bot session per run from
+    ``bot_start_url``) or ``cloud`` (the Pipecat Cloud preset); ``layer`` is one of
+    :data:`LAYERS`; ``key`` is the setting as the user wrote it there."""
+
+    kind: str
+    layer: str
+    key: str
+
 
 @dataclass(frozen=True)
 class Case:
@@ -51,6 +66,7 @@ class Case:
     quarantine: Quarantine | None = None  # until its date, a failure does not block
     canary: bool = False  # fired first and alone; if it errors, nothing else is fired
     adaptive: bool = False  # fire min_passes runs, then one more per run that did not pass
+    bot_source: BotSource | None = None  # None: no layer chose; a room hook must give a room
 
     @property
     def first_runs(self) -> int:
@@ -152,6 +168,8 @@ class Defaults:
     room_concurrency: int = 1
     max_live_runs: int | None = None
     bot_start_url: str | None = None
+    pipecat_cloud_agent: str | None = None  # the Pipecat Cloud preset of bot_start_url
+    flag_keys: frozenset[str] = frozenset()  # the keys above set on the command line, not ini
 
 
 @dataclass(frozen=True)

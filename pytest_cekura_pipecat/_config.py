@@ -7,15 +7,17 @@ problem becomes one line naming the file, the case and the field. Values are nev
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import ipaddress
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -24,15 +26,27 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, BotKeys, Case, Defaults, has_template
+from ._case import (
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    BotKeys,
+    BotSource,
+    Case,
+    Defaults,
+    has_template,
+)
 from ._errors import ConfigError
 from ._thresholds import Quarantine, merge_thresholds, parse_date, parse_thresholds
 
 MAX_REPEAT = 100  # Cekura's own frequency cap
+# Levels of tables and arrays a document (or a marker's arguments) may nest: far more than a
+# configuration needs, far less than what exhausts the stack of a parser or a validator.
+MAX_DEPTH = 64
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -42,11 +56,43 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True, frozen=True)
 
 
+def _no_template(value: Any, info: ValidationInfo) -> Any:
+    """A field fixed at collection (a name, a mark, a threshold) or a mapping's keys take no
+    ``${VAR}``: one there would be sent or shown as written, so it is an error."""
+    keys_only = info.field_name in _EXPANDED_VALUES
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not keys_only and has_template(item):
+                raise ValueError(
+                    f"{info.field_name}: ${{VAR}} is not expanded here (this field is fixed "
+                    "at collection): write the value itself"
+                )
+        elif isinstance(item, Mapping):
+            if any(isinstance(key, str) and has_template(key) for key in item):
+                raise ValueError(
+                    f"{info.field_name}: ${{VAR}} is not expanded in a key (only in values)"
+                )
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
+
+
+# Fields whose string values take ``${VAR}`` but whose keys do not.
+_EXPANDED_VALUES = frozenset({"publish_data_message", "bot_start_headers", "bot_start_body"})
+
+
 class QuarantineFields(_Strict):
     until: date
     reason: NonEmpty
     owner: NonEmpty | None = None
     issue: NonEmpty | None = None
+
+    _fixed_quarantine = field_validator("until", "reason", "owner", "issue", mode="before")(
+        _no_template
+    )
 
     @field_validator("until", mode="before")
     @classmethod
@@ -75,12 +121,33 @@ class _Common(_Strict):
     quarantine: QuarantineFields | None = None
     adaptive: bool | None = None
 
+    _fixed_common = field_validator(
+        "agent",
+        "timeout",
+        "project",
+        "mock_tool_names",
+        "room_concurrency",
+        "max_live_runs",
+        "thresholds",
+        "allow_unevaluated",
+        "adaptive",
+        *_EXPANDED_VALUES,
+        mode="before",
+    )(_no_template)
+
     @field_validator("thresholds")
     @classmethod
     def _thresholds(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         if value is not None:
             parse_thresholds(value)  # a ValueError names the key and the problem
         return value
+
+    @model_validator(mode="after")
+    def _one_bot_choice(self) -> Self:
+        problem = contradiction([key for key in BOT_CHOICE if getattr(self, key, None) is not None])
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @field_validator("publish_data_message")
     @classmethod
@@ -98,6 +165,10 @@ class _CaseFields(_Common):
     min_passes: PositiveInt | None = None
     canary: bool = False
 
+    _fixed_case_fields = field_validator(
+        "scenario", "repeat", "min_passes", "canary", mode="before"
+    )(_no_template)
+
     @model_validator(mode="after")
     def _min_passes_fits(self) -> _CaseFields:
         if self.min_passes is not None and self.min_passes > self.repeat:
@@ -112,6 +183,8 @@ _FUNCTION_ONLY_MARKS = frozenset({"parametrize", "usefixtures"})
 class TomlCase(_CaseFields):
     name: NonEmpty | None = None
     marks: list[NonEmpty] = Field(default_factory=list)
+
+    _fixed_case = field_validator("name", "marks", mode="before")(_no_template)
 
     @field_validator("marks")
     @classmethod
@@ -133,6 +206,8 @@ class TomlFile(_Common):
     bot_command: NonEmpty | None = None
     bot_ready_url: NonEmpty | None = None
     bot_start_timeout: Annotated[float, Field(gt=0)] | None = None
+
+    _fixed_file = field_validator("bot_start_timeout", mode="before")(_no_template)
 
 
 class MarkerArgs(_CaseFields):
@@ -220,25 +295,117 @@ def start_url_problem(url: str) -> str | None:
     return "must be an http:// or https:// URL"
 
 
+# Where a case's bot comes from: one choice, made by the nearest layer that sets one of these
+# (the Pipecat Cloud preset exists only as an ini key and a flag).
+BOT_CHOICE = ("pipecat_room_url", "bot_start_url", "pipecat_cloud_agent")
+_BOT_KIND = {
+    "pipecat_room_url": "room",
+    "bot_start_url": "start_url",
+    "pipecat_cloud_agent": "cloud",
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One level of settings: ``values`` holds what it sets (a key set to None is not)."""
+
+    name: str
+    values: Mapping[str, Any]
+
+
+class Choice(NamedTuple):
+    key: str
+    value: Any
+    depth: int  # the index of the deciding layer
+    layer: str
+
+
+def contradiction(keys: Sequence[str]) -> str | None:
+    """Why two settings of one layer contradict each other (both choose the bot), or None."""
+    given = [key for key in BOT_CHOICE if key in keys]
+    if len(given) < 2:
+        return None
+    return (
+        f"{given[0]} and {given[1]} are both set: each chooses where the bot is (a static "
+        "room, or one bot session per run); keep one"
+    )
+
+
+def nearest(layers: Sequence[Layer], keys: Sequence[str]) -> Choice | None:
+    """The precedence rule, for every key: the nearest layer that sets a key decides. Keys
+    that are one choice (:data:`BOT_CHOICE`) are decided together: a case's own start URL
+    beats an inherited room, and its own room an inherited start URL. Two of them at the
+    deciding layer contradict each other: a ConfigError (validation says it first)."""
+    if len(keys) == 1:  # most keys: nothing can contradict them
+        key = keys[0]
+        for depth, layer in enumerate(layers):
+            value = layer.values.get(key)
+            if value is not None:
+                return Choice(key, value, depth, layer.name)
+        return None
+    for depth, layer in enumerate(layers):
+        values = layer.values
+        found: str | None = None
+        for key in keys:
+            if values.get(key) is not None:
+                if found is not None:
+                    raise ConfigError([f"{layer.name}: {contradiction([found, key])}"])
+                found = key
+        if found is not None:
+            return Choice(found, values[found], depth, layer.name)
+    return None
+
+
+@functools.lru_cache(maxsize=8)  # pure; one Defaults per session
+def _option_layers(defaults: Defaults) -> tuple[Layer, Layer]:
+    """The command line's and the ini file's layers of ``defaults``."""
+    values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(Defaults)}
+    flags = {key: value for key, value in values.items() if key in defaults.flag_keys}
+    ini = {key: value for key, value in values.items() if key not in defaults.flag_keys}
+    return Layer("flag", flags), Layer("ini", ini)
+
+
+def layers(
+    fields: _CaseFields, level: str, file: _Common | None, defaults: Defaults
+) -> list[Layer]:
+    """A case's layers, nearest first: itself (``case`` or ``marker``), the top of its
+    ``cekura.toml``, the command line, the ini file."""
+    # A model's __dict__ holds its fields' values: read, never written.
+    found = [Layer(level, fields.__dict__)]
+    if file is not None:
+        found.append(Layer("file", file.__dict__))
+    found.extend(_option_layers(defaults))
+    return found
+
+
+def _key_label(key: str, layer: str) -> str:
+    if layer == "flag":
+        return "--cekura-" + key.replace("_", "-")
+    if layer == "ini":
+        return f"ini key cekura_{key}"
+    return key
+
+
+def bot_source(choice: Choice | None) -> BotSource | None:
+    if choice is None:
+        return None
+    return BotSource(_BOT_KIND[choice.key], choice.layer, _key_label(choice.key, choice.layer))
+
+
 def _bot_start(
-    fields: _CaseFields, file_defaults: _Common | None, defaults: Defaults
+    found: Sequence[Layer], choice: Choice | None
 ) -> tuple[str | None, dict[str, str] | None, dict[str, Any] | None]:
     """The case's start URL, and the headers and body that go with it: those of the level
     that names the URL and of the more specific levels, never of a less specific one (a case
     that names its own start URL must not send the file's Authorization header there)."""
-    layers: list[_Common] = [fields] + ([file_defaults] if file_defaults is not None else [])
-    url: str | None = defaults.bot_start_url
-    applies = layers
-    for depth, layer in enumerate(layers):
-        if layer.bot_start_url is not None:
-            url, applies = layer.bot_start_url, layers[: depth + 1]
-            break
+    if choice is None or choice.key != "bot_start_url":
+        return None, None, None
     headers: dict[str, str] = {}
     body: dict[str, Any] = {}
-    for layer in reversed(applies):  # least specific first; the case's own values win
-        headers.update(layer.bot_start_headers or {})
-        body = _deep_merge(body, layer.bot_start_body or {})
-    return url, headers or None, body or None
+    for layer in reversed(found[: choice.depth + 1]):  # least specific first; nearer wins
+        headers.update(layer.values.get("bot_start_headers") or {})
+        body = _deep_merge(body, layer.values.get("bot_start_body") or {})
+    return choice.value, headers or None, body or None
 
 
 def _deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,18 +427,19 @@ def _merge(
     file_defaults: _Common | None,
     defaults: Defaults,
     marks: tuple[str, ...] = (),
+    level: str = "case",
 ) -> Case:
+    found = layers(fields, level, file_defaults, defaults)
+
     def pick(key: str) -> Any:
-        value = getattr(fields, key)
-        if value is None and file_defaults is not None:
-            value = getattr(file_defaults, key)
-        if value is None:
-            value = getattr(defaults, key, None)
-        return value
+        choice = nearest(found, (key,))
+        return choice.value if choice is not None else None
 
     project = pick("project")
     timeout = pick("timeout")
-    start_url, start_headers, start_body = _bot_start(fields, file_defaults, defaults)
+    bot = nearest(found, BOT_CHOICE)
+    start_url, start_headers, start_body = _bot_start(found, bot)
+    room = bot.value if bot is not None and bot.key == "pipecat_room_url" else None
     suite = getattr(file_defaults, "thresholds", None) if file_defaults is not None else None
     quarantine = pick("quarantine")
     allow_unevaluated = pick("allow_unevaluated")
@@ -280,8 +448,8 @@ def _merge(
         scenario=fields.scenario,
         source=source,
         agent=pick("agent"),
-        pipecat_room_url=pick("pipecat_room_url"),
-        pipecat_token=pick("pipecat_token"),
+        pipecat_room_url=room,
+        pipecat_token=pick("pipecat_token") if room is not None else None,
         publish_data_message=pick("publish_data_message"),
         repeat=fields.repeat,
         min_passes=fields.min_passes if fields.min_passes is not None else fields.repeat,
@@ -301,6 +469,7 @@ def _merge(
         quarantine=quarantine.value() if quarantine is not None else None,
         canary=fields.canary,
         adaptive=bool(pick("adaptive")),
+        bot_source=bot_source(bot),
     )
 
 
@@ -308,6 +477,8 @@ def _room_problems(
     case: Case, where: str, have_room_provider: bool, looked_for: Sequence[str] = ()
 ) -> list[str]:
     url = case.pipecat_room_url
+    if case.bot_source is not None and case.bot_source.kind == "cloud":
+        return []
     if url is None:
         start = case.bot_start_url
         if start is not None:
@@ -337,14 +508,41 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether tables and arrays nest more than ``limit`` levels (walked without recursion:
+    a value nested thousands of levels deep must not exhaust the stack here either)."""
+    if not isinstance(value, dict | list | tuple):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list | tuple):
+                if depth + 1 >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+_TOO_DEEP = f"tables and arrays nested more than {MAX_DEPTH} levels deep: flatten them"
+
+
 def parse_toml(path: Path, display: str | None = None) -> dict[str, Any]:
+    """A ``cekura.toml`` as a document; any problem is a one-line ConfigError naming it.
+    Nesting is capped here, at the file's boundary, so no later stage (validation, JSON,
+    ``${VAR}`` expansion) recurses thousands of levels deep."""
     where = display or str(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{where}: invalid TOML: {exc}"]) from None
+    except RecursionError:  # the parser recurses once per level of inline nesting
+        raise ConfigError([f"{where}: {_TOO_DEEP}"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{where}: cannot read: {exc}"]) from None
+    if too_deep(document):
+        raise ConfigError([f"{where}: {_TOO_DEEP}"])
+    return document
 
 
 def nearest_toml(directory: Path, rootdir: Path) -> tuple[Path | None, list[Path]]:
@@ -472,6 +670,19 @@ def load_file(
     return parsed, cases
 
 
+def merge_markers(kwargs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The keyword arguments of a test's markers, farthest first: a closer marker's value
+    wins, key by key, and a closer marker that chooses the bot (:data:`BOT_CHOICE`) replaces
+    the farther markers' choice (a function's start URL beats its class's room)."""
+    merged: dict[str, Any] = {}
+    for one in kwargs:
+        if any(one.get(key) is not None for key in BOT_CHOICE):
+            for key in BOT_CHOICE:
+                merged.pop(key, None)
+        merged.update(one)
+    return merged
+
+
 def case_from_marker(
     kwargs: Mapping[str, Any],
     *,
@@ -483,11 +694,22 @@ def case_from_marker(
     looked_for: Sequence[str] = (),
 ) -> Case:
     where = f"{source}: @pytest.mark.cekura"
+    if too_deep(kwargs, MAX_DEPTH - 1):  # the arguments sit one level higher than in a file
+        raise ConfigError(
+            [f"{where}: dicts and lists nested more than {MAX_DEPTH} levels deep: flatten them"]
+        )
     try:
         fields = MarkerArgs.model_validate(dict(kwargs))
     except ValidationError as exc:
         raise ConfigError(_problems(exc, where)) from None
-    case = _merge(fields, name=name, source=source, file_defaults=file_defaults, defaults=defaults)
+    case = _merge(
+        fields,
+        name=name,
+        source=source,
+        file_defaults=file_defaults,
+        defaults=defaults,
+        level="marker",
+    )
     problems = _room_problems(case, where, have_room_provider, looked_for)
     if problems:
         raise ConfigError(problems)

@@ -20,6 +20,7 @@ from ._config import (
     case_spots,
     file_defaults,
     load_file,
+    merge_markers,
     nearest_toml,
 )
 from ._errors import CekuraError, ConfigError, NotEvaluated
@@ -234,11 +235,9 @@ def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
         markers = list(item.iter_markers(MARKER))
         if not markers:
             continue
-        kwargs: dict[str, Any] = {}
-        for marker in reversed(markers):  # closest last, so it wins
-            if marker.args:
-                problems.append(f"{item.nodeid}: @pytest.mark.cekura takes keyword arguments only")
-            kwargs.update(marker.kwargs)
+        if any(marker.args for marker in markers):
+            problems.append(f"{item.nodeid}: @pytest.mark.cekura takes keyword arguments only")
+        kwargs = merge_markers([marker.kwargs for marker in reversed(markers)])  # closest last
         directory = item.path.parent
         if directory not in defaults_by_dir:
             defaults_by_dir[directory] = _inherited(session, directory, workerside)

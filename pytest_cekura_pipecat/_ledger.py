@@ -1,15 +1,23 @@
 """The ledger of fired runs: resume a killed session instead of firing (and billing) again.
 
-Every start request that Cekura answers is written down at once, per case, in pytest's cache
-(``.pytest_cache/d/cekura/ledger-*.json``, one file per case so that processes never write
-the same file): a fingerprint of what was sent, the result and run ids and when. A case's
-file is removed as soon as its verdict is known. What is left when a session begins was
-fired by a session that died before judging it (SIGKILL, OOM, a cancelled CI job):
+Every start request that Cekura answers is written down at once, per session and case, in
+pytest's cache (``.pytest_cache/d/cekura/ledger-<case>-<session>.json``: processes never write
+the same file, and two sessions in one directory, two CI jobs on one runner, never touch each
+other's entries): a fingerprint of what was sent, the result and run ids, when, and the
+session that fired them (``_owner.py``: host, pid and the pid's start time, so that a reused
+pid is never taken for a live session). A session removes a case's entry when it has judged
+the case, and its own entries when it ended their calls (an interrupt); nothing else. Under
+pytest-xdist the session is the controller's: an orphaned worker (its controller killed)
+judges nothing and removes nothing. What a session finds that was fired by a session that
+no longer runs (SIGKILL, OOM, a cancelled CI job) is left to resume:
 
 - the same case with the same fingerprint, still within its timeout, is **re-attached**: no
-  start request, its runs are watched and judged as if this session had fired them;
-- a changed case, or runs past their timeout, cannot be: their calls are ended (they may
-  still be billing) and the case is fired afresh.
+  start request, its runs are watched and judged as if this session had fired them (the
+  entry becomes this session's: should it be killed too, the next one re-attaches again);
+- a changed case, runs past their timeout, or a second session's runs for a case already
+  re-attached cannot be: their calls are ended (they may still be billing) and the case is
+  fired afresh;
+- entries of a live session are left alone.
 
 The fingerprint is a hash (node id, scenario, agent, room URL, a hash of the token,
 ``publish_data_message``, ``mock_tool_names``, repeat, after ``${VAR}`` expansion): no
@@ -23,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +40,12 @@ from typing import Any
 
 from ._case import Case, expand, expand_json
 from ._errors import CekuraError
+from ._owner import Owner, ledger_directory
 from ._plan import Slot
-from ._shared import SharedDirError, pid_alive, write_atomic
+from ._shared import SharedDirError, write_atomic
 
-CACHE_DIR = "cekura"  # config.cache.mkdir(CACHE_DIR)
 _PREFIX = "ledger-"
-_VERSION = 1
+_VERSION = 2  # 1: keyed by case only, owned by a pid
 OFF_NOTE = (
     "cekura: no ledger of fired runs (-p no:cacheprovider): if this session is killed, its "
     "runs cannot be re-attached by the next one"
@@ -62,13 +69,12 @@ def fingerprint(nodeid: str, case: Case, env: Mapping[str, str]) -> str | None:
 
 @dataclass
 class Entry:
-    """One case's fired runs, as written by the process that fired them."""
+    """One case's fired runs, as written by the session that fired them."""
 
     nodeid: str
     fingerprint: str
     timeout: float
-    host: str
-    pid: int
+    owner: Owner
     slots: list[Slot] = field(default_factory=list)
 
     @property
@@ -81,8 +87,12 @@ class Entry:
             "nodeid": self.nodeid,
             "fingerprint": self.fingerprint,
             "timeout": self.timeout,
-            "host": self.host,
-            "pid": self.pid,
+            "owner": {
+                "session": self.owner.session,
+                "host": self.owner.host,
+                "pid": self.owner.pid,
+                "started": self.owner.started,
+            },
             "slots": [
                 {
                     "index": s.index,
@@ -98,8 +108,9 @@ class Entry:
 
     @classmethod
     def from_json(cls, data: Any) -> Entry:
-        """Raises ValueError (or KeyError, TypeError) for anything but an entry."""
-        if not isinstance(data, dict) or data.get("version") != _VERSION:
+        """Raises ValueError (or KeyError, TypeError) for anything but an entry (of this
+        version, or of the first: an upgrade loses no billed run)."""
+        if not isinstance(data, dict) or data.get("version") not in (1, _VERSION):
             raise ValueError("not a ledger entry")
         nodeid = str(data["nodeid"])
         timeout = float(data["timeout"])
@@ -116,9 +127,14 @@ class Entry:
             )
             for s in data["slots"]
         ]
-        return cls(
-            nodeid, str(data["fingerprint"]), timeout, str(data["host"]), int(data["pid"]), slots
+        mine = data.get("owner") or {"host": data["host"], "pid": data["pid"]}
+        owner = Owner(
+            str(mine.get("session", "")),
+            str(mine["host"]),
+            int(mine["pid"]),
+            str(mine.get("started", "")),
         )
+        return cls(nodeid, str(data["fingerprint"]), timeout, owner, slots)
 
 
 @dataclass
@@ -140,61 +156,71 @@ def _stamp(when: float) -> str:
 
 
 class Ledger:
-    """The ledger in one directory of pytest's cache; safe to use from several processes
-    (each case has its own file, written atomically)."""
+    """The ledger in one directory of pytest's cache, for one session; safe to use from
+    several processes (each case of each session has its own file, written atomically)."""
 
-    def __init__(self, directory: Path, *, fresh: bool = False) -> None:
+    def __init__(self, directory: Path, owner: Owner | None = None, *, fresh: bool = False) -> None:
         self.directory = directory
+        self.owner = owner if owner is not None else Owner.here()
         self.fresh = fresh  # --cekura-fresh: re-attach nothing, end what was left running
-        self._host = socket.gethostname()
 
     @classmethod
-    def for_config(cls, config: Any, *, fresh: bool = False) -> Ledger | None:
-        """The ledger in ``config.cache``; None when pytest's cache is off."""
-        cache = getattr(config, "cache", None)
-        if cache is None:
-            return None
-        try:
-            return cls(Path(cache.mkdir(CACHE_DIR)), fresh=fresh)
-        except OSError:
-            return None
+    def for_config(
+        cls, config: Any, owner: Owner | None = None, *, fresh: bool = False
+    ) -> Ledger | None:
+        """The ledger in ``config.cache``; None when pytest's cache is off. A cache that
+        cannot be written still gives one (see :meth:`problem`): what it holds can be read."""
+        directory = ledger_directory(config)
+        return None if directory is None else cls(directory, owner, fresh=fresh)
 
     def _path(self, nodeid: str) -> Path:
         digest = hashlib.sha256(nodeid.encode()).hexdigest()[:24]
-        return self.directory / f"{_PREFIX}{digest}.json"
+        return self.directory / f"{_PREFIX}{digest}-{self.owner.session}.json"
 
     # -- writing -----------------------------------------------------------------------------
 
-    def record(self, fired: Sequence[tuple[Case, str | None, Slot]]) -> None:
+    def record(self, fired: Sequence[tuple[Case, str | None, Slot]]) -> str | None:
         """Write down an answered start request's slots (case, fingerprint, slot), at once.
-        A slot joins its case's entry of this process; best effort (a full disk must not
-        stop the session)."""
+        A slot joins its case's entry of this session. Best effort (a full disk must not
+        stop the session; a cache that cannot be written was said before firing): why a
+        write failed, or None."""
         by_case: dict[str, list[tuple[Case, str, Slot]]] = {}
         for case, mark, slot in fired:
             if mark is not None and slot.result_id is not None and slot.attempt == 0:
                 by_case.setdefault(slot.nodeid, []).append((case, mark, slot))
+        failed: str | None = None
         for nodeid, items in by_case.items():
             case, mark, _ = items[0]
             entry = self._read(self._path(nodeid))
-            if entry is None or entry.pid != os.getpid() or entry.fingerprint != mark:
-                entry = Entry(nodeid, mark, case.timeout, self._host, os.getpid())
+            if entry is None or entry.owner != self.owner or entry.fingerprint != mark:
+                entry = Entry(nodeid, mark, case.timeout, self.owner)
             known = {s.index for s in entry.slots}
             entry.slots.extend(slot for _, _, slot in items if slot.index not in known)
-            with contextlib.suppress(SharedDirError):
-                write_atomic(self._path(nodeid), json.dumps(entry.to_json()).encode())
+            failed = self._write(entry) or failed
+        return failed
+
+    def _write(self, entry: Entry) -> str | None:
+        try:
+            write_atomic(self._path(entry.nodeid), json.dumps(entry.to_json()).encode())
+        except SharedDirError as exc:
+            return str(exc)
+        return None
 
     def forget(self, nodeid: str) -> None:
-        """The case's verdict is known: nothing of it is left to resume."""
+        """This session judged the case: nothing of it is left to resume."""
         with contextlib.suppress(OSError):
             self._path(nodeid).unlink(missing_ok=True)
 
-    def forget_since(self, since: float) -> None:
-        """Forget what was fired since ``since`` (an interrupted session ended its calls:
-        re-attaching them would judge ended calls)."""
-        for path, entry in self._entries():
-            if entry is not None and (entry.pid == os.getpid() or entry.fired_at >= since):
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+    def forget_session(self) -> None:
+        """Forget what this session fired and re-attached (it ended their calls on an
+        interrupt: re-attaching them would judge ended calls); other sessions' entries stay."""
+        try:
+            paths = list(self.directory.glob(f"{_PREFIX}*-{self.owner.session}.json"))
+        except OSError:
+            return
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -211,9 +237,31 @@ class Ledger:
             return []
         return [(path, self._read(path)) for path in paths]
 
-    def _live_elsewhere(self, entry: Entry) -> bool:
-        """Fired by a session that still runs on this machine (not a dead one's)."""
-        return entry.host == self._host and entry.pid != os.getpid() and pid_alive(entry.pid)
+    def _left(self) -> list[tuple[Path, Entry]]:
+        """The entries of sessions that no longer run (unreadable ones are removed)."""
+        left: list[tuple[Path, Entry]] = []
+        for path, entry in self._entries():
+            if entry is None:  # unreadable: a torn copy, an unknown version
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            elif entry.owner.session != self.owner.session and not entry.owner.alive():
+                left.append((path, entry))
+        return left
+
+    def _claim(self, path: Path, entry: Entry) -> bool:
+        """Make a dead session's entry this one's; False when another session took it
+        first (two sessions starting at once re-attach each run once). The rename is the
+        claim; the entry is then written with its new owner (killed in between, it still
+        names a dead one: the next session re-attaches it)."""
+        mine = self._path(entry.nodeid)
+        try:
+            os.rename(path, mine)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # a read-only ledger: nobody can take it, re-attach it all the same
+        self._write(Entry(entry.nodeid, entry.fingerprint, entry.timeout, self.owner, entry.slots))
+        return True
 
     def resume(
         self,
@@ -221,20 +269,15 @@ class Ledger:
         env: Mapping[str, str],
         now: float | None = None,
     ) -> Resumption:
-        """Split what the ledger holds into runs to re-attach and calls to end. The entries
-        of calls to end leave the ledger now; a re-attached case's entry stays until its
-        verdict is known (this session may be killed too)."""
+        """Split what dead sessions left into runs to re-attach and calls to end. The
+        entries of calls to end leave the ledger now; a re-attached case's entry becomes
+        this session's and stays until its verdict is known (this session may be killed
+        too). A live session's entries are not touched."""
         now = time.time() if now is None else now
         selected = dict(cases)
         out = Resumption()
-        ended_cases: list[str] = []
-        for path, entry in self._entries():
-            if entry is None:  # unreadable: an old version, a torn copy
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
-                continue
-            if self._live_elsewhere(entry):
-                continue
+        ended: list[tuple[Path, Entry]] = []
+        for path, entry in self._left():
             case = selected.get(entry.nodeid)
             timeout = case.timeout if case is not None else entry.timeout
             too_old = now >= entry.fired_at + timeout
@@ -242,22 +285,36 @@ class Ledger:
                 continue  # not selected this time: it may be resumed by a later session
             same = case is not None and entry.fingerprint == fingerprint(entry.nodeid, case, env)
             whole = case is not None and len(entry.slots) == case.repeat
-            if same and whole and not too_old and not self.fresh:
-                for slot in entry.slots:
-                    slot.timeout = timeout
-                    out.attached[slot.key] = slot
-                continue  # the entry stays until the case's verdict is known
-            ended_cases.append(entry.nodeid)
+            taken = any(slot.key in out.attached for slot in entry.slots)
+            if same and whole and not too_old and not self.fresh and not taken:
+                if self._claim(path, entry):
+                    for slot in entry.slots:
+                        slot.timeout = timeout
+                        out.attached[slot.key] = slot
+                continue
+            ended.append((path, entry))
+        self._end(ended, out)
+        self._say(out, ended, now)
+        return out
+
+    def _end(self, ended: Sequence[tuple[Path, Entry]], out: Resumption) -> None:
+        """The calls of ``ended`` entries to end: not those of re-attached runs."""
+        attached_runs = {s.run_id for s in out.attached.values()}
+        attached_results = {s.result_id for s in out.attached.values()}
+        for path, entry in ended:
             for slot in entry.slots:
                 if slot.run_id is not None:
-                    out.end_runs.append(slot.run_id)
+                    if slot.run_id not in attached_runs:
+                        out.end_runs.append(slot.run_id)
                 elif slot.result_id is not None:
                     out.end_results.append(slot.result_id)
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-        attached_results = {s.result_id for s in out.attached.values()}
         # Ending a whole result would end re-attached runs that share it.
+        out.end_runs = sorted(set(out.end_runs))
         out.end_results = sorted(set(out.end_results) - attached_results)
+
+    def _say(self, out: Resumption, ended: Sequence[tuple[Path, Entry]], now: float) -> None:
         if out.attached:
             first = min(s.fired_at or now for s in out.attached.values())
             out.notes.append(
@@ -265,10 +322,10 @@ class Ledger:
                 f"ended before judging them ({out.attached_cases} case(s), nothing fired "
                 "again for them; --cekura-fresh fires anew)"
             )
-        if ended_cases:
+        cases = {entry.nodeid for _, entry in ended}
+        if cases:
             why = "--cekura-fresh" if self.fresh else "the case changed or its runs are too old"
             out.notes.append(
-                f"cekura: {len(ended_cases)} case(s) fired by an earlier session were never "
+                f"cekura: {len(cases)} case(s) fired by an earlier session were never "
                 f"judged and cannot be re-attached ({why}): their calls are ended"
             )
-        return out

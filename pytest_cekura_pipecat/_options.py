@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Defaults
+from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Defaults, has_template
 
 # This module is imported by every pytest run that has the plugin installed: it must stay
 # light (no httpx, pydantic or tenacity).
@@ -199,7 +199,7 @@ OPTIONS = [
     ),
     _Option(
         "cekura_pipecat_cloud_agent",
-        "Start one Pipecat Cloud session per run of this agent for cases without a room (key: PIPECAT_CLOUD_API_KEY).",
+        "Start one Pipecat Cloud session per run of this agent for cases whose room or start URL no nearer layer sets (key: PIPECAT_CLOUD_API_KEY).",
         str,
         None,
         "NAME",
@@ -213,7 +213,7 @@ OPTIONS = [
     ),
     _Option(
         "cekura_bot_start_url",
-        "For cases without a room: POST here once per run to start a bot session with its own Daily room (Pipecat's runner: http://HOST:7860/start).",
+        "For cases whose room or start URL no nearer layer sets: POST here once per run to start a bot session with its own Daily room (Pipecat's runner: http://HOST:7860/start).",
         str,
         None,
         "URL",
@@ -396,6 +396,18 @@ class OptionError(ValueError):
     pass
 
 
+# The options whose values take ``${VAR}``, expanded when firing like the same keys of
+# cekura.toml; any other is used as written, so a template there is an error.
+_TEMPLATED = frozenset(
+    {
+        "cekura_pipecat_room_url",
+        "cekura_bot_start_url",
+        "cekura_bot_command",
+        "cekura_bot_ready_url",
+    }
+)
+
+
 def _value(config: pytest.Config, name: str) -> Any:
     option = _BY_NAME[name]
     raw = config.getoption(name, None)
@@ -405,10 +417,59 @@ def _value(config: pytest.Config, name: str) -> Any:
         where = f"ini key {name}"
     if raw in (None, ""):
         return option.default
+    return _convert(option, raw, where)
+
+
+def _convert(option: _Option, raw: Any, where: str) -> Any:
+    """A set option's value, typed; an OptionError names where it was set."""
+    if option.name not in _TEMPLATED and has_template(str(raw)):
+        raise OptionError(
+            f"{where}: ${{VAR}} is not expanded here (only in "
+            f"{', '.join(sorted(_TEMPLATED))}): write the value itself"
+        )
     try:
         return option.type(str(raw).strip())
     except ValueError:
         raise OptionError(f"{where}: {raw!r} is not valid ({option.help})") from None
+
+
+# The defaults (Defaults) a case inherits from the ini file or the command line (the
+# timeout on the command line is not one: it overrides every file).
+_DEFAULT_KEYS = (
+    "agent",
+    "pipecat_room_url",
+    "project",
+    "mock_tool_names",
+    "room_concurrency",
+    "max_live_runs",
+    "bot_start_url",
+    "pipecat_cloud_agent",
+)
+# They choose where a case's bot is: two of them in one layer contradict each other.
+_BOT_CHOICE = ("pipecat_room_url", "bot_start_url", "pipecat_cloud_agent")
+
+
+def _flag_keys(config: pytest.Config) -> frozenset[str]:
+    """The defaults given on the command line (the others set come from the ini file); two
+    that choose the bot in one of those layers are an OptionError."""
+    flags = frozenset(
+        key for key in _DEFAULT_KEYS if config.getoption(f"cekura_{key}", None) not in (None, "")
+    )
+    layers = (
+        [_BY_NAME[f"cekura_{key}"].flag for key in _BOT_CHOICE if key in flags],
+        [
+            f"ini key cekura_{key}"
+            for key in _BOT_CHOICE
+            if config.getini(f"cekura_{key}") not in (None, "")
+        ],
+    )
+    for given in layers:
+        if len(given) > 1:
+            raise OptionError(
+                f"{given[0]} and {given[1]} are both set: each chooses where the bot is (a "
+                "static room, or one bot session per run); keep one"
+            )
+    return flags
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -463,6 +524,8 @@ def resolve(config: pytest.Config) -> Settings:
             room_concurrency=_value(config, "cekura_room_concurrency"),
             max_live_runs=_value(config, "cekura_max_live_runs"),
             bot_start_url=_value(config, "cekura_bot_start_url"),
+            pipecat_cloud_agent=_value(config, "cekura_pipecat_cloud_agent"),
+            flag_keys=_flag_keys(config),
         ),
         max_runs=_value(config, "cekura_max_runs"),
         report=_value(config, "cekura_report"),
@@ -510,12 +573,8 @@ def _bot_options(config: pytest.Config) -> BotOptions:
             (cli, config.getoption(name, None), option.flag),
             (ini, config.getini(name), f"ini key {name}"),
         ):
-            if raw in (None, ""):
-                continue
-            try:
-                layer[key] = option.type(str(raw).strip())
-            except ValueError:
-                raise OptionError(f"{where}: {raw!r} is not valid ({option.help})") from None
+            if raw not in (None, ""):
+                layer[key] = _convert(option, raw, where)
     ini_dir = config.inipath.parent if config.inipath is not None else config.rootpath
     log = _value(config, "cekura_bot_log") or "cekura-bot.log"
     return BotOptions(

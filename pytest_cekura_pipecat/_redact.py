@@ -10,6 +10,12 @@ process reads what was appended since its last look before it masks anything. A 
 not do (masking needs the value) and the xdist report channel would put secrets into test
 reports, which other plugins serialize.
 
+The file never holds a secret in clear: what a killed session leaves in the temporary
+directory would outlive it. Each line is sealed with the session's key (random, made by
+the controller, handed to its workers in their start-up input over xdist's pipe: never on
+disk): a random nonce, the secret XORed with a keystream of keyed BLAKE2b blocks (a PRF in
+counter mode), and a tag that rejects a line this session did not write.
+
 Rooms from a provider bring a token per run, so a suite can know tens of thousands of
 secrets. A text is then masked in one pass over it, not one search per secret: at each
 position, one lookup of its next four characters; where secrets start with those, one
@@ -19,6 +25,10 @@ With a few secrets, one search per secret is faster, and used.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import html
 import json
 import logging
@@ -49,6 +59,50 @@ def _longest_first(secret: str) -> int:
 _Bucket = tuple[tuple[int, ...], dict[int, set[str]]]
 
 
+_NONCE = 16
+_TAG = 16
+_BLOCK = 64  # BLAKE2b's largest digest
+
+
+def _keystream(key: bytes, nonce: bytes, size: int) -> bytes:
+    blocks = (
+        hashlib.blake2b(nonce + i.to_bytes(4, "big"), key=key, digest_size=_BLOCK).digest()
+        for i in range(-(-size // _BLOCK))
+    )
+    return b"".join(blocks)[:size]
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    mixed = int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")
+    return mixed.to_bytes(len(data), "big")
+
+
+def _tag(key: bytes, sealed: bytes) -> bytes:
+    return hashlib.blake2b(sealed, key=key, digest_size=_TAG, person=b"cekura-tag").digest()
+
+
+def seal(key: bytes, secret: str) -> bytes:
+    """One line of the shared file: ``secret`` unreadable without ``key``."""
+    data = secret.encode("utf-8", "surrogatepass")
+    nonce = os.urandom(_NONCE)
+    sealed = nonce + _xor(data, _keystream(key, nonce, len(data)))
+    return base64.b64encode(sealed + _tag(key, sealed)) + b"\n"
+
+
+def unseal(key: bytes, line: bytes) -> str | None:
+    """The secret of a line ``seal`` wrote with ``key``; None for any other line."""
+    try:
+        raw = base64.b64decode(line.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    sealed, tag = raw[:-_TAG], raw[-_TAG:]
+    if len(sealed) < _NONCE or not hmac.compare_digest(tag, _tag(key, sealed)):
+        return None
+    nonce, body = sealed[:_NONCE], sealed[_NONCE:]
+    data = _xor(body, _keystream(key, nonce, len(body)))
+    return data.decode("utf-8", "surrogatepass")
+
+
 class Redactor:
     """The set of secret strings seen in this process, and the one function that hides them."""
 
@@ -58,16 +112,17 @@ class Redactor:
         self._ordered: tuple[str, ...] | None = ()  # all, longest first; None: sort again
         self._lock = threading.Lock()
         self._shared: Path | None = None
+        self._key = b""  # the session's key for the shared file
         self._read = 0  # bytes of the shared file already read
         self._fd: int | None = None  # the shared file, open for reading (fstat is cheap)
         self._urls: set[str] = set()  # URLs whose secrets were added (most cases share one)
 
-    def share(self, path: Path) -> None:
-        """Share secrets with the other processes of the session through ``path`` (see the
-        module docstring): what this process knows is appended now, later secrets as they
-        come."""
+    def share(self, path: Path, key: bytes) -> None:
+        """Share secrets with the other processes of the session through ``path``, sealed
+        with ``key`` (see the module docstring): what this process knows is appended now,
+        later secrets as they come."""
         with self._lock:
-            self._shared = path
+            self._shared, self._key = path, key
             known = sorted(self._secrets)
         self._append(known)
         self._refresh()
@@ -75,7 +130,7 @@ class Redactor:
     def _append(self, secrets: list[str]) -> None:
         if self._shared is None or not secrets:
             return
-        data = "".join(json.dumps(secret) + "\n" for secret in secrets).encode()
+        data = b"".join(seal(self._key, secret) for secret in secrets)
         try:
             fd = os.open(self._shared, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError:
@@ -107,12 +162,9 @@ class Redactor:
                 return
             whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
             self._read += len(whole)
-            for line in whole.decode("utf-8", "replace").splitlines():
-                try:
-                    secret = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(secret, str) and len(secret) >= _MIN_SECRET_LEN:
+            for line in whole.splitlines():
+                secret = unseal(self._key, line)
+                if secret is not None and len(secret) >= _MIN_SECRET_LEN:
                     self._learn(secret)
 
     def _learn(self, secret: str) -> bool:

@@ -27,10 +27,11 @@ from ._case import Case
 from ._client import CekuraClient, HttpPolicy
 from ._firing import FireContext, fire, fire_waves
 from ._io import IoLoop, result
+from ._owner import pid_alive
 from ._plan import Plan, Slot
 from ._progress import Counts
 from ._redact import Redactor
-from ._shared import SharedDir, SharedDirError, pid_alive
+from ._shared import SharedDir, SharedDirError
 from ._verdict import CekuraRun
 from ._watch import Watcher, WatchSettings
 from ._waves import Waves
@@ -66,6 +67,9 @@ class Runtime:
 
 
 class Role(Protocol):
+    # Whether interrupt() ends the session's live calls (then the ledger forgets them).
+    ends_calls: bool
+
     def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
         """Fire the selected cases (unless another process of the session does)."""
 
@@ -90,6 +94,15 @@ class Role(Protocol):
         """The counts for the progress line, or None before firing."""
 
     def close(self) -> None: ...
+
+
+NO_VERDICT = "no verdict: the session's watcher never reported this run"
+
+
+def judged(runs: Sequence[CekuraRun]) -> bool:
+    """Whether these runs are what Cekura said, not a wait that gave up (their calls may
+    still be live: the ledger keeps them for the next session)."""
+    return all(run.error_message != NO_VERDICT for run in runs)
 
 
 def never_started(slot: Slot, reason: str) -> CekuraRun:
@@ -171,6 +184,8 @@ def _fire_here(
 
 
 class Local:
+    ends_calls = True
+
     def __init__(self, runtime: Runtime) -> None:
         self._board = _Board()
         self._watching = _Watching(runtime, self._publish)
@@ -302,6 +317,8 @@ def _progress(plan: Plan | None, watcher: Watcher | None) -> Counts | None:
 class Controller:
     """The xdist controller: the session's watcher, fed from the shared directory."""
 
+    ends_calls = True
+
     def __init__(self, runtime: Runtime, shared: Path) -> None:
         self.shared = SharedDir(shared)
         self._watching = _Watching(runtime, self._publish)
@@ -381,6 +398,8 @@ class Controller:
 
 class Worker:
     """An xdist worker: fires if it wins the fire lock; waits on the shared run log."""
+
+    ends_calls = False  # the controller does; an orphaned worker (controller killed) cannot
 
     def __init__(self, runtime: Runtime, shared: Path, *, poll: float = 0.05) -> None:
         self.runtime = runtime
@@ -601,5 +620,5 @@ def _final(slot: Slot, known: Mapping[str, CekuraRun]) -> CekuraRun:
         return never_started(slot, slot.error)
     run = known.get(slot.key)
     if run is None:
-        return never_started(slot, "no verdict: the session's watcher never reported this run")
+        return never_started(slot, NO_VERDICT)
     return run

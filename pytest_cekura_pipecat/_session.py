@@ -8,7 +8,6 @@ belong to the role (``_roles.py``); this object turns a case's final runs into i
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,11 +25,30 @@ from ._ledger import OFF_NOTE, Ledger, fingerprint
 from ._options import PLUGIN_KEY, Settings
 from ._plan import Slot
 from ._redact import Redactor
-from ._roles import Role, Runtime
+from ._roles import Role, Runtime, judged
 from ._text import plain
 from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
+
+
+def bot_from(case: Case, hooked: bool, cloud: str | None) -> str:
+    """Where a case's bot comes from, as the dry run says it: ``hooked`` when a
+    ``pytest_cekura_room`` hook of the user's is asked first for a case without a room."""
+    source = case.bot_source
+    if source is None:
+        return "bot: the pytest_cekura_room hook's room (no layer sets a room or a start URL)"
+    chosen = f"(chosen by {source.layer}: {source.key})"
+    if source.kind == "room":
+        return f"bot: static room {case.pipecat_room_url} {chosen}"
+    if source.kind == "start_url":
+        what = f"one bot session per run from start URL {case.bot_start_url}"
+    else:
+        what = f"one Pipecat Cloud session per run of agent {cloud}"
+    hook = "the pytest_cekura_room hook's room, else " if hooked else ""
+    return f"bot: {hook}{what} {chosen}"
+
+
 NO_KEY_LINE = (
     "cekura: CEKURA_API_KEY is not set: no case will be fired, each one errors (export your "
     "Cekura API key, or run with --cekura-simulate)"
@@ -93,9 +111,9 @@ class CekuraSession:
         self.runtime = runtime
         self.state = SessionState()
         self.role: Role | None = None  # set once by the plugin
-        self.ledger = Ledger.for_config(config, fresh=settings.fresh)
         plugin = config.stash.get(PLUGIN_KEY, None)
-        self.started: float = getattr(plugin, "started", None) or time.time()
+        owner = getattr(plugin, "owner", None)
+        self.ledger = Ledger.for_config(config, owner, fresh=settings.fresh)
         self.bot: SessionBot | None = None  # the bot under test, in the process that fires
         self._notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
 
@@ -287,7 +305,8 @@ class CekuraSession:
         selected = self.selected(items)
         ctx = self._context(None)
         first = [(nodeid, case.first_firing()) for nodeid, case in selected]
-        lines = dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
+        lines = [self.redactor(line) for line in self.bot_lines(selected)]
+        lines += dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
         lines += [
             f"adaptive case {case.name}: up to {case.repeat - case.first_runs} more run(s) if "
             "runs do not pass"
@@ -300,6 +319,28 @@ class CekuraSession:
         ]
         problem = self.budget_problem(selected)
         return lines + ([problem] if problem else [])
+
+    def bot_lines(self, selected: Sequence[tuple[str, Case]]) -> list[str]:
+        """Where each case's bot comes from and which layer chose it (as written: no
+        variable is expanded), and the bot the session starts."""
+        from ._bot_rooms import BotStartRooms
+
+        hooked = any(
+            not (impl.wrapper or impl.hookwrapper or isinstance(impl.plugin, BotStartRooms))
+            for impl in self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls()
+        )
+        cloud = self.settings.defaults.pipecat_cloud_agent
+        lines = [f"case {case.name}: {bot_from(case, hooked, cloud)}" for _, case in selected]
+        try:
+            bot = bot_config(self.settings.bot, self.state.bot_keys)
+        except ConfigError as exc:
+            return [*lines, str(exc)]
+        if bot is not None and selected:
+            lines.append(
+                f"bot_command `{bot.command}` (chosen by {bot.layer}): started once before "
+                f"firing, in {bot.cwd}"
+            )
+        return lines
 
     def rerun_problem(self, nodeid: str) -> str | None:
         """Why a rerun must not fire again, or None. Only a case whose runs all reached
@@ -355,10 +396,12 @@ class CekuraSession:
         else:
             attempt = self.state.attempts.get(nodeid, 0)
             runs = self._top_up(nodeid, case, self.role.runs(nodeid, attempt), attempt)
+        forget = self.ledger is not None and not self.state.attempts.get(nodeid, 0)
+        forget = forget and judged(runs)  # a wait that gave up leaves the runs to resume
         runs = [self._masked(run, case.scenario) for run in runs]
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
-        if self.ledger is not None and not self.state.attempts.get(nodeid, 0):
+        if forget and self.ledger is not None:
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
 
@@ -465,9 +508,9 @@ class CekuraSession:
         self.state.interrupted = True
         if self.role is not None:
             self.role.interrupt()
-        if self.ledger is not None:
+        if self.ledger is not None and self.role is not None and self.role.ends_calls:
             # The live calls were ended: a later session must not re-attach to them.
-            self.ledger.forget_since(self.started)
+            self.ledger.forget_session()
 
     def close(self) -> None:
         if self.bot is not None:

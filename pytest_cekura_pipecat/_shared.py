@@ -30,6 +30,8 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from ._models import Snapshot
+from ._owner import pid_alive
+from ._owner import started as _started
 from ._plan import Plan, Slot, plan_from_json, plan_to_json, slots_from_json, slots_to_json
 from ._text import clean
 from ._verdict import CekuraRun
@@ -118,36 +120,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise SharedDirError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name (state first), or None
-    without /proc."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-
-
-def _started(pid: int) -> str:
-    """When ``pid`` started, in clock ticks since boot ("" without /proc)."""
-    fields = _stat(pid) or []
-    return fields[19] if len(fields) > 19 else ""
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs. A killed xdist worker stays a zombie until execnet reaps it
-    (it may never): signal 0 still reaches a zombie, so /proc is asked where there is one."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    fields = _stat(pid)
-    if fields is None:
-        return True  # no /proc (macOS): signal 0 is all there is
-    return fields[:1] != ["Z"]
 
 
 _KEY = re.compile(r'\{"key":\s*')  # how a line of the run log starts

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 def pytest_cekura_room(case: Case, config: pytest.Config) -> Room | tuple[str, str | None] | None:
     """Provide the Daily room (URL and meeting token) for one run of ``case``.
 
-    Called once per run entry, before firing, for cases that configure no
-    ``pipecat_room_url``; calls for one batch run concurrently in threads, so the hook may
+    Called once per run entry, before firing, for cases whose bot is not in a static room
+    (``case.pipecat_room_url`` is None: no layer set one, or a nearer layer chose a start
+    URL); calls for one batch run concurrently in threads, so the hook may
     be slow (create a Daily room, start a Pipecat Cloud session). Return a ``Room``, a
     ``(url, token)`` tuple, or None to let the next implementation answer. The token is
     treated as a secret.

@@ -7,11 +7,10 @@ Cekura case (a ``cekura.toml`` or a ``@pytest.mark.cekura`` test).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import tempfile
 import threading
-import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import pytest
 from . import _options as options
 from . import hooks
 from ._interrupt import SigtermAsInterrupt
+from ._owner import Owner
 from ._redact import RecordFactory, Redactor, mask_debug_trace
 from ._text import plain
 
@@ -120,11 +120,11 @@ class CekuraPlugin:
         self.settings = settings
         self.role = role
         self.redactor = Redactor()
-        self.started = time.time()  # what the ledger forgets on an interrupt is newer
         self.api_key = os.environ.get("CEKURA_API_KEY") or None
         self.simulator: Any = None
         self.baseline: Baseline | None = None  # --cekura-baseline, read once
         self.shared_dir: Path | None = None
+        self.shared_problem: str | None = None  # why there is no shared directory
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
         self._building = threading.RLock()  # the controller may build it on another thread
@@ -134,8 +134,12 @@ class CekuraPlugin:
         self._stop = threading.Event()
         self.sigterm = SigtermAsInterrupt()
         workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
+        # The session's identity (the ledger's owner): under xdist the controller's.
+        self.owner = _owner(workerinput.get("cekura_owner"))
+        self.secrets_key = _secrets_key(workerinput.get("cekura_secrets_key"))
         if workerinput.get("cekura_shared_dir"):
-            self.redactor.share(Path(str(workerinput["cekura_shared_dir"])) / _SECRETS)
+            shared = Path(str(workerinput["cekura_shared_dir"]))
+            self.redactor.share(shared / _SECRETS, self.secrets_key)
         if workerinput.get("cekura_sim_url"):
             self.settings = options.simulated(settings, str(workerinput["cekura_sim_url"]))
             self.api_key = str(workerinput["cekura_sim_key"])
@@ -182,14 +186,47 @@ class CekuraPlugin:
             self._summary = Summary()
         return self._summary
 
-    def shared(self) -> Path:
-        """The directory the controller shares with its workers (see ``_shared.py``)."""
-        if self.shared_dir is None:
-            self.shared_dir = Path(tempfile.mkdtemp(prefix="pytest-cekura-"))
-            self.redactor.share(self.shared_dir / _SECRETS)
+    def shared(self) -> Path | None:
+        """The directory the controller shares with its workers (see ``_shared.py``); None
+        when it cannot be made (``shared_problem`` says why)."""
+        if self.shared_dir is None and self.shared_problem is None:
+            from ._owner import make_shared_dir, remove_stale, shared_lost
+
+            remove_stale(self.owner)
+            try:
+                self.shared_dir = make_shared_dir(self.owner)
+            except OSError as exc:
+                self.shared_problem = shared_lost(exc)
+                return None
+            self.redactor.share(self.shared_dir / _SECRETS, self.secrets_key)
             self._wake = threading.Thread(target=self._wake_on_firing, daemon=True)
             self._wake.start()
         return self.shared_dir
+
+    def worker_input(self) -> dict[str, str]:
+        """What an xdist worker is started with (plain strings; sent over xdist's pipe,
+        never written to disk): the shared directory, the session's identity and its key
+        for the shared secrets file. Before the first worker, a cache or a temporary
+        directory that cannot be written is said: none runs yet, let alone fires."""
+        if self.shared_dir is None and self.shared_problem is None:
+            from ._owner import ledger_directory
+
+            self.announce_ledger_lost(ledger_directory(self.config))
+            if self.shared() is None and self.shared_problem is not None:
+                self.announce(self.shared_problem)
+        shared = self.shared()
+        found = {"cekura_shared_dir": str(shared)} if shared is not None else {}
+        problem = {"cekura_shared_problem": self.shared_problem} if self.shared_problem else {}
+        given = {
+            **found,
+            **problem,
+            "cekura_owner": self.owner.to_text(),
+            "cekura_secrets_key": self.secrets_key.hex(),
+        }
+        if self.simulator is not None:
+            given["cekura_sim_url"] = self.simulator.url
+            given["cekura_sim_key"] = self.simulator.api_key
+        return given
 
     def _firing_started(self) -> bool:
         shared = self.shared_dir
@@ -269,6 +306,9 @@ class CekuraPlugin:
             return True
         self._arm_sigterm()
         self._announce_missing_key(session)
+        ledger = self.session().ledger
+        if ledger is not None and self.session().selected(session.items):
+            self.announce_ledger_lost(ledger.directory)
         self.session().start(session.items)
         self._start_progress(session.config)
         return None
@@ -292,6 +332,23 @@ class CekuraPlugin:
         if reporter is not None and self.session().selected(session.items):
             reporter.ensure_newline()
             reporter.write_line(NO_KEY_LINE, red=True, bold=True)
+
+    def announce_ledger_lost(self, directory: Path | None) -> None:
+        """A ledger that cannot be written: one line, before anything is fired (under xdist
+        the controller says it, before its workers start)."""
+        from ._owner import cannot_write, ledger_lost
+
+        if directory is None:
+            return  # the cache is off: said at the end (OFF_NOTE)
+        reason = cannot_write(directory)
+        if reason is not None:
+            self.announce(ledger_lost(directory, reason))
+
+    def announce(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(line, yellow=True, bold=True)
 
     def _start_progress(self, config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -508,10 +565,22 @@ class XdistHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["cekura_shared_dir"] = str(self.plugin.shared())
-        if self.plugin.simulator is not None:
-            node.workerinput["cekura_sim_url"] = self.plugin.simulator.url
-            node.workerinput["cekura_sim_key"] = self.plugin.simulator.api_key
+        node.workerinput.update(self.plugin.worker_input())
+
+
+def _secrets_key(text: object) -> bytes:
+    """The session's key for its shared secrets file: the controller's, or a new one."""
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError):
+            return bytes.fromhex(text)
+    return os.urandom(32)
+
+
+def _owner(text: object) -> Owner:
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError, TypeError):
+            return Owner.from_text(text)
+    return Owner.here()
 
 
 def _will_skip(item: pytest.Item) -> bool:

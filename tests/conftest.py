@@ -67,6 +67,12 @@ repeat = 2
 """
 
 
+# pytest-github-actions-annotate-failures (a test dependency) annotates every failed test
+# under GitHub Actions, and ours then leave failed cases to it: the pytest runs of a test
+# leave it out unless the test asks for it (test_ci.py).
+NO_OTHER_ANNOTATIONS = ("-p", "no:pytest_github_actions_annotate_failures")
+
+
 @dataclass
 class Suite:
     """A pytester project whose ini points at the simulator, with secrets in the env."""
@@ -81,7 +87,9 @@ class Suite:
         return path
 
     def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml", *args)
+        return self.pytester.runpytest(
+            "-p", "no:cacheprovider", *NO_OTHER_ANNOTATIONS, "--junitxml=junit.xml", *args
+        )
 
     def posts(self) -> list[RecordedRequest]:
         return [r for r in self.sim.requests if r.method == "POST" and r.path == START]

@@ -13,7 +13,16 @@ from types import FrameType
 import httpx
 import pytest
 
-from pytest_cekura_pipecat._bot import BotError, BotProcess, ready_url_for
+from pytest_cekura_pipecat._bot import (
+    BotError,
+    BotProcess,
+    bot_config,
+    command_argv,
+    ready_url_for,
+)
+from pytest_cekura_pipecat._case import BotKeys
+from pytest_cekura_pipecat._errors import ConfigError
+from pytest_cekura_pipecat._options import BotOptions
 
 BOT = str(Path(__file__).parent / "standins" / "bot.py")
 
@@ -166,3 +175,52 @@ def test_a_missing_executable_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(BotError, match=r"^bot `no-such-bot-binary --port 1` could not start"):
         process.start()
     assert not process.running
+
+
+# -- ${VAR} in bot_command (issue 28) ---------------------------------------------------------
+
+
+def test_bot_command_is_split_then_each_argument_expanded() -> None:
+    env = {"BOT_PYTHON": "/opt/my python/bin/python", "BOT_PORT": "7861"}
+    assert command_argv("${BOT_PYTHON} bot.py --port ${BOT_PORT} '${NAME:-a b}'", env) == [
+        "/opt/my python/bin/python",  # a value with spaces stays one argument
+        "bot.py",
+        "--port",
+        "7861",
+        "a b",
+    ]
+
+
+def test_a_missing_variable_of_bot_command_is_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        command_argv("${BOT_PYTHON} bot.py", {})
+    assert info.value.problems == [
+        "bot_command: environment variable BOT_PYTHON is not set (export it, or write "
+        "${BOT_PYTHON:-default})"
+    ]
+
+
+def test_the_session_bot_follows_the_precedence_rule_command_line_first(tmp_path: Path) -> None:
+    options = BotOptions(
+        cli={},
+        ini={"command": "ini-bot", "start_timeout": 9.0},
+        cli_dir="cli",
+        ini_dir="ini",
+        log=str(tmp_path / "bot.log"),
+    )
+    a = BotKeys(source="a/cekura.toml", directory="a", command="a-bot", ready_url="http://a/")
+    b = BotKeys(source="b/cekura.toml", directory="b", command="b-bot")
+    config = bot_config(options, [a])
+    assert config is not None
+    assert (config.command, config.cwd, config.layer) == ("a-bot", "a", "file")
+    assert (config.ready_url, config.start_timeout) == ("http://a/", 9.0)
+    with pytest.raises(ConfigError, match=r"b/cekura\.toml: bot_command: differs from a/"):
+        bot_config(options, [a, b])
+    flag = BotOptions(
+        cli={"command": "cli-bot"}, ini={}, cli_dir="cli", ini_dir="ini", log=options.log
+    )
+    config = bot_config(flag, [a, b])  # the command line settles files that disagree
+    assert config is not None
+    assert (config.command, config.cwd, config.layer) == ("cli-bot", "cli", "flag")
+    config = bot_config(options, [])
+    assert config is not None and (config.command, config.cwd) == ("ini-bot", "ini")

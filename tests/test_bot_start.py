@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -393,3 +394,159 @@ pipecat_room_url = "https://ACME.daily.co/shared/?t=${ROOM_TOKEN}"
             "the room*"
         ]
     )
+
+
+# -- the nearest explicit choice wins: the README's own first cekura.toml (issue 28) --------
+
+README = Path(__file__).parent.parent / "README.md"
+README_START = "http://127.0.0.1:7860/start"
+
+
+def readme_first_toml() -> str:
+    section = README.read_text(encoding="utf-8").split("## `cekura.toml`", 1)[1]
+    return section.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_first_cekura_toml_gives_each_case_the_bot_it_names(
+    suite: Suite, starter: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``per-run-bot`` names its own start URL under a suite-level room: one bot session per
+    run, not the inherited room; ``books-a-table`` goes to its own room."""
+    for name in ("PIPECAT_ROOM_URL", "PIPECAT_TOKEN", "ROOM_ABC_TOKEN", "BOT_KEY"):
+        monkeypatch.setenv(name, f"{name.lower()}-SECRET-0123456789")
+    monkeypatch.setenv("PIPECAT_ROOM_URL", "https://acme.daily.co/suite-room")
+    text = readme_first_toml()
+    assert f'bot_start_url = "{README_START}"' in text
+    suite.toml(text.replace(README_START, starter.url))  # the same, on a free port
+
+    dry = suite.run("--cekura-dry-run")
+    assert dry.ret == pytest.ExitCode.OK, "\n".join(dry.outlines)
+    dry.stdout.fnmatch_lines(
+        [
+            "case books-a-table: bot: static room https://acme.daily.co/room-abc "
+            "(chosen by case: pipecat_room_url)",
+            f"case per-run-bot: bot: one bot session per run from start URL {starter.url} "
+            "(chosen by case: bot_start_url)",
+        ]
+    )
+    assert not starter.seen and not suite.posts()
+
+    result = suite.run("-rA")
+    result.assert_outcomes(passed=1, failed=1)  # 102 fails by script
+    assert len(starter.seen) == 1  # per-run-bot: repeat 1, one bot session
+    ((_, headers, body),) = starter.seen
+    assert headers["Authorization"] == "Bearer bot_key-SECRET-0123456789"
+    assert body["dailyRoomProperties"] == {"exp": 3600}
+    assert body["body"]["cekura_case"] == "per-run-bot"
+    rooms = sorted(
+        (entry["scenario"], entry["pipecat_room_url"])
+        for post in suite.posts()
+        for entry in post.body["scenarios"]
+    )
+    assert rooms == [(101, "https://acme.daily.co/room-abc")] * 3 + [
+        (102, "https://standin.invalid/bot-1")
+    ]
+
+
+def test_the_dry_run_says_which_layer_chose_each_bot(suite: Suite, starter: StartServer) -> None:
+    port = free_port()
+    suite.pytester.makeconftest(
+        """
+        def pytest_cekura_room(case, config):
+            return None
+        """
+    )
+    suite.toml(
+        f"""
+bot_command = "{bot_command(port)}"
+pipecat_room_url = "https://acme.daily.co/suite-room"
+
+[[case]]
+name = "inherits"
+scenario = 101
+
+[[case]]
+name = "own"
+scenario = 102
+bot_start_url = "http://127.0.0.1:{port}/start"
+""",
+        "evals/cekura.toml",
+    )
+    suite.pytester.makepyfile(  # no cekura.toml above it: the options decide
+        test_marked=f"""
+        import pytest
+
+        @pytest.mark.cekura(scenario=104)
+        def test_options():
+            pass
+
+        @pytest.mark.cekura(scenario=104, bot_start_url="{starter.url}")
+        def test_own():
+            pass
+        """
+    )
+    ini = suite.pytester.path / "tox.ini"
+    ini.write_text(ini.read_text() + f"\ncekura_bot_start_url = {starter.url}\n")
+    room = "https://acme.daily.co/flag-room"
+    result = suite.run("--cekura-dry-run", f"--cekura-pipecat-room-url={room}")
+    assert result.ret == pytest.ExitCode.OK, "\n".join(result.outlines + result.errlines)
+    result.stdout.fnmatch_lines(
+        [
+            "case inherits: bot: static room https://acme.daily.co/suite-room "
+            "(chosen by file: pipecat_room_url)",
+            "case own: bot: the pytest_cekura_room hook's room, else one bot session per run "
+            f"from start URL http://127.0.0.1:{port}/start (chosen by case: bot_start_url)",
+            f"case test_options: bot: static room {room} "
+            "(chosen by flag: --cekura-pipecat-room-url)",
+            "case test_own: bot: the pytest_cekura_room hook's room, else one bot session per "
+            f"run from start URL {starter.url} (chosen by marker: bot_start_url)",
+            f"bot_command `{bot_command(port)}` (chosen by file): started once before firing, *",
+        ],
+    )
+    assert not starter.seen and not suite.posts() and port_closed(port)
+
+
+def test_bot_command_with_variables_starts_the_bot(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``${VAR}`` in ``bot_command`` means what it means everywhere else, expanded when
+    firing: the interpreter's path (here with a space in it) stays one argument."""
+    port = free_port()
+    shutil.copy(STANDIN_BOT, suite.pytester.path / "bot.py")
+    spaced = suite.pytester.path / "my python"
+    spaced.mkdir()
+    (spaced / "python").symlink_to(sys.executable)
+    suite.toml(
+        """
+bot_command = "${BOT_PYTHON} bot.py --port ${BOT_PORT}"
+bot_start_url = "http://127.0.0.1:${BOT_PORT}/start"
+
+[[case]]
+name = "books"
+scenario = 101
+"""
+    )
+    monkeypatch.delenv("BOT_PYTHON", raising=False)
+    monkeypatch.delenv("BOT_PORT", raising=False)
+    assert suite.run("--collect-only").ret == pytest.ExitCode.OK  # no variable needed yet
+    monkeypatch.setenv("BOT_PYTHON", str(spaced / "python"))
+    monkeypatch.setenv("BOT_PORT", str(port))
+    result = suite.run()
+    result.assert_outcomes(passed=1)
+    assert port_closed(port)
+    log = (suite.pytester.path / "cekura-bot.log").read_text()
+    assert f"serving on 127.0.0.1:{port}" in log and "'cekura_case': 'books'" in log
+
+
+def test_a_missing_variable_of_bot_command_fires_nothing(suite: Suite) -> None:
+    suite.toml(
+        'bot_command = "${NO_SUCH_PYTHON} bot.py"\n'
+        'bot_start_url = "http://127.0.0.1:7860/start"\n'
+        '[[case]]\nname = "books"\nscenario = 101\n'
+    )
+    result = suite.run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*not fired: bot_command: environment variable NO_SUCH_PYTHON is not set*"]
+    )
+    assert not suite.posts()

@@ -213,7 +213,7 @@ def test_another_annotating_plugin_leaves_each_problem_one_annotation(
             assert False, "the body failed"
         """
     )
-    result = suite.run()
+    result = suite.pytester.runpytest("-p", "no:cacheprovider")  # with the other plugin
     result.assert_outcomes(passed=2, failed=2, errors=1)
     lines = annotation_lines("\n".join(result.outlines + result.errlines))
     assert len(lines) == 3, lines

@@ -18,8 +18,10 @@ from pytest_cekura_pipecat._config import (
     TOML_CASE_KEYS,
     TOML_TOP_KEYS,
     Defaults,
+    TomlFile,
     case_from_marker,
     load_cases,
+    merge_markers,
 )
 from pytest_cekura_pipecat._errors import ConfigError
 
@@ -95,6 +97,26 @@ def test_unknown_keys_are_named_with_a_suggestion(suite: Suite) -> None:
         ("timeout = 0", "cekura.toml: case #1: timeout: Input should be greater than 0"),
         ("timeout = -1.5", "cekura.toml: case #1: timeout: Input should be greater than 0"),
         ("marks = [1]", "cekura.toml: case #1: marks.0: Input should be a valid string"),
+        (
+            'agent = "${AGENT}"',
+            "cekura.toml: case #1: agent: ${VAR} is not expanded here (this field is fixed "
+            "at collection): write the value itself",
+        ),
+        (
+            'project = "${PROJECT}"',
+            "cekura.toml: case #1: project: ${VAR} is not expanded here (this field is fixed "
+            "at collection): write the value itself",
+        ),
+        (
+            'thresholds = { "Tone" = "${MIN}" }',
+            "cekura.toml: case #1: thresholds: ${VAR} is not expanded here (this field is fixed "
+            "at collection): write the value itself",
+        ),
+        (
+            'bot_start_headers = { "${HEADER}" = "v" }',
+            "cekura.toml: case #1: bot_start_headers: ${VAR} is not expanded in a key (only in "
+            "values)",
+        ),
     ],
 )
 def test_wrong_values_are_one_line_each(suite: Suite, field: str, line: str) -> None:
@@ -325,6 +347,18 @@ def test_marker_errors_are_usage_errors(suite: Suite, args: str, patterns: list[
         (None, ["--cekura-poll-interval=-1"], "ERROR: --cekura-poll-interval: '-1' is not valid*"),
         ("cekura_poll_interval = abc", [], "ERROR: ini key cekura_poll_interval: 'abc' is not*"),
         ("cekura_agent = twelve", [], "ERROR: ini key cekura_agent: 'twelve' is not valid*"),
+        (
+            "cekura_report = ${OUT}/report.json",
+            [],
+            "ERROR: ini key cekura_report: ${VAR} is not expanded here (only in cekura_bot_command,"
+            " cekura_bot_ready_url, cekura_bot_start_url, cekura_pipecat_room_url): write the "
+            "value itself",
+        ),
+        (
+            None,
+            ["--cekura-bot-start-timeout=${T}"],
+            "ERROR: --cekura-bot-start-timeout: ${VAR} is not expanded here*",
+        ),
     ],
 )
 def test_invalid_option_values_are_one_line_usage_errors(
@@ -584,4 +618,271 @@ def test_marker_kwargs_do_not_echo_values() -> None:
     assert info.value.problems == [
         "t.py::test_call: @pytest.mark.cekura: agent: Input should be a valid integer",
         "t.py::test_call: @pytest.mark.cekura: pipecat_token: Input should be a valid string",
+    ]
+
+
+# -- the nearest explicit choice wins (issue 28) ----------------------------------------------
+
+START = "http://127.0.0.1:7860/start"
+FILE_ROOM = "https://acme.daily.co/suite"
+
+
+def _load_with(text: str, defaults: Defaults) -> list[Case]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cekura.toml"
+        path.write_text(_doc(text), encoding="utf-8")
+        return load_cases(path, "cekura.toml", defaults, have_room_provider=False)
+
+
+def _source(case: Case) -> tuple[str, str, str] | None:
+    source = case.bot_source
+    return None if source is None else (source.kind, source.layer, source.key)
+
+
+def test_a_cases_own_start_url_beats_the_files_room_and_its_own_room_the_files_start_url() -> None:
+    own_start, own_room, inherits = _load_with(
+        f"""
+        pipecat_room_url = "{FILE_ROOM}"
+        pipecat_token = "${{TOKEN}}"
+        [[case]]
+        name = "own-start"
+        scenario = 1
+        bot_start_url = "{START}"
+        [[case]]
+        name = "own-room"
+        scenario = 2
+        pipecat_room_url = "https://acme.daily.co/own"
+        [[case]]
+        name = "inherits"
+        scenario = 3
+        """,
+        Defaults(),
+    )
+    assert (own_start.bot_start_url, own_start.pipecat_room_url) == (START, None)
+    assert own_start.pipecat_token is None  # a room's token does not follow a start URL
+    assert _source(own_start) == ("start_url", "case", "bot_start_url")
+    assert (own_room.pipecat_room_url, own_room.bot_start_url) == (
+        "https://acme.daily.co/own",
+        None,
+    )
+    assert own_room.pipecat_token == "${TOKEN}"
+    assert _source(own_room) == ("room", "case", "pipecat_room_url")
+    assert inherits.pipecat_room_url == FILE_ROOM
+    assert _source(inherits) == ("room", "file", "pipecat_room_url")
+
+    (room_over_file_start,) = _load_with(
+        f"""
+        bot_start_url = "{START}"
+        bot_start_headers = {{ Authorization = "Bearer ${{KEY}}" }}
+        [[case]]
+        scenario = 1
+        pipecat_room_url = "https://acme.daily.co/own"
+        """,
+        Defaults(),
+    )
+    assert room_over_file_start.pipecat_room_url == "https://acme.daily.co/own"
+    assert room_over_file_start.bot_start_url is None
+    assert room_over_file_start.bot_start_headers is None
+
+
+def test_the_file_beats_the_flag_and_the_flag_beats_the_ini() -> None:
+    flag_start = Defaults(
+        pipecat_room_url="https://acme.daily.co/ini",
+        bot_start_url=START,
+        flag_keys=frozenset({"bot_start_url"}),
+    )
+    (from_flag,) = _load_with("[[case]]\nscenario = 1\n", flag_start)
+    assert (from_flag.bot_start_url, from_flag.pipecat_room_url) == (START, None)
+    assert _source(from_flag) == ("start_url", "flag", "--cekura-bot-start-url")
+
+    ini_start = Defaults(
+        pipecat_room_url="https://acme.daily.co/flag",
+        bot_start_url=START,
+        flag_keys=frozenset({"pipecat_room_url"}),
+    )
+    (from_room_flag,) = _load_with("[[case]]\nscenario = 1\n", ini_start)
+    assert from_room_flag.bot_start_url is None
+    assert _source(from_room_flag) == ("room", "flag", "--cekura-pipecat-room-url")
+
+    (from_file,) = _load_with(f'bot_start_url = "{START}"\n[[case]]\nscenario = 1\n', ini_start)
+    assert (from_file.bot_start_url, from_file.pipecat_room_url) == (START, None)
+    assert _source(from_file) == ("start_url", "file", "bot_start_url")
+
+    (from_ini,) = _load_with("[[case]]\nscenario = 1\n", Defaults(bot_start_url=START))
+    assert _source(from_ini) == ("start_url", "ini", "ini key cekura_bot_start_url")
+
+    cloud = Defaults(
+        pipecat_room_url="https://acme.daily.co/ini",
+        pipecat_cloud_agent="my-bot",
+        flag_keys=frozenset({"pipecat_cloud_agent"}),
+    )
+    (from_cloud,) = _load_with("[[case]]\nscenario = 1\n", cloud)
+    assert from_cloud.pipecat_room_url is None and from_cloud.bot_start_url is None
+    assert _source(from_cloud) == ("cloud", "flag", "--cekura-pipecat-cloud-agent")
+
+
+def test_a_markers_own_start_url_beats_the_files_room() -> None:
+    file = TomlFile.model_validate({"pipecat_room_url": FILE_ROOM})
+    case = case_from_marker(
+        {"scenario": 1, "bot_start_url": START},
+        name="test_call",
+        source="t.py::test_call",
+        file_defaults=file,
+        defaults=Defaults(),
+        have_room_provider=False,
+    )
+    assert (case.bot_start_url, case.pipecat_room_url) == (START, None)
+    assert _source(case) == ("start_url", "marker", "bot_start_url")
+
+
+def test_a_closer_marker_that_chooses_the_bot_replaces_a_farther_ones_choice() -> None:
+    # A class's room, then a function's start URL (farthest first).
+    merged = merge_markers(
+        [{"scenario": 1, "pipecat_room_url": FILE_ROOM, "repeat": 2}, {"bot_start_url": START}]
+    )
+    assert merged == {"scenario": 1, "repeat": 2, "bot_start_url": START}
+
+
+def test_a_case_with_a_room_and_a_start_url_of_its_own_is_a_collection_error(
+    suite: Suite,
+) -> None:
+    suite.toml(
+        f"""
+pipecat_room_url = "{FILE_ROOM}"
+
+[[case]]
+name = "both"
+scenario = 101
+pipecat_room_url = "https://acme.daily.co/own"
+bot_start_url = "{START}"
+"""
+    )
+    result = suite.run()
+    assert_collection_error(
+        suite,
+        result,
+        "cekura.toml: case both: pipecat_room_url and bot_start_url are both set: each "
+        "chooses where the bot is (a static room, or one bot session per run); keep one",
+    )
+
+
+def test_a_file_top_with_a_room_and_a_start_url_is_a_collection_error(suite: Suite) -> None:
+    suite.toml(f'pipecat_room_url = "{FILE_ROOM}"\nbot_start_url = "{START}"\n')
+    suite.toml("[[case]]\nscenario = 101\n", "sub/cekura.toml")
+    result = suite.run()
+    assert_collection_error(
+        suite,
+        result,
+        "cekura.toml: pipecat_room_url and bot_start_url are both set: each chooses where the "
+        "bot is (a static room, or one bot session per run); keep one",
+    )
+
+
+def test_a_marker_with_a_room_and_a_start_url_is_a_usage_error(suite: Suite) -> None:
+    suite.pytester.makepyfile(
+        test_marked=f"""
+        import pytest
+
+        @pytest.mark.cekura(scenario=101, pipecat_room_url="{FILE_ROOM}", bot_start_url="{START}")
+        def test_both():
+            pass
+        """
+    )
+    result = suite.run()
+    assert_usage_error(
+        suite,
+        result,
+        "*test_marked.py::test_both: @pytest.mark.cekura: pipecat_room_url and bot_start_url "
+        "are both set: each chooses where the bot is*; keep one",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "pattern"),
+    [
+        (
+            [f"--cekura-pipecat-room-url={FILE_ROOM}", f"--cekura-bot-start-url={START}"],
+            "",
+            "*--cekura-pipecat-room-url and --cekura-bot-start-url are both set*",
+        ),
+        (
+            [],
+            f"cekura_bot_start_url = {START}\ncekura_pipecat_cloud_agent = my-bot",
+            "*ini key cekura_bot_start_url and ini key cekura_pipecat_cloud_agent are both set*",
+        ),
+    ],
+    ids=["flags", "ini"],
+)
+def test_two_bot_choices_in_one_options_layer_are_a_usage_error(
+    suite: Suite, args: list[str], ini: str, pattern: str
+) -> None:
+    if ini:
+        add_ini(suite, ini)
+    suite.toml("[[case]]\nscenario = 101\n")
+    result = suite.run(*args)
+    assert_usage_error(suite, result, pattern)
+
+
+# -- nesting (issue 27) -----------------------------------------------------------------------
+
+DEEP = 5000
+TOO_DEEP = "cekura.toml: tables and arrays nested more than 64 levels deep: flatten them"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ROOM
+        + "[[case]]\nscenario = 101\npublish_data_message = "
+        + "{ a = " * DEEP
+        + "1"
+        + " }" * DEEP
+        + "\n",
+        ROOM + "a = " + "[" * DEEP + "]" * DEEP + "\n",
+        ROOM + "publish_data_message." + ".".join(["x"] * DEEP) + " = 1\n",
+    ],
+    ids=["inline-tables", "arrays", "dotted-keys"],
+)
+def test_a_toml_nested_thousands_of_levels_deep_is_one_line(suite: Suite, text: str) -> None:
+    suite.toml(text)
+    result = suite.run()
+    assert_collection_error(suite, result, TOO_DEEP)
+    assert "RecursionError" not in _output(result)
+
+
+def test_a_marker_nested_thousands_of_levels_deep_is_one_line(suite: Suite) -> None:
+    suite.pytester.makepyfile(
+        test_marked=f"""
+        import pytest
+
+        message = 1
+        for _ in range({DEEP}):
+            message = {{"a": message}}
+
+        @pytest.mark.cekura(scenario=101, pipecat_room_url="https://acme.daily.co/r",
+                            publish_data_message=message)
+        def test_deep():
+            pass
+        """
+    )
+    result = suite.run()
+    assert_usage_error(
+        suite,
+        result,
+        "*test_marked.py::test_deep: @pytest.mark.cekura: dicts and lists nested more than 64 "
+        "levels deep: flatten them",
+    )
+
+
+def test_nesting_is_capped_at_64_levels_of_the_document() -> None:
+    def message(levels: int) -> str:
+        # The document, the case array and the case are the first three levels.
+        return "{ a = " * levels + '"${X:-x}"' + " }" * levels
+
+    (case,) = _load(ROOM + f"[[case]]\nscenario = 1\npublish_data_message = {message(61)}\n")
+    assert case.publish_data_message is not None
+    with pytest.raises(ConfigError) as info:
+        _load(ROOM + f"[[case]]\nscenario = 1\npublish_data_message = {message(62)}\n")
+    assert info.value.problems == [
+        "suite/cekura.toml: tables and arrays nested more than 64 levels deep: flatten them"
     ]

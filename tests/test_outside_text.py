@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from actions_runner import annotation, commands
-from conftest import API_KEY, Suite
+from conftest import API_KEY, NO_OTHER_ANNOTATIONS, Suite
 from hypothesis import given
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
@@ -113,6 +113,7 @@ def test_hostile_server_text_steers_nothing(suite: Suite, tmp_path: Path, worker
             "pytest",
             "-p",
             "no:cacheprovider",
+            *NO_OTHER_ANNOTATIONS,
             "-n",
             workers,
             "-rA",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import random
 import string
 from pathlib import Path
@@ -143,8 +144,9 @@ def test_a_secret_one_process_learns_is_masked_by_every_other(tmp_path: Path) ->
     shared = tmp_path / "secrets"
     controller, firing, other = Redactor(), Redactor(), Redactor()
     controller.add(API_KEY)
+    key = os.urandom(32)
     for redactor in (controller, firing, other):
-        redactor.share(shared)
+        redactor.share(shared, key)
     firing.add(HOOK_TOKEN)  # learnt from a room hook, before the start request leaves
     firing.add_url(f"https://{USER}:{PASSWORD}@h/x?t={QUERY_TOKEN}")
     firing.add_url("https://ghp-SECRET-t5@github.com/")  # a token as the user
@@ -155,6 +157,12 @@ def test_a_secret_one_process_learns_is_masked_by_every_other(tmp_path: Path) ->
         assert "SECRET" not in masked, masked
         assert USER in redactor(USER)
     assert shared.stat().st_mode & 0o777 == 0o600
+    data = shared.read_bytes()
+    for secret in (API_KEY, HOOK_TOKEN, QUERY_TOKEN, PASSWORD, "SECRET"):
+        assert secret.encode() not in data  # sealed with the session's key
+    stranger = Redactor()  # another key: learns nothing from the file
+    stranger.share(shared, os.urandom(32))
+    assert stranger(API_KEY) == API_KEY
 
 
 def _tokens(count: int, seed: int) -> list[str]:

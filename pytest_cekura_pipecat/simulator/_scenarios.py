@@ -30,6 +30,8 @@ def load_scenarios(path: str | os.PathLike[str]) -> dict[int, ScenarioScript]:
         raise SimulatorConfigError(f"{name}: cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SimulatorConfigError(f"{name}: invalid TOML: {exc}") from exc
+    except RecursionError:  # the parser recurses once per level of inline nesting
+        raise SimulatorConfigError(f"{name}: tables and arrays nested too deeply") from None
     for key in data:
         if key != "scenario":
             raise SimulatorConfigError(f"{name}: {key}: unknown key (expected [[scenario]] tables)")

@@ -1,6 +1,7 @@
 """A stand-in bot: serves ``/status`` and ``/start`` like Pipecat's runner, or misbehaves.
 
     python bot.py PORT [ready|exit|never|ignore-term|slow]
+    python bot.py --port PORT [MODE]
 
 ``exit`` prints a few lines and exits 3; ``never`` answers ``/status`` with 503 forever;
 ``ignore-term`` ignores SIGTERM (only SIGKILL stops it); ``slow`` is ready after 0.5 s.
@@ -53,7 +54,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    port, mode = int(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "ready")
+    args = sys.argv[1:]
+    if args[0] == "--port":
+        args = args[1:]
+    port, mode = int(args[0]), (args[1] if len(args) > 1 else "ready")
     print(f"stand-in bot starting in mode {mode}", flush=True)
     if mode == "exit":
         for i in range(30):
