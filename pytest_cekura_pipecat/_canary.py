@@ -52,7 +52,7 @@ async def canary_problem(items: Sequence[tuple[Case, Slot]], ctx: FireContext) -
                     reason = result.unreadable[slot.run_id]
                     return _errored(case, f"run {slot.run_id} could not be read: {reason}", ctx)
                 run = runs.get(slot.run_id) if slot.run_id is not None else None
-                if run is None or not run.terminal:
+                if run is None or not result.verdict_ready(run):
                     still.append((case, slot))
                     continue
                 final = CekuraRun.from_api(run, result.id, result.raw_runs.get(run.id, {}), None)

@@ -49,6 +49,7 @@ DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
 AGENT_PATH = "/test_framework/v1/aiagents/{}/"
 MAX_BODY = 32 * 1024 * 1024
+_V2_GONE_AFTER = 2  # v2 misses in a row, each answered on v1, that move an endpoint to v1
 _ENTRY_KEY = re.compile(r"^scenarios\[(\d+)\](?:\.(.+))?$")
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
@@ -188,7 +189,12 @@ class CekuraClient:
         self.base_url = base_url.rstrip("/")
         self.policy = policy
         self.simulated = False
-        self.reads = "v2"  # falls back to v1 once, for the session, if v2 is missing
+        # Reads whose v2 path is gone, by endpoint ("results", "runs/bulk"): read on v1 for
+        # the rest of the session. A v2 404 that v1 answers counts as evidence; only
+        # ``_V2_GONE_AFTER`` of them in a row move an endpoint to v1 (a new result may
+        # answer 404 at first, on v2 and v1 alike).
+        self.v1_reads: set[str] = set()
+        self._v2_misses: dict[str, int] = {}
         self._redact = redactor
         self._sleep = sleep
         self._notice = notice
@@ -368,18 +374,26 @@ class CekuraClient:
             )
         return answer
 
-    async def _read(self, tail: str, params: Mapping[str, str] | None = None) -> Answer:
-        """A read on v2; if v2 answers 404, v1 once, remembered for the session."""
-        if self.reads == "v2":
-            try:
-                return await self._get(f"/test_framework/v2/{tail}", params)
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-                answer = await self._get(f"/test_framework/v1/{tail}", params)
-                self.reads = "v1"
-                return answer
-        return await self._get(f"/test_framework/v1/{tail}", params)
+    async def _read(
+        self, endpoint: str, tail: str, params: Mapping[str, str] | None = None
+    ) -> Answer:
+        """A read on v2; if v2 answers 404 or 405, the same read on v1. An endpoint moves
+        to v1 for the session only once v2 has been missing while v1 answered, several
+        times in a row."""
+        if endpoint in self.v1_reads:
+            return await self._get(f"/test_framework/v1/{tail}", params)
+        try:
+            answer = await self._get(f"/test_framework/v2/{tail}", params)
+        except ApiError as exc:
+            if exc.status not in (404, 405):
+                raise
+            answer = await self._get(f"/test_framework/v1/{tail}", params)
+            misses = self._v2_misses[endpoint] = self._v2_misses.get(endpoint, 0) + 1
+            if misses >= _V2_GONE_AFTER:
+                self.v1_reads.add(endpoint)
+            return answer
+        self._v2_misses.pop(endpoint, None)
+        return answer
 
     @staticmethod
     def _validate(
@@ -399,14 +413,15 @@ class CekuraClient:
     async def result(self, result_id: int, settled: Collection[int] = ()) -> Result:
         """One GET of a result (transient problems raise ``Transient``). Runs in ``settled``
         (verdicts already taken) are read for their id, status and scenario only."""
-        data = self._json(await self._read(f"results/{result_id}/"))
+        data = self._json(await self._read("results", f"results/{result_id}/"))
         return self._validate(Result, data, f"result {result_id}", {"settled": settled})
 
     async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
         """The transcript and recording of finished runs, by run id. Only those two fields
         are read (the verdict comes from the result): an odd run loses its details, not the
         others."""
-        answer = await self._read("runs/bulk/", {"run_ids": ",".join(str(i) for i in run_ids)})
+        run_ids_text = ",".join(str(i) for i in run_ids)
+        answer = await self._read("runs/bulk", "runs/bulk/", {"run_ids": run_ids_text})
         read = RunDetails.read_list(answer.body)
         if read is None:  # not the usual list: read as JSON, every variant tolerated
             data = self._json(answer)
@@ -517,7 +532,7 @@ class CekuraClient:
                     "check --cekura-api-url / CEKURA_API_URL",
                     status,
                 )
-            if status not in (200, 201):
+            if status not in (200, 201, 202):  # 202: accepted, as the official SDK reads it
                 unknown(f"HTTP {status}", status)
             try:
                 data = answer.json()

@@ -11,6 +11,7 @@ from ._summary import (
     BAD,
     Case,
     Document,
+    cekura_summary,
     counts_text,
     display_reason,
     failed_metrics,
@@ -64,10 +65,14 @@ def md_link(label: str, url: str | None) -> str:
 
 def md_case_row(case: Case, *, reason_limit: int = 300) -> str:
     metrics = ", ".join(failed_metrics(case))
+    reason = md_text(display_reason(case), reason_limit)
+    summary = cekura_summary(case) if case.get("verdict") in BAD else ""
+    if summary:
+        reason += "<br>" + md_text(f"Cekura's summary: {summary}", reason_limit)
     return (
         f"| {case.get('outcome') or 'unknown'} | {case.get('verdict') or '-'} "
         f"| {md_code(case['name'])} | {md_text(scenario_text(case), 120)} "
-        f"| {md_text(metrics, 200)} | {md_text(display_reason(case), reason_limit)} "
+        f"| {md_text(metrics, 200)} | {reason} "
         f"| {md_link('dashboard', case.get('dashboard_url'))} |"
     )
 

@@ -43,6 +43,8 @@ KNOWN_STATUSES = TERMINAL_STATUSES | {
     "evaluating",
 }
 REVIEWED_STATUSES = frozenset({"reviewed_success", "reviewed_failure"})
+# ``ai_summary_status`` values under which Cekura is still writing its summary.
+SUMMARY_PENDING = frozenset({"pending", "in_progress", "running"})
 
 
 def _bounded_repr() -> reprlib.Repr:
@@ -327,6 +329,25 @@ class Run(_ApiModel):
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def evaluated(self) -> bool:
+        """The run carries its verdict and the evidence it rests on: a human review, a
+        ``success`` backed by an expected outcome, a metric or a rubric rule, or a failure
+        to connect (``success`` false with an ``error_message``). A run that
+        reads ``completed`` may still be waiting for its evaluation to land (``success``
+        null, or false with nothing evaluated yet)."""
+        if self.evaluation_status in REVIEWED_STATUSES:
+            return True
+        if self.success is False and self.error_message:
+            return True  # the call never connected: there is nothing to evaluate
+        outcome = self.expected_outcome
+        return self.success is not None and bool(
+            outcome.score is not None
+            or outcome.explanation
+            or self.evaluation.metrics
+            or self.rubric
+        )
+
 
 def _whole_number(value: object) -> int | None:
     number = _finite(value)
@@ -371,19 +392,78 @@ def _light(item: Any, settled: Container[int]) -> Any:
     return {key: item[key] for key in _LIGHT_KEYS if key in item}
 
 
+_RUN_KEYS = ("run_id", "run", "id")
+_REASON_KEYS = ("reason", "reasons", "failed_reason", "message", "explanation", "summary")
+
+
+def _summary_text(value: object) -> str:
+    """``ai_summary`` as text: a string, the text of an object, or a list's items joined."""
+    if isinstance(value, dict):
+        value = next((value[k] for k in ("summary", "text", "content") if value.get(k)), value)
+    if isinstance(value, _SEQUENCE):
+        return " ".join(_as_text_list(value)).strip()
+    return _text(value).strip()
+
+
+def _failed_reasons(value: object) -> tuple[dict[int, list[str]], list[str]]:
+    """``failed_reasons`` as (reasons by the run they name, reasons that name no run). Its
+    shape is not published: a mapping keyed by run id, a list of ``{"run_id", "reason"}``
+    objects and a list of strings are read; anything else is kept as text."""
+    by_run: dict[int, list[str]] = {}
+    general: list[str] = []
+
+    def add(run: object, reason: object) -> None:
+        texts = _as_text_list(reason) if isinstance(reason, _SEQUENCE) else [_summary_text(reason)]
+        texts = [t.strip() for t in texts if t and t.strip()]
+        run_id = _whole_number(run)
+        if run_id is not None:
+            by_run.setdefault(run_id, []).extend(texts)
+        elif run is not None:
+            general.extend(f"{_text(run)}: {t}" for t in texts)
+        else:
+            general.extend(texts)
+
+    items: Any
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, _SEQUENCE):
+        items = value
+    else:
+        items = [] if value is None else [value]
+    for item in items:
+        if isinstance(item, tuple):
+            add(item[0], item[1])
+        elif isinstance(item, dict):
+            run = next((item[k] for k in _RUN_KEYS if item.get(k) is not None), None)
+            reason = next((item[k] for k in _REASON_KEYS if item.get(k)), None)
+            add(run, reason if reason is not None else item)
+        else:
+            add(None, item)
+    return by_run, general
+
+
 class Result(_ApiModel):
     """A result and its runs. Runs are read one by one: one odd run makes that run
     ``unreadable`` (by id, with the field and the problem), never the whole result. Runs
     named ``settled`` in the validation context (their verdicts already taken) are read
-    for their id, status and scenario only."""
+    for their id, status and scenario only.
+
+    ``ai_summary`` and ``failed_reasons`` are Cekura's own account of the failures,
+    written after the result ended (``ai_summary_status`` pending, then completed or
+    skipped_no_failures)."""
 
     id: int
     status: str = "pending"
     agent: int | None = None
     runs: list[Run] = Field(default_factory=list)
+    ai_summary: str = ""
+    ai_summary_status: str = ""
     # Filled by the reader below, from data it already checked: not validated again.
     raw_runs: Annotated[dict[int, dict[str, Any]], SkipValidation] = Field(default_factory=dict)
     unreadable: Annotated[dict[int, str], SkipValidation] = Field(default_factory=dict)
+    failed_reasons: Annotated[dict[int, list[str]], SkipValidation] = Field(default_factory=dict)
+    general_reasons: Annotated[list[str], SkipValidation] = Field(default_factory=list)
+    stated: bool = True  # False: the answer carried no status (then its runs say when it ends)
 
     _status = field_validator("status", mode="before")(normalize_status)
 
@@ -391,6 +471,51 @@ class Result(_ApiModel):
     @classmethod
     def _agent(cls, value: Any) -> Any:
         return _whole_number(value) if value is not None else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _summary(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        by_run, general = _failed_reasons(data.get("failed_reasons"))
+        return {
+            **data,
+            "ai_summary": _summary_text(data.get("ai_summary")),
+            "ai_summary_status": _text(data.get("ai_summary_status")).strip().lower(),
+            "failed_reasons": by_run,
+            "general_reasons": general,
+            "stated": data.get("status") not in (None, ""),
+        }
+
+    @property
+    def ended(self) -> bool:
+        """Every run of the result has ended, evaluation included. Both published readings
+        are tolerated: a result ends only once every run has (the newer), or it reads
+        ``completed`` once any run completed (the older: then its runs must say so too)."""
+        all_runs = bool(self.runs) and all(run.terminal for run in self.runs)
+        if not self.stated:
+            return all_runs
+        if self.status not in TERMINAL_STATUSES:
+            return False
+        return self.status != "completed" or all_runs
+
+    def verdict_ready(self, run: Run) -> bool:
+        """Whether ``run``'s verdict may be taken now: it is terminal, and its evaluation
+        has landed (it failed to run, it carries its evidence, or its result has ended)."""
+        if not run.terminal:
+            return False
+        return run.status != "completed" or run.evaluated or self.ended
+
+    @property
+    def summary_pending(self) -> bool:
+        """Cekura is still writing its summary of the failures."""
+        return self.ai_summary_status in SUMMARY_PENDING
+
+    def cekura_reasons(self, run_id: int | None) -> tuple[str, tuple[str, ...]]:
+        """Cekura's own account of a run that did not pass: the result's summary, and the
+        failed reasons that name the run (or name none)."""
+        named = self.failed_reasons.get(run_id, []) if run_id is not None else []
+        return self.ai_summary, tuple(dict.fromkeys([*named, *self.general_reasons]))
 
     @model_validator(mode="before")
     @classmethod

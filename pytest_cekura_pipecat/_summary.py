@@ -76,6 +76,8 @@ def record(
                 "duration": r.duration,
                 "dashboard_url": r.dashboard_url,
                 **({"thresholds": [c.to_json() for c in j.checks]} if j and j.checks else {}),
+                **({"ai_summary": r.ai_summary} if r.ai_summary else {}),
+                **({"failed_reasons": list(r.failed_reasons)} if r.failed_reasons else {}),
             }
             for r, j in zip(runs, judged, strict=True)
         ],
@@ -214,6 +216,19 @@ def display_reason(case: Case) -> str:
     if case.get("verdict") in ("failed", "error") and case.get("reason"):
         return str(case["reason"])
     return str(case.get("failure") or case.get("reason") or "")
+
+
+def cekura_summary(case: Case) -> str:
+    """Cekura's own account of the case's runs that did not pass: the failed reasons that
+    name them and their results' summaries, each once ("" when Cekura wrote none)."""
+    parts: list[str] = []
+    for run in case.get("runs", []):
+        if run.get("verdict") == "passed":
+            continue
+        for text in [*(run.get("failed_reasons") or []), run.get("ai_summary") or ""]:
+            if text and text not in parts:
+                parts.append(text)
+    return " ".join(parts)
 
 
 def first_line(text: str) -> str:

@@ -106,6 +106,10 @@ class CekuraRun:
     rubric: tuple[RubricResult, ...] = ()
     mocked_tool_names: tuple[str, ...] | None = None
     trace_id: str | None = None
+    # Cekura's own account of a run that did not pass: its result's ``ai_summary`` and the
+    # ``failed_reasons`` that name the run (empty when Cekura wrote none in time).
+    ai_summary: str = ""
+    failed_reasons: tuple[str, ...] = ()
 
     def released(self) -> CekuraRun:
         """What is kept of this run once its test is over: its ids, status, error message
@@ -323,13 +327,26 @@ def review_note(run: CekuraRun) -> str | None:
     return f"reviewed on the Cekura dashboard: marked {marked} by a human"
 
 
+def cekura_account(run: CekuraRun) -> list[str]:
+    """Cekura's own account of a run that did not pass, one line each: the failed reasons
+    that name it, then its result's summary."""
+    lines = [_explained("Cekura's failed reason", (reason,)) for reason in run.failed_reasons]
+    if run.ai_summary:
+        lines.append(_explained("Cekura's summary", (run.ai_summary,)))
+    return lines
+
+
 def run_reasons(run: CekuraRun) -> list[str]:
     """Why a run did not pass, one reason a line (empty for a pass). The first reason is
-    the most direct one: the review, the failing check, or the error message."""
-    verdict = run.verdict
-    if verdict == "passed":
+    the most direct one: the review, the failing check, or the error message; Cekura's
+    own account (``cekura_account``) comes last."""
+    if run.verdict == "passed":
         return []
-    if verdict == "error":
+    return [*_direct_reasons(run), *cekura_account(run)]
+
+
+def _direct_reasons(run: CekuraRun) -> list[str]:
+    if run.verdict == "error":
         if run.error_message:
             return [run.error_message]
         if run.status == "completed":
@@ -458,7 +475,9 @@ def judge_run(case: Case, run: CekuraRun) -> RunJudgement:
     missing = [c.reason for c in checks if c.state == "missing"]
     broken = [c.reason for c in checks if c.state == "broken"]
     if verdict == "failed":
-        return RunJudgement("failed", tuple(reasons + broken + missing), checks)
+        account = cekura_account(run)  # Cekura's own words close the list
+        direct = reasons[: len(reasons) - len(account)]
+        return RunJudgement("failed", (*direct, *broken, *missing, *account), checks)
     if evaluated_nothing(run) and not case.allow_unevaluated:
         nothing = (
             "Cekura evaluated nothing for this run (attach an expected outcome or metrics to "

@@ -33,6 +33,10 @@ from ._verdict import CekuraRun
 Publish = Callable[[Slot, CekuraRun], None]
 _QUEUED = frozenset({"pending", "in_queue", "scaling_up"})
 _BULK = 100
+# Cekura writes a result's ai_summary after the result ended: the verdicts of its failing
+# runs wait this long for it (read at most this often meanwhile), never longer.
+_SUMMARY_GRACE = 3.0
+_SUMMARY_POLL = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,21 +47,6 @@ class WatchSettings:
     breaker_after: int = 5
     concurrency: int = 8
     end_budget: float = 5.0
-
-
-@dataclass
-class _Watched:
-    """One result and the slots fired into it."""
-
-    result_id: int
-    slots: list[Slot] = field(default_factory=list)
-    open: dict[str, Slot] = field(default_factory=dict)  # by slot key, not yet published
-    next_poll: float = 0.0
-    failing_since: float | None = None
-    failures: int = 0
-    last_error: str = ""  # of the reads failing since ``failing_since``
-    terminal_polls: int = 0  # polls in a row that saw the result terminal with runs stuck
-    statuses: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +66,26 @@ class _Finished:
         if details is None:
             return self.run
         return replace(self.run, transcript=details[0], recording_url=details[1])
+
+
+@dataclass
+class _Watched:
+    """One result and the slots fired into it."""
+
+    result_id: int
+    slots: list[Slot] = field(default_factory=list)
+    open: dict[str, Slot] = field(default_factory=dict)  # by slot key, not yet published
+    next_poll: float = 0.0
+    failing_since: float | None = None
+    failures: int = 0
+    last_error: str = ""  # of the reads failing since ``failing_since``
+    terminal_polls: int = 0  # polls in a row that saw the result terminal with runs stuck
+    statuses: dict[int, str] = field(default_factory=dict)
+    status: str = ""  # the result's, at the last read
+    read: bool = False  # a read of the result has succeeded (before: a 404 may be a lag)
+    missing_since: float | None = None  # the first 404 of a result never read yet
+    ended_at: float | None = None  # when a read first found every run of the result ended
+    held: dict[str, _Finished] = field(default_factory=dict)  # waiting for the ai_summary
 
 
 def _stamp(when: float) -> str:
@@ -289,40 +298,66 @@ class Watcher:
             }
             result = await self.client.result(watched.result_id, settled)
         except Transient as exc:
-            watched.failures += 1
-            watched.last_error = str(exc)
-            if watched.failing_since is None:
-                watched.failing_since = now
-            window_ends = watched.failing_since + self.settings.retry_window
-            if now >= window_ends:
-                await self._give_up(watched, self._outage(watched))
-                return
-            backoff = min(
-                self.settings.poll_interval * 2 ** (watched.failures - 1),
-                self.settings.max_interval,
-            )
-            wait = exc.retry_after if exc.retry_after is not None else backoff
-            # The last try comes when the window ends, not one back-off past it.
-            watched.next_poll = min(now + wait, window_ends)
+            await self._read_failed(watched, exc, now)
             return
         except AuthError as exc:
             await self.trip(str(exc))
             return
         except ApiError as exc:
-            await self._give_up(watched, str(exc))
+            if not self._not_yet_there(watched, exc, now):
+                await self._give_up(watched, str(exc))
             return
         watched.failing_since, watched.failures, watched.last_error = None, 0, ""
+        watched.read, watched.missing_since = True, None
         watched.next_poll = now + self.settings.poll_interval
-        self._update(watched, result)
+        left = self._update(watched, result, now)
+        if left:
+            await self._end_left(result, left)
 
-    def _update(self, watched: _Watched, result: Result) -> None:
+    async def _read_failed(self, watched: _Watched, exc: Transient, now: float) -> None:
+        watched.failures += 1
+        watched.last_error = str(exc)
+        if watched.failing_since is None:
+            watched.failing_since = now
+        window_ends = watched.failing_since + self.settings.retry_window
+        if now >= window_ends:
+            await self._give_up(watched, self._outage(watched))
+            return
+        backoff = min(
+            self.settings.poll_interval * 2 ** (watched.failures - 1),
+            self.settings.max_interval,
+        )
+        wait = exc.retry_after if exc.retry_after is not None else backoff
+        # The last try comes when the window ends, not one back-off past it.
+        watched.next_poll = min(now + wait, window_ends)
+
+    def _not_yet_there(self, watched: _Watched, exc: ApiError, now: float) -> bool:
+        """A 404 for a result never read yet: it was just created, and a read may reach a
+        replica that has not seen it. Read again, for one retry window at most."""
+        if exc.status != 404 or watched.read:
+            return False
+        if watched.missing_since is None:
+            watched.missing_since = now
+        if now - watched.missing_since >= self.settings.retry_window:
+            return False
+        watched.next_poll = now + self.settings.poll_interval
+        return True
+
+    def _update(self, watched: _Watched, result: Result, now: float) -> list[Slot]:
+        """Take the verdicts this read of ``result`` allows; the slots whose runs stayed
+        live in a result that ended (their calls are to be ended) are returned."""
         claim_runs(result, watched.slots)
+        watched.status = result.status
+        if result.ended and watched.ended_at is None:
+            watched.ended_at = now
         by_id = {run.id: run for run in result.runs}
         listed_all_done = bool(result.runs) and all(run.terminal for run in result.runs)
         result_done = result.status in TERMINAL_STATUSES and result.status != "completed"
         stuck = False
+        ready: list[_Finished] = []
+        left: list[Slot] = []
         for key, slot in list(watched.open.items()):
-            if key in self._details:
+            if key in self._details or key in watched.held:
                 continue
             if slot.run_id is not None and slot.run_id in result.unreadable:
                 reason = f"Cekura's run {slot.run_id} could not be read: {result.unreadable[slot.run_id]}"
@@ -331,42 +366,94 @@ class Watcher:
             run = by_id.get(slot.run_id) if slot.run_id is not None else None
             if run is None:
                 if listed_all_done or (result_done and watched.terminal_polls >= 1):
-                    self._finish(
-                        slot,
-                        self._error(
-                            slot,
-                            f"the run never appeared in result {result.id} (no run of scenario "
-                            f"{slot.scenario} left to match this entry)",
-                        ),
-                    )
+                    self._finish(slot, self._error(slot, self._never_appeared(slot, result)))
                 else:
                     stuck = stuck or result_done
                 continue
-            watched.statuses[run.id] = run.status
-            if run.status not in KNOWN_STATUSES and run.status not in self._unknown:
-                self._unknown.add(run.status)  # one note a status, not one a run
-                self._note(
-                    f"cekura: run {run.id} reported an unknown status '{run.status}' "
-                    "(treated as not finished)"
-                )
-            if run.terminal:
+            self._see(watched, run.id, run.status)
+            if result.verdict_ready(run):
                 raw = result.raw_runs.get(run.id, {})
                 final = CekuraRun.from_api(
                     run, result.id, raw, slot.dashboard_url, scenario_id=slot.scenario
                 )
-                self._details[key] = _Finished(slot, final)
-            elif result_done:
+                ready.append(_Finished(slot, final))
+            elif result_done and not run.terminal:
                 stuck = True
                 if watched.terminal_polls >= 1:
-                    self._finish(
-                        slot,
-                        self._error(
-                            slot,
-                            f"result {result.id} ended with status '{result.status}' while "
-                            f"this run stayed '{run.status}'",
-                        ),
-                    )
+                    left.append(slot)
         watched.terminal_polls = watched.terminal_polls + 1 if (result_done and stuck) else 0
+        self._settle(watched, result, ready, now)
+        return left
+
+    @staticmethod
+    def _never_appeared(slot: Slot, result: Result) -> str:
+        return (
+            f"the run never appeared in result {result.id} (no run of scenario "
+            f"{slot.scenario} left to match this entry)"
+        )
+
+    def _see(self, watched: _Watched, run_id: int, status: str) -> None:
+        watched.statuses[run_id] = status
+        if status not in KNOWN_STATUSES and status not in self._unknown:
+            self._unknown.add(status)  # one note a status, not one a run
+            self._note(
+                f"cekura: run {run_id} reported an unknown status '{status}' "
+                "(treated as not finished)"
+            )
+
+    def _settle(
+        self, watched: _Watched, result: Result, ready: list[_Finished], now: float
+    ) -> None:
+        """Hand the runs whose verdicts are taken on to have their details fetched, with
+        Cekura's own account of those that did not pass. Cekura writes its summary once the
+        result ended: while it says one is coming, a run that failed its evaluation waits
+        for the end (bounded by its case timeout, when it is published as it is), and every
+        run that did not pass waits a few seconds more. An errored run is not held until
+        the end: the circuit breaker counts the first errors as they come."""
+        ready = [*watched.held.values(), *ready]
+        watched.held = {}
+        if not ready:
+            return
+        failing = [f for f in ready if f.run.verdict != "passed"]
+        if failing and result.summary_pending:
+            ended_at = watched.ended_at
+            if ended_at is None:  # the summary comes after the end: failures wait for it
+                watched.held = {f.slot.key: f for f in failing if f.run.verdict == "failed"}
+                ready = [f for f in ready if f.slot.key not in watched.held]
+                failing = [f for f in failing if f.slot.key not in watched.held]
+            elif now - ended_at < _SUMMARY_GRACE:
+                watched.held = {f.slot.key: f for f in ready}
+                soon = now + min(self.settings.poll_interval, _SUMMARY_POLL)
+                watched.next_poll = min(watched.next_poll, soon)
+                return
+        for finished in failing:
+            summary, reasons = result.cekura_reasons(finished.run.run_id)
+            finished.run = replace(finished.run, ai_summary=summary, failed_reasons=reasons)
+        for finished in ready:
+            self._details[finished.slot.key] = finished
+
+    async def _end_left(self, result: Result, left: list[Slot]) -> None:
+        """Error the runs left live in a result that ended, and end their calls: they will
+        not move again, and a live call costs money."""
+        budget = self.settings.end_budget
+
+        async def end(run_id: int | None) -> bool:
+            return run_id is not None and await self.client.end_call(run_id, timeout=budget)
+
+        ended = await asyncio.gather(*(end(slot.run_id) for slot in left))
+        for slot, ok in zip(left, ended, strict=True):
+            watched = self._watched[result.id]
+            status = watched.statuses.get(slot.run_id, "pending") if slot.run_id else "pending"
+            message = (
+                f"result {result.id} ended with status '{result.status}' while this run "
+                f"stayed '{status}'"
+            )
+            message += (
+                "; the call was ended"
+                if ok
+                else "; ending the call failed: end it on the Cekura dashboard"
+            )
+            self._finish(slot, self._error(slot, message))
 
     async def _fetch_details(self) -> None:
         """Transcripts and recordings of finished runs, in bulk; a run whose details cannot
@@ -410,6 +497,9 @@ class Watcher:
             slot = watched.open.get(entry[1]) if watched is not None else None
             if watched is None or slot is None:
                 continue
+            held = watched.held.pop(entry[1], None)
+            if held is not None:  # its verdict is taken: it waited for the ai_summary
+                self._details[entry[1]] = held
             if entry[1] in self._details:
                 fetching.append(entry)
             else:
@@ -420,20 +510,32 @@ class Watcher:
             return
         budget = self.settings.end_budget
 
-        async def end(run_id: int | None) -> bool:
-            return run_id is not None and await self.client.end_call(run_id, timeout=budget)
+        async def end(watched: _Watched, run_id: int | None) -> bool | None:
+            if run_id is None or watched.statuses.get(run_id) in TERMINAL_STATUSES:
+                return None  # no call to end: none was placed, or it is over
+            return await self.client.end_call(run_id, timeout=budget)
 
-        ended = await asyncio.gather(*(end(slot.run_id) for _, slot in late))
+        ended = await asyncio.gather(*(end(watched, slot.run_id) for watched, slot in late))
         for (watched, slot), ok in zip(late, ended, strict=True):
-            status = watched.statuses.get(slot.run_id, "pending") if slot.run_id else "pending"
-            message = f"no verdict after {slot.timeout:g} s (last status: {status})"
-            if watched.failing_since is not None:  # the reads were failing when time ran out
-                message += f"; {self._outage(watched)}"
+            message, status = self._late_reason(watched, slot)
             if ok:
                 message += "; the call was ended"
-            elif slot.run_id is not None:
+            elif ok is False:
                 message += "; ending the call failed: end it on the Cekura dashboard"
             self._finish(slot, self._error(slot, message, status))
+
+    def _late_reason(self, watched: _Watched, slot: Slot) -> tuple[str, str]:
+        """Why a slot has no verdict at its deadline, and its run's last status."""
+        status = watched.statuses.get(slot.run_id, "pending") if slot.run_id else "pending"
+        message = f"no verdict after {slot.timeout:g} s (last status: {status})"
+        if status in TERMINAL_STATUSES:
+            message += (
+                f": the run ended, but its evaluation had not landed (result "
+                f"{watched.result_id} still '{watched.status}')"
+            )
+        if watched.failing_since is not None:  # the reads were failing when time ran out
+            message += f"; {self._outage(watched)}"
+        return message, status
 
     # -- giving up ---------------------------------------------------------------------------
 

@@ -684,3 +684,75 @@ def _runs(*pairs: tuple[int, int | None]) -> list[Run]:
 )
 def test_assign_runs(scenarios: list[int], runs: list[Run], expected: list[int | None]) -> None:
     assert assign_runs(scenarios, runs) == expected
+
+
+# -- a result's end and Cekura's own summary (issue 29) --------------------------------------
+
+
+def _ended(status: str | None, *run_statuses: str) -> bool:
+    data: dict[str, Any] = {
+        "id": 1,
+        "runs": [{"id": i, "status": s} for i, s in enumerate(run_statuses)],
+    }
+    if status is not None:
+        data["status"] = status
+    return Result.model_validate(data).ended
+
+
+def test_a_result_ends_by_either_published_reading() -> None:
+    assert _ended("completed", "completed", "failed")
+    assert not _ended("completed", "completed", "in_progress")  # the older reading
+    assert not _ended("evaluating", "completed")
+    assert _ended("failed", "completed", "running")  # runs left live: they will not move
+    assert _ended(None, "completed", "cancelled") and not _ended(None, "completed", "pending")
+
+
+@pytest.mark.parametrize(
+    ("run", "ready"),
+    [
+        ({"status": "completed", "success": None}, False),
+        ({"status": "completed", "success": False}, False),
+        ({"status": "completed", "success": True}, False),
+        ({"status": "completed", "success": False, "error_message": "no join"}, True),
+        ({"status": "completed", "success": True, "expected_outcome": {"score": 100}}, True),
+        ({"status": "completed", "success": False, "rubric": [{"passed": False}]}, True),
+        ({"status": "completed", "success": None, "evaluation_status": "reviewed_success"}, True),
+        ({"status": "failed"}, True),
+        ({"status": "evaluating", "success": True, "expected_outcome": {"score": 100}}, False),
+    ],
+)
+def test_a_verdict_is_ready_once_its_evaluation_landed(run: dict[str, Any], ready: bool) -> None:
+    result = Result.model_validate({"id": 1, "status": "evaluating", "runs": [{"id": 5, **run}]})
+    assert result.verdict_ready(result.runs[0]) is ready
+
+
+@pytest.mark.parametrize(
+    ("failed_reasons", "named", "general"),
+    [
+        ({"5": ["No slot"], "7": "Hung up"}, {5: ["No slot"], 7: ["Hung up"]}, []),
+        ([{"run_id": 5, "reason": "No slot"}, "Latency high"], {5: ["No slot"]}, ["Latency high"]),
+        ({"Latency": "too slow"}, {}, ["Latency: too slow"]),
+        ("One thing failed", {}, ["One thing failed"]),
+        (None, {}, []),
+        (42, {}, ["42"]),
+    ],
+)
+def test_failed_reasons_are_read_in_every_plausible_shape(
+    failed_reasons: Any, named: dict[int, list[str]], general: list[str]
+) -> None:
+    result = Result.model_validate({"id": 1, "failed_reasons": failed_reasons})
+    assert (result.failed_reasons, result.general_reasons) == (named, general)
+
+
+def test_cekuras_account_of_a_run() -> None:
+    result = Result.model_validate(
+        {
+            "id": 1,
+            "ai_summary": {"summary": "Two runs failed."},
+            "ai_summary_status": "COMPLETED",
+            "failed_reasons": [{"run_id": 5, "reason": "No slot"}, "Latency high"],
+        }
+    )
+    assert not result.summary_pending
+    assert result.cekura_reasons(5) == ("Two runs failed.", ("No slot", "Latency high"))
+    assert result.cekura_reasons(6) == ("Two runs failed.", ("Latency high",))

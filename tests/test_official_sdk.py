@@ -420,3 +420,50 @@ def test_official_sdk_and_cli_against_the_standalone_server(
     status = cli(standalone, tmp_path, "run", "status", str(started["id"]))
     assert status.returncode == 0, status.stdout + status.stderr
     assert "Passed: 2" in status.stdout
+
+
+# -- the result's end, as the official tools wait for it (issue 29) ---------------------------
+
+
+def test_sdk_wait_returns_once_the_slowest_run_ended(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3 runs of 1 s, 30 s and 30 s: ``results.wait()`` returns after about 30 s (on the
+    fake clock, which the SDK's own sleep advances), not after the first run's 1 s."""
+    from types import SimpleNamespace
+
+    import cekura.resources.results as sdk_results
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    monkeypatch.setattr(sdk_results, "time", SimpleNamespace(sleep=sleep))
+    scripts = [ScenarioScript(1, "Quick", "pass", 1), ScenarioScript(2, "Slow", "pass", 30)]
+    with (
+        Simulator(scripts, clock=clock) as sim,
+        Cekura(api_key=sim.api_key, base_url=sim.url) as client,
+    ):
+        started = client.scenarios.run_pipecat(scenarios=entries(1, 2, 2))
+        fired = clock.now
+        final = client.results.wait(started["id"], poll_interval=1, timeout=300)
+    check("result.schema.json", final)
+    assert clock.now - fired == pytest.approx(30, abs=1)
+    assert final["status"] == "completed"
+    assert (final["total_runs_count"], final["success_runs_count"]) == (3, 3)
+    assert final["ai_summary_status"] == "pending"  # written after the end
+
+
+@pytest.mark.slow
+def test_cli_wait_passes_an_all_pass_batch_of_uneven_runs(tmp_path: Path) -> None:
+    """The CLI's ``--wait`` (its SDK's wait, every 5 s) on runs of 0 s and 2 s: it waits for
+    the slow runs and exits 0, where a result that ended with its first run made it exit 1."""
+    scripts = [ScenarioScript(1, "Quick", "pass", 0), ScenarioScript(2, "Slow", "pass", 2)]
+    with Simulator(scripts) as sim:
+        started = cli(
+            sim,
+            tmp_path,
+            "run", "start", "--agent-id", str(AGENT), "--scenario-ids", "1,2,2",
+            "--mode", "pipecat", "--wait", "--fail-on-threshold", "1.0",
+        )  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "All 3 runs passed." in started.stdout

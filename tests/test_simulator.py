@@ -302,7 +302,13 @@ def test_post_status_variant_201(clock: FakeClock) -> None:
 
 # -- the run life cycle ---------------------------------------------------------------------
 
-PHASES = [(0.0, "pending"), (0.15, "in_queue"), (0.5, "running"), (0.9, "evaluating")]
+PHASES = [
+    (0.0, "pending"),
+    (0.12, "in_queue"),
+    (0.17, "scaling_up"),
+    (0.5, "in_progress"),
+    (0.9, "evaluating"),
+]
 
 
 @pytest.mark.parametrize(
@@ -388,12 +394,15 @@ def test_result_status_and_counts(client: httpx.Client, clock: FakeClock) -> Non
     clock.advance(0.5 * S)
     assert result(client, result_id)["status"] == "running"
     clock.advance(S)
+    # A result ends only once every run has: the stuck run keeps it running.
+    assert result(client, result_id)["status"] == "running"
+    client.post("/test_framework/v1/runs-external/90004/end_call/")
     body = result(client, result_id)
     assert body["status"] == "completed"
     assert (body["total_runs_count"], body["success_runs_count"], body["failed_runs_count"]) == (
         4,
         1,
-        2,
+        3,  # the fail, the error and the call ended by API
     )
     assert body["success_rate"] == 25.0
     assert body["agent"] == 1 and body["created_at"].endswith("Z")
@@ -1362,3 +1371,175 @@ def test_cli_flags_for_the_switches(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
+
+
+# -- the lifecycle Cekura documents (issue 29) -----------------------------------------------
+
+DOCUMENTED = {
+    "pending",
+    "in_queue",
+    "scaling_up",
+    "running",
+    "in_progress",
+    "evaluating",
+    "completed",
+    "failed",
+    "timeout",
+    "cancelled",
+}
+
+
+def test_every_documented_status_is_played_by_some_script(clock: FakeClock) -> None:
+    scripts = [
+        *SCRIPTS,
+        ScenarioScript(120, outcome="pending_forever", seconds=S),
+        ScenarioScript(121, outcome="no_verdict", seconds=S),
+    ]
+    seen_runs: set[str] = set()
+    seen_results: set[str] = set()
+    with Simulator(scripts, clock=clock) as simulator, _client(simulator) as c:
+        batches = [[101, 102, 105], [103, 104], [104], [106], [101, 120], [121]]
+        ids = [start(c, *batch)["id"] for batch in batches]
+        for _ in range(30):
+            for rid in ids:
+                body = result(c, rid)
+                seen_results.add(body["status"])
+                seen_runs.update(run["status"] for run in body["runs"].values())
+            clock.advance(S / 20)
+    assert seen_runs | seen_results >= DOCUMENTED, DOCUMENTED - (seen_runs | seen_results)
+    assert {"pending", "in_queue", "scaling_up", "in_progress", "evaluating"} <= seen_runs
+    assert {"running", "evaluating", "completed", "failed", "timeout", "cancelled"} <= (
+        seen_results
+    )
+
+
+def test_a_result_ends_only_once_every_run_has(clock: FakeClock) -> None:
+    scripts = [ScenarioScript(1, seconds=1), ScenarioScript(2, seconds=30)]
+    with Simulator(scripts, clock=clock) as simulator, _client(simulator) as c:
+        rid = start(c, 1, 2, 2)["id"]
+        clock.advance(2)
+        body = result(c, rid)
+        assert body["status"] == "running"
+        assert body["completed_runs_count"] == 1
+        assert body["ai_summary_status"] == "pending"
+        clock.advance(28)
+        body = result(c, rid)
+    assert body["status"] == "completed"
+    assert body["success_runs_count"] == 3
+
+
+def test_phases_script_the_life_cycle(clock: FakeClock) -> None:
+    phases = {"in_queue": 1, "scaling_up": 2, "in_progress": 3, "evaluating": 4}
+    script = ScenarioScript(1, phases=phases)
+    assert script.seconds == 10
+    with Simulator([script], clock=clock) as simulator, _client(simulator) as c:
+        rid = start(c, 1)["id"]
+        seen = []
+        for _ in range(11):
+            seen.append((only_run(c, rid)["status"], result(c, rid)["status"]))
+            clock.advance(1)
+    assert [run for run, _ in seen] == [
+        "in_queue",
+        "scaling_up",
+        "scaling_up",
+        "in_progress",
+        "in_progress",
+        "in_progress",
+        "evaluating",
+        "evaluating",
+        "evaluating",
+        "evaluating",
+        "completed",
+    ]
+    assert [res for _, res in seen] == [
+        "in_queue",
+        "scaling_up",
+        "scaling_up",
+        *["running"] * 3,
+        *["evaluating"] * 4,
+        "completed",
+    ]
+
+
+@pytest.mark.parametrize("early", ["null", "false"])
+def test_a_late_verdict_keeps_the_result_evaluating(clock: FakeClock, early: str) -> None:
+    script = ScenarioScript(1, seconds=1, verdict_after=3, early_success=early)  # type: ignore[arg-type]
+    with Simulator([script], clock=clock) as simulator, _client(simulator) as c:
+        rid = start(c, 1)["id"]
+        clock.advance(2)
+        body = result(c, rid)
+        run = next(iter(body["runs"].values()))
+        assert (body["status"], run["status"]) == ("evaluating", "completed")
+        assert run["success"] is (None if early == "null" else False)
+        assert run["evaluation"] == {"metrics": []} and run["expected_outcome"] == {}
+        clock.advance(2)
+        body = result(c, rid)
+    run = next(iter(body["runs"].values()))
+    assert (body["status"], run["success"]) == ("completed", True)
+    assert run["evaluation"]["metrics"]
+
+
+def test_no_verdict_completes_with_success_null(clock: FakeClock) -> None:
+    with (
+        Simulator([ScenarioScript(1, outcome="no_verdict", seconds=1)], clock=clock) as simulator,
+        _client(simulator) as c,
+    ):
+        rid = start(c, 1)["id"]
+        clock.advance(5)
+        body = result(c, rid)
+    run = next(iter(body["runs"].values()))
+    assert (body["status"], run["status"], run["success"]) == ("completed", "completed", None)
+
+
+def test_ai_summary_is_written_after_the_end(clock: FakeClock) -> None:
+    with (
+        Simulator(SCRIPTS, clock=clock, ai_summary_after=2) as simulator,
+        _client(simulator) as c,
+    ):
+        failing = start(c, 101, 102)["id"]
+        passing = start(c, 101)["id"]
+        clock.advance(S)
+        assert result(c, failing)["ai_summary_status"] == "pending"
+        clock.advance(2)
+        body, clean = result(c, failing), result(c, passing)
+    assert body["ai_summary_status"] == "completed"
+    assert "1 of 2 runs did not pass" in body["ai_summary"]
+    assert "The agent never confirmed the booking time." in body["ai_summary"]
+    assert body["failed_reasons"] == {"90002": ["The agent never confirmed the booking time."]}
+    assert clean["ai_summary_status"] == "skipped_no_failures" and clean["ai_summary"] is None
+
+
+def test_early_completed_plays_the_older_reading(clock: FakeClock) -> None:
+    scripts = [ScenarioScript(1, seconds=1), ScenarioScript(2, seconds=30)]
+    with (
+        Simulator(scripts, clock=clock, early_completed=True) as simulator,
+        _client(simulator) as c,
+    ):
+        rid = start(c, 1, 2)["id"]
+        clock.advance(2)
+        assert result(c, rid)["status"] == "completed"
+
+
+def test_phases_and_seconds_together_are_one_line_errors(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text("[[scenario]]\nid = 1\nseconds = 3\nphases = { in_queue = 1 }\n")
+    with pytest.raises(SimulatorConfigError, match=r"scenario 1: seconds: give seconds or phases"):
+        load_scenarios(path)
+    path.write_text("[[scenario]]\nid = 1\nphases = { booting = 1 }\n")
+    with pytest.raises(SimulatorConfigError, match=r"scenario 1: phases: 'booting' is not"):
+        load_scenarios(path)
+    path.write_text('[[scenario]]\nid = 1\nverdict_after = 2\nearly_success = "maybe"\n')
+    with pytest.raises(SimulatorConfigError, match=r"early_success: must be null or false"):
+        load_scenarios(path)
+    path.write_text('[[scenario]]\nid = 1\nphases = [["in_queue", 1], ["in_progress", 2]]\n')
+    assert load_scenarios(path)[1].seconds == 3
+
+
+def test_the_first_reads_of_a_new_result_may_answer_404(
+    sim: Simulator, client: httpx.Client
+) -> None:
+    sim.faults.get_404_new = 2
+    rid = start(client, 101)["id"]
+    paths = [f"/test_framework/v2/results/{rid}/", f"/test_framework/v1/results/{rid}/"]
+    assert [client.get(p).status_code for p in paths] == [404, 404]
+    assert client.get(paths[0]).status_code == 200

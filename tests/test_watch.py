@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from pytest_cekura_pipecat._client import Transient
+from pytest_cekura_pipecat._errors import ApiError
 from pytest_cekura_pipecat._models import Result, RunDetails
 from pytest_cekura_pipecat._plan import Slot
-from pytest_cekura_pipecat._verdict import CekuraRun
+from pytest_cekura_pipecat._verdict import CekuraRun, run_reasons
 from pytest_cekura_pipecat._watch import Watcher, WatchSettings, same_failure
 
 T0 = 1_000_000.0
@@ -310,3 +311,259 @@ def test_an_unknown_status_is_noted_once_not_once_a_run() -> None:
     assert all(r.passed for r in published.values())
     unknown = [n for n in watcher.notes if "unknown status 'transcribing'" in n]
     assert len(unknown) == 1, watcher.notes
+
+
+# -- a verdict only from a finished evaluation (issue 29) ------------------------------------
+
+
+def _evaluating_then(early: dict[str, Any], *, polls: int = 3) -> Callable[[int, float], Any]:
+    """A result that reads ``evaluating`` for ``polls`` reads while its run reads
+    ``completed`` with ``early``'s fields, then ends with the run passed (with evidence)."""
+    reads = {"n": 0}
+    metrics = {"evaluation": {"metrics": [{"name": "Tone", "eval_type": "binary", "passed": True}]}}
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        reads["n"] += 1
+        if reads["n"] <= polls:
+            return {"id": 1, "status": "evaluating", "runs": [run(11, "completed", **early)]}
+        return {"id": 1, "status": "completed", "runs": [run(11, "completed", True, **metrics)]}
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "early",
+    [{"success": None}, {"success": False}],
+    ids=["success-null", "success-false-nothing-evaluated"],
+)
+def test_a_completed_run_waits_for_its_evaluation_to_land(early: dict[str, Any]) -> None:
+    slots = [slot(1, 11)]
+    published, _when, client, _ = watch(slots, _evaluating_then(early))
+    (final,) = published.values()
+    assert final.verdict == "passed", final.error_message
+    assert len(client.gets) == 4  # three reads of the evaluating result, then the verdict
+    assert client.ended == []
+
+
+def test_a_completed_run_without_a_verdict_in_an_ended_result_errors_at_once() -> None:
+    slots = [slot(1, 11)]
+    published, _when, client, _ = watch(
+        slots, lambda r, now: {"id": 1, "status": "completed", "runs": [run(11, "completed")]}
+    )
+    (final,) = published.values()
+    assert final.verdict == "error"
+    assert run_reasons(final) == ["the run completed without a verdict (success is null)"]
+    assert len(client.gets) == 1
+
+
+def test_a_run_carrying_its_evidence_is_judged_while_its_result_evaluates() -> None:
+    failing = {
+        "expected_outcome": {"score": 20, "explanation": ["It never confirmed."]},
+    }
+    slots = [slot(1, 11)]
+    published, _, client, _ = watch(
+        slots,
+        lambda r, now: {
+            "id": 1,
+            "status": "evaluating",
+            "runs": [run(11, "completed", False, **failing)],
+        },
+    )
+    (final,) = published.values()
+    assert final.verdict == "failed"
+    assert len(client.gets) == 1
+
+
+def test_the_older_reading_of_completed_waits_for_every_run() -> None:
+    """A result read ``completed`` once any run completed (the older reading): a run without
+    its verdict waits until every run of the result is terminal, then errors."""
+    slots = [slot(1, 11), slot(1, 12)]
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        second = "completed" if now >= T0 + 4 else "in_progress"
+        return {
+            "id": 1,
+            "status": "completed",
+            "runs": [run(11, "completed"), run(12, second, True, expected_outcome={"score": 100})],
+        }
+
+    published, when, _, _ = watch(slots, script)
+    assert published[slots[1].key].passed
+    assert published[slots[0].key].verdict == "error"
+    assert when[slots[0].key] >= T0 + 4
+
+
+def test_a_run_whose_evaluation_never_lands_errors_at_its_deadline_without_end_call() -> None:
+    slots = [slot(1, 11, timeout=5.0)]
+    published, _, client, _ = watch(
+        slots, lambda r, now: {"id": 1, "status": "evaluating", "runs": [run(11, "completed")]}
+    )
+    (final,) = published.values()
+    assert final.verdict == "error"
+    assert final.error_message == (
+        "no verdict after 5 s (last status: completed): the run ended, but its evaluation "
+        "had not landed (result 1 still 'evaluating')"
+    )
+    assert client.ended == []  # the call is over: nothing to end
+
+
+# -- the read path's edges (issue 29) --------------------------------------------------------
+
+
+def test_a_new_result_may_answer_404_at_first() -> None:
+    slots = [slot(1, 11)]
+
+    def script(result_id: int, now: float) -> Any:
+        if now < T0 + 3:
+            return ApiError("Cekura has no /test_framework/v1/results/1/ (HTTP 404)", 404)
+        return {
+            "id": 1,
+            "status": "completed",
+            "runs": [run(11, "completed", True, expected_outcome={"score": 100})],
+        }
+
+    published, _, client, _ = watch(slots, script)
+    assert published[slots[0].key].passed
+    assert len(client.gets) == 3
+
+
+def test_a_result_that_stays_missing_errors_after_the_retry_window() -> None:
+    slots = [slot(1, 11, timeout=600.0)]
+    published, when, _, _ = watch(
+        slots,
+        lambda r, now: ApiError("Cekura has no /test_framework/v1/results/1/ (HTTP 404)", 404),
+        retry_window=10.0,
+    )
+    (final,) = published.values()
+    assert final.verdict == "error" and "HTTP 404" in final.error_message
+    assert when[slots[0].key] - T0 <= 12.0
+
+
+def test_a_run_left_live_in_a_terminal_result_has_its_call_ended() -> None:
+    slots = [slot(1, 11), slot(1, 12)]
+    published, _, client, _ = watch(
+        slots,
+        lambda r, now: {
+            "id": 1,
+            "status": "failed",
+            "runs": [run(11, "failed", error_message="bot crashed"), run(12, "running")],
+        },
+    )
+    left = published[slots[1].key]
+    assert left.verdict == "error"
+    assert left.error_message == (
+        "result 1 ended with status 'failed' while this run stayed 'running'; the call was ended"
+    )
+    assert client.ended == [12]
+
+
+# -- Cekura's own summary (issue 29) ---------------------------------------------------------
+
+
+def _summarised(after: float) -> Callable[[int, float], Any]:
+    """A result that ends at T0 + 2 with a failing and a passing run; its ai_summary is
+    written ``after`` seconds later."""
+    failing = {"expected_outcome": {"score": 10, "explanation": ["No booking made."]}}
+    passing = {"expected_outcome": {"score": 100}}
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        ended = now >= T0 + 2
+        body: dict[str, Any] = {
+            "id": 1,
+            "status": "completed" if ended else "in_progress",
+            "runs": [
+                run(11, "completed" if ended else "in_progress", False, **failing),
+                run(12, "completed" if ended else "in_progress", True, **passing),
+            ],
+            "ai_summary_status": "pending",
+            "ai_summary": None,
+        }
+        if ended and now >= T0 + 2 + after:
+            body["ai_summary_status"] = "completed"
+            body["ai_summary"] = "The agent never offered a time slot."
+            body["failed_reasons"] = {"11": ["No slot offered"]}
+        return body
+
+    return script
+
+
+def test_the_ai_summary_written_soon_after_the_end_reaches_the_failing_run() -> None:
+    slots = [slot(1, 11), slot(1, 12)]
+    published, when, _, _ = watch(slots, _summarised(after=1.0))
+    failing, passing = published[slots[0].key], published[slots[1].key]
+    assert failing.ai_summary == "The agent never offered a time slot."
+    assert failing.failed_reasons == ("No slot offered",)
+    assert passing.ai_summary == "" and passing.failed_reasons == ()
+    assert when[slots[0].key] - (T0 + 2) <= 2.0
+
+
+def test_the_ai_summary_is_never_waited_for_long() -> None:
+    slots = [slot(1, 11), slot(1, 12)]
+    published, when, _, _ = watch(slots, _summarised(after=600.0))
+    failing = published[slots[0].key]
+    assert failing.verdict == "failed" and failing.ai_summary == ""
+    assert when[slots[0].key] - (T0 + 2) <= 4.0
+
+
+def test_a_run_that_failed_early_waits_for_its_results_summary() -> None:
+    """The summary is written after the result ended: a run that failed while others of
+    its result still ran waits for the end (and the summary), a passing run does not."""
+    slots = [slot(1, 11), slot(1, 12), slot(1, 13)]
+    failing = {"expected_outcome": {"score": 10, "explanation": ["No booking made."]}}
+    passing = {"expected_outcome": {"score": 100}}
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        ended = now >= T0 + 5
+        body: dict[str, Any] = {
+            "id": 1,
+            "status": "completed" if ended else "in_progress",
+            "runs": [
+                run(11, "completed", False, **failing),
+                run(12, "completed", True, **passing),
+                run(13, "completed" if ended else "in_progress", True, **passing),
+            ],
+            "ai_summary_status": "completed" if now >= T0 + 6 else "pending",
+        }
+        if now >= T0 + 6:
+            body["ai_summary"] = "One run did not book."
+        return body
+
+    published, when, _, _ = watch(slots, script)
+    assert published[slots[0].key].ai_summary == "One run did not book."
+    assert when[slots[1].key] - T0 <= 2.0  # the passing run was not held
+    assert T0 + 6 <= when[slots[0].key] <= T0 + 8
+
+
+def test_a_failing_run_held_for_the_summary_keeps_its_verdict_at_its_deadline() -> None:
+    slots = [slot(1, 11, timeout=5.0), slot(1, 12, timeout=600.0)]
+    failing = {"expected_outcome": {"score": 10, "explanation": ["No booking made."]}}
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        return {
+            "id": 1,
+            "status": "in_progress",
+            "runs": [run(11, "completed", False, **failing), run(12, "in_progress")],
+            "ai_summary_status": "pending",
+        }
+
+    published, when, _, _ = watch(slots, script)
+    assert published[slots[0].key].verdict == "failed"
+    assert when[slots[0].key] - T0 == pytest.approx(5.0, abs=1.0)
+
+
+def test_an_errored_run_is_not_held_for_the_summary() -> None:
+    """Errors are published as they come (the circuit breaker counts the first ones), even
+    while a summary is coming."""
+    slots = [slot(1, 11), slot(1, 12, timeout=600.0)]
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        return {
+            "id": 1,
+            "status": "in_progress",
+            "runs": [run(11, "failed", error_message="bot crashed"), run(12, "in_progress")],
+            "ai_summary_status": "pending",
+        }
+
+    published, when, _, _ = watch(slots, script)
+    assert published[slots[0].key].error_message == "bot crashed"
+    assert when[slots[0].key] - T0 <= 2.0

@@ -35,8 +35,15 @@ Scenarios file (TOML): one ``[[scenario]]`` table per scenario id::
     name = "Books a table"      # default "Scenario 101"
     outcome = "pass"            # pass | fail | error | timeout | stuck | cancelled |
                                 # rubric_fail | never_connected | evaluated_nothing |
-                                # pending_forever
+                                # pending_forever | no_verdict
     seconds = 2                 # creation to terminal status (default 1)
+
+    [[scenario]]
+    id = 103
+    phases = { in_queue = 1, scaling_up = 2, in_progress = 25, evaluating = 2 }
+                                # instead of seconds: each status and how long it lasts
+    verdict_after = 3           # seconds the run reads terminal before its verdict lands
+    early_success = "false"     # success meanwhile: "null" (default) | "false"
 
     [[scenario]]
     id = 102
@@ -56,11 +63,20 @@ Any other key, a wrong type or a duplicate id is a ``SimulatorConfigError`` whos
 one line: ``FILE: scenario N: FIELD: MESSAGE``.
 
 Life cycle of a run of ``seconds`` S, by time since creation: pending (< 0.1 S), in_queue
-(< 0.2 S), running (< 0.8 S), evaluating (< S), then terminal: pass and fail end
-``completed`` (success true / false), error ``failed``, timeout ``timeout``, cancelled
-``cancelled``; stuck stays ``running`` until ended through end_call(s). rubric_fail,
-never_connected and evaluated_nothing end ``completed``; pending_forever stays ``pending``
-and its result turns ``failed`` (see ``ScenarioScript``).
+(< 0.15 S), scaling_up (< 0.2 S), in_progress (< 0.8 S), evaluating (< S), then terminal:
+pass and fail end ``completed`` (success true / false), error ``failed``, timeout
+``timeout``, cancelled ``cancelled``; stuck reads ``running`` once out of the queue, until
+ended through end_call(s). rubric_fail, never_connected, evaluated_nothing and no_verdict
+(success null) end ``completed``; pending_forever stays ``pending`` and its result turns
+``failed`` (see ``ScenarioScript``). ``phases`` replaces those shares by durations.
+
+A result ends only once every run has ended, its verdict landed (Cekura's newer statement;
+``early_completed`` plays the older reading, ``completed`` once any run completed): until
+then it reads pending, in_queue or scaling_up while no run left the queue, evaluating once
+every call is over, running otherwise; then ``completed`` if any run completed, else
+``cancelled`` or ``timeout`` when every run ended so, else ``failed``. Its ``ai_summary``
+and ``failed_reasons`` are written ``ai_summary_after`` seconds after the end
+(``ai_summary_status`` pending, then completed or skipped_no_failures).
 """
 
 from ._model import Faults, Outcome, RecordedRequest, ScenarioScript, SimulatorConfigError, Variants

@@ -131,6 +131,8 @@ class Behaviour:
     start_non_result: bool = False
     unknown_scenario_400: EntryErrors = "entry"
     agent_tools: tuple[str, ...] = ()
+    early_completed: bool = False
+    ai_summary_after: float = 0.2
     agents: frozenset[int] | None = None  # None: every agent id exists
 
 
@@ -160,6 +162,7 @@ class App:
         self._records: list[tuple[int, RecordedRequest]] = []
         self._seq = 0
         self._gets = 0
+        self._reads_of: dict[int, int] = {}  # GETs of each result so far (get_404_new)
         self._entries_fired = 0
         self._sessions = 0
         self._wav = _silent_wav()
@@ -205,6 +208,7 @@ class App:
             self._store.clear()
             self.faults.clear()
             self._gets = 0
+            self._reads_of.clear()
             self._entries_fired = 0
 
     # -- request handling ----------------------------------------------------------------
@@ -420,7 +424,9 @@ class App:
             ]
             window = chosen[(page - 1) * size : page * size]
             items = [
-                render_result(r, now, self._variants, self._format(request), with_runs=False)
+                render_result(
+                    r, now, self._variants, self._format(request), with_runs=False, **self._timing()
+                )
                 for r in window
             ]
         if page > 1 and not items:
@@ -442,17 +448,28 @@ class App:
             },
         )
 
+    def _timing(self) -> dict[str, Any]:
+        behaviour = self._behaviour
+        return {
+            "summary_after": behaviour.ai_summary_after,
+            "early_completed": behaviour.early_completed,
+        }
+
     def _result(self, request: _Request) -> Reply:
         with self.lock:
             result = self._store.result(request.arg)
             if result is None:
                 return _not_found()
+            reads = self._reads_of[result.id] = self._reads_of.get(result.id, 0) + 1
+            if reads <= self.faults.get_404_new:
+                return _not_found()  # a replica that has not seen the new result yet
             data = render_result(
                 result,
                 self._clock(),
                 self._variants,
                 self._format(request),
                 self._behaviour.echo_secrets,
+                **self._timing(),
             )
         return json_reply(200, data)
 

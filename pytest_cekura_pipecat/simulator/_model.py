@@ -19,8 +19,13 @@ Outcome = Literal[
     "never_connected",
     "evaluated_nothing",
     "pending_forever",
+    "no_verdict",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
+# The statuses a run passes through before its terminal one, as ``phases`` names them.
+PHASES = ("pending", "in_queue", "scaling_up", "running", "in_progress", "evaluating")
+EarlySuccess = Literal["null", "false"]
+EARLY_SUCCESS: tuple[str, ...] = get_args(EarlySuccess)
 Review = Literal["", "success", "failure"]
 REVIEWS: tuple[str, ...] = get_args(Review)
 NonFinite = Literal["", "duration", "score"]
@@ -34,11 +39,47 @@ class SimulatorConfigError(ValueError):
     """A scenario script or simulator option is invalid; the message is one line."""
 
 
+def _check_timing_field(field: str, value: object) -> str | None:
+    """The problem with a field of the run's timing (``seconds``, ``phases``,
+    ``verdict_after``, ``early_success``); "" for a field that is not one of them."""
+    if field == "seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {type(value).__name__}"
+        return f"must be a finite number >= 0, got {value!r}" if _bad_seconds(value) else None
+    if field == "phases":
+        pairs = _pairs(value)
+        if pairs is None:
+            return "must map statuses to seconds"
+        for name, seconds in pairs:
+            if name not in PHASES:
+                return f"{name!r} is not a status a run passes through ({', '.join(PHASES)})"
+            if _bad_seconds(seconds):
+                return f"{name}: must be a finite number >= 0, got {seconds!r}"
+        return None
+    if field == "verdict_after":
+        return f"must be a finite number >= 0, got {value!r}" if _bad_seconds(value) else None
+    if field == "early_success":
+        return None if value in EARLY_SUCCESS else f"must be null or false, got {value!r}"
+    return ""
+
+
+def _bad_seconds(value: object) -> bool:
+    return (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    )
+
+
 def check_script_field(field: str, value: object) -> str | None:
     """The problem with one ``ScenarioScript`` field value, or None when it is fine.
 
     Shared by the dataclass and the TOML loader so both report the same words.
     """
+    timing = _check_timing_field(field, value)
+    if timing != "":
+        return timing
     if field == "id":
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be an integer, got {type(value).__name__}"
@@ -48,11 +89,6 @@ def check_script_field(field: str, value: object) -> str | None:
     elif field == "outcome":
         if value not in OUTCOMES:
             return f"must be one of {', '.join(OUTCOMES)}, got {value!r}"
-    elif field == "seconds":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number, got {type(value).__name__}"
-        if not math.isfinite(value) or value < 0:
-            return f"must be a finite number >= 0, got {value!r}"
     elif field in ("reasons", "failed_metrics"):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             return "must be a list of strings"
@@ -123,7 +159,14 @@ class ScenarioScript:
     the raw JSON (not strict JSON, on purpose) for this scenario's runs once terminal.
     ``numeric_metrics`` (name -> number, e.g. latency in ms) and ``enum_metrics``
     (name -> label) are added to the run's evaluation. ``score`` replaces the expected-outcome
-    score a pass (100) or a fail (40) carries.
+    score a pass (100) or a fail (40) carries. ``no_verdict``: the run completes with
+    ``success`` null and nothing evaluated, for good.
+
+    Timing: ``phases`` (status -> seconds, in order, e.g. ``{"in_queue": 1, "scaling_up":
+    2, "in_progress": 25, "evaluating": 2}``) replaces the default life cycle, and
+    ``seconds`` becomes their sum. ``verdict_after``: seconds the run reads its terminal
+    status before its verdict lands (``success`` reads ``early_success``, null or false,
+    with nothing evaluated; its result reads ``evaluating`` meanwhile).
     """
 
     id: int
@@ -139,6 +182,9 @@ class ScenarioScript:
     numeric_metrics: tuple[tuple[str, float], ...] = ()
     enum_metrics: tuple[tuple[str, str], ...] = ()
     score: float | None = None
+    phases: tuple[tuple[str, float], ...] = ()
+    verdict_after: float = 0.0
+    early_success: EarlySuccess = "null"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -151,6 +197,11 @@ class ScenarioScript:
         object.__setattr__(self, "seconds", float(self.seconds))
         object.__setattr__(self, "numeric_metrics", _pairs(self.numeric_metrics))
         object.__setattr__(self, "enum_metrics", _pairs(self.enum_metrics))
+        phases = tuple((name, float(seconds)) for name, seconds in _pairs(self.phases) or ())
+        object.__setattr__(self, "phases", phases)
+        object.__setattr__(self, "verdict_after", float(self.verdict_after))
+        if phases:
+            object.__setattr__(self, "seconds", sum(seconds for _, seconds in phases))
         if not self.name:
             object.__setattr__(self, "name", f"Scenario {self.id}")
         if self.outcome == "fail" and not self.failed_metrics:
@@ -170,6 +221,8 @@ class Faults:
     ``reset_posts``: the connection is reset (TCP RST, no answer); a reset start POST has
     created its runs. ``drop_connection_on_post``: the start POST creates its runs, then the
     connection closes without an answer. ``post_500_after_create``: runs created, then 500.
+    ``get_404_new`` N: the first N reads of each result (v1 and v2 alike) answer 404, as a
+    replica that has not seen the new result yet would.
     """
 
     latency: float = 0.0
@@ -188,6 +241,7 @@ class Faults:
     drip_interval: float = 1.0
     reset_gets: int = 0
     reset_posts: int = 0
+    get_404_new: int = 0
 
     def clear(self) -> None:
         """Back to no faults, in place, so references held by callers stay live."""
@@ -206,8 +260,10 @@ class Variants:
     post_status: int = 200
 
     def __post_init__(self) -> None:
-        if self.post_status not in (200, 201):
-            raise SimulatorConfigError(f"post_status must be 200 or 201, got {self.post_status!r}")
+        if self.post_status not in (200, 201, 202):
+            raise SimulatorConfigError(
+                f"post_status must be 200, 201 or 202, got {self.post_status!r}"
+            )
 
 
 @dataclass(frozen=True)

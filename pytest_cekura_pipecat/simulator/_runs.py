@@ -19,7 +19,18 @@ MetricFormat = Literal["canonical", "legacy"]
 
 TERMINAL = frozenset({"completed", "failed", "timeout", "cancelled"})
 _NOT_STARTED = frozenset({"pending", "in_queue"})
+_QUEUED = frozenset({"pending", "in_queue", "scaling_up"})
+# The default life cycle, as fractions of a script's ``seconds``.
+_DEFAULT_PHASES = (
+    ("pending", 0.1),
+    ("in_queue", 0.05),
+    ("scaling_up", 0.05),
+    ("in_progress", 0.6),
+    ("evaluating", 0.2),
+)
+_NEVER_ENDS = frozenset({"stuck", "pending_forever"})
 _TERMINAL_BY_OUTCOME = {
+    "no_verdict": "completed",
     "pass": "completed",
     "fail": "completed",
     "rubric_fail": "completed",
@@ -36,6 +47,7 @@ _DEFAULT_ERROR = {
     "never_connected": "The testing agent could not join the Pipecat room",
 }
 _ENDED_REASON = {
+    "no_verdict": "testing_agent_ended_call",
     "pass": "testing_agent_ended_call",
     "fail": "testing_agent_ended_call",
     "rubric_fail": "testing_agent_ended_call",
@@ -68,6 +80,20 @@ class Run:
             return "cancelled"
         return _phase(self.script, now - self.created)
 
+    def landed_at(self) -> float | None:
+        """Clock time the run ends for good, its verdict landed (None: never, unless its
+        call is ended)."""
+        if self.ended_at is not None:
+            return self.ended_at
+        if self.script.outcome in _NEVER_ENDS:
+            return None
+        return self.created + self.script.seconds + self.script.verdict_after
+
+    def landed(self, now: float) -> bool:
+        """Terminal with its verdict: what a result waits for before it ends."""
+        at = self.landed_at()
+        return at is not None and now >= at
+
     def elapsed(self, now: float) -> float:
         if self.ended_at is not None:
             return max(0.0, self.ended_at - self.created)
@@ -87,20 +113,24 @@ class Result:
     mock_tool_names: list[str] | None = None  # as the start body sent it (null: all)
 
 
+def _phases(script: ScenarioScript) -> tuple[tuple[str, float], ...]:
+    if script.phases:
+        return script.phases
+    return tuple((name, share * script.seconds) for name, share in _DEFAULT_PHASES)
+
+
 def _phase(script: ScenarioScript, elapsed: float) -> str:
-    s = script.seconds
-    if elapsed < 0.1 * s:
-        return "pending"
     if script.outcome == "pending_forever":
         return "pending"
-    if elapsed < 0.2 * s:
-        return "in_queue"
+    at = 0.0
+    for name, length in _phases(script):
+        at += length
+        if elapsed < at:
+            if script.outcome == "stuck" and name not in _QUEUED:
+                return "running"
+            return name
     if script.outcome == "stuck":
         return "running"
-    if elapsed < 0.8 * s:
-        return "running"
-    if elapsed < s:
-        return "evaluating"
     return _TERMINAL_BY_OUTCOME[script.outcome]
 
 
@@ -313,6 +343,8 @@ def _verdict_fields(script: ScenarioScript, fmt: MetricFormat) -> dict[str, Any]
                 "expected_conditions": {"operator": "lte", "value": _RUBRIC_LIMIT},
             }
         ]
+    elif outcome == "no_verdict":
+        return fields  # completed, success null, nothing evaluated
     elif outcome == "never_connected":
         fields["success"] = False
         fields["error_message"] = "; ".join(script.reasons) or _DEFAULT_ERROR[outcome]
@@ -368,6 +400,10 @@ def render_run(
     if run.ended_at is not None:
         data["error_message"] = "Call ended by API"
         data["metadata"] = {"ended_reason": "ended_by_api"}
+    elif status in TERMINAL and not run.landed(now):
+        # The call is over; its evaluation has not landed yet.
+        data["success"] = False if script.early_success == "false" else None
+        data["metadata"] = {"ended_reason": _ENDED_REASON.get(script.outcome)}
     elif status in TERMINAL:
         data.update(_verdict_fields(script, fmt))
         if script.expected_outcome_as_string:
@@ -433,26 +469,94 @@ def render_full_run(
     return data
 
 
-def result_status(result: Result, now: float) -> str:
+def result_end(result: Result) -> float | None:
+    """Clock time the result ends: once every run has ended, its verdict landed (None:
+    not foreseeable, a run never ends unless its call is ended). A run that never leaves
+    ``pending`` is given up on once every other run ended and its ``seconds`` passed."""
+    ends: list[float] = []
+    for run in result.runs:
+        at = run.landed_at()
+        if at is None and run.script.outcome == "pending_forever":
+            at = run.created + run.script.seconds
+        if at is None:
+            return None
+        ends.append(at)
+    return max(ends) if ends else None
+
+
+def result_status(result: Result, now: float, early_completed: bool = False) -> str:
+    """The result's status: terminal only once every run has ended (Cekura's newer
+    statement); ``early_completed``: ``completed`` as soon as any run completed (the older
+    reading, still published)."""
     statuses = [run.status(now) for run in result.runs]
-    orphans = [run for run in result.runs if run.script.outcome == "pending_forever"]
-    others = [
-        s
-        for run, s in zip(result.runs, statuses, strict=True)
-        if run.script.outcome != "pending_forever"
-    ]
-    waited = all(now - run.created >= run.script.seconds for run in orphans)
-    if orphans and waited and all(s in TERMINAL for s in others):
-        # Cekura gave up on the batch; the orphaned run never moves again.
-        return "failed"
+    landed = [run.landed(now) for run in result.runs]
+    end = result_end(result)
+    if end is not None and now >= end:
+        return _final_status(result, statuses, landed)
+    if early_completed and any(
+        s == "completed" and done for s, done in zip(statuses, landed, strict=True)
+    ):
+        return "completed"
+    live = {s for s, done in zip(statuses, landed, strict=True) if not done}
+    if not any(done or s not in _QUEUED for s, done in zip(statuses, landed, strict=True)):
+        return next(q for q in ("scaling_up", "in_queue", "pending") if q in live)
+    if live <= {"evaluating"} | TERMINAL:
+        return "evaluating"  # every call is over: only evaluations are left
+    return "running"
+
+
+def _final_status(result: Result, statuses: list[str], landed: list[bool]) -> str:
+    if not all(landed):
+        return "failed"  # Cekura gave up on a run that never left pending
     if "completed" in statuses:
         return "completed"
-    if statuses and all(s in TERMINAL for s in statuses):
-        # Not in the brief's rule, which would leave an all-error result "running" forever.
-        return "failed"
-    if any(s not in _NOT_STARTED for s in statuses):
-        return "running"
-    return "pending"
+    for status in ("cancelled", "timeout"):
+        if all(s == status for s in statuses):
+            return status
+    return "failed"
+
+
+_SUMMARY_REASON = {
+    "fail": "the agent did not achieve the expected outcome",
+    "rubric_fail": "a rubric rule did not hold",
+    "no_verdict": "the run ended without a verdict",
+}
+
+
+def _failure_reason(run: Run) -> str | None:
+    """What Cekura's summary says of a run that did not pass (None: it passed)."""
+    script = run.script
+    if run.ended_at is not None:
+        return "the call was ended by API"
+    if script.outcome in ("pass", "evaluated_nothing"):
+        return None if script.review != "failure" else "marked failed by a reviewer"
+    if script.review == "success":
+        return None
+    if script.reasons:
+        return script.reasons[0]
+    if script.outcome == "fail" and script.failed_metrics:
+        return f"metric '{script.failed_metrics[0]}' did not pass"
+    return _SUMMARY_REASON.get(script.outcome) or _DEFAULT_ERROR.get(script.outcome, "it failed")
+
+
+def _summary_fields(result: Result, now: float, after: float) -> dict[str, Any]:
+    """``ai_summary`` and ``failed_reasons``: written ``after`` seconds after the end."""
+    end = result_end(result)
+    if end is None or now < end + after:
+        return {"ai_summary_status": "pending", "ai_summary": None, "failed_reasons": None}
+    failing = [(run, reason) for run in result.runs if (reason := _failure_reason(run))]
+    if not failing:
+        return {
+            "ai_summary_status": "skipped_no_failures",
+            "ai_summary": None,
+            "failed_reasons": None,
+        }
+    named = "; ".join(f"{run.script.name} (run {run.id}): {reason}" for run, reason in failing)
+    return {
+        "ai_summary_status": "completed",
+        "ai_summary": f"{len(failing)} of {len(result.runs)} runs did not pass. {named}.",
+        "failed_reasons": {str(run.id): [reason] for run, reason in failing},
+    }
 
 
 def render_result(
@@ -462,23 +566,21 @@ def render_result(
     fmt: MetricFormat = "canonical",
     echo: bool = False,
     with_runs: bool = True,
+    *,
+    summary_after: float = 0.0,
+    early_completed: bool = False,
 ) -> dict[str, Any]:
     """The result as ``GET results/{id}/`` (v1 and v2) serves it."""
     rendered = [render_run(run, now, variants, fmt, echo) for run in result.runs]
-    statuses = [run.status(now) for run in result.runs]
+    landed = [run.landed(now) for run in result.runs]
     total = len(rendered)
-    success = sum(1 for r in rendered if r["success"] is True)
-    terminal = sum(1 for s in statuses if s in TERMINAL)
-    failed = sum(
-        1
-        for r, s in zip(rendered, statuses, strict=True)
-        if s in TERMINAL and r["success"] is not True
-    )
+    success = sum(1 for r, done in zip(rendered, landed, strict=True) if done and r["success"])
+    ended = sum(landed)
     counts: dict[str, Any] = {
         "total_runs_count": total,
         "success_runs_count": success,
-        "failed_runs_count": failed,
-        "completed_runs_count": terminal,
+        "failed_runs_count": ended - success,
+        "completed_runs_count": ended,
     }
     if variants.counts_as_strings:
         counts = {k: str(v) for k, v in counts.items()}
@@ -487,7 +589,7 @@ def render_result(
         "id": result.id,
         "name": result.name,
         "agent": result.agent,
-        "status": result_status(result, now),
+        "status": result_status(result, now, early_completed),
         "run_as_text": False,
         **counts,
         "success_rate": round(100.0 * success / total, 2) if total else 0.0,
@@ -495,6 +597,7 @@ def render_result(
         "scenarios": scenario_ids,
         "mock_tool_names": result.mock_tool_names,
         "created_at": iso(result.created_wall),
+        **_summary_fields(result, now, summary_after),
     }
     if with_runs:
         runs: list[dict[str, Any]] | dict[str, dict[str, Any]]

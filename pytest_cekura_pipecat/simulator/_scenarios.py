@@ -53,6 +53,11 @@ def _script_from_table(name: str, index: int, entry: dict[str, Any]) -> Scenario
     where = f"{name}: scenario {raw_id}" if id_ok else f"{name}: scenario #{index}"
     if "id" not in entry:
         raise SimulatorConfigError(f"{where}: id: required")
+    if "phases" in entry and "seconds" in entry:
+        raise SimulatorConfigError(
+            f"{where}: seconds: give seconds or phases, not both (the phases add up to the "
+            "run's length)"
+        )
     for key, value in entry.items():
         problem = check_script_field(key, value)
         if problem:

@@ -179,6 +179,11 @@ class Simulator:
       ``{"scenarios[2].scenario": [...]}``) or does not (``"field"``: ``{"scenarios": [...]}``).
     - ``agent_tools``: the agent's tools; a start without ``mock_tool_names`` (or ``null``)
       mocks them all, ``[]`` none, a list those (``mocked_tool_names`` on each run).
+    - ``ai_summary_after``: seconds after a result ended that its ``ai_summary`` and
+      ``failed_reasons`` are written (``ai_summary_status`` pending until then, then
+      ``completed``, or ``skipped_no_failures`` when every run passed).
+    - ``early_completed``: a result reads ``completed`` as soon as any run completed (the
+      older published reading) instead of once every run has ended.
     - ``agents``: the agent ids that exist (``GET aiagents/{id}/`` answers 404 for any
       other); None (default): every id exists.
 
@@ -203,6 +208,8 @@ class Simulator:
         start_non_result: bool = False,
         unknown_scenario_400: EntryErrors = "entry",
         agent_tools: Sequence[str] = ("lookup_booking", "create_booking"),
+        ai_summary_after: float = 0.2,
+        early_completed: bool = False,
         agents: Collection[int] | None = None,
     ) -> None:
         check_loopback(host)
@@ -229,6 +236,8 @@ class Simulator:
                 start_non_result=start_non_result,
                 unknown_scenario_400=unknown_scenario_400,
                 agent_tools=tuple(agent_tools),
+                ai_summary_after=ai_summary_after,
+                early_completed=early_completed,
                 agents=frozenset(agents) if agents is not None else None,
             ),
         )
