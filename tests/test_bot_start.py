@@ -396,9 +396,9 @@ pipecat_room_url = "https://ACME.daily.co/shared/?t=${ROOM_TOKEN}"
     )
 
 
-# -- the nearest explicit choice wins: the README's own first cekura.toml (issue 28) --------
+# -- the nearest explicit choice wins: the docs' own first cekura.toml (issue 28) ----------
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parent.parent / "docs" / "configuration.md"
 README_START = "http://127.0.0.1:7860/start"
 
 

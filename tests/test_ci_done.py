@@ -155,13 +155,16 @@ def test_two_shard_reports_merge_into_one_and_an_overlap_is_refused(
     assert not (root / "again.json").exists()
 
 
-# -- the README's CI recipes -------------------------------------------------------------------
+# -- the CI recipes of the README and the docs ------------------------------------------------
 
 
 def readme_workflows() -> list[object]:
+    """Every YAML block of the README and of every page in docs/."""
     yaml = pytest.importorskip("yaml")
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)]
+    root = Path(__file__).parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
 
 
 def test_readme_matrix_recipe_merges_shard_reports_as_written(

@@ -1,6 +1,6 @@
 """What a new user trips over in the first hour (issue 12): config errors named once,
 toml marks like test marks, an unreachable host said at once, a missing key said once,
-"could not evaluate" as broken in allure, and the README's hooks example run as written."""
+"could not evaluate" as broken in allure, and the docs' hooks example run as written."""
 
 from __future__ import annotations
 
@@ -253,11 +253,11 @@ def test_pytest_html_shows_an_error_for_a_case_that_could_not_be_evaluated(suite
     assert results == {"bad": "Failed", "broken": "Error"}, results
 
 
-# -- 10: the README's hooks example runs as written ------------------------------------------
+# -- 10: the docs' hooks example runs as written --------------------------------------------
 
 
 def _readme_hooks() -> str:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text("utf-8")
     section = readme.split("### Hooks", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,44 @@ def test_simulator_cli_refuses_a_non_loopback_host() -> None:
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- the README a newcomer finishes, the docs built without a warning -------------------------
+
+
+def _pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_readme_is_short() -> None:
+    assert len((ROOT / "README.md").read_bytes()) <= 12 * 1024
+
+
+def test_install_lines_and_example_dates_hold_today() -> None:
+    """No placeholder or tag that does not exist in an install line (the package is not on
+    PyPI: it is installed from a checkout), and no example quarantine that expires soon."""
+    for page in _pages():
+        text = page.read_text(encoding="utf-8")
+        assert "OWNER/REPO" not in text, page
+        for line in re.findall(r"pip install [^\n]*", text):
+            assert "pytest-cekura-pipecat @" not in line and "@v" not in line, (page, line)
+        for until in re.findall(r"until = \"?(\d{4})-(\d\d)-(\d\d)", text):
+            assert date(*map(int, until)).year - date.today().year >= 50, (page, until)
+
+
+def test_docs_build_strict_without_a_warning(tmp_path: Path) -> None:
+    """mkdocs.yml is strict (a broken link or anchor is a warning, and a warning fails)."""
+    pytest.importorskip("mkdocs", reason="mkdocs is in the test extra")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNING" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert (tmp_path / "troubleshooting" / "index.html").exists()
 
 
 # -- every README line of the Quickstart and the local server, as printed --------------------
