@@ -41,6 +41,7 @@ from ._errors import (
 )
 from ._models import Result, Run
 from ._plan import Plan, Slot
+from ._recover import Lost, Search, Traffic, not_recovered, recovered_reason, search
 from ._redact import Redactor
 from ._waves import Lane, Waves
 
@@ -81,6 +82,11 @@ class FireContext:
     stopped: str | None = None  # why nothing more is sent
     requests: int = 0
     waves: Waves[_Pending] | None = None  # runs not fired yet: a room's lane, max_live_runs
+    # Results this session knows (answered, adopted, re-attached): never taken for the
+    # result of a start request whose answer was lost (``_recover.py``).
+    known_results: set[int] = field(default_factory=set)
+    recover_poll: float = 3.0  # seconds between reads of the results list when recovering
+    traffic: Traffic = field(default_factory=Traffic)
     _projects: dict[int, str | None] = field(default_factory=dict)
 
     def waiting(self) -> int:
@@ -210,37 +216,57 @@ def _fail(batch: list[_Pending], message: str) -> None:
 
 
 async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None:
-    """Send one start request; on a 400, send the entries Cekura did not refuse again."""
+    """Send one start request; on a 400, send the entries Cekura did not refuse again;
+    when its answer is lost, look for the result it may have created."""
     assert ctx.client is not None
+    await ctx.traffic.turn()  # a lost request is being looked for: it decides what goes on
     if ctx.stopped:
         _fail(batch, f"not fired: {ctx.stopped}")
         return
     if ctx.on_sending is not None:
         ctx.on_sending([item.slot for item in batch])
     ctx.requests += 1
+    async with ctx.traffic.sending():
+        outcome = await _start(key, batch, ctx)
+    if isinstance(outcome, Result):
+        await _answered(batch, outcome, ctx)
+    elif isinstance(outcome, StartRejected):
+        await _rejected(key, batch, outcome, ctx)
+    elif outcome is not None:
+        lost, exc = outcome
+        recovered = await _recover(batch, lost, exc, ctx)
+        if recovered is not None:
+            await _answered(batch, recovered, ctx, recovered_reason(lost, recovered.id))
+
+
+async def _start(
+    key: _BatchKey, batch: list[_Pending], ctx: FireContext
+) -> Result | StartRejected | tuple[Lost, FateUnknown] | None:
+    """The start request of ``batch``: its result, its 400, or what was lost (the request
+    went out and no usable answer came back); None when it failed (its slots say why)."""
+    assert ctx.client is not None
+    sent_at = time.time()
     try:
-        result = await ctx.client.start_runs(_body(key, batch))
+        return await ctx.client.start_runs(_body(key, batch))
     except (AuthError, CreditError) as exc:
         ctx.systemic = ctx.stopped = str(exc)
         _fail(batch, str(exc))
-        return
+        return None
     except StartRejected as exc:
-        await _rejected(key, batch, exc, ctx)
-        return
+        return exc
     except FateUnknown as exc:
-        _fail(batch, str(exc))
-        ctx.notes.append(str(exc))
-        ctx.stopped = f"an earlier start request's fate is unknown ({exc})"
-        return
+        lost = Lost(key[0], tuple(item.case.scenario for item in batch), sent_at, exc.reason)
+        ctx.traffic.lose(lost)  # while this request is still counted on the wire: see Traffic
+        return lost, exc
     except Unreachable as exc:
         # A whole retry window without an answer: later batches and waves are not sent
         # (each would wait out a window of its own: the outage multiplied by the waves).
         _fail(batch, f"not started: {exc}")
         ctx.stopped = str(exc)
-        return
+        return None
     except ApiError as exc:
         _fail(batch, f"not started: {exc}")
-        return
+        return None
     except Exception as exc:  # never crash the session; never re-send either
         message = ctx.redactor(
             f"the start request failed unexpectedly ({type(exc).__name__}): runs may already "
@@ -249,7 +275,39 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
         _fail(batch, message)
         ctx.notes.append(message)
         ctx.stopped = f"an earlier start request's fate is unknown ({message})"
-        return
+        return None
+
+
+async def _recover(
+    batch: list[_Pending], lost: Lost, exc: FateUnknown, ctx: FireContext
+) -> Result | None:
+    """Look for the result a lost start request may have created (``_recover.py``); None
+    when none is adopted: the batch's cases error and nothing more is fired."""
+    assert ctx.client is not None
+    async with ctx.traffic.recovering():
+        alike = ctx.traffic.lost[lost.signature]
+        found = Search()
+        if alike == 1:
+            found = await search(ctx.client, lost, ctx.known_results, ctx.recover_poll)
+        if found.result is not None:
+            ctx.traffic.lost[lost.signature] -= 1  # its fate is known now
+            ctx.known_results.add(found.result.id)
+            ctx.notes.append(
+                f"cekura: {recovered_reason(lost, found.result.id)} ({len(batch)} run(s))"
+            )
+            return found.result
+        _fail(batch, str(exc))
+        ctx.notes.append(str(exc))
+        ctx.notes.append(not_recovered(lost, found, alike))
+        ctx.stopped = f"an earlier start request's fate is unknown ({exc})"
+        return None
+
+
+async def _answered(
+    batch: list[_Pending], result: Result, ctx: FireContext, recovered: str | None = None
+) -> None:
+    """Give the result's runs to the batch's slots, record and watch them."""
+    ctx.known_results.add(result.id)
     now = time.time()
     run_ids = assign_runs([item.case.scenario for item in batch], result.runs)
     link = await _dashboard_link(batch[0].case, result.id, ctx)
@@ -258,6 +316,7 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
         item.slot.run_id = run_id
         item.slot.fired_at = now
         item.slot.dashboard_url = link
+        item.slot.recovered = recovered
     if ctx.on_fired is not None:
         ctx.on_fired([(item.case, item.slot) for item in batch])
     if ctx.on_batch is not None:
@@ -557,6 +616,8 @@ async def _resume(
         if slot is not None:
             item.slot = slot
             attached.append(slot)
+            if slot.result_id is not None:
+                ctx.known_results.add(slot.result_id)
     if attached and ctx.on_batch is not None:
         ctx.on_batch(attached)
     return {slot.key for slot in attached}

@@ -92,6 +92,7 @@ class SessionState:
     bot_keys: list[BotKeys] = field(default_factory=list)  # top-level keys of cekura.toml files
     selected: list[tuple[str, Case]] = field(default_factory=list)
     interrupted: bool = False
+    known_results: set[int] = field(default_factory=set)  # results fired or adopted here
 
 
 class CekuraSession:
@@ -221,6 +222,8 @@ class CekuraSession:
             canaries=canaries,
             canary_poll=self.settings.poll_interval,
             default_agent=self._default_agent(),
+            known_results=self.state.known_results,
+            recover_poll=self.settings.poll_interval,
         )
         ledger = self.ledger
         if ledger is None:

@@ -29,9 +29,10 @@ from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 
 def test_a_start_of_unknown_fate_stops_every_later_start(suite: Suite) -> None:
-    """A 200 whose body is not a result: runs were created, nobody knows which. 300 runs in
-    six requests would have been sent; exactly one is."""
-    suite.sim.configure(start_non_result=True)
+    """A 500 from a start request: runs may exist, and none is found in the results list
+    (test_recover.py has those that are). 300 runs in six requests would have been sent;
+    exactly one request is."""
+    suite.sim.faults.post_500_before_create = 1
     suite.toml(
         'pipecat_room_url = "https://acme.daily.co/r"\n'
         + "".join(f'[[case]]\nname = "c{i}"\nscenario = 101\nrepeat = 100\n' for i in range(3))
@@ -39,10 +40,10 @@ def test_a_start_of_unknown_fate_stops_every_later_start(suite: Suite) -> None:
     result = suite.run("--cekura-report=report.json")
     result.assert_outcomes(errors=3)
     assert len(suite.posts()) == 1
-    assert suite.sim.entries_fired() == 50  # one batch: cekura_batch_size's default
+    assert suite.sim.entries_fired() == 0
     out = result.stdout.str()
     assert "not fired: an earlier start request's fate is unknown (" in out
-    assert "a body that is not a result" in out
+    assert "failed after it was sent (HTTP 500)" in out
     assert no_traceback(out)
 
 
