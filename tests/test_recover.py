@@ -95,6 +95,25 @@ def test_two_results_that_could_be_it_adopt_neither(suite: Suite) -> None:
     assert no_traceback(out)
 
 
+def test_two_lost_starts_of_the_same_scenarios_adopt_neither(suite: Suite) -> None:
+    """Three requests of the same two entries all lose their answers. The first goes alone:
+    its result is the only one, and is adopted. The next two were on the wire together:
+    each result could be either's, so neither is adopted and nothing more is fired."""
+    suite.sim.faults.post_500_after_create = 3
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n'
+        + "".join(f'[[case]]\nname = "c{i}"\nscenario = 101\n' for i in range(6))
+    )
+    result = suite.run("-n", "0", "--cekura-batch-size=2")
+    result.assert_outcomes(passed=2, errors=4)
+    assert len(suite.posts()) == 3 and suite.sim.entries_fired() == 6
+    assert [_recovered(suite, f"c{i}") != "" for i in range(6)] == [True] * 2 + [False] * 4
+    lines = [line for line in result.outlines if "lost their answers" in line]
+    assert lines and "2 start requests with the same scenarios" in lines[0]  # said once
+    assert [r for r in suite.sim.requests if "end_call" in r.path] == []
+    assert no_traceback(result.stdout.str())
+
+
 def test_a_lost_start_that_created_nothing_errors_as_before(suite: Suite) -> None:
     suite.sim.faults.post_500_before_create = 1
     suite.toml(FOUR_CASES)
