@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -41,14 +41,15 @@ from ._errors import (
 )
 from ._models import Result, Run
 from ._plan import Plan, Slot
-from ._recover import Lost, Search, Traffic, not_recovered, recovered_reason, search
+from ._recover import Search, Sent, Traffic, not_recovered, recovered_reason, search
 from ._redact import Redactor
 from ._waves import Lane, Waves
 
 if TYPE_CHECKING:
-    from ._ledger import Resumption
+    from ._ledger import Resumption, Unanswered
 
 _BatchKey = tuple[int | None, tuple[str, ...] | None]
+_Found = dict[tuple[str, int], tuple[int, int | None]]  # (node id, index) -> result, run
 
 
 @dataclass
@@ -66,8 +67,12 @@ class FireContext:
     on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
     # The ledger (_ledger.py): what a killed session left to re-attach or end, and the
     # record of each answered request, written before its runs are watched.
-    resume: Callable[[Sequence[tuple[str, Case]]], Resumption] | None = None
+    resume: Callable[[Sequence[tuple[str, Case]], _Found], Resumption] | None = None
     on_fired: Callable[[list[tuple[Case, Slot]]], None] | None = None
+    # ...the record of each request before it leaves, and what a killed session sent
+    # without an answer (its results are looked for before resuming: ``_recover.py``).
+    on_request: Callable[[list[tuple[Case, Slot]], Sent], None] | None = None
+    unanswered: Callable[[], tuple[list[Unanswered], set[int]]] | None = None
     # Before anything is sent (the bot under test is started here): why nothing may be
     # fired, or None. Blocking; run in a thread.
     before_firing: Callable[[], str | None] | None = None
@@ -225,9 +230,12 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
         return
     if ctx.on_sending is not None:
         ctx.on_sending([item.slot for item in batch])
+    sent = Sent(key[0], tuple(item.case.scenario for item in batch), time.time())
+    if ctx.on_request is not None:
+        ctx.on_request([(item.case, item.slot) for item in batch], sent)
     ctx.requests += 1
     async with ctx.traffic.sending():
-        outcome = await _start(key, batch, ctx)
+        outcome = await _start(key, batch, sent, ctx)
     if isinstance(outcome, Result):
         await _answered(batch, outcome, ctx)
     elif isinstance(outcome, StartRejected):
@@ -240,12 +248,11 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
 
 
 async def _start(
-    key: _BatchKey, batch: list[_Pending], ctx: FireContext
-) -> Result | StartRejected | tuple[Lost, FateUnknown] | None:
+    key: _BatchKey, batch: list[_Pending], sent: Sent, ctx: FireContext
+) -> Result | StartRejected | tuple[Sent, FateUnknown] | None:
     """The start request of ``batch``: its result, its 400, or what was lost (the request
     went out and no usable answer came back); None when it failed (its slots say why)."""
     assert ctx.client is not None
-    sent_at = time.time()
     try:
         return await ctx.client.start_runs(_body(key, batch))
     except (AuthError, CreditError) as exc:
@@ -255,7 +262,7 @@ async def _start(
     except StartRejected as exc:
         return exc
     except FateUnknown as exc:
-        lost = Lost(key[0], tuple(item.case.scenario for item in batch), sent_at, exc.reason)
+        lost = replace(sent, reason=exc.reason)
         ctx.traffic.lose(lost)  # while this request is still counted on the wire: see Traffic
         return lost, exc
     except Unreachable as exc:
@@ -279,7 +286,7 @@ async def _start(
 
 
 async def _recover(
-    batch: list[_Pending], lost: Lost, exc: FateUnknown, ctx: FireContext
+    batch: list[_Pending], lost: Sent, exc: FateUnknown, ctx: FireContext
 ) -> Result | None:
     """Look for the result a lost start request may have created (``_recover.py``); None
     when none is adopted: the batch's cases error and nothing more is fired."""
@@ -597,7 +604,8 @@ async def _resume(
     fired), and end the calls of those it left that cannot be; the keys of the slots
     re-attached."""
     assert ctx.resume is not None and ctx.client is not None
-    resumption = await asyncio.to_thread(ctx.resume, cases)
+    found = await _find_unanswered(ctx) if ctx.unanswered is not None else {}
+    resumption = await asyncio.to_thread(ctx.resume, cases, found)
     client = ctx.client
     ends = [client.end_call(run_id) for run_id in resumption.end_runs]
     ends += [client.end_calls(result_id) for result_id in resumption.end_results]
@@ -618,9 +626,42 @@ async def _resume(
             attached.append(slot)
             if slot.result_id is not None:
                 ctx.known_results.add(slot.result_id)
+            if (slot.nodeid, slot.index) in found:
+                slot.recovered = _EARLIER
     if attached and ctx.on_batch is not None:
         ctx.on_batch(attached)
     return {slot.key for slot in attached}
+
+
+_EARLIER = (
+    "recovered after the session that sent its start request ended before the answer: its "
+    "result was found in Cekura's results list; nothing was sent again"
+)
+
+
+async def _find_unanswered(ctx: FireContext) -> _Found:
+    """The results of the start requests a killed session sent without an answer, as the
+    results list shows them (one read each: they were sent before this session began);
+    the result and run of each of their slots found."""
+    assert ctx.unanswered is not None and ctx.client is not None
+    requests, known = await asyncio.to_thread(ctx.unanswered)
+    known |= ctx.known_results
+    alike = Counter(request.sent.signature for request in requests)
+    found: _Found = {}
+    for request in requests:
+        sent = replace(request.sent, reason="its session ended before the answer")
+        answer = Search()
+        if alike[sent.signature] == 1:
+            answer = await search(ctx.client, sent, known, ctx.recover_poll, reads=1)
+        if answer.result is None:
+            ctx.notes.append(not_recovered(sent, answer, alike[sent.signature]))
+            continue
+        known.add(answer.result.id)
+        run_ids = assign_runs(list(sent.scenarios), answer.result.runs)
+        for nodeid, index, position in request.slots:
+            if position < len(run_ids):
+                found[(nodeid, index)] = (answer.result.id, run_ids[position])
+    return found
 
 
 def _dry_run_schedule(pending: list[_Pending], ctx: FireContext) -> list[str]:

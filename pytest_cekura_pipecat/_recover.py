@@ -41,13 +41,13 @@ Signature = tuple[int | None, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
-class Lost:
-    """A start request whose answer was lost."""
+class Sent:
+    """A start request as sent: what finds its result should its answer be lost."""
 
     agent: int | None
     scenarios: tuple[int, ...]  # one per entry sent
     sent_at: float  # wall time just before it left
-    reason: str  # what went wrong, in a few words ("HTTP 500")
+    reason: str = ""  # what went wrong, in a few words ("HTTP 500")
 
     @property
     def signature(self) -> Signature:
@@ -63,7 +63,7 @@ class Search:
     problem: str = ""  # why the list could not be read, when it never could
 
 
-def may_be(summary: ResultSummary, lost: Lost, known: Container[int]) -> bool:
+def may_be(summary: ResultSummary, lost: Sent, known: Container[int]) -> bool:
     """Whether a listed result may be the lost request's (its runs then decide)."""
     if summary.id in known or summary.created_at is None:
         return False
@@ -76,7 +76,7 @@ def may_be(summary: ResultSummary, lost: Lost, known: Container[int]) -> bool:
     return summary.total_runs is None or summary.total_runs == len(lost.scenarios)
 
 
-def same_runs(result: Result, lost: Lost) -> bool:
+def same_runs(result: Result, lost: Sent) -> bool:
     """The result's runs are the entries sent: the same scenario ids, each as many times."""
     if lost.agent is not None and result.agent not in (None, lost.agent):
         return False
@@ -85,7 +85,7 @@ def same_runs(result: Result, lost: Lost) -> bool:
     return Counter(run.scenario for run in result.runs) == Counter(lost.scenarios)
 
 
-async def _listed(client: CekuraClient, lost: Lost, known: Container[int]) -> list[int]:
+async def _listed(client: CekuraClient, lost: Sent, known: Container[int]) -> list[int]:
     """The ids of the listed results that may be the lost request's."""
     ids: list[int] = []
     for page in range(1, PAGES + 1):
@@ -99,15 +99,16 @@ async def _listed(client: CekuraClient, lost: Lost, known: Container[int]) -> li
 
 async def search(
     client: CekuraClient,
-    lost: Lost,
+    lost: Sent,
     known: Container[int],
     interval: float,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    reads: int = READS,
 ) -> Search:
-    """Read the results list up to ``READS`` times, ``interval`` apart, until a result
+    """Read the results list up to ``reads`` times, ``interval`` apart, until a result
     matches the lost request (see the module's docstring)."""
     problem = ""
-    for read in range(READS):
+    for read in range(reads):
         if read:
             await sleep(interval)
         try:
@@ -125,7 +126,7 @@ async def search(
     return Search(problem=problem)
 
 
-def recovered_reason(lost: Lost, result_id: int) -> str:
+def recovered_reason(lost: Sent, result_id: int) -> str:
     """What a recovered case says."""
     return (
         f"recovered after the start request failed ({lost.reason}): its result {result_id} "
@@ -133,7 +134,7 @@ def recovered_reason(lost: Lost, result_id: int) -> str:
     )
 
 
-def not_recovered(lost: Lost, found: Search, alike: int) -> str:
+def not_recovered(lost: Sent, found: Search, alike: int) -> str:
     """Why a lost request was not recovered, in one line."""
     runs = f"a start request of {len(lost.scenarios)} run(s) failed ({lost.reason})"
     if alike > 1:
@@ -196,7 +197,7 @@ class Traffic:
             self.in_flight -= 1
             await self._notify()
 
-    def lose(self, lost: Lost) -> None:
+    def lose(self, lost: Sent) -> None:
         """A request lost its answer: hold new requests back until it is searched for."""
         self.holding += 1
         self.lost[lost.signature] += 1

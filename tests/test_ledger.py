@@ -77,6 +77,17 @@ def _ledger_files(root: Path) -> list[Path]:
     return sorted((root / ".pytest_cache" / "d" / "cekura").glob("ledger-*.json"))
 
 
+def _answered(root: Path) -> int:
+    """Ledger entries whose start requests were all answered (each is written once before
+    its request leaves, then again with the answer)."""
+    count = 0
+    for path in _ledger_files(root):
+        with contextlib.suppress(OSError, ValueError):
+            slots = json.loads(path.read_text())["slots"]
+            count += all(slot.get("result_id") is not None for slot in slots)
+    return count
+
+
 def _kill_after_firing(suite: Suite, *args: str, cases: int = 2) -> None:
     """Run pytest (with its cache) in a subprocess and SIGKILL it, xdist workers and all
     (as a cancelled CI job is), once every case's answered start request is in the ledger:
@@ -91,7 +102,7 @@ def _kill_after_firing(suite: Suite, *args: str, cases: int = 2) -> None:
     )
     try:
         deadline = time.monotonic() + 20
-        while len(_ledger_files(suite.pytester.path)) < cases:
+        while _answered(suite.pytester.path) < cases:
             assert time.monotonic() < deadline, "the ledger was never written"
             assert proc.poll() is None, "pytest ended before it was killed"
             time.sleep(0.02)
@@ -291,7 +302,7 @@ def test_an_interrupted_session_ends_its_calls_and_leaves_nothing_to_resume(
         text=True,
     )
     deadline = time.monotonic() + 20
-    while len(_ledger_files(suite.pytester.path)) < 2 and time.monotonic() < deadline:
+    while _answered(suite.pytester.path) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
@@ -412,7 +423,7 @@ def test_a_killed_controller_leaves_its_runs_to_the_next_session(suite: Suite) -
     suite.toml(FOUR_SLOW)
     proc = _session(suite, "-n", "2")
     try:
-        _until(lambda: len(_ledger_files(suite.pytester.path)) == 4, "the ledger was written")
+        _until(lambda: _answered(suite.pytester.path) == 4, "the ledger was written")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)  # reaped: a zombie still counts as a member of its group
         _until(lambda: not _group_alive(proc.pid), "the orphaned workers ended")
@@ -525,7 +536,7 @@ def test_a_killed_session_leaves_no_secret_in_the_temporary_directory(
     suite.toml(TWO_SLOW_CASES)
     killed = _session(suite, "-n", "2", TMPDIR=str(temp))
     try:
-        _until(lambda: len(_ledger_files(suite.pytester.path)) == 2, "the ledger was written")
+        _until(lambda: _answered(suite.pytester.path) == 2, "the ledger was written")
     finally:
         _end_group(killed)
     (left,) = temp.glob("pytest-cekura-*")

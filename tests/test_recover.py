@@ -3,13 +3,25 @@ found in Cekura's results list and adopted; two results that could be it: neithe
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from conftest import FOUR_CASES, Suite, no_traceback
 
+from pytest_cekura_pipecat._case import Case
+from pytest_cekura_pipecat._ledger import Ledger, fingerprint
 from pytest_cekura_pipecat._models import Result, ResultSummary
-from pytest_cekura_pipecat._recover import SKEW, Lost, may_be, same_runs
+from pytest_cekura_pipecat._owner import Owner
+from pytest_cekura_pipecat._plan import Slot
+from pytest_cekura_pipecat._recover import SKEW, Sent, may_be, same_runs
 
 RECOVERED = "recovered after the start request failed ("
 # FOUR_CASES in requests of two entries: [101, 102], [103, 104], [104].
@@ -130,7 +142,7 @@ def test_a_lost_start_that_created_nothing_errors_as_before(suite: Suite) -> Non
 # -- what matches -----------------------------------------------------------------------------
 
 SENT = 1_800_000_000.0
-LOST = Lost(7, (101, 101, 102), SENT, "HTTP 500")
+LOST = Sent(7, (101, 101, 102), SENT, "HTTP 500")
 
 
 def _iso(when: float) -> str:
@@ -174,3 +186,111 @@ def test_its_runs_must_be_the_entries_sent() -> None:
     assert not same_runs(result(101, 102, 102), LOST)  # the multiplicity counts
     assert not same_runs(result(101, 102), LOST)
     assert not same_runs(result(101, 101, 102, agent=8), LOST)
+
+
+# -- a killed session's successor --------------------------------------------------------------
+
+TWO_SLOW_CASES = """
+pipecat_room_url = "https://acme.daily.co/room-abc"
+
+[[case]]
+name = "slow-pass"
+scenario = 108
+
+[[case]]
+name = "late-booking"
+scenario = 102
+"""
+
+
+def _ledger_files(root: Path) -> list[Path]:
+    return sorted((root / ".pytest_cache" / "d" / "cekura").glob("ledger-*.json"))
+
+
+def _kill_while_sending(suite: Suite, created: int = 2) -> None:
+    """Run pytest (with its cache) in a subprocess whose start request created its runs
+    but whose answer drips, and SIGKILL it once the request is in the ledger and on the
+    server: the answer never arrives."""
+    suite.sim.faults.drip_posts = 1
+    suite.sim.faults.drip_interval = 1.0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist"],
+        cwd=suite.pytester.path,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120  # a hang, not a margin: the condition ends the wait
+        while len(_ledger_files(suite.pytester.path)) < 2 or not suite.posts():
+            assert time.monotonic() < deadline, "the request never left"
+            assert proc.poll() is None, "pytest ended before it was killed"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert suite.sim.entries_fired() == created
+
+
+def test_a_killed_sessions_unanswered_start_is_found_by_the_next(suite: Suite) -> None:
+    suite.toml(TWO_SLOW_CASES)
+    _kill_while_sending(suite)
+    result = suite.pytester.runpytest("--junitxml=junit.xml", "-n", "0")
+    result.assert_outcomes(passed=1, failed=1)
+    assert len(suite.posts()) == 1 and suite.sim.entries_fired() == 2  # nothing sent again
+    out = result.stdout.str()
+    assert "re-attached to runs started at " in out
+    assert "The agent booked 23:30" in out  # the verdict of the original run
+    for name in ("slow-pass", "late-booking"):
+        assert _recovered(suite, name).startswith("recovered after the session that sent")
+    assert _ledger_files(suite.pytester.path) == []  # judged: nothing left to resume
+    assert [r for r in suite.sim.requests if "end_call" in r.path] == []
+
+
+def test_a_killed_sessions_start_that_created_nothing_is_fired_afresh(suite: Suite) -> None:
+    suite.toml(TWO_SLOW_CASES)
+    suite.sim.faults.post_500_before_create = 1
+    _kill_while_sending(suite, created=0)
+    result = suite.pytester.runpytest("--junitxml=junit.xml", "-n", "0")
+    result.assert_outcomes(passed=1, failed=1)
+    assert len(suite.posts()) == 2 and suite.sim.entries_fired() == 2
+    assert "no result of it was found in Cekura's results list" in result.stdout.str()
+    assert _recovered(suite, "slow-pass") == ""
+
+
+def test_the_ledger_keeps_an_unanswered_request_for_the_next_session(tmp_path: Path) -> None:
+    """Written before it leaves: a killed session's unanswered request names its entries;
+    the next session gives the slots the runs it found and re-attaches them, and drops the
+    slots it did not find (nothing to end, nothing to re-attach: fired afresh)."""
+    killed = Owner("0ld5e55i0n", socket.gethostname(), os.getpid(), "1")
+    cases = [
+        (f"id{i}", Case(f"c{i}", s, "cekura.toml", pipecat_room_url="https://a.daily.co/r"))
+        for i, s in enumerate((101, 102))
+    ]
+    sent = Sent(None, (101, 102), time.time())
+    fired = [(case, fingerprint(n, case, {}), Slot(n, 0, case.scenario, 60.0)) for n, case in cases]
+    assert Ledger(tmp_path, killed).record_sending(fired, sent) is None
+    requests, known = Ledger(tmp_path).unanswered()
+    assert known == set()
+    assert [(r.sent, sorted(r.slots)) for r in requests] == [(sent, [("id0", 0, 0), ("id1", 0, 1)])]
+
+    resumed = Ledger(tmp_path).resume(cases, {}, found={("id0", 0): (5001, 90001)})
+    assert [(s.key, s.result_id, s.run_id) for s in resumed.attached.values()] == [
+        ("0:0:id0", 5001, 90001)
+    ]
+    assert resumed.end_runs == [] and resumed.end_results == []
+    assert len(list(tmp_path.iterdir())) == 1  # id0's, now this session's; id1's is gone
+    assert Ledger(tmp_path).unanswered() == ([], {5001})
+
+
+def test_an_answered_request_replaces_its_unanswered_record(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    case = Case("c", 101, "cekura.toml", pipecat_room_url="https://a.daily.co/r")
+    mark = fingerprint("id", case, {})
+    ledger.record_sending([(case, mark, Slot("id", 0, 101, 60.0))], Sent(None, (101,), 1.0))
+    answered = Slot("id", 0, 101, 60.0, fired_at=2.0, result_id=7, run_id=70)
+    ledger.record([(case, mark, answered)])
+    (path,) = tmp_path.iterdir()
+    (slot,) = json.loads(path.read_text())["slots"]
+    assert (slot["result_id"], slot["run_id"], slot["sent"]) == (7, 70, None)
