@@ -6,10 +6,12 @@ request's body (``agent``, ``mock_tool_names``), and sent a few at a time. Each 
 request is handed on (``on_batch``) at once, so the watcher starts watching its runs while
 later requests are still being sent.
 
-Billing safety: the first start request is sent alone, and after any start request whose
-fate is unknown (sent, no readable answer) nothing more is sent in the session. A killed
-session's answered requests are in the ledger (``_ledger.py``): their runs are re-attached,
-not fired again. A request refused with 400 created nothing, so
+Billing safety: the first start request is sent alone, and a start request whose fate is
+unknown (sent, no readable answer) is never sent again: the result it may have created is
+looked for in the results list (``_recover.py``); found, it is adopted and firing goes on,
+otherwise nothing more is sent in the session. A killed session's requests are in the ledger
+(``_ledger.py``): their runs are re-attached (an unanswered request's once found), not fired
+again. A request refused with 400 created nothing, so
 it is sent again without the entries Cekura refused (halving the batch to find them when the
 400 does not say which).
 """
@@ -41,7 +43,15 @@ from ._errors import (
 )
 from ._models import Result, Run
 from ._plan import Plan, Slot
-from ._recover import Search, Sent, Traffic, not_recovered, recovered_reason, search
+from ._recover import (
+    Search,
+    Sent,
+    Traffic,
+    earlier_not_found,
+    not_recovered,
+    recovered_reason,
+    search,
+)
 from ._redact import Redactor
 from ._waves import Lane, Waves
 
@@ -654,7 +664,7 @@ async def _find_unanswered(ctx: FireContext) -> _Found:
         if alike[sent.signature] == 1:
             answer = await search(ctx.client, sent, known, ctx.recover_poll, reads=1)
         if answer.result is None:
-            ctx.notes.append(not_recovered(sent, answer, alike[sent.signature]))
+            ctx.notes.append(earlier_not_found(sent, answer, alike[sent.signature]))
             continue
         known.add(answer.result.id)
         run_ids = assign_runs(list(sent.scenarios), answer.result.runs)

@@ -157,6 +157,20 @@ def not_recovered(lost: Sent, found: Search, alike: int) -> str:
     )
 
 
+def earlier_not_found(sent: Sent, found: Search, alike: int) -> str:
+    """Why a killed session's unanswered request was not recovered, in one line."""
+    if alike > 1 or found.several:
+        why = f"{max(alike, len(found.several))} could be it, and which is whose cannot be told"
+    elif found.problem:
+        why = f"the results list could not be read: {found.problem}"
+    else:
+        why = "no result of it is in Cekura's results list"
+    return (
+        f"cekura: a start request of {len(sent.scenarios)} run(s) sent by a session that "
+        f"ended before its answer was not recovered ({why}): its cases are fired afresh"
+    )
+
+
 @dataclass
 class Traffic:
     """Start requests on the wire, and lost ones being recovered. A search starts only once
