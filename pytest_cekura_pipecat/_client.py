@@ -41,13 +41,14 @@ from ._errors import (
     StartRejected,
     Unreachable,
 )
-from ._models import Agent, Result, RunDetails
+from ._models import Agent, Result, ResultSummary, RunDetails
 from ._redact import Redactor
 from ._text import loads
 
 DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
 AGENT_PATH = "/test_framework/v1/aiagents/{}/"
+RESULTS_PATH = "/test_framework/v2/results/"
 MAX_BODY = 32 * 1024 * 1024
 _V2_GONE_AFTER = 2  # v2 misses in a row, each answered on v1, that move an endpoint to v1
 _ENTRY_KEY = re.compile(r"^scenarios\[(\d+)\](?:\.(.+))?$")
@@ -432,6 +433,24 @@ class CekuraClient:
             read = [RunDetails.read(item) for item in data]
         return {details.run_id: details for details in read if details is not None}
 
+    async def recent_results(
+        self, agent: int | None, scenarios: Collection[int], page: int, page_size: int
+    ) -> tuple[list[ResultSummary], bool]:
+        """One page of the results list (newest first), filtered by agent and scenario ids;
+        whether a next page exists. One attempt (``Transient``/``ApiError``); an item that
+        cannot be read is left out."""
+        params = {"page": str(page), "page_size": str(page_size)}
+        if agent is not None:
+            params["agent_id"] = str(agent)
+        if scenarios:
+            params["scenarios"] = ",".join(str(s) for s in sorted(set(scenarios)))
+        data = await self._get_json(RESULTS_PATH, params)
+        items = data.get("results") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise Transient("Cekura's results list is not a list")
+        more = isinstance(data, dict) and bool(data.get("next"))
+        return [s for s in map(ResultSummary.read, items) if s is not None], more
+
     async def agent(self, agent_id: int) -> Agent:
         async def once() -> Agent:
             data = await self._get_json(AGENT_PATH.format(agent_id))
@@ -504,6 +523,7 @@ class CekuraClient:
                 "runs may already exist and were not re-sent, to avoid placing and billing them "
                 f"twice; check the agent's results on the Cekura dashboard (request at {_stamp()})",
                 status,
+                reason,
             )
 
         async def attempt() -> Result:

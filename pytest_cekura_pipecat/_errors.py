@@ -48,7 +48,12 @@ class StartRejected(ApiError):
 
 
 class FateUnknown(ApiError):
-    """A start request went out and no usable answer came back: its runs may exist."""
+    """A start request went out and no usable answer came back: its runs may exist.
+    ``reason`` says what went wrong, in a few words ("HTTP 500")."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+        self.reason = reason or message
+        super().__init__(message, status)
 
 
 class Unreachable(ApiError):

@@ -6,10 +6,12 @@ request's body (``agent``, ``mock_tool_names``), and sent a few at a time. Each 
 request is handed on (``on_batch``) at once, so the watcher starts watching its runs while
 later requests are still being sent.
 
-Billing safety: the first start request is sent alone, and after any start request whose
-fate is unknown (sent, no readable answer) nothing more is sent in the session. A killed
-session's answered requests are in the ledger (``_ledger.py``): their runs are re-attached,
-not fired again. A request refused with 400 created nothing, so
+Billing safety: the first start request is sent alone, and a start request whose fate is
+unknown (sent, no readable answer) is never sent again: the result it may have created is
+looked for in the results list (``_recover.py``); found, it is adopted and firing goes on,
+otherwise nothing more is sent in the session. A killed session's requests are in the ledger
+(``_ledger.py``): their runs are re-attached (an unanswered request's once found), not fired
+again. A request refused with 400 created nothing, so
 it is sent again without the entries Cekura refused (halving the batch to find them when the
 400 does not say which).
 """
@@ -20,9 +22,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -41,13 +43,23 @@ from ._errors import (
 )
 from ._models import Result, Run
 from ._plan import Plan, Slot
+from ._recover import (
+    Search,
+    Sent,
+    Traffic,
+    earlier_not_found,
+    not_recovered,
+    recovered_reason,
+    search,
+)
 from ._redact import Redactor
 from ._waves import Lane, Waves
 
 if TYPE_CHECKING:
-    from ._ledger import Resumption
+    from ._ledger import Resumption, Unanswered
 
 _BatchKey = tuple[int | None, tuple[str, ...] | None]
+_Found = dict[tuple[str, int], tuple[int, int | None]]  # (node id, index) -> result, run
 
 
 @dataclass
@@ -65,8 +77,12 @@ class FireContext:
     on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
     # The ledger (_ledger.py): what a killed session left to re-attach or end, and the
     # record of each answered request, written before its runs are watched.
-    resume: Callable[[Sequence[tuple[str, Case]]], Resumption] | None = None
+    resume: Callable[[Sequence[tuple[str, Case]], _Found], Resumption] | None = None
     on_fired: Callable[[list[tuple[Case, Slot]]], None] | None = None
+    # ...the record of each request before it leaves, and what a killed session sent
+    # without an answer (its results are looked for before resuming: ``_recover.py``).
+    on_request: Callable[[list[tuple[Case, Slot]], Sent], None] | None = None
+    unanswered: Callable[[], tuple[list[Unanswered], set[int]]] | None = None
     # Before anything is sent (the bot under test is started here): why nothing may be
     # fired, or None. Blocking; run in a thread.
     before_firing: Callable[[], str | None] | None = None
@@ -81,6 +97,11 @@ class FireContext:
     stopped: str | None = None  # why nothing more is sent
     requests: int = 0
     waves: Waves[_Pending] | None = None  # runs not fired yet: a room's lane, max_live_runs
+    # Results this session knows (answered, adopted, re-attached): never taken for the
+    # result of a start request whose answer was lost (``_recover.py``).
+    known_results: set[int] = field(default_factory=set)
+    recover_poll: float = 3.0  # seconds between reads of the results list when recovering
+    traffic: Traffic = field(default_factory=Traffic)
     _projects: dict[int, str | None] = field(default_factory=dict)
 
     def waiting(self) -> int:
@@ -210,37 +231,59 @@ def _fail(batch: list[_Pending], message: str) -> None:
 
 
 async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None:
-    """Send one start request; on a 400, send the entries Cekura did not refuse again."""
+    """Send one start request; on a 400, send the entries Cekura did not refuse again;
+    when its answer is lost, look for the result it may have created."""
     assert ctx.client is not None
+    await ctx.traffic.turn()  # a lost request is being looked for: it decides what goes on
     if ctx.stopped:
         _fail(batch, f"not fired: {ctx.stopped}")
         return
     if ctx.on_sending is not None:
         ctx.on_sending([item.slot for item in batch])
+    sent = Sent(key[0], tuple(item.case.scenario for item in batch), time.time())
+    if ctx.on_request is not None:
+        ctx.on_request([(item.case, item.slot) for item in batch], sent)
     ctx.requests += 1
+    async with ctx.traffic.sending():
+        outcome = await _start(key, batch, sent, ctx)
+    if isinstance(outcome, Result):
+        await _answered(batch, outcome, ctx)
+    elif isinstance(outcome, StartRejected):
+        await _rejected(key, batch, outcome, ctx)
+    elif outcome is not None:
+        lost, exc = outcome
+        recovered = await _recover(batch, lost, exc, ctx)
+        if recovered is not None:
+            await _answered(batch, recovered, ctx, recovered_reason(lost, recovered.id))
+
+
+async def _start(
+    key: _BatchKey, batch: list[_Pending], sent: Sent, ctx: FireContext
+) -> Result | StartRejected | tuple[Sent, FateUnknown] | None:
+    """The start request of ``batch``: its result, its 400, or what was lost (the request
+    went out and no usable answer came back); None when it failed (its slots say why)."""
+    assert ctx.client is not None
     try:
-        result = await ctx.client.start_runs(_body(key, batch))
+        return await ctx.client.start_runs(_body(key, batch))
     except (AuthError, CreditError) as exc:
         ctx.systemic = ctx.stopped = str(exc)
         _fail(batch, str(exc))
-        return
+        return None
     except StartRejected as exc:
-        await _rejected(key, batch, exc, ctx)
-        return
+        return exc
     except FateUnknown as exc:
-        _fail(batch, str(exc))
-        ctx.notes.append(str(exc))
-        ctx.stopped = f"an earlier start request's fate is unknown ({exc})"
-        return
+        lost = replace(sent, reason=exc.reason)
+        ctx.traffic.lose(lost)  # while this request is still counted on the wire: see Traffic
+        return lost, exc
     except Unreachable as exc:
         # A whole retry window without an answer: later batches and waves are not sent
         # (each would wait out a window of its own: the outage multiplied by the waves).
         _fail(batch, f"not started: {exc}")
         ctx.stopped = str(exc)
-        return
+        return None
     except ApiError as exc:
         _fail(batch, f"not started: {exc}")
-        return
+        return None
     except Exception as exc:  # never crash the session; never re-send either
         message = ctx.redactor(
             f"the start request failed unexpectedly ({type(exc).__name__}): runs may already "
@@ -249,7 +292,39 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
         _fail(batch, message)
         ctx.notes.append(message)
         ctx.stopped = f"an earlier start request's fate is unknown ({message})"
-        return
+        return None
+
+
+async def _recover(
+    batch: list[_Pending], lost: Sent, exc: FateUnknown, ctx: FireContext
+) -> Result | None:
+    """Look for the result a lost start request may have created (``_recover.py``); None
+    when none is adopted: the batch's cases error and nothing more is fired."""
+    assert ctx.client is not None
+    async with ctx.traffic.recovering():
+        alike = ctx.traffic.lost[lost.signature]
+        found = Search()
+        if alike == 1:
+            found = await search(ctx.client, lost, ctx.known_results, ctx.recover_poll)
+        if found.result is not None:
+            ctx.traffic.lost[lost.signature] -= 1  # its fate is known now
+            ctx.known_results.add(found.result.id)
+            ctx.notes.append(
+                f"cekura: {recovered_reason(lost, found.result.id)} ({len(batch)} run(s))"
+            )
+            return found.result
+        _fail(batch, str(exc))
+        ctx.notes.append(str(exc))
+        ctx.notes.append(not_recovered(lost, found, alike))
+        ctx.stopped = f"an earlier start request's fate is unknown ({exc})"
+        return None
+
+
+async def _answered(
+    batch: list[_Pending], result: Result, ctx: FireContext, recovered: str | None = None
+) -> None:
+    """Give the result's runs to the batch's slots, record and watch them."""
+    ctx.known_results.add(result.id)
     now = time.time()
     run_ids = assign_runs([item.case.scenario for item in batch], result.runs)
     link = await _dashboard_link(batch[0].case, result.id, ctx)
@@ -258,6 +333,7 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
         item.slot.run_id = run_id
         item.slot.fired_at = now
         item.slot.dashboard_url = link
+        item.slot.recovered = recovered
     if ctx.on_fired is not None:
         ctx.on_fired([(item.case, item.slot) for item in batch])
     if ctx.on_batch is not None:
@@ -538,7 +614,8 @@ async def _resume(
     fired), and end the calls of those it left that cannot be; the keys of the slots
     re-attached."""
     assert ctx.resume is not None and ctx.client is not None
-    resumption = await asyncio.to_thread(ctx.resume, cases)
+    found = await _find_unanswered(ctx) if ctx.unanswered is not None else {}
+    resumption = await asyncio.to_thread(ctx.resume, cases, found)
     client = ctx.client
     ends = [client.end_call(run_id) for run_id in resumption.end_runs]
     ends += [client.end_calls(result_id) for result_id in resumption.end_results]
@@ -557,9 +634,44 @@ async def _resume(
         if slot is not None:
             item.slot = slot
             attached.append(slot)
+            if slot.result_id is not None:
+                ctx.known_results.add(slot.result_id)
+            if (slot.nodeid, slot.index) in found:
+                slot.recovered = _EARLIER
     if attached and ctx.on_batch is not None:
         ctx.on_batch(attached)
     return {slot.key for slot in attached}
+
+
+_EARLIER = (
+    "recovered after the session that sent its start request ended before the answer: its "
+    "result was found in Cekura's results list; nothing was sent again"
+)
+
+
+async def _find_unanswered(ctx: FireContext) -> _Found:
+    """The results of the start requests a killed session sent without an answer, as the
+    results list shows them (one read each: they were sent before this session began);
+    the result and run of each of their slots found."""
+    assert ctx.unanswered is not None and ctx.client is not None
+    requests, known = await asyncio.to_thread(ctx.unanswered)
+    known |= ctx.known_results
+    alike = Counter(request.sent.signature for request in requests)
+    found: _Found = {}
+    for request in requests:
+        sent = replace(request.sent, reason="its session ended before the answer")
+        answer = Search()
+        if alike[sent.signature] == 1:
+            answer = await search(ctx.client, sent, known, ctx.recover_poll, reads=1)
+        if answer.result is None:
+            ctx.notes.append(earlier_not_found(sent, answer, alike[sent.signature]))
+            continue
+        known.add(answer.result.id)
+        run_ids = assign_runs(list(sent.scenarios), answer.result.runs)
+        for nodeid, index, position in request.slots:
+            if position < len(run_ids):
+                found[(nodeid, index)] = (answer.result.id, run_ids[position])
+    return found
 
 
 def _dry_run_schedule(pending: list[_Pending], ctx: FireContext) -> list[str]:

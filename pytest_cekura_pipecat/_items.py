@@ -47,6 +47,7 @@ def properties(verdict: CaseVerdict, indexed: bool = False) -> list[tuple[str, o
             ("verdict", run.verdict),
             ("dashboard_url", run.dashboard_url or None),
             ("recording_url", run.recording_url or None),
+            ("recovered", run.recovered or None),
         ]
         # Outside text (a recording link, a status) on one line, capped, inert.
         values = [(k, None if v is None else plain(v, one_line=True)) for k, v in values]

@@ -1,6 +1,7 @@
 """The ledger of fired runs: resume a killed session instead of firing (and billing) again.
 
-Every start request that Cekura answers is written down at once, per session and case, in
+Every start request is written down before it leaves, and again once Cekura answers it, per
+session and case, in
 pytest's cache (``.pytest_cache/d/cekura/ledger-<case>-<session>.json``: processes never write
 the same file, and two sessions in one directory, two CI jobs on one runner, never touch each
 other's entries): a fingerprint of what was sent, the result and run ids, when, and the
@@ -19,6 +20,11 @@ no longer runs (SIGKILL, OOM, a cancelled CI job) is left to resume:
   fired afresh;
 - entries of a live session are left alone.
 
+A run whose start request never got its answer (the session was killed while it was on the
+wire, or it was lost and not found) is looked for in Cekura's results list first
+(``_recover.py``): found, it is treated as any answered run; not found, there is nothing to
+re-attach or end, and its case is fired afresh.
+
 The fingerprint is a hash (node id, scenario, agent, room URL, a hash of the token,
 ``publish_data_message``, ``mock_tool_names``, repeat, after ``${VAR}`` expansion): no
 secret is written to the cache, which CI may upload. A room from a ``pytest_cekura_room``
@@ -33,7 +39,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,10 +48,11 @@ from ._case import Case, expand, expand_json
 from ._errors import CekuraError
 from ._owner import Owner, ledger_directory
 from ._plan import Slot
+from ._recover import Sent
 from ._shared import SharedDirError, write_atomic
 
 _PREFIX = "ledger-"
-_VERSION = 2  # 1: keyed by case only, owned by a pid
+_VERSION = 3  # 1: keyed by case only, owned by a pid; 2: answered runs only
 OFF_NOTE = (
     "cekura: no ledger of fired runs (-p no:cacheprovider): if this session is killed, its "
     "runs cannot be re-attached by the next one"
@@ -76,10 +83,25 @@ class Entry:
     timeout: float
     owner: Owner
     slots: list[Slot] = field(default_factory=list)
+    # Slots whose start request left without an answer yet, by slot index: the request
+    # and the slot's entry in it. Their ``fired_at`` is when the request left.
+    sent: dict[int, tuple[Sent, int]] = field(default_factory=dict)
 
     @property
     def fired_at(self) -> float:
         return min((s.fired_at or 0.0 for s in self.slots), default=0.0)
+
+    def _sent_json(self, index: int) -> dict[str, Any] | None:
+        if index not in self.sent:
+            return None
+        sent, position = self.sent[index]
+        scenarios = list(sent.scenarios)
+        return {
+            "at": sent.sent_at,
+            "agent": sent.agent,
+            "scenarios": scenarios,
+            "position": position,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +123,7 @@ class Entry:
                     "result_id": s.result_id,
                     "run_id": s.run_id,
                     "dashboard_url": s.dashboard_url,
+                    "sent": self._sent_json(s.index),
                 }
                 for s in self.slots
             ],
@@ -110,23 +133,34 @@ class Entry:
     def from_json(cls, data: Any) -> Entry:
         """Raises ValueError (or KeyError, TypeError) for anything but an entry (of this
         version, or of the first: an upgrade loses no billed run)."""
-        if not isinstance(data, dict) or data.get("version") not in (1, _VERSION):
+        if not isinstance(data, dict) or data.get("version") not in (1, 2, _VERSION):
             raise ValueError("not a ledger entry")
         nodeid = str(data["nodeid"])
         timeout = float(data["timeout"])
-        slots = [
-            Slot(
-                nodeid,
-                int(s["index"]),
-                int(s["scenario"]),
-                timeout,
-                fired_at=float(s["fired_at"]),
-                result_id=int(s["result_id"]),
-                run_id=int(s["run_id"]) if s.get("run_id") is not None else None,
-                dashboard_url=str(s["dashboard_url"]) if s.get("dashboard_url") else None,
+        slots: list[Slot] = []
+        sent: dict[int, tuple[Sent, int]] = {}
+        for s in data["slots"]:
+            pending = s.get("sent")
+            slots.append(
+                Slot(
+                    nodeid,
+                    int(s["index"]),
+                    int(s["scenario"]),
+                    timeout,
+                    fired_at=float(s["fired_at"]),
+                    result_id=None if pending else int(s["result_id"]),
+                    run_id=int(s["run_id"]) if s.get("run_id") is not None else None,
+                    dashboard_url=str(s["dashboard_url"]) if s.get("dashboard_url") else None,
+                )
             )
-            for s in data["slots"]
-        ]
+            if pending:
+                agent = pending.get("agent")
+                request = Sent(
+                    None if agent is None else int(agent),
+                    tuple(int(i) for i in pending["scenarios"]),
+                    float(pending["at"]),
+                )
+                sent[slots[-1].index] = (request, int(pending["position"]))
         mine = data.get("owner") or {"host": data["host"], "pid": data["pid"]}
         owner = Owner(
             str(mine.get("session", "")),
@@ -134,7 +168,7 @@ class Entry:
             int(mine["pid"]),
             str(mine.get("started", "")),
         )
-        return cls(nodeid, str(data["fingerprint"]), timeout, owner, slots)
+        return cls(nodeid, str(data["fingerprint"]), timeout, owner, slots, sent)
 
 
 @dataclass
@@ -149,6 +183,30 @@ class Resumption:
     @property
     def attached_cases(self) -> int:
         return len({slot.nodeid for slot in self.attached.values()})
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """A start request a dead session sent without getting its answer: the request, and its
+    slots as (node id, slot index, entry position in the request)."""
+
+    sent: Sent
+    slots: list[tuple[str, int, int]]
+
+
+def _fill(entry: Entry, found: Mapping[tuple[str, int], tuple[int, int | None]]) -> bool:
+    """Give the entry's unanswered slots the result and run found for them, drop the others;
+    whether any slot is left."""
+    kept: list[Slot] = []
+    for slot in entry.slots:
+        if slot.index in entry.sent:
+            where = found.get((entry.nodeid, slot.index))
+            if where is None:
+                continue
+            slot.result_id, slot.run_id = where
+        kept.append(slot)
+    entry.slots, entry.sent = kept, {}
+    return bool(kept)
 
 
 def _stamp(when: float) -> str:
@@ -190,14 +248,40 @@ class Ledger:
                 by_case.setdefault(slot.nodeid, []).append((case, mark, slot))
         failed: str | None = None
         for nodeid, items in by_case.items():
-            case, mark, _ = items[0]
-            entry = self._read(self._path(nodeid))
-            if entry is None or entry.owner != self.owner or entry.fingerprint != mark:
-                entry = Entry(nodeid, mark, case.timeout, self.owner)
-            known = {s.index for s in entry.slots}
-            entry.slots.extend(slot for _, _, slot in items if slot.index not in known)
+            entry = self._own(nodeid, items[0][0], items[0][1])
+            for _, _, slot in items:
+                if slot.index in entry.sent or all(s.index != slot.index for s in entry.slots):
+                    entry.sent.pop(slot.index, None)
+                    entry.slots = [s for s in entry.slots if s.index != slot.index] + [slot]
             failed = self._write(entry) or failed
         return failed
+
+    def record_sending(
+        self, fired: Sequence[tuple[Case, str | None, Slot]], sent: Sent
+    ) -> str | None:
+        """Write down a start request's slots (in the order of its entries) before it
+        leaves: should this session be killed before its answer, the next one looks for
+        the result it may have created. Best effort, as :meth:`record`."""
+        by_case: dict[str, list[tuple[Case, str, Slot, int]]] = {}
+        for position, (case, mark, slot) in enumerate(fired):
+            if mark is not None and slot.attempt == 0:
+                by_case.setdefault(slot.nodeid, []).append((case, mark, slot, position))
+        failed: str | None = None
+        for nodeid, items in by_case.items():
+            entry = self._own(nodeid, items[0][0], items[0][1])
+            for _, _, slot, position in items:
+                pending = replace(slot, fired_at=sent.sent_at, result_id=None, run_id=None)
+                entry.slots = [s for s in entry.slots if s.index != slot.index] + [pending]
+                entry.sent[slot.index] = (sent, position)
+            failed = self._write(entry) or failed
+        return failed
+
+    def _own(self, nodeid: str, case: Case, mark: str) -> Entry:
+        """This session's entry of the case (a new one if it has none yet)."""
+        entry = self._read(self._path(nodeid))
+        if entry is None or entry.owner != self.owner or entry.fingerprint != mark:
+            entry = Entry(nodeid, mark, case.timeout, self.owner)
+        return entry
 
     def _write(self, entry: Entry) -> str | None:
         try:
@@ -263,21 +347,43 @@ class Ledger:
         self._write(Entry(entry.nodeid, entry.fingerprint, entry.timeout, self.owner, entry.slots))
         return True
 
+    def unanswered(self) -> tuple[list[Unanswered], set[int]]:
+        """The start requests that dead sessions sent without getting their answer, and
+        every result id the ledger names (none of them is such a request's result)."""
+        requests: dict[Sent, list[tuple[str, int, int]]] = {}
+        known: set[int] = set()
+        for _, entry in self._entries():
+            if entry is None:
+                continue
+            known.update(s.result_id for s in entry.slots if s.result_id is not None)
+            if entry.owner.session == self.owner.session or entry.owner.alive():
+                continue
+            for index, (sent, position) in entry.sent.items():
+                requests.setdefault(sent, []).append((entry.nodeid, index, position))
+        return [Unanswered(sent, slots) for sent, slots in requests.items()], known
+
     def resume(
         self,
         cases: Sequence[tuple[str, Case]],
         env: Mapping[str, str],
         now: float | None = None,
+        found: Mapping[tuple[str, int], tuple[int, int | None]] | None = None,
     ) -> Resumption:
         """Split what dead sessions left into runs to re-attach and calls to end. The
         entries of calls to end leave the ledger now; a re-attached case's entry becomes
         this session's and stays until its verdict is known (this session may be killed
-        too). A live session's entries are not touched."""
+        too). A live session's entries are not touched. ``found``: the result and run of
+        slots whose start request was never answered, by (node id, slot index), as the
+        results list said (:meth:`unanswered`); the others are dropped."""
         now = time.time() if now is None else now
         selected = dict(cases)
         out = Resumption()
         ended: list[tuple[Path, Entry]] = []
         for path, entry in self._left():
+            if entry.sent and not _fill(entry, found or {}):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)  # only unanswered runs, none found
+                continue
             case = selected.get(entry.nodeid)
             timeout = case.timeout if case is not None else entry.timeout
             too_old = now >= entry.fired_at + timeout

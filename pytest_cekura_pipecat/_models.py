@@ -17,6 +17,7 @@ import math
 import reprlib
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Annotated, Any
 
@@ -652,3 +653,52 @@ class _BulkRun(_ApiModel):
 
 
 _BULK = TypeAdapter(list[_BulkRun])
+
+
+@dataclass(frozen=True)
+class ResultSummary:
+    """A result as the results list shows it (``GET v2/results/``): what finds the result
+    of a start request whose answer was lost. Fields it cannot read are None."""
+
+    id: int
+    agent: int | None
+    created_at: float | None  # epoch seconds, on Cekura's clock
+    scenarios: frozenset[int] | None  # the scenario ids of its runs
+    total_runs: int | None
+
+    @staticmethod
+    def read(item: object) -> ResultSummary | None:
+        if not isinstance(item, dict):
+            return None
+        number = _whole_number(item.get("id"))
+        if number is None:
+            return None
+        scenarios = item.get("scenarios")
+        ids = None
+        if isinstance(scenarios, list):
+            ids = frozenset(n for n in map(_whole_number, map(_ref, scenarios)) if n is not None)
+        return ResultSummary(
+            number,
+            _whole_number(item.get("agent")),
+            _epoch(item.get("created_at")),
+            ids,
+            _whole_number(item.get("total_runs_count")),
+        )
+
+
+def _ref(value: object) -> object:
+    """An id, or an object carrying one (``{"id": 101, "name": ...}``)."""
+    return value.get("id") if isinstance(value, dict) else value
+
+
+def _epoch(value: object) -> float | None:
+    """An ISO 8601 time (``2026-08-18T10:00:00.123Z``; no zone: UTC) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()

@@ -27,6 +27,7 @@ class Slot:
     run_id: int | None = None
     error: str | None = None  # why it never started (None once fired)
     dashboard_url: str | None = None
+    recovered: str | None = None  # how a start request whose answer was lost was recovered
 
     @property
     def key(self) -> str:

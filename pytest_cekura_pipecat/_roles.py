@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -621,4 +621,6 @@ def _final(slot: Slot, known: Mapping[str, CekuraRun]) -> CekuraRun:
     run = known.get(slot.key)
     if run is None:
         return never_started(slot, NO_VERDICT)
+    if slot.recovered and not run.recovered:
+        return replace(run, recovered=slot.recovered)
     return run

@@ -24,6 +24,7 @@ from ._gating import Gating
 from ._ledger import OFF_NOTE, Ledger, fingerprint
 from ._options import PLUGIN_KEY, Settings
 from ._plan import Slot
+from ._recover import Sent
 from ._redact import Redactor
 from ._roles import Role, Runtime, judged
 from ._text import plain
@@ -92,6 +93,7 @@ class SessionState:
     bot_keys: list[BotKeys] = field(default_factory=list)  # top-level keys of cekura.toml files
     selected: list[tuple[str, Case]] = field(default_factory=list)
     interrupted: bool = False
+    known_results: set[int] = field(default_factory=set)  # results fired or adopted here
 
 
 class CekuraSession:
@@ -221,6 +223,8 @@ class CekuraSession:
             canaries=canaries,
             canary_poll=self.settings.poll_interval,
             default_agent=self._default_agent(),
+            known_results=self.state.known_results,
+            recover_poll=self.settings.poll_interval,
         )
         ledger = self.ledger
         if ledger is None:
@@ -234,8 +238,16 @@ class CekuraSession:
                     marks[slot.nodeid] = fingerprint(slot.nodeid, case, ctx.env)
             ledger.record([(case, marks[slot.nodeid], slot) for case, slot in fired])
 
-        ctx.resume = lambda cases: ledger.resume(cases, ctx.env)
+        def on_request(batch: list[tuple[Case, Slot]], sent: Sent) -> None:
+            for case, slot in batch:
+                if slot.nodeid not in marks:
+                    marks[slot.nodeid] = fingerprint(slot.nodeid, case, ctx.env)
+            ledger.record_sending([(case, marks[slot.nodeid], slot) for case, slot in batch], sent)
+
+        ctx.resume = lambda cases, found: ledger.resume(cases, ctx.env, found=found)
+        ctx.unanswered = ledger.unanswered
         ctx.on_fired = on_fired
+        ctx.on_request = on_request
         return ctx
 
     def _default_agent(self) -> tuple[int, str] | None:

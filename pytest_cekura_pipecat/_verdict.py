@@ -110,6 +110,9 @@ class CekuraRun:
     # ``failed_reasons`` that name the run (empty when Cekura wrote none in time).
     ai_summary: str = ""
     failed_reasons: tuple[str, ...] = ()
+    # How its start request was recovered after its answer was lost ("recovered after
+    # ..."); "" when Cekura answered it.
+    recovered: str = ""
 
     def released(self) -> CekuraRun:
         """What is kept of this run once its test is over: its ids, status, error message
@@ -613,5 +616,6 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
         lines.append(f"  adaptive: {len(runs)} of {case.repeat} runs fired, {saved} saved")
     if override is not None:
         lines.append(f"  verdict overridden by a pytest_cekura_verdict hook: {outcome}")
+    lines.extend(f"  {why}" for why in dict.fromkeys(r.recovered for r in runs if r.recovered))
     lines.extend(f"  dashboard: {link}" for link in links)
     return CaseVerdict(outcome, "\n".join(lines), first, tuple(runs), tuple(judged))

@@ -21,10 +21,10 @@ TWO_FAILING = ROOM + '[[case]]\nname = "a"\nscenario = 102\n[[case]]\nname = "b"
 
 
 def test_rerun_after_unknown_fate_is_not_fired_again(suite: Suite) -> None:
-    suite.sim.faults.post_500_after_create = 1
+    suite.sim.faults.post_500_before_create = 1  # and so no result of it is ever found
     suite.toml(TWO_FAILING)
     result = suite.run("--reruns=1")
-    assert len(suite.posts()) == 1 and suite.sim.entries_fired() == 2
+    assert len(suite.posts()) == 1 and suite.sim.entries_fired() == 0
     result.stdout.fnmatch_lines(
         ["*was not fired again on rerun: a run of the first attempt never started*"]
     )

@@ -29,9 +29,10 @@ from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 
 def test_a_start_of_unknown_fate_stops_every_later_start(suite: Suite) -> None:
-    """A 200 whose body is not a result: runs were created, nobody knows which. 300 runs in
-    six requests would have been sent; exactly one is."""
-    suite.sim.configure(start_non_result=True)
+    """A 500 from a start request: runs may exist, and none is found in the results list
+    (test_recover.py has those that are). 300 runs in six requests would have been sent;
+    exactly one request is."""
+    suite.sim.faults.post_500_before_create = 1
     suite.toml(
         'pipecat_room_url = "https://acme.daily.co/r"\n'
         + "".join(f'[[case]]\nname = "c{i}"\nscenario = 101\nrepeat = 100\n' for i in range(3))
@@ -39,10 +40,10 @@ def test_a_start_of_unknown_fate_stops_every_later_start(suite: Suite) -> None:
     result = suite.run("--cekura-report=report.json")
     result.assert_outcomes(errors=3)
     assert len(suite.posts()) == 1
-    assert suite.sim.entries_fired() == 50  # one batch: cekura_batch_size's default
+    assert suite.sim.entries_fired() == 0
     out = result.stdout.str()
     assert "not fired: an earlier start request's fate is unknown (" in out
-    assert "a body that is not a result" in out
+    assert "failed after it was sent (HTTP 500)" in out
     assert no_traceback(out)
 
 
@@ -76,6 +77,17 @@ def _ledger_files(root: Path) -> list[Path]:
     return sorted((root / ".pytest_cache" / "d" / "cekura").glob("ledger-*.json"))
 
 
+def _answered(root: Path) -> int:
+    """Ledger entries whose start requests were all answered (each is written once before
+    its request leaves, then again with the answer)."""
+    count = 0
+    for path in _ledger_files(root):
+        with contextlib.suppress(OSError, ValueError):
+            slots = json.loads(path.read_text())["slots"]
+            count += all(slot.get("result_id") is not None for slot in slots)
+    return count
+
+
 def _kill_after_firing(suite: Suite, *args: str, cases: int = 2) -> None:
     """Run pytest (with its cache) in a subprocess and SIGKILL it, xdist workers and all
     (as a cancelled CI job is), once every case's answered start request is in the ledger:
@@ -90,7 +102,7 @@ def _kill_after_firing(suite: Suite, *args: str, cases: int = 2) -> None:
     )
     try:
         deadline = time.monotonic() + 20
-        while len(_ledger_files(suite.pytester.path)) < cases:
+        while _answered(suite.pytester.path) < cases:
             assert time.monotonic() < deadline, "the ledger was never written"
             assert proc.poll() is None, "pytest ended before it was killed"
             time.sleep(0.02)
@@ -290,7 +302,7 @@ def test_an_interrupted_session_ends_its_calls_and_leaves_nothing_to_resume(
         text=True,
     )
     deadline = time.monotonic() + 20
-    while len(_ledger_files(suite.pytester.path)) < 2 and time.monotonic() < deadline:
+    while _answered(suite.pytester.path) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
@@ -411,7 +423,7 @@ def test_a_killed_controller_leaves_its_runs_to_the_next_session(suite: Suite) -
     suite.toml(FOUR_SLOW)
     proc = _session(suite, "-n", "2")
     try:
-        _until(lambda: len(_ledger_files(suite.pytester.path)) == 4, "the ledger was written")
+        _until(lambda: _answered(suite.pytester.path) == 4, "the ledger was written")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)  # reaped: a zombie still counts as a member of its group
         _until(lambda: not _group_alive(proc.pid), "the orphaned workers ended")
@@ -524,7 +536,7 @@ def test_a_killed_session_leaves_no_secret_in_the_temporary_directory(
     suite.toml(TWO_SLOW_CASES)
     killed = _session(suite, "-n", "2", TMPDIR=str(temp))
     try:
-        _until(lambda: len(_ledger_files(suite.pytester.path)) == 2, "the ledger was written")
+        _until(lambda: _answered(suite.pytester.path) == 2, "the ledger was written")
     finally:
         _end_group(killed)
     (left,) = temp.glob("pytest-cekura-*")

@@ -579,6 +579,36 @@ def test_drop_connection_on_post_creates_runs(sim: Simulator, client: httpx.Clie
     assert start(client, 101)["id"] == 5002
 
 
+def test_post_500_before_create_creates_nothing(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.post_500_before_create = 1
+    assert client.post(START, json=entries(101)).status_code == 500
+    assert sim.entries_fired() == 0
+    assert client.get("/test_framework/v2/results/").json()["count"] == 0
+
+
+@pytest.mark.parametrize("status", [200, 202])
+def test_post_non_result_creates_runs(sim: Simulator, client: httpx.Client, status: int) -> None:
+    sim.faults.post_non_result = 1
+    sim.faults.post_non_result_status = status
+    response = client.post(START, json=entries(101, 101))
+    assert response.status_code == status and "id" not in response.json()
+    assert sim.entries_fired() == 2
+    listed = client.get("/test_framework/v2/results/?scenarios=101").json()["results"]
+    assert [(r["id"], r["total_runs_count"]) for r in listed] == [(5001, 2)]
+
+
+def test_post_twin_creates_another_pipelines_result_first(
+    sim: Simulator, client: httpx.Client
+) -> None:
+    sim.faults.post_twin = 1
+    assert start(client, 101, 102)["id"] == 5002
+    assert sim.entries_fired() == 2  # the twin is not this caller's
+    listed = client.get("/test_framework/v2/results/?agent_id=1").json()["results"]
+    assert [r["id"] for r in listed] == [5002, 5001]  # newest first
+    assert listed[0]["scenarios"] == listed[1]["scenarios"] == [101, 102]
+    assert start(client, 101)["id"] == 5003  # once only
+
+
 def test_post_400_entry(sim: Simulator, client: httpx.Client) -> None:
     sim.faults.post_400_entry = 1
     response = client.post(START, json=entries(101, 102))

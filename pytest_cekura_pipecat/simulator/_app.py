@@ -363,6 +363,9 @@ class App:
                 return json_reply(400, _entry_error(faults.post_400_entry, checked))
             if faults.credit_exhausted:
                 return json_reply(402, {"detail": "Insufficient credits to run these scenarios."})
+            if faults.post_500_before_create > 0:
+                faults.post_500_before_create -= 1
+                return json_reply(500, {"detail": "A server error occurred."})
             now = self._clock()
             if behaviour.room_exclusive:
                 taken = _rooms_taken(checked, self._store.live_rooms(now))
@@ -376,6 +379,10 @@ class App:
                     entries.append((script, room, token))
             mock = checked.mock_tool_names
             agent = DEFAULT_AGENT if checked.agent is None else checked.agent
+            twins = 1 if faults.post_twin > 0 else 0
+            faults.post_twin -= twins
+            for _ in range(twins):  # another pipeline's result: not counted as fired here
+                self._store.create(agent, entries, now, time.time(), mock_tool_names=mock)
             result = self._store.create(
                 agent,
                 entries,
@@ -393,6 +400,9 @@ class App:
             if faults.drop_connection_on_post > 0:
                 faults.drop_connection_on_post -= 1
                 return Reply(0, drop=True)
+            if faults.post_non_result > 0:
+                faults.post_non_result -= 1
+                return json_reply(faults.post_non_result_status, {"detail": "Accepted."})
         if behaviour.start_non_result:
             return json_reply(200, {"ok": True})
         return json_reply(self._variants.post_status, created)

@@ -220,7 +220,12 @@ class Faults:
     POSTs are answered at once before ``drip_posts`` starts counting). ``reset_gets`` /
     ``reset_posts``: the connection is reset (TCP RST, no answer); a reset start POST has
     created its runs. ``drop_connection_on_post``: the start POST creates its runs, then the
-    connection closes without an answer. ``post_500_after_create``: runs created, then 500.
+    connection closes without an answer. ``post_500_after_create``: runs created, then 500;
+    ``post_500_before_create``: 500 and nothing created. ``post_non_result``: runs created,
+    then an answer of status ``post_non_result_status`` (200 or 202, say) whose body is not
+    a result. ``post_twin``: the start POST also creates, just before its own, a result of
+    the same entries, as another pipeline firing the same scenarios at the same moment
+    would (not counted by ``entries_fired``).
     ``get_404_new`` N: the first N reads of each result (v1 and v2 alike) answer 404, as a
     replica that has not seen the new result yet would.
     """
@@ -231,6 +236,10 @@ class Faults:
     get_5xx_every: int = 0
     get_non_json_every: int = 0
     post_500_after_create: int = 0
+    post_500_before_create: int = 0
+    post_non_result: int = 0
+    post_non_result_status: int = 200
+    post_twin: int = 0
     post_400_entry: int | None = None
     credit_exhausted: bool = False
     drop_connection_on_post: int = 0
