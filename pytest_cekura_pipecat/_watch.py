@@ -371,8 +371,8 @@ class Watcher:
         """Every read due now or later (none for those in flight, or that wait for a move)."""
         listed = self._listed_agents()
         wants = [
-            _Want(self._listers.setdefault(agent, _Lister()).next_at, True, math.inf, agent=agent)
-            for agent in listed
+            self._list_want(agent, group)
+            for agent, group in listed.items()
             if agent not in self._listing
         ]
         for watched in self._open.values():
@@ -381,6 +381,17 @@ class Watcher:
                 if want is not None:
                     wants.append(want)
         return wants
+
+    def _list_want(self, agent: int, group: list[_Watched]) -> _Want:
+        """An agent's list is read every poll interval, twice as often (and before routine
+        reads) while one of its results is ``evaluating``: every call is over, the end is
+        near."""
+        lister = self._listers.setdefault(agent, _Lister())
+        ending = any(w.listed is not None and w.listed.status == "evaluating" for w in group)
+        if ending and lister.ok_at is not None:
+            soon = lister.ok_at + max(self._budget.spacing, self.settings.poll_interval / 2)
+            return _Want(min(lister.next_at, soon), False, 0.0, agent=agent)
+        return _Want(lister.next_at, True, math.inf, agent=agent)
 
     def _own_want(self, watched: _Watched, now: float, covered: bool) -> _Want | None:
         """When a result is to be read on its own, and whether the read is routine."""
@@ -392,8 +403,8 @@ class Watcher:
         if watched.failing_since is not None or not covered or watched.listed is None:
             return _Want(due, True, score, watched)
         if watched.listed != watched.known:  # its list entry moved since it was read
-            if watched.listed.ended:
-                return _Want(due, False, score, watched)
+            if watched.listed.ended:  # read at once: the last verdicts are there
+                return _Want(min(due, watched.listed_at or due), False, score, watched)
             return _Want(
                 max(due, watched.read_at + self.settings.moved_every), True, score, watched
             )
@@ -403,8 +414,13 @@ class Watcher:
         """Send the reads that are due, best first, as far as the budget allows."""
         stretch = self._stretch()
         wants = sorted(self._wants(now), key=lambda want: (want.routine, -want.score))
+        # A routine read of one result never pushes back a list read due within its pace.
+        list_due = min((want.due for want in wants if want.agent is not None), default=math.inf)
+        pace = self._budget.spacing * stretch
         for want in wants:
             if want.due > now or self._budget.free_at(now, want.routine, stretch) > now:
+                continue
+            if want.routine and want.watched is not None and list_due < now + pace:
                 continue
             self._budget.spend(now, want.routine, stretch)
             self.reads += 1

@@ -647,7 +647,7 @@ def watch_many(
         sleep=clock.sleep,
     )
     slots = [
-        slot(r, r * 1000 + i, index=i, timeout=600.0)
+        slot(r, r * 1000 + i, index=i, timeout=900.0)
         for r in range(1, results + 1)
         for i in range(RUNS_EACH)
     ]
