@@ -10,7 +10,8 @@ up on a result whose reads have failed for the whole retry window (an outage cos
 for the session, not one per case), and trips the circuit breaker.
 
 Every read takes from one budget for the session (``_budget.py``). Where two or more open
-results share an agent, one read of the agent's results list (every ``poll_interval``) shows
+results share an agent, one read of the agent's results list (every ``poll_interval``, twice
+as often while one of them reads ``evaluating``: every call is over, the end is near) shows
 each one's status and run counts; a result's own read is then made only when its list entry
 moved: at once when the list shows every run ended, else at most every ``900 /
 max_reads_per_minute`` seconds (15 s at the default, Cekura's own guidance), and at least every
@@ -199,7 +200,6 @@ class Watcher:
         self._listing: dict[int, asyncio.Future[None]] = {}  # list reads in flight, by agent
         self._list_misses = 0
         self._list_gone = False  # the results list answered 404/405 on v2 and v1, repeatedly
-        self.reads = 0  # reads of results and of the results list, made so far
         self._details_task: asyncio.Future[None] | None = None
         self._limit = asyncio.Semaphore(settings.concurrency)
         # Fetching finished runs has its own bound: the next items wait for those, so they
@@ -418,12 +418,13 @@ class Watcher:
         list_due = min((want.due for want in wants if want.agent is not None), default=math.inf)
         pace = self._budget.spacing * stretch
         for want in wants:
+            if len(self._polls) + len(self._listing) >= self.settings.concurrency:
+                break  # a read waiting for a connection would leave later, in a bunch
             if want.due > now or self._budget.free_at(now, want.routine, stretch) > now:
                 continue
             if want.routine and want.watched is not None and list_due < now + pace:
                 continue
             self._budget.spend(now, want.routine, stretch)
-            self.reads += 1
             if want.watched is not None:
                 watched = want.watched
                 watched.read_at, watched.known = now, watched.listed
