@@ -368,18 +368,18 @@ class Watcher:
         return lister is not None and lister.ok_at is not None and watched.listed_at == lister.ok_at
 
     def _wants(self, now: float) -> list[_Want]:
-        """Every read due now or later (none for those in flight, or that wait for a move)."""
+        """Every read due now or later (none for those in flight)."""
         listed = self._listed_agents()
         wants = [
             self._list_want(agent, group)
             for agent, group in listed.items()
             if agent not in self._listing
         ]
-        for watched in self._open.values():
-            if watched.result_id not in self._polls:
-                want = self._own_want(watched, now, self._covered(watched, listed))
-                if want is not None:
-                    wants.append(want)
+        wants.extend(
+            self._own_want(watched, now, self._covered(watched, listed))
+            for watched in self._open.values()
+            if watched.result_id not in self._polls
+        )
         return wants
 
     def _list_want(self, agent: int, group: list[_Watched]) -> _Want:
@@ -393,7 +393,7 @@ class Watcher:
             return _Want(min(lister.next_at, soon), False, 0.0, agent=agent)
         return _Want(lister.next_at, True, math.inf, agent=agent)
 
-    def _own_want(self, watched: _Watched, now: float, covered: bool) -> _Want | None:
+    def _own_want(self, watched: _Watched, now: float, covered: bool) -> _Want:
         """When a result is to be read on its own, and whether the read is routine."""
         score = len(watched.open) * (now - watched.read_at)
         due = watched.next_poll
@@ -446,7 +446,7 @@ class Watcher:
             entries, _ = await self.client.progress(agent, 1, size)
         except Transient as exc:
             lister.ok_at, lister.failures = None, lister.failures + 1
-            wait = self.settings.poll_interval * 2 ** (lister.failures - 1)
+            wait = self.settings.poll_interval * 2 ** min(lister.failures - 1, 10)
             lister.next_at = now + (
                 exc.retry_after
                 if exc.retry_after is not None
