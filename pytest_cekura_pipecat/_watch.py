@@ -18,9 +18,10 @@ max_reads_per_minute`` seconds (15 s at the default, Cekura's own guidance), and
 ``3600 / max_reads_per_minute`` seconds however still it seems. A result the list does not
 cover (no agent known yet, alone for its agent, not on the list's first page, or the list
 endpoint answering 404/405 twice in a row: then never for the session) is read on its own
-schedule. Among the reads due, those the list asked for (and first reads, and re-reads a
-result's own answer asked for) come first; the rest go to the result most likely to have a
-run ended since its last read: the most open runs times the longest time since that read.
+schedule, twice as often while it reads ``evaluating``. Among the reads due, those the list
+asked for (and first reads, and re-reads a result's own answer asked for) come first; the
+rest go to the result most likely to have a run ended since its last read: the most open
+runs times the longest time since that read.
 """
 
 from __future__ import annotations
@@ -389,9 +390,13 @@ class Watcher:
         lister = self._listers.setdefault(agent, _Lister())
         ending = any(w.listed is not None and w.listed.status == "evaluating" for w in group)
         if ending and lister.ok_at is not None:
-            soon = lister.ok_at + max(self._budget.spacing, self.settings.poll_interval / 2)
+            soon = lister.ok_at + self._ending_every()
             return _Want(min(lister.next_at, soon), False, 0.0, agent=agent)
         return _Want(lister.next_at, True, math.inf, agent=agent)
+
+    def _ending_every(self) -> float:
+        """How often a list or a result that reads ``evaluating`` is read."""
+        return max(self._budget.spacing, self.settings.poll_interval / 2)
 
     def _own_want(self, watched: _Watched, now: float, covered: bool) -> _Want:
         """When a result is to be read on its own, and whether the read is routine."""
@@ -401,6 +406,8 @@ class Watcher:
         if (first and watched.failing_since is None) or watched.held or watched.terminal_polls:
             return _Want(due, False, score, watched)  # its own answer asked for this read
         if watched.failing_since is not None or not covered or watched.listed is None:
+            if watched.status == "evaluating" and watched.failing_since is None:
+                due = min(due, watched.read_at + self._ending_every())  # the end is near
             return _Want(due, True, score, watched)
         if watched.listed != watched.known:  # its list entry moved since it was read
             if watched.listed.ended:  # read at once: the last verdicts are there

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -751,3 +752,21 @@ def test_a_large_budget_sends_a_seconds_worth_of_routine_reads_at_once() -> None
         assert budget.free_at(0.0, routine=True) == pytest.approx(0.0, abs=1e-9)
         budget.spend(0.0, routine=True)
     assert budget.free_at(0.0, routine=True) > 0.005  # a second's worth, not more
+
+
+def test_a_result_alone_is_read_more_often_once_its_calls_are_over() -> None:
+    """One result (no list to read): every poll interval while its calls go on, every half
+    interval once it reads ``evaluating`` (its calls over, only evaluations left)."""
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        status = "in_progress" if now < T0 + 20 else "evaluating" if now < T0 + 30 else "completed"
+        success = True if status == "completed" else None
+        runs = [run(1000 + i, status, success) for i in range(3)]
+        return {"id": result_id, "agent": AGENT, "status": status, "runs": runs}
+
+    slots = [slot(1, 1000 + i, index=i, timeout=600.0) for i in range(3)]
+    published, when, client, _ = watch(slots, script, poll_interval=3.0, max_reads_per_minute=60)
+    assert all(r.passed for r in published.values())
+    gaps = {round(b[1] - a[1], 1) for a, b in itertools.pairwise(client.gets)}
+    assert gaps == {3.0, 1.5}
+    assert max(when.values()) - (T0 + 30) <= 1.5
