@@ -770,3 +770,22 @@ def test_a_result_alone_is_read_more_often_once_its_calls_are_over() -> None:
     gaps = {round(b[1] - a[1], 1) for a, b in itertools.pairwise(client.gets)}
     assert gaps == {3.0, 1.5}
     assert max(when.values()) - (T0 + 30) <= 1.5
+
+
+def test_a_failing_results_list_leaves_the_results_read_on_their_own() -> None:
+    """The list keeps answering 503: it is tried again, backing off, and meanwhile every
+    result is read on its own, so the end is still noticed."""
+    clock = Clock()
+    client = ListingClient(clock, ending_at(lambda r: T0 + 30), range(1, 4))
+    client.list_error = Transient("HTTP 503")
+    published: dict[str, CekuraRun] = {}
+    watcher = _watcher(client, published, poll_interval=3.0, max_reads_per_minute=60)
+    slots = [slot(r, r * 1000 + i, index=i, timeout=600.0) for r in range(1, 4) for i in range(3)]
+    for each in slots:
+        each.fired_at = T0
+    watcher.add(slots)
+    watcher.close()
+    asyncio.run(asyncio.wait_for(watcher.run(), 30))
+    assert len(published) == len(slots) and all(r.passed for r in published.values())
+    assert 2 <= len(client.lists) <= 5  # backing off: 3, 6, 12 s
+    assert max(t for _, t in client.gets) - (T0 + 30) <= 5.0
