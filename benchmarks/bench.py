@@ -23,6 +23,12 @@ subprocess's exit. Nothing leaves 127.0.0.1.
     python benchmarks/bench.py --cases 50 --seconds 60 --only plugin,xdist,sdk  # exit lag
     python benchmarks/bench.py --idle                 # 2,000 plain tests: plugin vs -p no:cekura (wall, CPU)
     python benchmarks/bench.py --cases 20000 --gc     # full garbage collections: plugin vs pytest alone
+    python benchmarks/bench.py --reads --cases 1000 --seconds 60   # result reads a minute, exit lag
+
+``--reads`` runs the plugin (single process and ``-n 4``) and, when it is installed, the
+official SDK (at its default poll interval, 5 s), and prints how many result reads (a
+result's GET or a results-list page) each made: in all, in its busiest minute and its busiest
+second (sliding windows), with the exit lag.
 
 ``--gc`` loads a probe into the measured pytest that counts, after each full garbage
 collection, the objects left for the next one to walk: their sum is the work the collector
@@ -46,7 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
+from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator
 
 API_KEY = "bench-key"
 FIRST_SCENARIO = 1000
@@ -54,6 +60,7 @@ ROOM = "https://bench.daily.co/r"
 XDIST_WORKERS = 4
 SUBPROCESS_TIMEOUT = 600.0
 SDK_POLL_INTERVAL = 1
+SDK_DEFAULT_POLL_INTERVAL = 5  # cekura 1.6's results.wait default
 IDLE_TESTS = 2000
 IDLE_ROUNDS = 7
 
@@ -87,6 +94,25 @@ class Row:
     fired: int
     exit_lag: float | None
     outcome: str
+    read_times: tuple[float, ...] = ()  # when each result read (a result or the list) arrived
+
+
+def is_result_read(request: RecordedRequest) -> bool:
+    """A GET of a result or of the results list (v1 or v2), not of runs or agents."""
+    return (
+        request.method == "GET" and re.search(r"/v[12]/results(/\d+)?/?$", request.path) is not None
+    )
+
+
+def busiest(times: Sequence[float], window: float) -> int:
+    """The most of ``times`` in any ``window`` seconds."""
+    ordered = sorted(times)
+    most = start = 0
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 def run_measured(cmd: Sequence[str], env: dict[str, str], cwd: Path) -> Usage:
@@ -152,10 +178,13 @@ def pytest_outcome(usage: Usage, n: int) -> str:
 
 
 class Bench:
-    def __init__(self, sim: Simulator, seconds: float, scratch: Path) -> None:
+    def __init__(
+        self, sim: Simulator, seconds: float, scratch: Path, sdk_poll: float = SDK_POLL_INTERVAL
+    ) -> None:
         self.sim = sim
         self.seconds = seconds
         self.scratch = scratch
+        self.sdk_poll = sdk_poll
 
     def _row(self, contender: str, cmd: Sequence[str], cwd: Path, n: int, sdk: bool) -> Row:
         self.sim.reset()
@@ -180,6 +209,7 @@ class Bench:
             fired=self.sim.entries_fired(),
             exit_lag=lag,
             outcome=outcome,
+            read_times=tuple(r.at for r in requests if is_result_read(r)),
         )
         print(f" {usage.wall:6.1f} s", file=sys.stderr, flush=True)
         return row
@@ -204,18 +234,18 @@ class Bench:
 
     def sdk(self, n: int) -> Row:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--sdk-client", self.sim.url]
-        cmd += ["--cases", str(n)]
+        cmd += ["--cases", str(n), "--sdk-poll", f"{self.sdk_poll:g}"]
         return self._row("official SDK", cmd, self.scratch, n, sdk=True)
 
 
-def sdk_client(url: str, n: int) -> int:
+def sdk_client(url: str, n: int, poll: float = SDK_POLL_INTERVAL) -> int:
     """The official SDK: one POST of every entry, then wait for the result; count passes."""
     from cekura import Cekura
 
     client = Cekura(api_key=os.environ["CEKURA_API_KEY"], base_url=url)
     entries = [{"scenario": FIRST_SCENARIO + i, "pipecat_room_url": f"{ROOM}{i}"} for i in range(n)]
     started = client.scenarios.run_pipecat(scenarios=entries)
-    final = client.results.wait(started["id"], poll_interval=SDK_POLL_INTERVAL, timeout=600)
+    final = client.results.wait(started["id"], poll_interval=poll, timeout=600)
     runs = final.get("runs") or {}
     listed = list(runs.values()) if isinstance(runs, dict) else list(runs)
     passed = sum(r.get("status") == "completed" and r.get("success") is True for r in listed)
@@ -307,6 +337,48 @@ def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS, roun
     )
     ok = all(r.usage.exit_code == 0 for runs in measured.values() for r in runs)
     return 0 if ok else 1
+
+
+def reads(n: int, seconds: float) -> int:
+    """Result reads a minute and exit lag of the plugin (and of the official SDK, when it is
+    installed) at default settings: the figures of the README's polling section."""
+    script = ScenarioScript(id=0, seconds=seconds)
+    with (
+        Simulator(api_key=API_KEY, default_outcome=script) as sim,
+        tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
+    ):
+        bench = Bench(sim, seconds, Path(scratch), sdk_poll=SDK_DEFAULT_POLL_INTERVAL)
+        rows = [bench.plugin(n), bench.plugin(n, XDIST_WORKERS)]
+        if _version("cekura") != "(not installed)":
+            rows.append(bench.sdk(n))
+    print(
+        f"N = {n:,} cases of S = {seconds:g} s · simulator on 127.0.0.1 · "
+        f"Python {platform.python_version()} · {os.cpu_count()} CPUs"
+    )
+    print()
+    print(
+        "| contender | N | S (s) | result reads | busiest minute | busiest second "
+        "| exit lag (s) | outcome |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        lag = "-" if row.exit_lag is None else f"{row.exit_lag:.1f}"
+        print(
+            f"| {row.contender} | {n:,} | {seconds:g} | {len(row.read_times)} "
+            f"| {busiest(row.read_times, 60.0)} | {busiest(row.read_times, 1.0)} | {lag} "
+            f"| {row.outcome} |"
+        )
+    print()
+    print(
+        "result reads: GETs of a result or of the results list, counted by the simulator; "
+        "busiest minute/second: the most in any 60 s / 1 s; exit lag: from the end of the "
+        "last run (its start request's arrival + S) to the process's exit. plugin: default "
+        "settings (batch size 50, poll every 3 s, at most 60 reads a minute). official SDK: "
+        f"cekura {_version('cekura')}, results.wait(poll_interval={SDK_DEFAULT_POLL_INTERVAL})"
+        + ("" if len(rows) > 2 else " (not installed: no row)")
+        + "."
+    )
+    return 0 if all(r.usage.exit_code == 0 for r in rows) else 1
 
 
 def idle(n: int, rounds: int) -> int:
@@ -449,7 +521,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="count the full garbage collections of the plugin and of pytest alone on N",
     )
+    parser.add_argument(
+        "--reads",
+        action="store_true",
+        help="result reads a minute and exit lag of the plugin (and the official SDK) on N",
+    )
     parser.add_argument("--sdk-client", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--sdk-poll", type=float, default=SDK_POLL_INTERVAL, help=argparse.SUPPRESS)
     return parser
 
 
@@ -458,7 +536,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cases < 1 or args.seconds < 0 or args.rounds < 1:
         _parser().error("--cases and --rounds must be >= 1 and --seconds >= 0")
     if args.sdk_client:
-        return sdk_client(args.sdk_client, args.cases)
+        return sdk_client(args.sdk_client, args.cases, args.sdk_poll)
+    if args.reads:
+        return reads(args.cases, args.seconds)
     if args.idle:
         return idle(IDLE_TESTS, IDLE_ROUNDS)
     if args.gc:

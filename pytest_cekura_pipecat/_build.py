@@ -42,6 +42,7 @@ def build_session(plugin: CekuraPlugin) -> CekuraSession:
             max_interval=settings.poll_max_interval,
             retry_window=settings.retry_window,
             breaker_after=settings.breaker_after,
+            max_reads_per_minute=settings.max_reads_per_minute,
         ),
         redactor=plugin.redactor,
         notice=_worker_notice(plugin) if plugin.role == "worker" else _notice(plugin),

@@ -41,7 +41,7 @@ from ._errors import (
     StartRejected,
     Unreachable,
 )
-from ._models import Agent, Result, ResultSummary, RunDetails
+from ._models import Agent, Progress, Result, ResultSummary, RunDetails
 from ._redact import Redactor
 from ._text import loads
 
@@ -416,6 +416,21 @@ class CekuraClient:
         (verdicts already taken) are read for their id, status and scenario only."""
         data = self._json(await self._read("results", f"results/{result_id}/"))
         return self._validate(Result, data, f"result {result_id}", {"settled": settled})
+
+    async def progress(
+        self, agent_id: int, page: int = 1, page_size: int = 100
+    ) -> tuple[list[Progress], bool]:
+        """One page of an agent's results list (newest first): each result's status and run
+        counts, and whether a next page exists. One attempt (``Transient``/``ApiError``; a
+        404 or 405 of both v2 and v1 raises ``ApiError``); an item that cannot be read is
+        left out."""
+        params = {"agent_id": str(agent_id), "page": str(page), "page_size": str(page_size)}
+        data = self._json(await self._read("results list", "results/", params))
+        items = data.get("results") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise Transient("Cekura's results list could not be read: it is not a list")
+        more = isinstance(data, dict) and bool(data.get("next"))
+        return [p for p in map(Progress.read, items) if p is not None], more
 
     async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
         """The transcript and recording of finished runs, by run id. Only those two fields

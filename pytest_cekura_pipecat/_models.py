@@ -544,6 +544,46 @@ class Result(_ApiModel):
         return {**data, "runs": runs, "raw_runs": raws, "unreadable": unreadable}
 
 
+@dataclass(frozen=True)
+class Progress:
+    """A result as the results list shows it (``GET v2/results/?agent_id=``): its status and
+    run counts, what tells the watcher whether the result moved since it was last read.
+    Counts it cannot read are None (they may come as strings)."""
+
+    id: int
+    status: str
+    total: int | None
+    success: int | None
+    failed: int | None
+    completed: int | None
+
+    @staticmethod
+    def read(item: object) -> Progress | None:
+        if not isinstance(item, dict):
+            return None
+        number = _whole_number(item.get("id"))
+        if number is None:
+            return None
+        return Progress(
+            number,
+            normalize_status(item.get("status")) if item.get("status") else "",
+            *(_whole_number(item.get(f"{name}_runs_count")) for name in _COUNTS),
+        )
+
+    @property
+    def ended(self) -> bool:
+        """The list says every run ended: a terminal status, and (when it is ``completed``
+        and counts are given) as many runs completed as there are."""
+        if self.status not in TERMINAL_STATUSES:
+            return False
+        if self.status != "completed" or self.total is None or self.completed is None:
+            return True
+        return self.completed >= self.total
+
+
+_COUNTS = ("total", "success", "failed", "completed")
+
+
 class Snapshot(Mapping[str, Any]):
     """A run as Cekura sent it, read-only: held as its JSON text and decoded on first read.
 

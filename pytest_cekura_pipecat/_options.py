@@ -142,6 +142,13 @@ OPTIONS = [
         "S",
     ),
     _Option(
+        "cekura_max_reads_per_minute",
+        "Reads of results in the whole session, at most, in any minute (default 60: Cekura asks for a read of a result every 15-30 s); results of one agent are read through its results list.",
+        _positive_int,
+        60,
+        "N",
+    ),
+    _Option(
         "cekura_timeout",
         "Seconds a case may take, from the moment its run is fired, before it errors and its call is ended (default 1800, at most 86400).",
         _timeout,
@@ -378,6 +385,7 @@ class Settings:
     baseline: str | None = None  # an absolute path
     baseline_strict: bool = False
     canary: tuple[str, ...] = ()  # --cekura-canary: case names
+    max_reads_per_minute: int = 60
 
 
 @dataclass(frozen=True)
@@ -515,6 +523,7 @@ def resolve(config: pytest.Config) -> Settings:
         ),
         http_timeout=http_timeout,
         retry_window=_value(config, "cekura_retry_window"),
+        max_reads_per_minute=_value(config, "cekura_max_reads_per_minute"),
         defaults=Defaults(
             agent=_value(config, "cekura_agent"),
             pipecat_room_url=_value(config, "cekura_pipecat_room_url"),

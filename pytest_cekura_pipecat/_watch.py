@@ -1,13 +1,27 @@
 """The watch stage: one watcher per session polls every fired result on one schedule.
 
 It runs on the session's I/O loop, in the process that fired (or the pytest-xdist
-controller), and is the only code that reads results. Per tick it GETs each result that has
-runs still open (different results concurrently, bounded), matches runs to slots, fetches the
+controller), and is the only code that reads results. It reads the results that have runs
+still open (different results concurrently, bounded), matches runs to slots, fetches the
 full runs (transcript, recording) of those that finished in one bulk request, and publishes
 each slot's final ``CekuraRun`` exactly once. It alone enforces deadlines (a slot's case
 ``timeout``, counted from the moment its run was fired), ends the calls that pass them, gives
 up on a result whose reads have failed for the whole retry window (an outage costs one window
 for the session, not one per case), and trips the circuit breaker.
+
+Every read takes from one budget for the session (``_budget.py``). Where two or more open
+results share an agent, one read of the agent's results list (every ``poll_interval``, twice
+as often while one of them reads ``evaluating``: every call is over, the end is near) shows
+each one's status and run counts; a result's own read is then made only when its list entry
+moved: at once when the list shows every run ended, else at most every ``900 /
+max_reads_per_minute`` seconds (15 s at the default, Cekura's own guidance), and at least every
+``3600 / max_reads_per_minute`` seconds however still it seems. A result the list does not
+cover (no agent known yet, alone for its agent, not on the list's first page, or the list
+endpoint answering 404/405 twice in a row: then never for the session) is read on its own
+schedule, twice as often while it reads ``evaluating``. Among the reads due, those the list
+asked for (and first reads, and re-reads a result's own answer asked for) come first; the
+rest go to the result most likely to have a run ended since its last read: the most open
+runs times the longest time since that read.
 """
 
 from __future__ import annotations
@@ -15,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import math
 import re
 import threading
 import time
@@ -23,10 +38,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from ._budget import ReadBudget
 from ._client import CekuraClient, Transient
 from ._errors import ApiError, AuthError
 from ._firing import claim_runs
-from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Result
+from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Progress, Result
 from ._plan import Slot
 from ._verdict import CekuraRun
 
@@ -37,6 +53,8 @@ _BULK = 100
 # runs wait this long for it (read at most this often meanwhile), never longer.
 _SUMMARY_GRACE = 3.0
 _SUMMARY_POLL = 1.0
+_LIST_MAX = 100  # the largest page of the results list asked for
+_LIST_GONE_AFTER = 2  # results-list 404/405s in a row that stop its use for the session
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,19 @@ class WatchSettings:
     breaker_after: int = 5
     concurrency: int = 8
     end_budget: float = 5.0
+    max_reads_per_minute: int = 60  # results and results-list reads, the whole session
+
+    @property
+    def moved_every(self) -> float:
+        """Shortest time between two reads of a result whose list entry moved but whose
+        runs have not all ended (15 s at the default budget)."""
+        return max(self.poll_interval, 900.0 / self.max_reads_per_minute)
+
+    @property
+    def still_every(self) -> float:
+        """Longest time a result covered by the results list goes unread (60 s at the
+        default budget), however still its entry."""
+        return max(self.poll_interval, 3600.0 / self.max_reads_per_minute)
 
 
 @dataclass
@@ -86,6 +117,31 @@ class _Watched:
     missing_since: float | None = None  # the first 404 of a result never read yet
     ended_at: float | None = None  # when a read first found every run of the result ended
     held: dict[str, _Finished] = field(default_factory=dict)  # waiting for the ai_summary
+    agent: int | None = None  # from its first read: whose results list shows it
+    read_at: float = 0.0  # when its last read was sent
+    listed: Progress | None = None  # its entry in the latest results list that showed it
+    listed_at: float | None = None  # when that list read was sent
+    known: Progress | None = None  # its list entry when its last read was sent
+
+
+@dataclass
+class _Lister:
+    """The results list of one agent: when it is next read, and how its reads went."""
+
+    next_at: float = 0.0
+    ok_at: float | None = None  # when the last list read that succeeded was sent
+    failures: int = 0
+
+
+@dataclass
+class _Want:
+    """A read that is, or will be, due: a result's own (``watched``) or an agent's list."""
+
+    due: float
+    routine: bool  # made on the chance that something moved, not because something did
+    score: float  # among reads due at once, the higher first
+    watched: _Watched | None = None
+    agent: int | None = None
 
 
 def _stamp(when: float) -> str:
@@ -140,6 +196,11 @@ class Watcher:
         self.failed = 0
         self.errors = 0
         self._polls: dict[int, asyncio.Future[None]] = {}
+        self._budget = ReadBudget(settings.max_reads_per_minute)
+        self._listers: dict[int, _Lister] = {}  # by agent
+        self._listing: dict[int, asyncio.Future[None]] = {}  # list reads in flight, by agent
+        self._list_misses = 0
+        self._list_gone = False  # the results list answered 404/405 on v2 and v1, repeatedly
         self._details_task: asyncio.Future[None] | None = None
         self._limit = asyncio.Semaphore(settings.concurrency)
         # Fetching finished runs has its own bound: the next items wait for those, so they
@@ -177,7 +238,7 @@ class Watcher:
                     # interval later (the start answer already said what was created).
                     first = self._clock() + self.settings.poll_interval
                     watched = self._watched[slot.result_id] = _Watched(
-                        slot.result_id, next_poll=first
+                        slot.result_id, next_poll=first, read_at=self._clock()
                     )
                 watched.slots.append(slot)
                 if self.tripped:  # fired while the breaker tripped: live, and never waited for
@@ -202,7 +263,7 @@ class Watcher:
             self._drain()
             await self._end_late()
             if self._closed and not self.open_count() and not self._inbox:
-                for task in [*self._polls.values(), self._details_task]:
+                for task in [*self._polls.values(), *self._listing.values(), self._details_task]:
                     if task is not None:
                         task.cancel()
                 return
@@ -222,10 +283,10 @@ class Watcher:
     def _next_delay(self) -> float:
         now = self._clock()
         times = [now + self.settings.poll_interval, self._earliest_deadline()]
-        for watched in self._open.values():
-            # A poll in flight wakes the loop when it is answered.
-            if watched.result_id not in self._polls:
-                times.append(watched.next_poll)
+        # A read in flight wakes the loop when it is answered.
+        stretch = self._stretch()
+        for want in self._wants(now):
+            times.append(max(want.due, self._budget.free_at(now, want.routine, stretch)))
         if self._details and self._details_task is None:
             times.append(now)
         return max(0.05, min(times) - now)
@@ -249,13 +310,12 @@ class Watcher:
         tick returns as soon as one of its requests is answered, so the runs one poll found
         finished are fetched while the other polls are still in flight."""
         self._drain()
-        now = self._clock()
-        for watched in self._open.values():
-            if watched.next_poll <= now and watched.result_id not in self._polls:
-                self._polls[watched.result_id] = self._task(self._poll_limited(watched))
+        self._start_reads(self._clock())
         if self._details_task is None and self._details:
             self._details_task = self._task(self._fetch_details())
-        busy = [*self._polls.values(), *([self._details_task] if self._details_task else [])]
+        busy = [*self._polls.values(), *self._listing.values()]
+        if self._details_task is not None:
+            busy.append(self._details_task)
         if busy:
             await asyncio.wait(
                 busy, timeout=self._wait_budget(), return_when=asyncio.FIRST_COMPLETED
@@ -276,13 +336,152 @@ class Watcher:
         return max(0.0, min(now + self.settings.poll_interval, self._earliest_deadline()) - now)
 
     def _reap(self) -> None:
-        for result_id, task in list(self._polls.items()):
-            if task.done():
-                del self._polls[result_id]
-                task.result()  # a bug in the watcher must surface, not hang the session
+        for polls in (self._polls, self._listing):
+            for key, task in list(polls.items()):
+                if task.done():
+                    del polls[key]
+                    task.result()  # a bug in the watcher must surface, not hang the session
         if self._details_task is not None and self._details_task.done():
             task, self._details_task = self._details_task, None
             task.result()
+
+    # -- choosing reads (see the module docstring) ------------------------------------------
+
+    def _listed_agents(self) -> dict[int, list[_Watched]]:
+        """The agents whose results list is worth reading: two or more open results each."""
+        if self._list_gone:
+            return {}
+        groups: dict[int, list[_Watched]] = {}
+        for watched in self._open.values():
+            if watched.agent is not None:
+                groups.setdefault(watched.agent, []).append(watched)
+        return {agent: group for agent, group in groups.items() if len(group) > 1}
+
+    def _stretch(self) -> float:
+        """Routine reads take half the budget while a list is read, all of it otherwise."""
+        return 2.0 if self._listed_agents() else 1.0
+
+    def _covered(self, watched: _Watched, listed: dict[int, list[_Watched]]) -> bool:
+        """Whether the latest read of its agent's list showed this result."""
+        if watched.agent not in listed:
+            return False
+        lister = self._listers.get(watched.agent)
+        return lister is not None and lister.ok_at is not None and watched.listed_at == lister.ok_at
+
+    def _wants(self, now: float) -> list[_Want]:
+        """Every read due now or later (none for those in flight)."""
+        listed = self._listed_agents()
+        wants = [
+            self._list_want(agent, group)
+            for agent, group in listed.items()
+            if agent not in self._listing
+        ]
+        wants.extend(
+            self._own_want(watched, now, self._covered(watched, listed))
+            for watched in self._open.values()
+            if watched.result_id not in self._polls
+        )
+        return wants
+
+    def _list_want(self, agent: int, group: list[_Watched]) -> _Want:
+        """An agent's list is read every poll interval, twice as often (and before routine
+        reads) while one of its results is ``evaluating``: every call is over, the end is
+        near."""
+        lister = self._listers.setdefault(agent, _Lister())
+        ending = any(w.listed is not None and w.listed.status == "evaluating" for w in group)
+        if ending and lister.ok_at is not None:
+            soon = lister.ok_at + self._ending_every()
+            return _Want(min(lister.next_at, soon), False, 0.0, agent=agent)
+        return _Want(lister.next_at, True, math.inf, agent=agent)
+
+    def _ending_every(self) -> float:
+        """How often a list or a result that reads ``evaluating`` is read."""
+        return max(self._budget.spacing, self.settings.poll_interval / 2)
+
+    def _own_want(self, watched: _Watched, now: float, covered: bool) -> _Want:
+        """When a result is to be read on its own, and whether the read is routine."""
+        score = len(watched.open) * (now - watched.read_at)
+        due = watched.next_poll
+        first = not watched.read and watched.missing_since is None
+        if (first and watched.failing_since is None) or watched.held or watched.terminal_polls:
+            return _Want(due, False, score, watched)  # its own answer asked for this read
+        if watched.failing_since is not None or not covered or watched.listed is None:
+            if watched.status == "evaluating" and watched.failing_since is None:
+                due = min(due, watched.read_at + self._ending_every())  # the end is near
+            return _Want(due, True, score, watched)
+        if watched.listed != watched.known:  # its list entry moved since it was read
+            if watched.listed.ended:  # read at once: the last verdicts are there
+                return _Want(min(due, watched.listed_at or due), False, score, watched)
+            return _Want(
+                max(due, watched.read_at + self.settings.moved_every), True, score, watched
+            )
+        return _Want(max(due, watched.read_at + self.settings.still_every), True, score, watched)
+
+    def _start_reads(self, now: float) -> None:
+        """Send the reads that are due, best first, as far as the budget allows."""
+        stretch = self._stretch()
+        wants = sorted(self._wants(now), key=lambda want: (want.routine, -want.score))
+        # A routine read of one result never pushes back a list read due within its pace.
+        list_due = min((want.due for want in wants if want.agent is not None), default=math.inf)
+        pace = self._budget.spacing * stretch
+        for want in wants:
+            if len(self._polls) + len(self._listing) >= self.settings.concurrency:
+                break  # a read waiting for a connection would leave later, in a bunch
+            if want.due > now or self._budget.free_at(now, want.routine, stretch) > now:
+                continue
+            if want.routine and want.watched is not None and list_due < now + pace:
+                continue
+            self._budget.spend(now, want.routine, stretch)
+            if want.watched is not None:
+                watched = want.watched
+                watched.read_at, watched.known = now, watched.listed
+                self._polls[watched.result_id] = self._task(self._poll_limited(watched))
+            elif want.agent is not None:
+                self._listing[want.agent] = self._task(self._list_limited(want.agent))
+
+    async def _list_limited(self, agent: int) -> None:
+        async with self._limit:
+            await self._list(agent)
+
+    async def _list(self, agent: int) -> None:
+        """Read the first page of an agent's results list; note what it shows of ours."""
+        now = self._clock()
+        lister = self._listers.setdefault(agent, _Lister())
+        ours = {w.result_id: w for w in self._open.values() if w.agent == agent}
+        size = min(_LIST_MAX, 2 * len(ours) + 10)  # room for other pipelines' results
+        try:
+            entries, _ = await self.client.progress(agent, 1, size)
+        except Transient as exc:
+            lister.ok_at, lister.failures = None, lister.failures + 1
+            wait = self.settings.poll_interval * 2 ** min(lister.failures - 1, 10)
+            lister.next_at = now + (
+                exc.retry_after
+                if exc.retry_after is not None
+                else min(wait, self.settings.max_interval)
+            )
+            return
+        except AuthError as exc:
+            await self.trip(str(exc))
+            return
+        except ApiError as exc:
+            # No list to read (both versions missing, or a filter refused): the results are
+            # read on their own; twice in a row, for the rest of the session.
+            lister.ok_at, lister.next_at = None, now + self.settings.still_every
+            self._list_misses += 1
+            self._list_gone = self._list_gone or (
+                exc.status in (404, 405) and self._list_misses >= _LIST_GONE_AFTER
+            )
+            return
+        self._list_misses = 0
+        lister.ok_at, lister.failures = now, 0
+        lister.next_at = now + self.settings.poll_interval
+        for entry in entries:
+            watched = ours.get(entry.id)
+            if watched is None:
+                continue
+            watched.listed, watched.listed_at = entry, now
+            if watched.read_at > now:  # read since this list was asked for: as new as it
+                watched.known = entry
 
     async def _poll_limited(self, watched: _Watched) -> None:
         async with self._limit:
@@ -309,6 +508,8 @@ class Watcher:
             return
         watched.failing_since, watched.failures, watched.last_error = None, 0, ""
         watched.read, watched.missing_since = True, None
+        if result.agent is not None:
+            watched.agent = result.agent
         watched.next_poll = now + self.settings.poll_interval
         left = self._update(watched, result, now)
         if left:

@@ -261,7 +261,8 @@ class CekuraPlugin:
         return [
             self.redactor(
                 f"cekura: api {settings.api_url} ({settings.api_url_source}), batch size "
-                f"{settings.batch_size}, poll every {settings.poll_interval:g}s, key "
+                f"{settings.batch_size}, poll every {settings.poll_interval:g}s "
+                f"({settings.max_reads_per_minute} reads/min at most), key "
                 f"{'set' if self.api_key else 'NOT SET (CEKURA_API_KEY)'}"
             )
         ]

@@ -131,7 +131,7 @@ pipecat_token = "${ROOM_TOKEN}"
 def _ini(suite: Suite, extra: str = "") -> None:
     suite.pytester.makeini(
         f"[pytest]\ncekura_api_url = {suite.sim.url}\ncekura_poll_interval = 0.05\n"
-        f"cekura_poll_max_interval = 0.1\n{extra}"
+        f"cekura_poll_max_interval = 0.1\ncekura_max_reads_per_minute = 6000\n{extra}"
     )
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from pytest_cekura_pipecat._client import parse_rejection, parse_retry_after
 from pytest_cekura_pipecat._firing import assign_runs
-from pytest_cekura_pipecat._models import Metric, Result, Run
+from pytest_cekura_pipecat._models import Metric, Progress, Result, Run
 from pytest_cekura_pipecat._verdict import CekuraRun, is_terminal, run_reasons
 
 RUN: dict[str, Any] = {
@@ -756,3 +756,20 @@ def test_cekuras_account_of_a_run() -> None:
     assert not result.summary_pending
     assert result.cekura_reasons(5) == ("Two runs failed.", ("No slot", "Latency high"))
     assert result.cekura_reasons(6) == ("Two runs failed.", ("Latency high",))
+
+
+def _entry(item: dict[str, Any]) -> Progress:
+    read = Progress.read(item)
+    assert read is not None
+    return read
+
+
+def test_a_results_list_entry_is_read_with_its_counts_and_when_it_ended() -> None:
+    item = {"id": "5001", "status": "Completed", "total_runs_count": "3", "completed_runs_count": 2}
+    assert _entry(item) == Progress(5001, "completed", 3, None, None, 2)
+    assert not _entry(item).ended  # completed, with a run still to end: the older reading
+    assert _entry({**item, "completed_runs_count": "3"}).ended
+    assert _entry({"id": 1, "status": "failed"}).ended
+    assert not _entry({"id": 1, "status": "evaluating"}).ended
+    assert Progress.read({"status": "completed"}) is None
+    assert Progress.read(["not", "a", "result"]) is None

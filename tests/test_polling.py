@@ -1,8 +1,10 @@
-"""Interrupts under xdist (the watcher's schedule is tested in test_watch.py)."""
+"""Interrupts under xdist, and the read budget at its default (the watcher's schedule is
+tested with a fake clock in test_watch.py)."""
 
 from __future__ import annotations
 
 import signal
+from collections import Counter
 
 import pytest
 from conftest import Suite
@@ -100,3 +102,23 @@ def test_a_second_ctrl_c_still_ends_the_calls_without_a_traceback(
     assert "Traceback" not in out and "INTERNALERROR" not in out, out
     assert len(suite.ended()) == 1, out
     assert "ended the live calls of result(s)" in out
+
+
+def test_results_of_one_agent_are_read_through_its_list_at_the_default_budget(
+    suite: Suite,
+) -> None:
+    """Three results of one agent, runs of 2.5 s, at the default budget of 60 reads a
+    minute: the agent's results list tells when each result ended, so each result is read
+    a couple of times, not every poll interval (0.1 s here)."""
+    suite.toml(
+        'pipecat_room_url = "https://acme.daily.co/r"\n'
+        + "".join(f'[[case]]\nname = "s{i}"\nscenario = 108\n' for i in range(6))
+    )
+    result = suite.run(
+        "-p", "no:xdist", "--cekura-batch-size=2", "--cekura-max-reads-per-minute=60"
+    )
+    result.assert_outcomes(passed=6)
+    lists = [r for r in suite.gets() if r.path.rstrip("/").endswith("/results")]
+    assert lists and all(r.query.get("agent_id") == ["1"] for r in lists)
+    own = Counter(r.path for r in suite.gets() if r not in lists)
+    assert len(own) == 3 and max(own.values()) <= 4, own

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Collection
 from typing import Any
 
 import pytest
 
+from pytest_cekura_pipecat._budget import ReadBudget
 from pytest_cekura_pipecat._client import Transient
 from pytest_cekura_pipecat._errors import ApiError
-from pytest_cekura_pipecat._models import Result, RunDetails
+from pytest_cekura_pipecat._models import TERMINAL_STATUSES, Progress, Result, RunDetails
 from pytest_cekura_pipecat._plan import Slot
 from pytest_cekura_pipecat._verdict import CekuraRun, run_reasons
 from pytest_cekura_pipecat._watch import Watcher, WatchSettings, same_failure
 
 T0 = 1_000_000.0
+# A budget that never binds: these tests are about the schedule of each result.
+FAST: dict[str, Any] = {"poll_interval": 1.0, "max_reads_per_minute": 60_000}
 
 
 class Clock:
@@ -80,7 +84,7 @@ def watch(
 
     watcher = Watcher(
         client,  # type: ignore[arg-type]
-        WatchSettings(**{"poll_interval": 1.0, **settings}),
+        WatchSettings(**{**FAST, **settings}),
         publish,
         clock=clock,
         sleep=clock.sleep,
@@ -97,7 +101,7 @@ def _watcher(client: FakeClient, published: dict[str, CekuraRun], **settings: An
     """A watcher on the client's fake clock that records what it publishes, once each."""
     return Watcher(
         client,  # type: ignore[arg-type]
-        WatchSettings(**{"poll_interval": 1.0, **settings}),
+        WatchSettings(**{**FAST, **settings}),
         lambda slot, run: published.setdefault(slot.key, run),
         clock=client.clock,
         sleep=client.clock.sleep,
@@ -567,3 +571,221 @@ def test_an_errored_run_is_not_held_for_the_summary() -> None:
     published, when, _, _ = watch(slots, script)
     assert published[slots[0].key].error_message == "bot crashed"
     assert when[slots[0].key] - T0 <= 2.0
+
+
+# -- the read budget -----------------------------------------------------------------------
+
+AGENT = 5
+RUNS_EACH = 50
+
+
+class ListingClient(FakeClient):
+    """A FakeClient that also answers the results list of ``AGENT`` (every result of
+    ``results``, newest first, with status and counts), or raises ``list_error``."""
+
+    def __init__(
+        self, clock: Clock, script: Callable[[int, float], Any], results: Collection[int]
+    ) -> None:
+        super().__init__(clock, script)
+        self.results = sorted(results, reverse=True)
+        self.lists: list[float] = []
+        self.list_error: Exception | None = None
+
+    async def progress(
+        self, agent_id: int, page: int = 1, page_size: int = 100
+    ) -> tuple[list[Progress], bool]:
+        assert agent_id == AGENT
+        self.lists.append(self.clock.now)
+        if self.list_error is not None:
+            raise self.list_error
+        entries = []
+        for result_id in self.results[:page_size]:
+            data = self.script(result_id, self.clock.now)
+            ended = sum(r["status"] in TERMINAL_STATUSES for r in data["runs"])
+            item = {
+                "id": result_id,
+                "status": data["status"],
+                "total_runs_count": len(data["runs"]),
+                "completed_runs_count": str(ended),  # counts may come as strings
+            }
+            entries.append(Progress.read(item))
+        return [e for e in entries if e is not None], False
+
+
+def ending_at(
+    ends: Callable[[int], float], agent: int | None = AGENT
+) -> Callable[[int, float], Any]:
+    """Results of ``RUNS_EACH`` runs that all pass at ``ends(result_id)``; the result ends
+    with its last run (Cekura's newer reading)."""
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        done = now >= ends(result_id)
+        status = "completed" if done else "in_progress"
+        runs = [run(result_id * 1000 + i, status, True if done else None) for i in range(RUNS_EACH)]
+        return {"id": result_id, "agent": agent, "status": status, "runs": runs}
+
+    return script
+
+
+def watch_many(
+    results: int, script: Callable[[int, float], Any], **settings: Any
+) -> tuple[dict[str, float], ListingClient]:
+    """Watch ``results`` results of ``RUNS_EACH`` runs at the default budget and poll
+    interval; when each slot was published, and the client."""
+    clock = Clock()
+    client = ListingClient(clock, script, range(1, results + 1))
+    when: dict[str, float] = {}
+
+    def publish(slot: Slot, run: CekuraRun) -> None:
+        assert run.passed, run
+        when[slot.key] = clock.now
+
+    watcher = Watcher(
+        client,  # type: ignore[arg-type]
+        WatchSettings(**settings),
+        publish,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    slots = [
+        slot(r, r * 1000 + i, index=i, timeout=900.0)
+        for r in range(1, results + 1)
+        for i in range(RUNS_EACH)
+    ]
+    for each in slots:
+        each.fired_at = T0
+    watcher.add(slots)
+    watcher.close()
+    asyncio.run(asyncio.wait_for(watcher.run(), 60))
+    assert len(when) == len(slots)
+    return when, client
+
+
+def busiest_minute(times: list[float]) -> int:
+    """The most reads in any 60 s."""
+    times = sorted(times)
+    return max(sum(1 for t in times if start <= t < start + 60) for start in times)
+
+
+def reads(client: ListingClient) -> list[float]:
+    return [t for _, t in client.gets] + client.lists
+
+
+@pytest.mark.parametrize("agent", [AGENT, None], ids=["listed", "alone"])
+def test_reads_stay_within_the_budget_whatever_the_number_of_runs(agent: int | None) -> None:
+    """1,000 runs in 20 results, ending over 10 minutes: at most 60 reads in any minute at
+    the default budget, with the results list (one agent) and without it (none known)."""
+    when, client = watch_many(20, ending_at(lambda r: T0 + 30 * r, agent))
+    assert busiest_minute(reads(client)) <= 60
+    late = max(when.values()) - (T0 + 600)
+    if agent is not None:
+        assert client.lists  # the list read
+        assert late <= 5.0
+    else:  # each of 20 results read every 20 s, the most recently read last
+        assert not client.lists
+        assert late <= 25.0
+
+
+def test_the_end_of_the_last_run_is_noticed_within_seconds() -> None:
+    """1,000 runs of 60 s in 20 results of one agent: the last verdict is published
+    within 5 simulated seconds of the last run's end, at the default budget."""
+    last_end = T0 + 60 + 19 * 0.1
+    when, client = watch_many(20, ending_at(lambda r: T0 + 60 + r * 0.1))
+    assert max(when.values()) - last_end <= 5.0
+    assert busiest_minute(reads(client)) <= 60
+
+
+def test_results_sharing_an_agent_are_read_through_its_list() -> None:
+    """While nothing moves, the list alone is read (every poll interval); a result's own read
+    comes when its entry moves, and at least once a minute."""
+    when, client = watch_many(20, ending_at(lambda r: T0 + 500))
+    before_end = [(r, t) for r, t in client.gets if t < T0 + 500]
+    first_reads = {r: t for r, t in reversed(before_end)}
+    assert len(first_reads) == 20
+    again = [t for r, t in before_end if t > first_reads[r]]
+    # 20 results for 500 s: one read a minute each at most, not one every 3 s.
+    assert len(again) <= 20 * 9
+    assert len(client.lists) >= 100  # every 3-4 s (the poll interval, paced) for 500 s
+    assert max(when.values()) - (T0 + 500) <= 5.0
+
+
+def test_a_missing_results_list_falls_back_to_reading_each_result() -> None:
+    """The list answers 404 (on v2 and v1): after two tries, the results are read one by one
+    for the rest of the session, within the budget."""
+    clock = Clock()
+    script = ending_at(lambda r: T0 + 60)
+    client = ListingClient(clock, script, range(1, 5))
+    client.list_error = ApiError("Cekura has no results list (HTTP 404)", 404)
+    published: dict[str, CekuraRun] = {}
+    watcher = _watcher(client, published, poll_interval=3.0, max_reads_per_minute=60)
+    slots = [
+        slot(r, r * 1000 + i, index=i, timeout=600.0) for r in range(1, 5) for i in range(RUNS_EACH)
+    ]
+    for each in slots:
+        each.fired_at = T0
+    watcher.add(slots)
+    watcher.close()
+    asyncio.run(asyncio.wait_for(watcher.run(), 30))
+    assert len(published) == len(slots) and all(r.passed for r in published.values())
+    assert len(client.lists) == 2
+    assert busiest_minute(reads(client)) <= 60
+
+
+def test_the_budget_paces_routine_reads_and_caps_every_minute() -> None:
+    budget = ReadBudget(60)
+    assert budget.free_at(0.0, routine=True) == 0.0
+    budget.spend(0.0, routine=True)
+    assert budget.free_at(0.0, routine=True) == 1.0  # one a second
+    assert budget.free_at(0.0, routine=True, stretch=2.0) == 1.0  # paid at the old pace
+    assert budget.free_at(0.0, routine=False) == 0.0  # reads the list asked for: no pace
+    for _ in range(9):
+        budget.spend(0.5, routine=False)
+    assert budget.free_at(0.5, routine=False) == 1.0  # ten a second at most
+    for t in range(1, 51):
+        budget.spend(float(t), routine=False)
+    assert budget.free_at(51.0, routine=False) == 62.0  # 60 in any minute (and 2 s of slack)
+
+
+def test_a_large_budget_sends_a_seconds_worth_of_routine_reads_at_once() -> None:
+    budget = ReadBudget(6000)
+    for _ in range(100):
+        assert budget.free_at(0.0, routine=True) == pytest.approx(0.0, abs=1e-9)
+        budget.spend(0.0, routine=True)
+    assert budget.free_at(0.0, routine=True) > 0.005  # a second's worth, not more
+
+
+def test_a_result_alone_is_read_more_often_once_its_calls_are_over() -> None:
+    """One result (no list to read): every poll interval while its calls go on, every half
+    interval once it reads ``evaluating`` (its calls over, only evaluations left)."""
+
+    def script(result_id: int, now: float) -> dict[str, Any]:
+        status = "in_progress" if now < T0 + 20 else "evaluating" if now < T0 + 30 else "completed"
+        success = True if status == "completed" else None
+        runs = [run(1000 + i, status, success) for i in range(3)]
+        return {"id": result_id, "agent": AGENT, "status": status, "runs": runs}
+
+    slots = [slot(1, 1000 + i, index=i, timeout=600.0) for i in range(3)]
+    published, when, client, _ = watch(slots, script, poll_interval=3.0, max_reads_per_minute=60)
+    assert all(r.passed for r in published.values())
+    gaps = {round(b[1] - a[1], 1) for a, b in itertools.pairwise(client.gets)}
+    assert gaps == {3.0, 1.5}
+    assert max(when.values()) - (T0 + 30) <= 1.5
+
+
+def test_a_failing_results_list_leaves_the_results_read_on_their_own() -> None:
+    """The list keeps answering 503: it is tried again, backing off, and meanwhile every
+    result is read on its own, so the end is still noticed."""
+    clock = Clock()
+    client = ListingClient(clock, ending_at(lambda r: T0 + 30), range(1, 4))
+    client.list_error = Transient("HTTP 503")
+    published: dict[str, CekuraRun] = {}
+    watcher = _watcher(client, published, poll_interval=3.0, max_reads_per_minute=60)
+    slots = [slot(r, r * 1000 + i, index=i, timeout=600.0) for r in range(1, 4) for i in range(3)]
+    for each in slots:
+        each.fired_at = T0
+    watcher.add(slots)
+    watcher.close()
+    asyncio.run(asyncio.wait_for(watcher.run(), 30))
+    assert len(published) == len(slots) and all(r.passed for r in published.values())
+    assert 2 <= len(client.lists) <= 5  # backing off: 3, 6, 12 s
+    assert max(t for _, t in client.gets) - (T0 + 30) <= 5.0
