@@ -41,7 +41,7 @@ from ._errors import (
     StartRejected,
     Unreachable,
 )
-from ._models import Agent, Progress, Result, ResultSummary, RunDetails
+from ._models import Agent, ListedResult, Result, RunDetails
 from ._redact import Redactor
 from ._text import loads
 
@@ -417,20 +417,28 @@ class CekuraClient:
         data = self._json(await self._read("results", f"results/{result_id}/"))
         return self._validate(Result, data, f"result {result_id}", {"settled": settled})
 
-    async def progress(
-        self, agent_id: int, page: int = 1, page_size: int = 100
-    ) -> tuple[list[Progress], bool]:
-        """One page of an agent's results list (newest first): each result's status and run
-        counts, and whether a next page exists. One attempt (``Transient``/``ApiError``; a
-        404 or 405 of both v2 and v1 raises ``ApiError``); an item that cannot be read is
-        left out."""
-        params = {"agent_id": str(agent_id), "page": str(page), "page_size": str(page_size)}
+    async def results_list(
+        self,
+        agent: int | None,
+        page: int = 1,
+        page_size: int = 100,
+        scenarios: Collection[int] = (),
+    ) -> tuple[list[ListedResult], bool]:
+        """One page of the results list (newest first), of one agent's results and, given
+        scenario ids, of those only; whether a next page exists. One attempt
+        (``Transient``/``ApiError``; a 404 or 405 of both v2 and v1 raises ``ApiError``); an
+        item that cannot be read is left out."""
+        params = {"page": str(page), "page_size": str(page_size)}
+        if agent is not None:
+            params["agent_id"] = str(agent)
+        if scenarios:
+            params["scenarios"] = ",".join(str(s) for s in sorted(set(scenarios)))
         data = self._json(await self._read("results list", "results/", params))
         items = data.get("results") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise Transient("Cekura's results list could not be read: it is not a list")
         more = isinstance(data, dict) and bool(data.get("next"))
-        return [p for p in map(Progress.read, items) if p is not None], more
+        return [r for r in map(ListedResult.read, items) if r is not None], more
 
     async def bulk_runs(self, run_ids: list[int]) -> dict[int, RunDetails]:
         """The transcript and recording of finished runs, by run id. Only those two fields
@@ -447,24 +455,6 @@ class CekuraClient:
                 raise Transient("Cekura's runs/bulk answer is not a list")
             read = [RunDetails.read(item) for item in data]
         return {details.run_id: details for details in read if details is not None}
-
-    async def recent_results(
-        self, agent: int | None, scenarios: Collection[int], page: int, page_size: int
-    ) -> tuple[list[ResultSummary], bool]:
-        """One page of the results list (newest first), filtered by agent and scenario ids;
-        whether a next page exists. One attempt (``Transient``/``ApiError``); an item that
-        cannot be read is left out."""
-        params = {"page": str(page), "page_size": str(page_size)}
-        if agent is not None:
-            params["agent_id"] = str(agent)
-        if scenarios:
-            params["scenarios"] = ",".join(str(s) for s in sorted(set(scenarios)))
-        data = await self._get_json(RESULTS_PATH, params)
-        items = data.get("results") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            raise Transient("Cekura's results list is not a list")
-        more = isinstance(data, dict) and bool(data.get("next"))
-        return [s for s in map(ResultSummary.read, items) if s is not None], more
 
     async def agent(self, agent_id: int) -> Agent:
         async def once() -> Agent:

@@ -545,10 +545,11 @@ class Result(_ApiModel):
 
 
 @dataclass(frozen=True)
-class Progress:
-    """A result as the results list shows it (``GET v2/results/?agent_id=``): its status and
-    run counts, what tells the watcher whether the result moved since it was last read.
-    Counts it cannot read are None (they may come as strings)."""
+class ListedResult:
+    """A result as the results list shows it (``GET v2/results/``): its status and run
+    counts, what tells the watcher whether the result moved since it was last read; its
+    agent, creation time and scenarios, what finds the result of a start request whose
+    answer was lost. Fields it cannot read are None (counts may come as strings)."""
 
     id: int
     status: str
@@ -556,18 +557,34 @@ class Progress:
     success: int | None
     failed: int | None
     completed: int | None
+    agent: int | None = None
+    created_at: float | None = None  # epoch seconds, on Cekura's clock
+    scenarios: frozenset[int] | None = None  # the scenario ids of its runs
 
     @staticmethod
-    def read(item: object) -> Progress | None:
+    def read(item: object) -> ListedResult | None:
         if not isinstance(item, dict):
             return None
         number = _whole_number(item.get("id"))
         if number is None:
             return None
-        return Progress(
+        scenarios = item.get("scenarios")
+        ids = None
+        if isinstance(scenarios, list):
+            ids = frozenset(n for n in map(_whole_number, map(_ref, scenarios)) if n is not None)
+        total, success, failed, completed = (
+            _whole_number(item.get(f"{name}_runs_count")) for name in _COUNTS
+        )
+        return ListedResult(
             number,
             normalize_status(item.get("status")) if item.get("status") else "",
-            *(_whole_number(item.get(f"{name}_runs_count")) for name in _COUNTS),
+            total,
+            success,
+            failed,
+            completed,
+            agent=_whole_number(item.get("agent")),
+            created_at=_epoch(item.get("created_at")),
+            scenarios=ids,
         )
 
     @property
@@ -693,37 +710,6 @@ class _BulkRun(_ApiModel):
 
 
 _BULK = TypeAdapter(list[_BulkRun])
-
-
-@dataclass(frozen=True)
-class ResultSummary:
-    """A result as the results list shows it (``GET v2/results/``): what finds the result
-    of a start request whose answer was lost. Fields it cannot read are None."""
-
-    id: int
-    agent: int | None
-    created_at: float | None  # epoch seconds, on Cekura's clock
-    scenarios: frozenset[int] | None  # the scenario ids of its runs
-    total_runs: int | None
-
-    @staticmethod
-    def read(item: object) -> ResultSummary | None:
-        if not isinstance(item, dict):
-            return None
-        number = _whole_number(item.get("id"))
-        if number is None:
-            return None
-        scenarios = item.get("scenarios")
-        ids = None
-        if isinstance(scenarios, list):
-            ids = frozenset(n for n in map(_whole_number, map(_ref, scenarios)) if n is not None)
-        return ResultSummary(
-            number,
-            _whole_number(item.get("agent")),
-            _epoch(item.get("created_at")),
-            ids,
-            _whole_number(item.get("total_runs_count")),
-        )
 
 
 def _ref(value: object) -> object:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from ._client import CekuraClient, Transient
 from ._errors import CekuraError
-from ._models import Result, ResultSummary
+from ._models import ListedResult, Result
 
 SKEW = 30.0  # seconds: how far Cekura's clock may be behind ours
 READS = 6  # reads of the results list before a lost request is given up
@@ -63,7 +63,7 @@ class Search:
     problem: str = ""  # why the list could not be read, when it never could
 
 
-def may_be(summary: ResultSummary, lost: Sent, known: Container[int]) -> bool:
+def may_be(summary: ListedResult, lost: Sent, known: Container[int]) -> bool:
     """Whether a listed result may be the lost request's (its runs then decide)."""
     if summary.id in known or summary.created_at is None:
         return False
@@ -73,7 +73,7 @@ def may_be(summary: ResultSummary, lost: Sent, known: Container[int]) -> bool:
         return False
     if summary.scenarios is not None and summary.scenarios != set(lost.scenarios):
         return False
-    return summary.total_runs is None or summary.total_runs == len(lost.scenarios)
+    return summary.total is None or summary.total == len(lost.scenarios)
 
 
 def same_runs(result: Result, lost: Sent) -> bool:
@@ -89,7 +89,7 @@ async def _listed(client: CekuraClient, lost: Sent, known: Container[int]) -> li
     """The ids of the listed results that may be the lost request's."""
     ids: list[int] = []
     for page in range(1, PAGES + 1):
-        items, more = await client.recent_results(lost.agent, lost.scenarios, page, PAGE_SIZE)
+        items, more = await client.results_list(lost.agent, page, PAGE_SIZE, lost.scenarios)
         ids.extend(item.id for item in items if may_be(item, lost, known))
         # Newest first: past a result older than the window, every later page is older.
         if not more or any(i.created_at < lost.sent_at - SKEW for i in items if i.created_at):

@@ -42,7 +42,7 @@ from ._budget import ReadBudget
 from ._client import CekuraClient, Transient
 from ._errors import ApiError, AuthError
 from ._firing import claim_runs
-from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, Progress, Result
+from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, ListedResult, Result
 from ._plan import Slot
 from ._verdict import CekuraRun
 
@@ -119,9 +119,9 @@ class _Watched:
     held: dict[str, _Finished] = field(default_factory=dict)  # waiting for the ai_summary
     agent: int | None = None  # from its first read: whose results list shows it
     read_at: float = 0.0  # when its last read was sent
-    listed: Progress | None = None  # its entry in the latest results list that showed it
+    listed: ListedResult | None = None  # its entry in the latest results list that showed it
     listed_at: float | None = None  # when that list read was sent
-    known: Progress | None = None  # its list entry when its last read was sent
+    known: ListedResult | None = None  # its list entry when its last read was sent
 
 
 @dataclass
@@ -450,7 +450,7 @@ class Watcher:
         ours = {w.result_id: w for w in self._open.values() if w.agent == agent}
         size = min(_LIST_MAX, 2 * len(ours) + 10)  # room for other pipelines' results
         try:
-            entries, _ = await self.client.progress(agent, 1, size)
+            entries, _ = await self.client.results_list(agent, 1, size)
         except Transient as exc:
             lister.ok_at, lister.failures = None, lister.failures + 1
             wait = self.settings.poll_interval * 2 ** min(lister.failures - 1, 10)

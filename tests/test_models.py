@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from pytest_cekura_pipecat._client import parse_rejection, parse_retry_after
 from pytest_cekura_pipecat._firing import assign_runs
-from pytest_cekura_pipecat._models import Metric, Progress, Result, Run
+from pytest_cekura_pipecat._models import ListedResult, Metric, Result, Run
 from pytest_cekura_pipecat._verdict import CekuraRun, is_terminal, run_reasons
 
 RUN: dict[str, Any] = {
@@ -758,18 +758,18 @@ def test_cekuras_account_of_a_run() -> None:
     assert result.cekura_reasons(6) == ("Two runs failed.", ("Latency high",))
 
 
-def _entry(item: dict[str, Any]) -> Progress:
-    read = Progress.read(item)
+def _entry(item: dict[str, Any]) -> ListedResult:
+    read = ListedResult.read(item)
     assert read is not None
     return read
 
 
 def test_a_results_list_entry_is_read_with_its_counts_and_when_it_ended() -> None:
     item = {"id": "5001", "status": "Completed", "total_runs_count": "3", "completed_runs_count": 2}
-    assert _entry(item) == Progress(5001, "completed", 3, None, None, 2)
+    assert _entry(item) == ListedResult(5001, "completed", 3, None, None, 2)
     assert not _entry(item).ended  # completed, with a run still to end: the older reading
     assert _entry({**item, "completed_runs_count": "3"}).ended
     assert _entry({"id": 1, "status": "failed"}).ended
     assert not _entry({"id": 1, "status": "evaluating"}).ended
-    assert Progress.read({"status": "completed"}) is None
-    assert Progress.read(["not", "a", "result"]) is None
+    assert ListedResult.read({"status": "completed"}) is None
+    assert ListedResult.read(["not", "a", "result"]) is None

@@ -18,7 +18,7 @@ from conftest import FOUR_CASES, Suite, no_traceback
 
 from pytest_cekura_pipecat._case import Case
 from pytest_cekura_pipecat._ledger import Ledger, fingerprint
-from pytest_cekura_pipecat._models import Result, ResultSummary
+from pytest_cekura_pipecat._models import ListedResult, Result
 from pytest_cekura_pipecat._owner import Owner
 from pytest_cekura_pipecat._plan import Slot
 from pytest_cekura_pipecat._recover import SKEW, Sent, may_be, same_runs
@@ -149,7 +149,7 @@ def _iso(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _summary(**fields: object) -> ResultSummary:
+def _summary(**fields: object) -> ListedResult:
     item = {
         "id": 5001,
         "agent": 7,
@@ -158,7 +158,7 @@ def _summary(**fields: object) -> ResultSummary:
         "total_runs_count": 3,
         **fields,
     }
-    summary = ResultSummary.read(item)
+    summary = ListedResult.read(item)
     assert summary is not None
     return summary
 

@@ -12,7 +12,7 @@ import pytest
 from pytest_cekura_pipecat._budget import ReadBudget
 from pytest_cekura_pipecat._client import Transient
 from pytest_cekura_pipecat._errors import ApiError
-from pytest_cekura_pipecat._models import TERMINAL_STATUSES, Progress, Result, RunDetails
+from pytest_cekura_pipecat._models import TERMINAL_STATUSES, ListedResult, Result, RunDetails
 from pytest_cekura_pipecat._plan import Slot
 from pytest_cekura_pipecat._verdict import CekuraRun, run_reasons
 from pytest_cekura_pipecat._watch import Watcher, WatchSettings, same_failure
@@ -591,9 +591,9 @@ class ListingClient(FakeClient):
         self.lists: list[float] = []
         self.list_error: Exception | None = None
 
-    async def progress(
+    async def results_list(
         self, agent_id: int, page: int = 1, page_size: int = 100
-    ) -> tuple[list[Progress], bool]:
+    ) -> tuple[list[ListedResult], bool]:
         assert agent_id == AGENT
         self.lists.append(self.clock.now)
         if self.list_error is not None:
@@ -608,7 +608,7 @@ class ListingClient(FakeClient):
                 "total_runs_count": len(data["runs"]),
                 "completed_runs_count": str(ended),  # counts may come as strings
             }
-            entries.append(Progress.read(item))
+            entries.append(ListedResult.read(item))
         return [e for e in entries if e is not None], False
 
 
