@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from ._case import Case, Room
+from ._config.case import Case, Room
 from ._errors import (
     ApiError,
     AuthError,
@@ -18,9 +16,10 @@ from ._errors import (
     StartRejected,
     Unreachable,
 )
+from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._verdict import CekuraRun, ExpectedOutcomeResult, MetricResult
+    from ._api.run import CekuraRun, ExpectedOutcomeResult, MetricResult
 
 # The verdict types pull in pydantic (through .models); the pytest plugin imports this
 # package in every pytest run, so they are loaded on first use, not here.
@@ -29,9 +28,9 @@ _LAZY = frozenset({"CekuraRun", "ExpectedOutcomeResult", "MetricResult"})
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import _verdict as verdict
+        from ._api import run
 
-        return getattr(verdict, name)
+        return getattr(run, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

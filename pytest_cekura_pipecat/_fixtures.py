@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ._options import PLUGIN_KEY
+from ._config.options import PLUGIN_KEY
 
 if TYPE_CHECKING:
-    from ._verdict import CekuraRun
+    from ._api.run import CekuraRun
     from .simulator import Simulator
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from _pytest.mark.structures import Mark, MarkDecorator
 
-from ._case import Case
-from ._config import (
+from ._config.case import Case
+from ._config.schema import (
     bot_keys,
     case_from_marker,
     case_line,
@@ -24,9 +24,9 @@ from ._config import (
     nearest_toml,
 )
 from ._errors import CekuraError, ConfigError, NotEvaluated
+from ._judge.verdict import CaseVerdict
 from ._session import CekuraSession
 from ._text import plain
-from ._verdict import CaseVerdict
 
 MARKER = "cekura"
 

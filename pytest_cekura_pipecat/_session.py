@@ -14,21 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from . import _gating
-from ._bot import SessionBot, bot_config, log_tail, ready_url_for
-from ._case import BotKeys, Case, Room, environ, expand
-from ._client import CekuraClient
+from ._api.client import CekuraClient
+from ._api.run import CekuraRun
+from ._config.case import BotKeys, Case, Room, environ, expand
+from ._config.options import PLUGIN_KEY, Settings
 from ._errors import CekuraError, ConfigError, NotEvaluated
-from ._firing import FireContext, dry_run
-from ._gating import Gating
-from ._ledger import OFF_NOTE, Ledger, fingerprint
-from ._options import PLUGIN_KEY, Settings
-from ._plan import Slot
-from ._recover import Sent
+from ._fire.bot import SessionBot, bot_config, log_tail, ready_url_for
+from ._fire.firing import FireContext, dry_run
+from ._fire.ledger import OFF_NOTE, Ledger, fingerprint
+from ._fire.plan import Slot
+from ._fire.recover import Sent
+from ._judge import gating as _gating
+from ._judge.gating import Gating
+from ._judge.verdict import CaseVerdict, adaptive_need, decide
 from ._redact import Redactor
-from ._roles import Role, Runtime, judged
+from ._roles.role import Role, Runtime, judged
 from ._text import plain
-from ._verdict import CaseVerdict, CekuraRun, adaptive_need, decide
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
 
@@ -146,7 +147,7 @@ class CekuraSession:
         """A ``pytest_cekura_room`` hook that may give a room to any case (the bot start URL
         provider only does for cases with a start URL, unless it has a preset; a wrapper
         gives none of its own)."""
-        from ._bot_rooms import BotStartRooms
+        from ._fire.bot_rooms import BotStartRooms
 
         return any(
             not (impl.wrapper or impl.hookwrapper)
@@ -335,7 +336,7 @@ class CekuraSession:
     def bot_lines(self, selected: Sequence[tuple[str, Case]]) -> list[str]:
         """Where each case's bot comes from and which layer chose it (as written: no
         variable is expanded), and the bot the session starts."""
-        from ._bot_rooms import BotStartRooms
+        from ._fire.bot_rooms import BotStartRooms
 
         hooked = any(
             not (impl.wrapper or impl.hookwrapper or isinstance(impl.plugin, BotStartRooms))

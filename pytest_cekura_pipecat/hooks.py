@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._case import Case, Room
-    from ._verdict import CekuraRun
+    from ._api.run import CekuraRun
+    from ._config.case import Case, Room
 
 
 @pytest.hookspec(firstresult=True)

@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import _options as options
 from . import hooks
+from ._config import options as options
 from ._interrupt import SigtermAsInterrupt
 from ._owner import Owner
 from ._redact import RecordFactory, Redactor, mask_debug_trace
 from ._text import plain
 
 if TYPE_CHECKING:
-    from ._gating import Baseline
-    from ._progress import Counts, Progress
+    from ._judge.gating import Baseline
+    from ._judge.verdict import CaseVerdict
+    from ._report.progress import Counts, Progress
+    from ._report.summary import Summary
     from ._session import CekuraSession
-    from ._summary import Summary
-    from ._verdict import CaseVerdict
 
 pytest_plugins = ["pytest_cekura_pipecat._fixtures"]
 
@@ -79,7 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
     role = "worker" if workerinput is not None else "controller" if distributed else "local"
     baseline = None
     if settings.baseline:
-        from ._gating import BaselineError, load_baseline
+        from ._judge.gating import BaselineError, load_baseline
 
         try:
             baseline = load_baseline(settings.baseline, settings.baseline_strict)
@@ -159,7 +159,7 @@ class CekuraPlugin:
         reads every attribute of a registered plugin when it looks for fixtures)."""
         with self._building:
             if self._session is None:
-                from ._build import build_session
+                from ._roles.build import build_session
 
                 self._session = build_session(self)
             return self._session
@@ -181,7 +181,7 @@ class CekuraPlugin:
 
     def summary(self) -> Summary:
         if self._summary is None:
-            from ._summary import Summary
+            from ._report.summary import Summary
 
             self._summary = Summary()
         return self._summary
@@ -319,7 +319,7 @@ class CekuraPlugin:
         line, records, outputs) is imported first: a signal may strike anywhere once the
         handler is in, and one that strikes inside an import can fail it in compile()
         (CPython raises SystemError: an internal error, not an interrupt)."""
-        from . import _ci, _comment, _outputs, _progress, _summary  # noqa: F401
+        from ._report import ci, comment, outputs, progress, summary  # noqa: F401
 
         self.sigterm.install()
 
@@ -355,7 +355,7 @@ class CekuraPlugin:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or config.get_verbosity() < 0 or self.role == "worker":
             return
-        from ._progress import Progress
+        from ._report.progress import Progress
 
         self.progress = Progress(self.counts, reporter, self.settings.progress_interval)
         self.progress.start()
@@ -423,8 +423,8 @@ class CekuraPlugin:
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
         if self.role == "worker":
             return  # under xdist the controller has every case; workers have a part
-        from ._ci import annotated_elsewhere
-        from ._outputs import write_outputs
+        from ._report.ci import annotated_elsewhere
+        from ._report.outputs import write_outputs
 
         elsewhere = annotated_elsewhere(self.config.pluginmanager)
         if not write_outputs(
@@ -531,7 +531,7 @@ class ItemHooks:
 
     def _record(self, session: CekuraSession, nodeid: str, verdict: CaseVerdict) -> dict[str, Any]:
         """The case's record for this attempt's reports."""
-        from ._summary import record
+        from ._report.summary import record
 
         case = session.state.cases[nodeid]
         attempt = session.state.attempts.get(nodeid, 0)

@@ -8,9 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ._comment import pr_comment
-from ._document import MergeError, dumps, load_report, merge, write_atomic
-from ._markdown import step_summary
+from ._report.comment import pr_comment
+from ._report.document import MergeError, dumps, load_report, merge, write_atomic
+from ._report.markdown import step_summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,16 +13,16 @@ from types import FrameType
 import httpx
 import pytest
 
-from pytest_cekura_pipecat._bot import (
+from pytest_cekura_pipecat._config.case import BotKeys
+from pytest_cekura_pipecat._config.options import BotOptions
+from pytest_cekura_pipecat._errors import ConfigError
+from pytest_cekura_pipecat._fire.bot import (
     BotError,
     BotProcess,
     bot_config,
     command_argv,
     ready_url_for,
 )
-from pytest_cekura_pipecat._case import BotKeys
-from pytest_cekura_pipecat._errors import ConfigError
-from pytest_cekura_pipecat._options import BotOptions
 
 BOT = str(Path(__file__).parent / "standins" / "bot.py")
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from conftest import START, Suite
 
-from pytest_cekura_pipecat._case import Defaults
-from pytest_cekura_pipecat._config import load_cases
+from pytest_cekura_pipecat._config.case import Defaults
+from pytest_cekura_pipecat._config.schema import load_cases
 
 STANDIN_BOT = str(Path(__file__).parent / "standins" / "bot.py")
 HEADER_KEY = "bot-header-SECRET-0123456789"

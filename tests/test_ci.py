@@ -11,19 +11,21 @@ import jsonschema
 import pytest
 from conftest import FOUR_CASES, Suite
 
-from pytest_cekura_pipecat._ci import (
+from pytest_cekura_pipecat._config.schema import case_line, case_lines, case_spots
+from pytest_cekura_pipecat._config.shard import (
     SHARD_AUTO,
     ShardEnvError,
+    resolve_shard,
+    shard_from_env,
+)
+from pytest_cekura_pipecat._report.ci import (
     annotated_elsewhere,
     escape_data,
     escape_property,
     github_annotations,
     provenance,
-    resolve_shard,
-    shard_from_env,
 )
-from pytest_cekura_pipecat._comment import MARKER
-from pytest_cekura_pipecat._config import case_line, case_lines, case_spots
+from pytest_cekura_pipecat._report.comment import MARKER
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 SCHEMA = json.loads(
@@ -365,7 +367,7 @@ def test_resolve_shard() -> None:
 
 
 def test_shard_option_accepts_auto(pytester: pytest.Pytester) -> None:
-    from pytest_cekura_pipecat._options import _shard
+    from pytest_cekura_pipecat._config.options import _shard
 
     assert _shard("auto") == SHARD_AUTO
     assert _shard("2/3") == (2, 3)

@@ -16,8 +16,8 @@ import pytest
 from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, SCRIPTS, Suite
 from markdown_it import MarkdownIt
 
-from pytest_cekura_pipecat._comment import MARKER
-from pytest_cekura_pipecat._document import build_document
+from pytest_cekura_pipecat._report.comment import MARKER
+from pytest_cekura_pipecat._report.document import build_document
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'

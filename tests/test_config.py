@@ -12,8 +12,8 @@ from conftest import Suite, no_traceback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_cekura_pipecat._case import Case
-from pytest_cekura_pipecat._config import (
+from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._config.schema import (
     MARKER_KEYS,
     TOML_CASE_KEYS,
     TOML_TOP_KEYS,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from conftest import API_KEY, FOUR_CASES, SCRIPTS, Suite, no_traceback
 
-from pytest_cekura_pipecat._client import START_PATH, CekuraClient, HttpPolicy, Transient
+from pytest_cekura_pipecat._api.client import START_PATH, CekuraClient, HttpPolicy, Transient
 from pytest_cekura_pipecat._errors import Unreachable
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator

@@ -15,25 +15,19 @@ import pytest
 from conftest import API_KEY, Suite, no_traceback
 
 from pytest_cekura_pipecat import _gating
-from pytest_cekura_pipecat._case import Case
-from pytest_cekura_pipecat._comment import pr_comment
-from pytest_cekura_pipecat._gating import Baseline, gate
-from pytest_cekura_pipecat._markdown import step_summary
-from pytest_cekura_pipecat._thresholds import (
+from pytest_cekura_pipecat._api.run import CekuraRun, ExpectedOutcomeResult, MetricResult
+from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._config.thresholds import (
     Quarantine,
     Threshold,
     merge_thresholds,
     parse_date,
     parse_threshold,
 )
-from pytest_cekura_pipecat._verdict import (
-    CekuraRun,
-    ExpectedOutcomeResult,
-    MetricResult,
-    adaptive_need,
-    check_threshold,
-    decide,
-)
+from pytest_cekura_pipecat._judge.gating import Baseline, gate
+from pytest_cekura_pipecat._judge.verdict import adaptive_need, check_threshold, decide
+from pytest_cekura_pipecat._report.comment import pr_comment
+from pytest_cekura_pipecat._report.markdown import step_summary
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 SCHEMA = json.loads(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import API_KEY, START, Suite
 
-from pytest_cekura_pipecat._waves import Lane, Waves
+from pytest_cekura_pipecat._fire.waves import Lane, Waves
 
 RUN_SECONDS = 0.3  # scenarios 101 and 104 in conftest.SCRIPTS
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, ROOM_TOKEN, START, Suite, no_traceback
 
-from pytest_cekura_pipecat._case import Case
-from pytest_cekura_pipecat._ledger import Ledger, fingerprint
+from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._fire.ledger import Ledger, fingerprint
+from pytest_cekura_pipecat._fire.plan import Slot
 from pytest_cekura_pipecat._owner import Owner
-from pytest_cekura_pipecat._plan import Slot
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 # -- firing stops at the first unknown ------------------------------------------------------

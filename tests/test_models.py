@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pytest_cekura_pipecat._client import parse_rejection, parse_retry_after
-from pytest_cekura_pipecat._firing import assign_runs
-from pytest_cekura_pipecat._models import ListedResult, Metric, Result, Run
-from pytest_cekura_pipecat._verdict import CekuraRun, is_terminal, run_reasons
+from pytest_cekura_pipecat._api.client import parse_rejection, parse_retry_after
+from pytest_cekura_pipecat._api.models import ListedResult, Metric, Result, Run
+from pytest_cekura_pipecat._api.run import CekuraRun, is_terminal
+from pytest_cekura_pipecat._fire.firing import assign_runs
+from pytest_cekura_pipecat._judge.verdict import run_reasons
 
 RUN: dict[str, Any] = {
     "id": 90001,

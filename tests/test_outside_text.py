@@ -25,15 +25,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from pytest_cekura_pipecat._ci import github_annotations
-from pytest_cekura_pipecat._client import HttpPolicy
-from pytest_cekura_pipecat._comment import COMMENT_LIMIT
-from pytest_cekura_pipecat._markdown import STEP_SUMMARY_LIMIT, md_code, md_text
-from pytest_cekura_pipecat._plan import Plan, Slot
+from pytest_cekura_pipecat._api.client import HttpPolicy
+from pytest_cekura_pipecat._api.run import CekuraRun
+from pytest_cekura_pipecat._fire.plan import Plan, Slot
 from pytest_cekura_pipecat._redact import Redactor
-from pytest_cekura_pipecat._roles import Controller, Runtime, Worker
-from pytest_cekura_pipecat._shared import RUNS_LOG, SharedDir
-from pytest_cekura_pipecat._summary import terminal_lines
+from pytest_cekura_pipecat._report.ci import github_annotations
+from pytest_cekura_pipecat._report.comment import COMMENT_LIMIT
+from pytest_cekura_pipecat._report.markdown import STEP_SUMMARY_LIMIT, md_code, md_text
+from pytest_cekura_pipecat._report.summary import terminal_lines
+from pytest_cekura_pipecat._roles.role import Controller, Runtime, Worker
+from pytest_cekura_pipecat._roles.shared import RUNS_LOG, SharedDir
 from pytest_cekura_pipecat._text import (
     FAILURE_LIMIT,
     LINE_LIMIT,
@@ -44,8 +45,7 @@ from pytest_cekura_pipecat._text import (
     markdown_inert,
     plain,
 )
-from pytest_cekura_pipecat._verdict import CekuraRun
-from pytest_cekura_pipecat._watch import WatchSettings
+from pytest_cekura_pipecat._watch.watcher import WatchSettings
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 OSC8 = "\x1b]8;;http://evil\x1b\\text\x1b]8;;\x1b\\"

@@ -16,10 +16,10 @@ import pytest
 from conftest import Suite
 from standins.daily_api import DailyApi
 
-from pytest_cekura_pipecat._bot import BotProcess, ready_url_for
-from pytest_cekura_pipecat._case import Case
+from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._fire.bot import BotProcess, ready_url_for
+from pytest_cekura_pipecat._fire.rooms import StartUrlRooms
 from pytest_cekura_pipecat._redact import Redactor
-from pytest_cekura_pipecat._rooms import StartUrlRooms
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pipecat") is None,

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from conftest import FOUR_CASES, Suite, no_traceback
 
-from pytest_cekura_pipecat._case import Case
-from pytest_cekura_pipecat._ledger import Ledger, fingerprint
-from pytest_cekura_pipecat._models import ListedResult, Result
+from pytest_cekura_pipecat._api.models import ListedResult, Result
+from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._fire.ledger import Ledger, fingerprint
+from pytest_cekura_pipecat._fire.plan import Slot
+from pytest_cekura_pipecat._fire.recover import SKEW, Sent, may_be, same_runs
 from pytest_cekura_pipecat._owner import Owner
-from pytest_cekura_pipecat._plan import Slot
-from pytest_cekura_pipecat._recover import SKEW, Sent, may_be, same_runs
 
 RECOVERED = "recovered after the start request failed ("
 # FOUR_CASES in requests of two entries: [101, 102], [103, 104], [104].

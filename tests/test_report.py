@@ -15,9 +15,9 @@ import pytest
 from conftest import Suite
 from markdown_it import MarkdownIt
 
-from pytest_cekura_pipecat._comment import MARKER, pr_comment
-from pytest_cekura_pipecat._document import build_document, dumps, write_atomic
-from pytest_cekura_pipecat._markdown import STEP_SUMMARY_LIMIT, step_summary
+from pytest_cekura_pipecat._report.comment import MARKER, pr_comment
+from pytest_cekura_pipecat._report.document import build_document, dumps, write_atomic
+from pytest_cekura_pipecat._report.markdown import STEP_SUMMARY_LIMIT, step_summary
 
 ROOM = "https://acme.daily.co/r"
 SCHEMA = json.loads(

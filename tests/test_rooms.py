@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from pytest_cekura_pipecat._case import Case
+from pytest_cekura_pipecat._config.case import Case
 from pytest_cekura_pipecat._errors import CekuraError, ConfigError
+from pytest_cekura_pipecat._fire.rooms import StartUrlRooms, pipecat_cloud
 from pytest_cekura_pipecat._redact import Redactor
-from pytest_cekura_pipecat._rooms import StartUrlRooms, pipecat_cloud
 
 CASE = Case(
     name="books-a-table", scenario=101, source="cekura.toml", publish_data_message={"sha": "x"}

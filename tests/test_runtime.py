@@ -191,8 +191,8 @@ HEAVY = (
     "httpx",
     "pydantic",
     "tenacity",
-    "pytest_cekura_pipecat._client",
-    "pytest_cekura_pipecat._models",
+    "pytest_cekura_pipecat._api.client",
+    "pytest_cekura_pipecat._api.models",
 )
 
 

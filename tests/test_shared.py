@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cekura_pipecat._client import HttpPolicy
-from pytest_cekura_pipecat._models import Run, Snapshot
-from pytest_cekura_pipecat._plan import Plan, Slot, slots_to_json
+from pytest_cekura_pipecat._api.client import HttpPolicy
+from pytest_cekura_pipecat._api.models import Run, Snapshot
+from pytest_cekura_pipecat._api.run import CekuraRun
+from pytest_cekura_pipecat._fire.plan import Plan, Slot, slots_to_json
 from pytest_cekura_pipecat._redact import Redactor
-from pytest_cekura_pipecat._roles import Controller, Runtime
-from pytest_cekura_pipecat._shared import RUNS_LOG, SharedDir, pid_alive, run_line
-from pytest_cekura_pipecat._verdict import CekuraRun
-from pytest_cekura_pipecat._watch import WatchSettings
+from pytest_cekura_pipecat._roles.role import Controller, Runtime
+from pytest_cekura_pipecat._roles.shared import RUNS_LOG, SharedDir, pid_alive, run_line
+from pytest_cekura_pipecat._watch.watcher import WatchSettings
 
 _SPAWN = multiprocessing.get_context("spawn")  # as xdist's workers: fresh interpreters
 

@@ -9,16 +9,18 @@ from typing import Any
 
 import pytest
 
-from pytest_cekura_pipecat._case import Case
-from pytest_cekura_pipecat._models import Result, Run, Snapshot
-from pytest_cekura_pipecat._verdict import (
-    HEADLINE_LIMIT,
+from pytest_cekura_pipecat._api.models import Result, Run, Snapshot
+from pytest_cekura_pipecat._api.run import (
     CekuraRun,
     ExpectedOutcomeResult,
     MetricResult,
     RubricResult,
-    decide,
     parse_duration,
+)
+from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._judge.verdict import (
+    HEADLINE_LIMIT,
+    decide,
     review_note,
     run_reasons,
 )

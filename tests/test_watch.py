@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from pytest_cekura_pipecat._budget import ReadBudget
-from pytest_cekura_pipecat._client import Transient
+from pytest_cekura_pipecat._api.client import Transient
+from pytest_cekura_pipecat._api.models import TERMINAL_STATUSES, ListedResult, Result, RunDetails
+from pytest_cekura_pipecat._api.run import CekuraRun
 from pytest_cekura_pipecat._errors import ApiError
-from pytest_cekura_pipecat._models import TERMINAL_STATUSES, ListedResult, Result, RunDetails
-from pytest_cekura_pipecat._plan import Slot
-from pytest_cekura_pipecat._verdict import CekuraRun, run_reasons
-from pytest_cekura_pipecat._watch import Watcher, WatchSettings, same_failure
+from pytest_cekura_pipecat._fire.plan import Slot
+from pytest_cekura_pipecat._judge.verdict import run_reasons
+from pytest_cekura_pipecat._watch.budget import ReadBudget
+from pytest_cekura_pipecat._watch.watcher import Watcher, WatchSettings, same_failure
 
 T0 = 1_000_000.0
 # A budget that never binds: these tests are about the schedule of each result.

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from ._case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Defaults, has_template
+from .case import DEFAULT_TIMEOUT, MAX_TIMEOUT, Defaults, has_template
+from .shard import SHARD_AUTO, ShardEnvError, resolve_shard
 
 # This module is imported by every pytest run that has the plugin installed: it must stay
 # light (no httpx, pydantic or tenacity).
@@ -23,7 +24,6 @@ DEFAULT_API_URL = "https://api.cekura.ai"
 DEFAULT_DASHBOARD_URL = "https://dashboard.cekura.ai"
 PIPECAT_CLOUD_URL = "https://api.pipecat.daily.co"
 PLUGIN_KEY = pytest.StashKey[Any]()  # the CekuraPlugin of this config
-SHARD_AUTO = (0, 0)  # what --cekura-shard=auto parses to, until resolved from CI variables
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _shard(text: str) -> tuple[int, int]:
     if text == "auto":
-        return SHARD_AUTO  # resolved from the CI system's variables: _ci.resolve_shard
+        return SHARD_AUTO  # resolved from the CI system's variables: resolve_shard
     k, _, n = text.partition("/")
     shard, total = int(k), int(n)
     if not 1 <= shard <= total:
@@ -617,8 +617,6 @@ def simulated(settings: Settings, url: str) -> Settings:
 def _resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int] | None:
     if shard != SHARD_AUTO:
         return shard
-    from ._ci import ShardEnvError, resolve_shard
-
     try:
         return resolve_shard(shard)
     except ShardEnvError as exc:

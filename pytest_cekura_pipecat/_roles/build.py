@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._client import HttpPolicy
-from ._notice import TerminalNotice
-from ._roles import Controller, Local, Role, Runtime, Worker
-from ._session import CekuraSession
-from ._shared import SharedDir
-from ._watch import WatchSettings
+from .._api.client import HttpPolicy
+from .._notice import TerminalNotice
+from .._session import CekuraSession
+from .._watch.watcher import WatchSettings
+from .role import Controller, Local, Role, Runtime, Worker
+from .shared import SharedDir
 
 if TYPE_CHECKING:
-    from .plugin import CekuraPlugin
+    from ..plugin import CekuraPlugin
 
 
 _REMOTE = (
@@ -77,7 +77,7 @@ def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Rol
             return None
         return Controller(runtime, shared)
     if plugin.role == "local":
-        from ._owner import remove_stale
+        from .._owner import remove_stale
 
         remove_stale(plugin.owner)  # what killed sessions left in the temporary directory
         return Local(runtime)
@@ -100,7 +100,7 @@ def _not_fired(problem: str | None) -> str:
 
 def _room_provider(plugin: CekuraPlugin, session: CekuraSession) -> None:
     """Register the bot start URL provider (with the Pipecat Cloud preset when asked)."""
-    from ._bot_rooms import PLUGIN_NAME, BotStartRooms
+    from .._fire.bot_rooms import PLUGIN_NAME, BotStartRooms
 
     settings = plugin.settings
     timeout = settings.http_timeout

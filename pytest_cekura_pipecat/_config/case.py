@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._errors import ConfigError
-from ._thresholds import Quarantine, Threshold
+from .._errors import ConfigError
+from .thresholds import Quarantine, Threshold
 
 DEFAULT_TIMEOUT = 1800.0
 MAX_TIMEOUT = 24 * 3600.0

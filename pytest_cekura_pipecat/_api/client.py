@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_exponential, wait_random
 
-from ._errors import (
+from .._errors import (
     ApiError,
     AuthError,
     CreditError,
@@ -41,9 +41,10 @@ from ._errors import (
     StartRejected,
     Unreachable,
 )
-from ._models import Agent, ListedResult, Result, RunDetails
-from ._redact import Redactor
-from ._text import loads
+from .._redact import Redactor
+from .._text import loads
+from .._version import __version__
+from .models import Agent, ListedResult, Result, RunDetails
 
 DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
@@ -184,8 +185,6 @@ class CekuraClient:
         notice: Callable[[str], None] | None = None,
         url_source: str = "",
     ) -> None:
-        from . import __version__
-
         redactor.add(api_key)
         self.base_url = base_url.rstrip("/")
         self.policy = policy

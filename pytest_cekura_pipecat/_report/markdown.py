@@ -7,7 +7,8 @@ import html
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
-from ._summary import (
+from .._text import cap, markdown_inert, visible
+from .summary import (
     BAD,
     Case,
     Document,
@@ -19,7 +20,6 @@ from ._summary import (
     sort_key,
     totals,
 )
-from ._text import cap, markdown_inert, visible
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a larger step summary
 CODE_LIMIT = 200  # characters of a name in code

@@ -13,11 +13,12 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from ._case import Case
-from ._errors import CekuraError
-from ._firing import FireContext, claim_runs
-from ._plan import Slot
-from ._verdict import CekuraRun, run_reasons
+from .._api.run import CekuraRun
+from .._config.case import Case
+from .._errors import CekuraError
+from .._fire.firing import FireContext, claim_runs
+from .._fire.plan import Slot
+from .verdict import run_reasons
 
 
 def _errored(case: Case, reason: str, ctx: FireContext) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from ._case import Case
+from .._config.case import Case
 
 BaselineClass = Literal["new", "known", "fixed"]
 _PASSED = ("passed", "xpassed")
@@ -42,7 +42,7 @@ class Baseline:
 
 def load_baseline(path: str, strict: bool = False) -> Baseline:
     """Read a ``--cekura-report`` document; any problem is a BaselineError of one line."""
-    from ._document import MergeError, load_report
+    from .._report.document import MergeError, load_report
 
     try:
         document = load_report(path)

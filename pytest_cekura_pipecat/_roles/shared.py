@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -29,22 +28,20 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from ._models import Snapshot
-from ._owner import pid_alive
-from ._owner import started as _started
-from ._plan import Plan, Slot, plan_from_json, plan_to_json, slots_from_json, slots_to_json
-from ._text import clean
-from ._verdict import CekuraRun
+from .._api.models import Snapshot
+from .._api.run import CekuraRun
+from .._files import SharedDirError, write_atomic
+from .._files import append as _append
+from .._fire.plan import Plan, Slot, plan_from_json, plan_to_json, slots_from_json, slots_to_json
+from .._owner import pid_alive
+from .._owner import started as _started
+from .._text import clean
 
 PLAN = "plan.json"
 FIRE_LOCK = "fire.lock"
 RUNS_LOG = "runs.jsonl"
 NOTICE = "notice.txt"
 BOT = "bot.pid"
-
-
-class SharedDirError(OSError):
-    """The shared directory could not be written or read."""
 
 
 @dataclass(frozen=True)
@@ -98,28 +95,6 @@ def unshared(run: CekuraRun, problem: str) -> CekuraRun:
         duration=run.duration,
         dashboard_url=None if run.dashboard_url is None else clean(run.dashboard_url),
     )
-
-
-def _append(path: Path, line: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise SharedDirError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise SharedDirError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 _KEY = re.compile(r'\{"key":\s*')  # how a line of the run log starts

@@ -22,19 +22,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._bot import stop_orphan
-from ._case import Case
-from ._client import CekuraClient, HttpPolicy
-from ._firing import FireContext, fire, fire_waves
-from ._io import IoLoop, result
-from ._owner import pid_alive
-from ._plan import Plan, Slot
-from ._progress import Counts
-from ._redact import Redactor
-from ._shared import SharedDir, SharedDirError
-from ._verdict import CekuraRun
-from ._watch import Watcher, WatchSettings
-from ._waves import Waves
+from .._api.client import CekuraClient, HttpPolicy
+from .._api.run import CekuraRun
+from .._config.case import Case
+from .._files import SharedDirError
+from .._fire.bot import stop_orphan
+from .._fire.firing import FireContext, fire, fire_waves
+from .._fire.plan import Plan, Slot
+from .._fire.waves import Waves
+from .._owner import pid_alive
+from .._redact import Redactor
+from .._report.progress import Counts
+from .._watch.watcher import Watcher, WatchSettings
+from .io import IoLoop, result
+from .shared import SharedDir
 
 ContextFactory = Callable[[CekuraClient | None], FireContext]
 _INTERRUPT_GRACE = 5.0

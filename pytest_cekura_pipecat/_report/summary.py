@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._text import visible
+from .._text import visible
 
 if TYPE_CHECKING:
     import pytest
 
-    from ._verdict import CaseVerdict
+    from .._judge.verdict import CaseVerdict
 
 
 SCHEMA_VERSION = 2
@@ -334,7 +334,7 @@ def terminal_lines(
     t = totals(everything)
     rate = f" · pass rate {t['pass_rate']:.0f}%" if t["pass_rate"] is not None else ""
     out.append(f"{t['cases']} case(s), {t['runs']} run(s): {counts_text(t)}{rate}")
-    from ._gating import gate_lines
+    from .._judge.gating import gate_lines
 
     out.extend(gate_lines(everything))
     out.extend(notes)

@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._case import BotKeys, environ, expand
-from ._config import Layer, nearest
-from ._errors import CekuraError, ConfigError
-from ._redact import Redactor
+from .._config.case import BotKeys, environ, expand
+from .._config.schema import Layer, nearest
+from .._errors import CekuraError, ConfigError
+from .._redact import Redactor
 
 if TYPE_CHECKING:
-    from ._options import BotOptions
+    from .._config.options import BotOptions
 
 _POLL_INTERVAL = 0.1
 DEFAULT_START_TIMEOUT = 60.0

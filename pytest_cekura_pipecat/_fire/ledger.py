@@ -44,12 +44,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._case import Case, expand, expand_json
-from ._errors import CekuraError
-from ._owner import Owner, ledger_directory
-from ._plan import Slot
-from ._recover import Sent
-from ._shared import SharedDirError, write_atomic
+from .._config.case import Case, expand, expand_json
+from .._errors import CekuraError
+from .._files import SharedDirError, write_atomic
+from .._owner import Owner, ledger_directory
+from .plan import Slot
+from .recover import Sent
 
 _PREFIX = "ledger-"
 _VERSION = 3  # 1: keyed by case only, owned by a pid; 2: answered runs only

@@ -15,11 +15,11 @@ from collections import Counter
 
 import pytest
 
-from ._case import Case, Room, environ, expand, expand_json
-from ._config import start_url_problem
-from ._errors import CekuraError
-from ._redact import Redactor
-from ._rooms import StartUrlRooms, pipecat_cloud
+from .._config.case import Case, Room, environ, expand, expand_json
+from .._config.schema import start_url_problem
+from .._errors import CekuraError
+from .._redact import Redactor
+from .rooms import StartUrlRooms, pipecat_cloud
 
 PLUGIN_NAME = "cekura-bot-rooms"
 

@@ -38,13 +38,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from ._budget import ReadBudget
-from ._client import CekuraClient, Transient
-from ._errors import ApiError, AuthError
-from ._firing import claim_runs
-from ._models import KNOWN_STATUSES, TERMINAL_STATUSES, ListedResult, Result
-from ._plan import Slot
-from ._verdict import CekuraRun
+from .._api.client import CekuraClient, Transient
+from .._api.models import KNOWN_STATUSES, TERMINAL_STATUSES, ListedResult, Result
+from .._api.run import CekuraRun
+from .._errors import ApiError, AuthError
+from .._fire.firing import claim_runs
+from .._fire.plan import Slot
+from .budget import ReadBudget
 
 Publish = Callable[[Slot, CekuraRun], None]
 _QUEUED = frozenset({"pending", "in_queue", "scaling_up"})

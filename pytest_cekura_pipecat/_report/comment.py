@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link, md_quarantine_row
-from ._summary import BAD, Case, Document, counts_text, sort_key, totals
+from .markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link, md_quarantine_row
+from .summary import BAD, Case, Document, counts_text, sort_key, totals
 
 MARKER = "<!-- pytest-cekura-pipecat -->"
 COMMENT_LIMIT = 65536  # GitHub refuses a longer comment body

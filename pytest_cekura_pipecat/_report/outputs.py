@@ -6,10 +6,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ._document import dumps, json_document, write_atomic
-from ._markdown import step_summary
-from ._redact import Redactor
-from ._summary import Summary
+from .._redact import Redactor
+from .._version import __version__
+from . import ci as _ci
+from .document import dumps, json_document, write_atomic
+from .markdown import step_summary
+from .summary import Summary
 
 
 def write_outputs(
@@ -24,8 +26,7 @@ def write_outputs(
     the GitHub step summary and annotations (but for the outcomes another plugin annotates
     already). A failed write is one line and makes this return False; it skips none of the
     other outputs."""
-    from . import __version__, _ci
-    from ._comment import pr_comment
+    from .comment import pr_comment
 
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY") if settings.step_summary else None
     annotate = settings.annotations and _ci.in_github_actions()

@@ -28,9 +28,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass, field
 
-from ._client import CekuraClient, Transient
-from ._errors import CekuraError
-from ._models import ListedResult, Result
+from .._api.client import CekuraClient, Transient
+from .._api.models import ListedResult, Result
+from .._errors import CekuraError
 
 SKEW = 30.0  # seconds: how far Cekura's clock may be behind ours
 READS = 6  # reads of the results list before a lost request is given up

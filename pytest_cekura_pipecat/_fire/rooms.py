@@ -17,10 +17,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from ._case import Case, Room, environ, expand, expand_json
-from ._errors import CekuraError
-from ._redact import Redactor
-from ._text import loads
+from .._config.case import Case, Room, environ, expand, expand_json
+from .._errors import CekuraError
+from .._redact import Redactor
+from .._text import loads
 
 DEFAULT_URL = "https://api.pipecat.daily.co"
 

@@ -31,7 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from ._case import (
+from .._errors import ConfigError
+from .case import (
     DEFAULT_TIMEOUT,
     MAX_TIMEOUT,
     BotKeys,
@@ -40,8 +41,7 @@ from ._case import (
     Defaults,
     has_template,
 )
-from ._errors import ConfigError
-from ._thresholds import Quarantine, merge_thresholds, parse_date, parse_thresholds
+from .thresholds import Quarantine, merge_thresholds, parse_date, parse_thresholds
 
 MAX_REPEAT = 100  # Cekura's own frequency cap
 # Levels of tables and arrays a document (or a marker's arguments) may nest: far more than a

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._case import Case, Entry, Room, expand, expand_json
-from ._client import AGENT_PATH, START_PATH, CekuraClient
-from ._config import room_url_problem
-from ._errors import (
+from .._api.client import AGENT_PATH, START_PATH, CekuraClient
+from .._api.models import Result, Run
+from .._config.case import Case, Entry, Room, expand, expand_json
+from .._config.schema import room_url_problem
+from .._errors import (
     ApiError,
     AuthError,
     CekuraError,
@@ -41,9 +42,9 @@ from ._errors import (
     StartRejected,
     Unreachable,
 )
-from ._models import Result, Run
-from ._plan import Plan, Slot
-from ._recover import (
+from .._redact import Redactor
+from .plan import Plan, Slot
+from .recover import (
     Search,
     Sent,
     Traffic,
@@ -52,11 +53,10 @@ from ._recover import (
     recovered_reason,
     search,
 )
-from ._redact import Redactor
-from ._waves import Lane, Waves
+from .waves import Lane, Waves
 
 if TYPE_CHECKING:
-    from ._ledger import Resumption, Unanswered
+    from .ledger import Resumption, Unanswered
 
 _BatchKey = tuple[int | None, tuple[str, ...] | None]
 _Found = dict[tuple[str, int], tuple[int, int | None]]  # (node id, index) -> result, run
@@ -556,7 +556,7 @@ async def _fire_canaries(canaries: list[_Pending], ctx: FireContext) -> str | No
     """Fire the canaries before anything else and wait for their runs; why the rest must
     not be fired, or None. Canaries sharing a room take turns in it, as any runs do (in
     lanes of their own: nothing else is live yet); the others go at once."""
-    from ._canary import canary_problem
+    from .._judge.canary import canary_problem
 
     await _prepare_all([p for p in canaries if p.case.pipecat_room_url], ctx)
     lanes = _schedule(canaries)

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._gating import gate_totals
-from ._summary import OUTCOMES, SCHEMA_VERSION, VERDICTS, Case, Document, Summary, totals
-from ._text import REPORT_LIMIT, cap_tree
+from .._judge.gating import gate_totals
+from .._text import REPORT_LIMIT, cap_tree
+from .summary import OUTCOMES, SCHEMA_VERSION, VERDICTS, Case, Document, Summary, totals
 
 # -- the JSON document ---------------------------------------------------------------------
 
