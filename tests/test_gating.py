@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from conftest import API_KEY, Suite, no_traceback
 
-from pytest_cekura_pipecat import _gating
+import pytest_cekura_pipecat
 from pytest_cekura_pipecat._api.run import CekuraRun, ExpectedOutcomeResult, MetricResult
 from pytest_cekura_pipecat._config.case import Case
 from pytest_cekura_pipecat._config.thresholds import (
@@ -24,6 +24,7 @@ from pytest_cekura_pipecat._config.thresholds import (
     parse_date,
     parse_threshold,
 )
+from pytest_cekura_pipecat._judge import gating as _gating
 from pytest_cekura_pipecat._judge.gating import Baseline, gate
 from pytest_cekura_pipecat._judge.verdict import adaptive_need, check_threshold, decide
 from pytest_cekura_pipecat._report.comment import pr_comment
@@ -31,7 +32,7 @@ from pytest_cekura_pipecat._report.markdown import step_summary
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 SCHEMA = json.loads(
-    (Path(_gating.__file__).parent / "report.schema.json").read_text(encoding="utf-8")
+    (Path(pytest_cekura_pipecat.__file__).parent / "report.schema.json").read_text(encoding="utf-8")
 )
 
 SCRIPTS = [

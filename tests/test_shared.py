@@ -298,7 +298,7 @@ def test_the_plan_is_parsed_again_only_when_its_file_changed(
 ) -> None:
     """The controller's progress line reads the plan every tick; it is parsed once per
     version of plan.json, not once per read."""
-    from pytest_cekura_pipecat import _shared
+    from pytest_cekura_pipecat._roles import shared as _shared
 
     shared = SharedDir(tmp_path)
     shared.write_plan(Plan(time.time(), {"t::a": [Slot("t::a", 0, 101, 600.0)]}, ["first"]))
