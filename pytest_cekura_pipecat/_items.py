@@ -12,6 +12,7 @@ import pytest
 from _pytest.mark.structures import Mark, MarkDecorator
 
 from ._config.case import Case
+from ._config.options import PLUGIN_KEY
 from ._config.schema import (
     bot_keys,
     case_from_marker,
@@ -29,6 +30,13 @@ from ._session import CekuraSession
 from ._text import plain
 
 MARKER = "cekura"
+
+
+def session_of(config: pytest.Config) -> CekuraSession:
+    """The session of this config, through the hook object stashed on it (built on first
+    use)."""
+    session: CekuraSession = config.stash[PLUGIN_KEY].session()
+    return session
 
 
 def properties(verdict: CaseVerdict, indexed: bool = False) -> list[tuple[str, object]]:
@@ -88,7 +96,7 @@ class CekuraFile(pytest.File):
     """A ``cekura.toml``: one item per ``[[case]]``."""
 
     def collect(self) -> Iterator[CekuraItem]:
-        session = CekuraSession.of(self.config)
+        session = session_of(self.config)
         try:
             parsed, cases = load_file(
                 self.path,
@@ -98,7 +106,7 @@ class CekuraFile(pytest.File):
             )
             session.note_bot_keys(bot_keys(parsed, self.path, self.nodeid))
         except ConfigError as exc:
-            session.state.broken_files.add(self.path)
+            session.file_broken(self.path)
             raise self.CollectError(str(exc)) from None
         self._check_marks(cases)
         lines = case_lines(self.path.read_text(encoding="utf-8"), len(cases))
@@ -160,10 +168,10 @@ class CekuraItem(pytest.Item):
         self.line = line
 
     def setup(self) -> None:
-        judge(CekuraSession.of(self.config), self)
+        judge(session_of(self.config), self)
 
     def runtest(self) -> None:
-        session = CekuraSession.of(self.config)
+        session = session_of(self.config)
         verdict = session.verdict(self.nodeid)
         if verdict.outcome == "failed":
             session.fail(self.nodeid, verdict)
@@ -192,8 +200,9 @@ class _Inherited:
     looked_for: tuple[str, ...] = ()
 
 
-def _inherited(session: CekuraSession, directory: Path, workerside: bool) -> _Inherited:
-    config = session.config
+def _inherited(
+    session: CekuraSession, config: pytest.Config, directory: Path, terminal: bool
+) -> _Inherited:
     toml, looked = nearest_toml(directory, config.rootpath)
 
     def shown(path: Path) -> str:
@@ -211,25 +220,27 @@ def _inherited(session: CekuraSession, directory: Path, workerside: bool) -> _In
         if toml in session.state.broken_files:
             return _Inherited(broken=f"cekura.toml at {where} is invalid (see above)")
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if workerside or reporter is None:  # nobody sees this process's terminal
+        if not terminal or reporter is None:  # nobody sees this process's terminal
             return _Inherited(
                 broken=f"cekura.toml at {where} is invalid: " + "; ".join(exc.problems)
             )
         reporter.ensure_newline()
         for problem in exc.problems:
             reporter.write_line(f"cekura: {problem}", red=True)
-        session.state.broken_files.add(toml)
+        session.file_broken(toml)
         return _Inherited(broken=f"cekura.toml at {where} is invalid (see above)")
 
 
-def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
+def marked_cases(
+    session: CekuraSession, items: list[pytest.Item], config: pytest.Config, terminal: bool
+) -> None:
     """Turn ``@pytest.mark.cekura`` tests into cases; every problem is one line.
 
     A problem of a marker is a usage error. A marked test whose ``cekura.toml`` is invalid
-    errors on its own, saying so: the file's problems are shown once, not once per test."""
+    errors on its own, saying so: the file's problems are shown once, not once per test.
+    ``terminal``: this process's terminal is seen (not an xdist worker's)."""
     problems: list[str] = []
     defaults_by_dir: dict[Path, _Inherited] = {}
-    workerside = getattr(session.config, "workerinput", None) is not None
     for item in items:
         if isinstance(item, CekuraItem):
             continue
@@ -241,10 +252,10 @@ def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
         kwargs = merge_markers([marker.kwargs for marker in reversed(markers)])  # closest last
         directory = item.path.parent
         if directory not in defaults_by_dir:
-            defaults_by_dir[directory] = _inherited(session, directory, workerside)
+            defaults_by_dir[directory] = _inherited(session, config, directory, terminal)
         inherited = defaults_by_dir[directory]
         if inherited.broken is not None:
-            session.state.invalid[item.nodeid] = inherited.broken
+            session.refuse([item.nodeid], inherited.broken)
             continue
         try:
             case = case_from_marker(
@@ -261,16 +272,16 @@ def marked_cases(session: CekuraSession, items: list[pytest.Item]) -> None:
             continue
         session.register(item.nodeid, case)
     if problems:
-        if not workerside:
+        if terminal:
             raise pytest.UsageError("\n".join(problems))
         # A UsageError in an xdist worker crashes xdist: instead, fire nothing, and error
         # the items (every worker finds the same problems, so none of them fires).
         summary = "not fired: configuration errors: " + "; ".join(problems)
-        session.state.problem = summary
+        session.refuse(None, summary)
         for item in items:
             if item.get_closest_marker(MARKER) and item.nodeid not in session.state.cases:
                 own = [p for p in problems if p.startswith(item.nodeid)]
-                session.state.invalid[item.nodeid] = "; ".join(own) or summary
+                session.refuse([item.nodeid], "; ".join(own) or summary)
 
 
 def shard(

@@ -1,23 +1,29 @@
-"""The session object: the cases, the process's role, and the judge stage.
+"""The session object: the cases, the process's firing role, and the judge stage.
 
-Reached through ``config.stash``; pytest hooks only delegate here. Firing and watching
-belong to the role (``_roles.py``); this object turns a case's final runs into its verdict
-(calling the public ``pytest_cekura_*`` hooks) and caches it for the item's phases.
+Built once, from values (``_roles/build.py``): the settings, the redactor, the role object
+that fires and waits in this process, the ledger, the baseline and the public hooks. It holds
+no ``pytest.Config`` and nothing assigns its attributes after construction; its state changes
+only through its own methods (``register``, ``refuse``, ``file_broken``...). The hook object
+of ``plugin.py`` finds it through ``config.stash``; pytest hooks only delegate here. Firing
+and watching belong to the role (``_roles/role.py``); this object turns a case's final runs
+into its verdict (calling the public ``pytest_cekura_*`` hooks) and caches it for the item's
+phases.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ._api.client import CekuraClient
 from ._api.run import CekuraRun
 from ._config.case import BotKeys, Case, Room, environ, expand
-from ._config.options import PLUGIN_KEY, Settings
+from ._config.options import Settings
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._fire.bot import SessionBot, bot_config, log_tail, ready_url_for
 from ._fire.firing import FireContext, dry_run
@@ -28,8 +34,13 @@ from ._judge import gating as _gating
 from ._judge.gating import Gating
 from ._judge.verdict import CaseVerdict, adaptive_need, decide
 from ._redact import Redactor
-from ._roles.role import Role, Runtime, judged
+from ._roles import role
 from ._text import plain
+
+if TYPE_CHECKING:
+    from pluggy import HookRelay
+
+    from ._report.progress import Counts
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
 
@@ -95,30 +106,62 @@ class SessionState:
     selected: list[tuple[str, Case]] = field(default_factory=list)
     interrupted: bool = False
     known_results: set[int] = field(default_factory=set)  # results fired or adopted here
+    bot: SessionBot | None = None  # the bot under test, in the process that fires
+    masked_notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The public ``pytest_cekura_*`` hooks as the session calls them: pytest's hook relay,
+    and the room hook with its ``config`` argument already bound (so the session needs no
+    config of its own)."""
+
+    relay: HookRelay
+    room: Callable[[Case], Room | tuple[str, str | None] | None]
 
 
 class CekuraSession:
-    """Per-pytest-session state; one instance, stashed on the config."""
-
-    @classmethod
-    def of(cls, config: pytest.Config) -> CekuraSession:
-        session: CekuraSession = config.stash[PLUGIN_KEY].session()
-        return session
+    """Per-pytest-session state; one instance, built once from values."""
 
     def __init__(
-        self, config: pytest.Config, settings: Settings, redactor: Redactor, runtime: Runtime
+        self,
+        settings: Settings,
+        redactor: Redactor,
+        firing: role.Role,
+        hooks: Hooks,
+        *,
+        problem: str | None = None,
+        ledger: Ledger | None = None,
+        baseline: _gating.Baseline | None = None,
+        default_agent: tuple[int, str] | None = None,
     ) -> None:
-        self.config = config
+        """``firing``: this process's role object (it fires, waits, watches); ``problem``:
+        why this session fires nothing (every case errors with it), known when it is built;
+        ``default_agent``: the agent id every case without one uses, and the option that
+        set it."""
         self.settings = settings
         self.redactor = redactor
-        self.runtime = runtime
-        self.state = SessionState()
-        self.role: Role | None = None  # set once by the plugin
-        plugin = config.stash.get(PLUGIN_KEY, None)
-        owner = getattr(plugin, "owner", None)
-        self.ledger = Ledger.for_config(config, owner, fresh=settings.fresh)
-        self.bot: SessionBot | None = None  # the bot under test, in the process that fires
-        self._notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
+        self.hooks = hooks
+        self.ledger = ledger
+        self.baseline = baseline
+        self.default_agent = default_agent
+        self.state = SessionState(problem=problem)
+        self._role = firing
+
+    # -- refusals, from the collection -----------------------------------------------------
+
+    def refuse(self, nodeids: Iterable[str] | None, reason: str) -> None:
+        """These cases will not run, for this reason: each errors with it, unfired. None
+        means the whole session: nothing is fired, and every case errors with the reason."""
+        if nodeids is None:
+            self.state.problem = reason
+            return
+        for nodeid in nodeids:
+            self.state.invalid[nodeid] = reason
+
+    def file_broken(self, path: Path) -> None:
+        """A ``cekura.toml`` that errored (its problems were shown once)."""
+        self.state.broken_files.add(path)
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -152,7 +195,7 @@ class CekuraSession:
         return any(
             not (impl.wrapper or impl.hookwrapper)
             and (not isinstance(impl.plugin, BotStartRooms) or impl.plugin.serves_every_case)
-            for impl in self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls()
+            for impl in self.hooks.relay.pytest_cekura_room.get_hookimpls()
         )
 
     def selected(self, items: Sequence[pytest.Item]) -> list[tuple[str, Case]]:
@@ -177,14 +220,14 @@ class CekuraSession:
 
     def start(self, items: Sequence[pytest.Item]) -> None:
         selected = self.selected(items)
-        if not selected or self.state.problem or self.role is None:
+        if not selected or self.state.problem:
             return
         problem = self.budget_problem(selected)
         self.state.spent = 0 if problem else sum(case.repeat for _, case in selected)
         self.state.selected = list(selected)
         first = [(nodeid, case.first_firing()) for nodeid, case in selected]
         canaries = self.canaries(selected)
-        self.role.start(first, lambda client: self._context(client, problem, canaries))
+        self._role.start(first, lambda client: self._context(client, problem, canaries))
 
     def canaries(self, selected: Sequence[tuple[str, Case]]) -> frozenset[str]:
         """The selected cases fired first and alone: ``canary = true`` or --cekura-canary."""
@@ -202,10 +245,11 @@ class CekuraSession:
         problem: str | None = None,
         canaries: frozenset[str] = frozenset(),
     ) -> FireContext:
-        hook = self.config.pluginmanager.hook
+        hook = self.hooks.relay
+        ask = self.hooks.room
 
         def room(case: Case) -> Room | None:
-            got = hook.pytest_cekura_room(case=case, config=self.config)
+            got = ask(case)
             if got is None or isinstance(got, Room):
                 return got
             url, token = got
@@ -223,7 +267,7 @@ class CekuraSession:
             before_firing=self._start_bot,
             canaries=canaries,
             canary_poll=self.settings.poll_interval,
-            default_agent=self._default_agent(),
+            default_agent=self.default_agent,
             known_results=self.state.known_results,
             recover_poll=self.settings.poll_interval,
         )
@@ -251,41 +295,36 @@ class CekuraSession:
         ctx.on_request = on_request
         return ctx
 
-    def _default_agent(self) -> tuple[int, str] | None:
-        agent = self.settings.defaults.agent
-        if agent is None:
-            return None
-        flag = self.config.getoption("cekura_agent", None) is not None
-        return agent, "--cekura-agent" if flag else "ini key cekura_agent"
-
     # -- the bot under test ----------------------------------------------------------------
 
     def _start_bot(self) -> str | None:
         """Start the configured bot (once; in the process that fires): why nothing may be
         fired, or None (also when no bot command is configured)."""
-        if self.bot is None:
+        bot = self.state.bot
+        if bot is None:
             try:
                 config = bot_config(self.settings.bot, self.state.bot_keys)
             except ConfigError as exc:
                 return str(exc)
             if config is None:
                 return None
-            spawned = self.role.bot_spawned if self.role is not None else None
-            self.bot = SessionBot(config, self.redactor, on_spawn=spawned)
+            bot = self.state.bot = SessionBot(
+                config, self.redactor, on_spawn=self._role.bot_spawned
+            )
         ready = None
-        if self.bot.config.ready_url is None:
+        if bot.config.ready_url is None:
             try:
                 ready, problem = self._ready_url()
             except CekuraError as exc:
                 return str(exc)
             if problem:
                 return problem
-        elif self.bot.config.ready_url:
+        elif bot.config.ready_url:
             try:
-                ready = expand(self.bot.config.ready_url, environ(), "bot_ready_url")
+                ready = expand(bot.config.ready_url, environ(), "bot_ready_url")
             except CekuraError as exc:
                 return str(exc)
-        return self.bot.ensure(ready)
+        return bot.ensure(ready)
 
     def _ready_url(self) -> tuple[str | None, str | None]:
         """``{origin}/status`` of the start URL the selected cases use, if there is one."""
@@ -340,7 +379,7 @@ class CekuraSession:
 
         hooked = any(
             not (impl.wrapper or impl.hookwrapper or isinstance(impl.plugin, BotStartRooms))
-            for impl in self.config.pluginmanager.hook.pytest_cekura_room.get_hookimpls()
+            for impl in self.hooks.relay.pytest_cekura_room.get_hookimpls()
         )
         cloud = self.settings.defaults.pipecat_cloud_agent
         lines = [f"case {case.name}: {bot_from(case, hooked, cloud)}" for _, case in selected]
@@ -368,11 +407,7 @@ class CekuraSession:
         if any(run.error_message.startswith("circuit breaker") for run in previous.runs):
             return "the circuit breaker tripped"
         budget = self.settings.max_runs
-        if (
-            budget is not None
-            and self.role is not None
-            and not self.role.reserve(case.repeat, budget, self.state.spent)
-        ):
+        if budget is not None and not self._role.reserve(case.repeat, budget, self.state.spent):
             return f"a rerun would start more than cekura_max_runs={budget} runs"
         return None
 
@@ -381,7 +416,7 @@ class CekuraSession:
         it, in this process, and judge the case again from that run alone. False (and the
         old verdict stands) when ``rerun_problem`` says no."""
         problem = self.rerun_problem(nodeid)
-        if problem is not None or self.role is None:
+        if problem is not None:
             note = f"cekura: {nodeid} was not fired again on rerun: {problem}"
             if note not in self.state.notes:
                 self.state.notes.append(note)
@@ -390,7 +425,7 @@ class CekuraSession:
         attempt = self.state.attempts.get(nodeid, 0) + 1
         self.state.attempts[nodeid] = attempt
         self.state.verdicts.pop(nodeid, None)
-        self.role.refire(nodeid, case.first_firing(), attempt, self._context)
+        self._role.refire(nodeid, case.first_firing(), attempt, self._context)
         return True
 
     # -- judge -----------------------------------------------------------------------------
@@ -401,16 +436,16 @@ class CekuraSession:
         if known is not None:
             return known
         case = self.state.cases[nodeid]
-        if self.state.problem or self.role is None:
-            reason = self.state.problem or "not fired: the session fired nothing"
+        if self.state.problem:
+            reason = self.state.problem
             runs = [
                 CekuraRun(scenario_id=case.scenario, status="not_started", error_message=reason)
             ]
         else:
             attempt = self.state.attempts.get(nodeid, 0)
-            runs = self._top_up(nodeid, case, self.role.runs(nodeid, attempt), attempt)
+            runs = self._top_up(nodeid, case, self._role.runs(nodeid, attempt), attempt)
         forget = self.ledger is not None and not self.state.attempts.get(nodeid, 0)
-        forget = forget and judged(runs)  # a wait that gave up leaves the runs to resume
+        forget = forget and role.judged(runs)  # a wait that gave up leaves the runs to resume
         runs = [self._masked(run, case.scenario) for run in runs]
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
@@ -446,15 +481,15 @@ class CekuraSession:
         round, while ``min_passes`` can still be reached (``adaptive_need``). Each round is
         fired by this process as an attempt of its own (negative: never a rerun's number)."""
         rounds = 0
-        while self.role is not None and (need := adaptive_need(case, runs)):
+        while need := adaptive_need(case, runs):
             rounds += 1
             key = -(attempt * 1000 + rounds)
-            self.role.refire(nodeid, replace(case, repeat=need), key, self._context)
-            runs = runs + self.role.runs(nodeid, key)
+            self._role.refire(nodeid, replace(case, repeat=need), key, self._context)
+            runs = runs + self._role.runs(nodeid, key)
         return runs
 
     def _decide(self, case: Case, runs: list[CekuraRun]) -> CaseVerdict:
-        hook = self.config.pluginmanager.hook
+        hook = self.hooks.relay
         override = None
         try:
             for run in runs:
@@ -481,12 +516,11 @@ class CekuraSession:
     def gating(self, nodeid: str) -> Gating:
         """Whether the case's verdict blocks: quarantine and baseline (``_gating``)."""
         verdict = self.verdict(nodeid)
-        baseline = getattr(self.config.stash.get(PLUGIN_KEY, None), "baseline", None)
         return _gating.gate(
             self.state.cases[nodeid],
             nodeid,
             verdict.outcome == "passed",
-            baseline,
+            self.baseline,
             _gating.today(),
         )
 
@@ -511,30 +545,32 @@ class CekuraSession:
     def notes(self) -> list[str]:
         """The session's notes, masked; read for every test's report, so masked again only
         when one was added."""
-        role_notes = self.role.notes() if self.role is not None else []
-        known = [*role_notes, *self.state.notes]
-        if known != self._notes[0]:
-            self._notes = (known, [self.redactor(n) for n in dict.fromkeys(known)])
-        return list(self._notes[1])
+        known = [*self._role.notes(), *self.state.notes]
+        if known != self.state.masked_notes[0]:
+            self.state.masked_notes = (known, [self.redactor(n) for n in dict.fromkeys(known)])
+        return list(self.state.masked_notes[1])
+
+    def progress(self) -> Counts | None:
+        """The counts for the progress line (None until something was fired)."""
+        return self._role.progress()
 
     def interrupt(self) -> None:
         self.state.interrupted = True
-        if self.role is not None:
-            self.role.interrupt()
-        if self.ledger is not None and self.role is not None and self.role.ends_calls:
+        self._role.interrupt()
+        if self.ledger is not None and self._role.ends_calls:
             # The live calls were ended: a later session must not re-attach to them.
             self.ledger.forget_session()
 
     def close(self) -> None:
-        if self.bot is not None:
-            if self.bot.running and not self.state.interrupted and self.role is not None:
+        bot = self.state.bot
+        if bot is not None:
+            if bot.running and not self.state.interrupted:
                 # Under xdist other workers' runs may still be live in the bot's rooms.
                 with contextlib.suppress(Exception):
                     for nodeid, _ in self.state.selected:
-                        self.role.runs(nodeid, 0)
-            self.bot.stop()
-        if self.role is not None:
-            self.role.close()
+                        self._role.runs(nodeid, 0)
+            bot.stop()
+        self._role.close()
         # Nothing reads them after this: freed now by reference counting, not traced by
         # the garbage collections left (pytest's at unconfigure, the interpreter's at exit).
         self.state.verdicts.clear()

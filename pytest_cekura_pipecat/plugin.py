@@ -1,5 +1,13 @@
 """pytest hook implementations: each a few lines that delegate. Entry point ``pytest11``.
 
+The process's role is decided once, in ``pytest_configure``, by registering one hook object,
+as pytest-xdist registers ``DSession`` on its controller and ``WorkerInteractor`` on a
+worker: ``SingleProcess`` (no xdist), ``XdistController`` or ``XdistWorker``. Their base,
+``CekuraPlugin``, carries the hooks every process shares; each subclass overrides only what
+its role does differently (the controller watches and never fires, a worker's terminal is
+not seen). ``_hook_object`` is the one place that asks which process this is: after it no
+code branches on the role, so a new role is a new subclass, not a new branch in every hook.
+
 This module is imported by every pytest run with the plugin installed, so it imports
 nothing heavy: httpx, pydantic, tenacity and the runtime load only when a session has a
 Cekura case (a ``cekura.toml`` or a ``@pytest.mark.cekura`` test).
@@ -11,7 +19,7 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +37,8 @@ if TYPE_CHECKING:
     from ._judge.verdict import CaseVerdict
     from ._report.progress import Counts, Progress
     from ._report.summary import Summary
+    from ._roles import role
+    from ._roles.build import Firing
     from ._session import CekuraSession
 
 pytest_plugins = ["pytest_cekura_pipecat._fixtures"]
@@ -61,9 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = options.resolve(config)
     except options.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
-    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-    distributed = config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no"
-    if settings.dry_run and distributed and workerinput is None:
+    kind = _hook_object(config)
+    if settings.dry_run and kind is XdistController:
         raise pytest.UsageError("--cekura-dry-run plans in one process: run it without -n")
     key = os.environ.get("CEKURA_API_KEY")
     if key and key != key.strip():
@@ -76,7 +85,6 @@ def pytest_configure(config: pytest.Config) -> None:
             "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
             "Pipecat Cloud key)"
         )
-    role = "worker" if workerinput is not None else "controller" if distributed else "local"
     baseline = None
     if settings.baseline:
         from ._judge.gating import BaselineError, load_baseline
@@ -85,12 +93,18 @@ def pytest_configure(config: pytest.Config) -> None:
             baseline = load_baseline(settings.baseline, settings.baseline_strict)
         except BaselineError as exc:
             raise pytest.UsageError(str(exc)) from None
-    plugin = CekuraPlugin(config, settings, role)
-    plugin.baseline = baseline
+    plugin = kind(config, settings, baseline)
     config.stash[options.PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, _PLUGIN_NAME)
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistHooks(plugin), "cekura-xdist")
+
+
+def _hook_object(config: pytest.Config) -> type[CekuraPlugin]:
+    """This process's role: the one place that asks (see the module docstring)."""
+    if getattr(config, "workerinput", None) is not None:
+        return XdistWorker
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
+        return XdistController
+    return SingleProcess
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -112,41 +126,28 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 class CekuraPlugin:
-    """Session-scoped hooks. Registered in ``pytest_configure``; the session (and with it
-    the runtime) is built on first need."""
+    """The hooks every process shares. Registered once, in ``pytest_configure``, as the
+    subclass of this process's role (``SingleProcess``, ``XdistController``,
+    ``XdistWorker``); the session (and with it the runtime) is built on first need."""
 
-    def __init__(self, config: pytest.Config, settings: options.Settings, role: str) -> None:
+    _terminal = True  # whether anyone sees this process's terminal (an xdist worker's: no)
+
+    def __init__(
+        self, config: pytest.Config, settings: options.Settings, baseline: Baseline | None
+    ) -> None:
         self.config = config
-        self.settings = settings
-        self.role = role
         self.redactor = Redactor()
-        self.api_key = os.environ.get("CEKURA_API_KEY") or None
         self.simulator: Any = None
-        self.baseline: Baseline | None = None  # --cekura-baseline, read once
-        self.shared_dir: Path | None = None
-        self.shared_problem: str | None = None  # why there is no shared directory
+        self.baseline = baseline  # --cekura-baseline, read once
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
         self._building = threading.RLock()  # the controller may build it on another thread
         self._summary: Summary | None = None
         self._sent_notes: tuple[str, ...] = ()
-        self._wake: threading.Thread | None = None
-        self._stop = threading.Event()
         self.sigterm = SigtermAsInterrupt()
-        workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
         # The session's identity (the ledger's owner): under xdist the controller's.
-        self.owner = _owner(workerinput.get("cekura_owner"))
-        self.secrets_key = _secrets_key(workerinput.get("cekura_secrets_key"))
-        if workerinput.get("cekura_shared_dir"):
-            shared = Path(str(workerinput["cekura_shared_dir"]))
-            self.redactor.share(shared / _SECRETS, self.secrets_key)
-        if workerinput.get("cekura_sim_url"):
-            self.settings = options.simulated(settings, str(workerinput["cekura_sim_url"]))
-            self.api_key = str(workerinput["cekura_sim_key"])
-        elif role != "worker" and settings.simulate is not None:
-            self.simulator = _start_simulator(settings.simulate)
-            self.settings = options.simulated(settings, self.simulator.url)
-            self.api_key = self.simulator.api_key
+        self.owner, self.secrets_key = self._identity()
+        self.settings, self.api_key = self._api(settings)
         self.redactor.add(self.api_key)
         self.redactor.add_url(self.settings.api_url)
         self.redactor.add(os.environ.get("PIPECAT_CLOUD_API_KEY"))
@@ -154,26 +155,74 @@ class CekuraPlugin:
         self.log_records.install()
         mask_debug_trace(self.redactor, config.trace)
 
+    def _identity(self) -> tuple[Owner, bytes]:
+        """The session's owner and its key for the shared secrets file: new here."""
+        return Owner.here(), os.urandom(32)
+
+    def _api(self, settings: options.Settings) -> tuple[options.Settings, str | None]:
+        """The settings and API key this process talks to Cekura with: the local server's
+        under --cekura-simulate (started here), else the environment's key."""
+        if settings.simulate is None:
+            return settings, os.environ.get("CEKURA_API_KEY") or None
+        self.simulator = _start_simulator(settings.simulate)
+        return options.simulated(settings, self.simulator.url), self.simulator.api_key
+
+    def _firing(self, runtime: role.Runtime) -> Firing:
+        """This process's firing role (``_roles/build.py``): each subclass builds its own."""
+        raise NotImplementedError
+
+    def _notice(self) -> Callable[[str], None] | None:
+        """Where a line for the user's terminal goes, now (an unreachable API host)."""
+        from ._notice import TerminalNotice
+
+        return TerminalNotice(self.config, self._erase_progress)
+
+    def _erase_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+
     def session(self) -> CekuraSession:
         """The session's state, built on first use (a method, not a property: pytest 8.0
         reads every attribute of a registered plugin when it looks for fixtures)."""
         with self._building:
             if self._session is None:
-                from ._roles.build import build_session
-
-                self._session = build_session(self)
+                self._session = self._build()
             return self._session
 
+    def _build(self) -> CekuraSession:
+        from ._fire.bot_rooms import PLUGIN_NAME
+        from ._fire.ledger import Ledger
+        from ._roles import build
+        from ._session import Hooks
+
+        config, settings = self.config, self.settings
+        ledger = Ledger.for_config(config, self.owner, fresh=settings.fresh)
+        runtime = build.runtime(settings, self.api_key, self.redactor, self._notice())
+        hooks = Hooks(
+            config.hook, lambda case: config.hook.pytest_cekura_room(case=case, config=config)
+        )
+        session = build.build_session(
+            settings,
+            self.redactor,
+            self._firing(runtime),
+            hooks,
+            ledger=ledger,
+            baseline=self.baseline,
+            agent_flag=config.getoption("cekura_agent", None) is not None,
+        )
+        if config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
+            cloud_key = os.environ.get("PIPECAT_CLOUD_API_KEY")
+            rooms = build.room_provider(settings, self.redactor, cloud_key)
+            config.pluginmanager.register(rooms, PLUGIN_NAME)
+        return session
+
     def close(self) -> None:
-        self._stop.set()
         self.log_records.uninstall()
         if self._session is not None:
             self._session.close()
         if self.simulator is not None:
             self.simulator.stop()
         self.redactor.close()
-        if self.shared_dir is not None:
-            shutil.rmtree(self.shared_dir, ignore_errors=True)
         # The verdicts, runs and records are not needed any more: freeing them here
         # keeps them out of every garbage collection left (pytest's own at unconfigure,
         # the interpreter's at exit), a second at exit with 20,000 cases.
@@ -185,6 +234,245 @@ class CekuraPlugin:
 
             self._summary = Summary()
         return self._summary
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_cekura_room(self, case: Any, config: pytest.Config) -> Generator[None, Any, Any]:
+        # Learn the room's secrets before anything prints them (--debug traces this call's
+        # result as soon as it returns), and share them with the other processes.
+        room = yield
+        url, token = room if isinstance(room, tuple) and len(room) == 2 else (None, None)
+        url, token = getattr(room, "url", url), getattr(room, "token", token)
+        self.redactor.add(token if isinstance(token, str) else None)
+        self.redactor.add_url(url if isinstance(url, str) else None)
+        return room
+
+    @pytest.hookimpl
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        settings = self.settings
+        if settings.api_url_source == "simulator":
+            return [
+                f"cekura: SIMULATED: local Cekura-compatible server at {settings.api_url}"
+                " (no real calls, scripted verdicts)"
+            ]
+        return [
+            self.redactor(
+                f"cekura: api {settings.api_url} ({settings.api_url_source}), batch size "
+                f"{settings.batch_size}, poll every {settings.poll_interval:g}s "
+                f"({settings.max_reads_per_minute} reads/min at most), key "
+                f"{'set' if self.api_key else 'NOT SET (CEKURA_API_KEY)'}"
+            )
+        ]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if not any(item.get_closest_marker(MARKER) for item in items) and self._session is None:
+            return  # no Cekura case: nothing to load, no per-test hook
+        from ._items import marked_cases, shard
+
+        marked_cases(self.session(), items, config, self._terminal)
+        self._watch_items(config)
+        if self.settings.shard is not None:
+            keep, drop = shard(self.session(), items, *self.settings.shard)
+            if drop:
+                config.hook.pytest_deselected(items=drop)
+                items[:] = keep
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self._session is None or not self._session.state.cases:
+            return None
+        option = session.config.option
+        if option.collectonly or getattr(option, "setupplan", False):
+            return None  # nothing will run: fire nothing
+        if getattr(option, "setuponly", False):
+            return None
+        if session.testsfailed and not option.continue_on_collection_errors:
+            return None
+        if self.settings.dry_run:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            for line in self.session().dry_run(session.items):
+                if reporter is not None:
+                    reporter.write_line(line)
+            return True
+        self._arm_sigterm()
+        self._announce_missing_key(session)
+        ledger = self.session().ledger
+        if ledger is not None and self.session().selected(session.items):
+            self.announce_ledger_lost(ledger.directory)
+        self.session().start(session.items)
+        self._start_progress(session.config)
+        return None
+
+    def _arm_sigterm(self) -> None:
+        """SIGTERM as an interrupt from here on. What the session imports later (progress
+        line, records, outputs) is imported first: a signal may strike anywhere once the
+        handler is in, and one that strikes inside an import can fail it in compile()
+        (CPython raises SystemError: an internal error, not an interrupt)."""
+        from ._report import ci, comment, outputs, progress, summary  # noqa: F401
+
+        self.sigterm.install()
+
+    def _announce_missing_key(self, session: pytest.Session) -> None:
+        """No key: say so once, before any test runs, whatever the verbosity."""
+        if self.api_key:
+            return
+        from ._session import NO_KEY_LINE
+
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and self.session().selected(session.items):
+            reporter.ensure_newline()
+            reporter.write_line(NO_KEY_LINE, red=True, bold=True)
+
+    def announce_ledger_lost(self, directory: Path | None) -> None:
+        """A ledger that cannot be written: one line, before anything is fired (under xdist
+        the controller says it, before its workers start)."""
+        from ._owner import cannot_write, ledger_lost
+
+        if directory is None:
+            return  # the cache is off: said at the end (OFF_NOTE)
+        reason = cannot_write(directory)
+        if reason is not None:
+            self.announce(ledger_lost(directory, reason))
+
+    def announce(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(line, yellow=True, bold=True)
+
+    def _start_progress(self, config: pytest.Config) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or config.get_verbosity() < 0:
+            return
+        from ._report.progress import Progress
+
+        self.progress = Progress(self.counts, reporter, self.settings.progress_interval)
+        self.progress.start()
+
+    def counts(self) -> Counts | None:
+        """The watcher's counts for the progress line (None until something was fired)."""
+        return self._session.progress() if self._session is not None else None
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Generator[None, object, object]:
+        # First of all (xdist's own tear-down of its workers can take long): no interrupt
+        # is raised from here on.
+        self.sigterm.finishing()
+        if self.sigterm.unseen():
+            # A SIGTERM whose interrupt pytest never saw (it surfaced as another error): the
+            # calls it meant to end are ended now.
+            self.pytest_keyboard_interrupt()
+        if self.progress is not None:
+            self.progress.stop()
+        try:
+            return (yield)
+        finally:
+            self.sigterm.uninstall()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_keyboard_interrupt(self) -> None:
+        self.sigterm.seen()
+        # Calls left running cost money. Under xdist the controller does this, once.
+        # A worker only stops firing (it ends no call); every role stops its bot at once.
+        self._before_interrupt()
+        if self._session is not None:
+            self._session.interrupt()
+
+    def _before_interrupt(self) -> None:
+        """What a role does on an interrupt before its session is interrupted."""
+
+    def _watch_items(self, config: pytest.Config) -> None:
+        if not config.pluginmanager.has_plugin(_ITEMS_NAME):
+            config.pluginmanager.register(ItemHooks(self), _ITEMS_NAME)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        simulated = self.settings.api_url_source == "simulator"
+        if self._summary is None and self._session is None and not simulated:
+            return
+        summary = self.summary()
+        if self._session is not None:
+            summary.note(*self._session.notes())
+        if not summary.records and not summary.notes and not simulated:
+            return
+        terminalreporter.write_sep("=", "cekura")
+        # The table ends with the notes; with no case recorded, the notes stand alone.
+        every = terminalreporter.config.get_verbosity() > 0  # -v: a row for every case
+        width = terminalreporter._tw.fullwidth
+        table = summary.lines(width, every) if summary.records else summary.notes
+        for line in table:  # masked, then inert: outside text (reasons, names, notes)
+            terminalreporter.write_line(plain(self.redactor(line)))
+        self._write_outputs(terminalreporter, simulated)
+        if simulated:
+            terminalreporter.write_line(
+                "cekura: SIMULATED RUN: verdicts came from the local Cekura-compatible server, "
+                "not from Cekura",
+                yellow=True,
+                bold=True,
+            )
+
+    def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
+        from ._report.ci import annotated_elsewhere
+        from ._report.outputs import write_outputs
+
+        elsewhere = annotated_elsewhere(self.config.pluginmanager)
+        if not write_outputs(
+            self.summary(), self.settings, self.redactor, simulated, terminalreporter, elsewhere
+        ):
+            session = getattr(terminalreporter, "_session", None)
+            if session is not None and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+class SingleProcess(CekuraPlugin):
+    """No xdist: this process fires, watches and waits."""
+
+    def _firing(self, runtime: role.Runtime) -> Firing:
+        from ._roles.build import single
+
+        return single(runtime, self.owner)
+
+
+class XdistController(CekuraPlugin):
+    """The xdist controller: it collects and fires nothing; it shares a directory with its
+    workers, runs the session's one watcher once a worker fires, ends live calls on an
+    interrupt, and reports every case (the workers' records reach it on their reports)."""
+
+    def __init__(
+        self, config: pytest.Config, settings: options.Settings, baseline: Baseline | None
+    ) -> None:
+        self.shared_dir: Path | None = None
+        self.shared_problem: str | None = None  # why there is no shared directory
+        self._wake: threading.Thread | None = None
+        self._stop = threading.Event()
+        super().__init__(config, settings, baseline)
+
+    def _firing(self, runtime: role.Runtime) -> Firing:
+        from ._roles.build import controller
+
+        return controller(runtime, self.shared(), self.shared_problem)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput.update(self.worker_input())
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        self._watch_items(session.config)
+        self._arm_sigterm()
+        self._start_progress(session.config)
+        return None
+
+    def _before_interrupt(self) -> None:
+        if self._session is None and self._firing_started():
+            self.session()  # a worker fired while the watcher was being built: end its calls
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+        if self.shared_dir is not None:
+            shutil.rmtree(self.shared_dir, ignore_errors=True)
 
     def shared(self) -> Path | None:
         """The directory the controller shares with its workers (see ``_shared.py``); None
@@ -239,200 +527,59 @@ class CekuraPlugin:
                 self.session()
                 return
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_cekura_room(self, case: Any, config: pytest.Config) -> Generator[None, Any, Any]:
-        # Learn the room's secrets before anything prints them (--debug traces this call's
-        # result as soon as it returns), and share them with the other processes.
-        room = yield
-        url, token = room if isinstance(room, tuple) and len(room) == 2 else (None, None)
-        url, token = getattr(room, "url", url), getattr(room, "token", token)
-        self.redactor.add(token if isinstance(token, str) else None)
-        self.redactor.add_url(url if isinstance(url, str) else None)
-        return room
 
-    @pytest.hookimpl
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        settings = self.settings
-        if settings.api_url_source == "simulator":
-            return [
-                f"cekura: SIMULATED: local Cekura-compatible server at {settings.api_url}"
-                " (no real calls, scripted verdicts)"
-            ]
-        return [
-            self.redactor(
-                f"cekura: api {settings.api_url} ({settings.api_url_source}), batch size "
-                f"{settings.batch_size}, poll every {settings.poll_interval:g}s "
-                f"({settings.max_reads_per_minute} reads/min at most), key "
-                f"{'set' if self.api_key else 'NOT SET (CEKURA_API_KEY)'}"
-            )
-        ]
+class XdistWorker(CekuraPlugin):
+    """An xdist worker: it fires if it wins the fire lock, and waits for its items' runs in
+    the directory the controller shares. Nobody sees its terminal: what it has to say goes
+    to the controller, which reports every case."""
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(
-        self, config: pytest.Config, items: list[pytest.Item]
+    _terminal = False
+
+    def __init__(
+        self, config: pytest.Config, settings: options.Settings, baseline: Baseline | None
     ) -> None:
-        if not any(item.get_closest_marker(MARKER) for item in items) and self._session is None:
-            return  # no Cekura case: nothing to load, no per-test hook
-        from ._items import marked_cases, shard
+        # What the controller started this worker with (plain strings; see worker_input).
+        given: dict[str, Any] = getattr(config, "workerinput", None) or {}
+        self._given = given
+        super().__init__(config, settings, baseline)
 
-        marked_cases(self.session(), items)
-        self._watch_items(config)
-        if self.settings.shard is not None:
-            keep, drop = shard(self.session(), items, *self.settings.shard)
-            if drop:
-                config.hook.pytest_deselected(items=drop)
-                items[:] = keep
+    def _given_text(self, key: str) -> str | None:
+        value = self._given.get(key)
+        return str(value) if value else None
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        if self.role == "controller":
-            self._watch_items(session.config)
-            self._arm_sigterm()
-            self._start_progress(session.config)
-            return None
-        if self._session is None or not self._session.state.cases:
-            return None
-        option = session.config.option
-        if option.collectonly or getattr(option, "setupplan", False):
-            return None  # nothing will run: fire nothing
-        if getattr(option, "setuponly", False):
-            return None
-        if session.testsfailed and not option.continue_on_collection_errors:
-            return None
-        if self.settings.dry_run:
-            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-            for line in self.session().dry_run(session.items):
-                if reporter is not None:
-                    reporter.write_line(line)
-            return True
-        self._arm_sigterm()
-        self._announce_missing_key(session)
-        ledger = self.session().ledger
-        if ledger is not None and self.session().selected(session.items):
-            self.announce_ledger_lost(ledger.directory)
-        self.session().start(session.items)
-        self._start_progress(session.config)
-        return None
+    def _identity(self) -> tuple[Owner, bytes]:
+        owner = _owner(self._given.get("cekura_owner"))
+        key = _secrets_key(self._given.get("cekura_secrets_key"))
+        shared = self._given_text("cekura_shared_dir")
+        if shared is not None:
+            self.redactor.share(Path(shared) / _SECRETS, key)
+        return owner, key
 
-    def _arm_sigterm(self) -> None:
-        """SIGTERM as an interrupt from here on. What the session imports later (progress
-        line, records, outputs) is imported first: a signal may strike anywhere once the
-        handler is in, and one that strikes inside an import can fail it in compile()
-        (CPython raises SystemError: an internal error, not an interrupt)."""
-        from ._report import ci, comment, outputs, progress, summary  # noqa: F401
+    def _api(self, settings: options.Settings) -> tuple[options.Settings, str | None]:
+        url = self._given_text("cekura_sim_url")
+        if url is not None:  # the controller's local server (a worker starts none)
+            return options.simulated(settings, url), str(self._given["cekura_sim_key"])
+        return settings, os.environ.get("CEKURA_API_KEY") or None
 
-        self.sigterm.install()
+    def _firing(self, runtime: role.Runtime) -> Firing:
+        from ._roles.build import worker
+
+        shared = self._given_text("cekura_shared_dir")
+        return worker(runtime, shared, self._given_text("cekura_shared_problem"))
+
+    def _notice(self) -> Callable[[str], None] | None:
+        from ._roles.build import worker_notice
+
+        return worker_notice(self._given_text("cekura_shared_dir"))
 
     def _announce_missing_key(self, session: pytest.Session) -> None:
-        """No key: say so once, before any test runs, whatever the verbosity."""
-        if self.api_key or self.role == "worker":
-            return
-        from ._session import NO_KEY_LINE
-
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and self.session().selected(session.items):
-            reporter.ensure_newline()
-            reporter.write_line(NO_KEY_LINE, red=True, bold=True)
-
-    def announce_ledger_lost(self, directory: Path | None) -> None:
-        """A ledger that cannot be written: one line, before anything is fired (under xdist
-        the controller says it, before its workers start)."""
-        from ._owner import cannot_write, ledger_lost
-
-        if directory is None:
-            return  # the cache is off: said at the end (OFF_NOTE)
-        reason = cannot_write(directory)
-        if reason is not None:
-            self.announce(ledger_lost(directory, reason))
-
-    def announce(self, line: str) -> None:
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(line, yellow=True, bold=True)
+        pass  # the controller says it
 
     def _start_progress(self, config: pytest.Config) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None or config.get_verbosity() < 0 or self.role == "worker":
-            return
-        from ._report.progress import Progress
-
-        self.progress = Progress(self.counts, reporter, self.settings.progress_interval)
-        self.progress.start()
-
-    def counts(self) -> Counts | None:
-        """The watcher's counts for the progress line (None until something was fired)."""
-        role = self._session.role if self._session is not None else None
-        return role.progress() if role is not None else None
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_sessionfinish(self) -> Generator[None, object, object]:
-        # First of all (xdist's own tear-down of its workers can take long): no interrupt
-        # is raised from here on.
-        self.sigterm.finishing()
-        if self.sigterm.unseen():
-            # A SIGTERM whose interrupt pytest never saw (it surfaced as another error): the
-            # calls it meant to end are ended now.
-            self.pytest_keyboard_interrupt()
-        if self.progress is not None:
-            self.progress.stop()
-        try:
-            return (yield)
-        finally:
-            self.sigterm.uninstall()
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_keyboard_interrupt(self) -> None:
-        self.sigterm.seen()
-        # Calls left running cost money. Under xdist the controller does this, once.
-        # A worker only stops firing (it ends no call); every role stops its bot at once.
-        if self._session is None and self.role == "controller" and self._firing_started():
-            self.session()  # a worker fired while the watcher was being built: end its calls
-        if self._session is not None:
-            self._session.interrupt()
-
-    def _watch_items(self, config: pytest.Config) -> None:
-        if not config.pluginmanager.has_plugin(_ITEMS_NAME):
-            config.pluginmanager.register(ItemHooks(self), _ITEMS_NAME)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        simulated = self.settings.api_url_source == "simulator"
-        if self._summary is None and self._session is None and not simulated:
-            return
-        summary = self.summary()
-        if self._session is not None:
-            summary.note(*self._session.notes())
-        if not summary.records and not summary.notes and not simulated:
-            return
-        terminalreporter.write_sep("=", "cekura")
-        # The table ends with the notes; with no case recorded, the notes stand alone.
-        every = terminalreporter.config.get_verbosity() > 0  # -v: a row for every case
-        width = terminalreporter._tw.fullwidth
-        table = summary.lines(width, every) if summary.records else summary.notes
-        for line in table:  # masked, then inert: outside text (reasons, names, notes)
-            terminalreporter.write_line(plain(self.redactor(line)))
-        self._write_outputs(terminalreporter, simulated)
-        if simulated:
-            terminalreporter.write_line(
-                "cekura: SIMULATED RUN: verdicts came from the local Cekura-compatible server, "
-                "not from Cekura",
-                yellow=True,
-                bold=True,
-            )
+        pass  # the controller shows the progress line
 
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
-        if self.role == "worker":
-            return  # under xdist the controller has every case; workers have a part
-        from ._report.ci import annotated_elsewhere
-        from ._report.outputs import write_outputs
-
-        elsewhere = annotated_elsewhere(self.config.pluginmanager)
-        if not write_outputs(
-            self.summary(), self.settings, self.redactor, simulated, terminalreporter, elsewhere
-        ):
-            session = getattr(terminalreporter, "_session", None)
-            if session is not None and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        pass  # under xdist the controller has every case; workers have a part
 
 
 class ItemHooks:
@@ -556,17 +703,6 @@ class ItemHooks:
             self.plugin._sent_notes = notes
         self._for_rerun[nodeid] = (attempt, data)
         return data
-
-
-class XdistHooks:
-    """Hooks that exist only when pytest-xdist is installed (the controller side)."""
-
-    def __init__(self, plugin: CekuraPlugin) -> None:
-        self.plugin = plugin
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput.update(self.plugin.worker_input())
 
 
 def _secrets_key(text: object) -> bytes:

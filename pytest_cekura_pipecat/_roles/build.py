@@ -1,37 +1,51 @@
-"""Builds the session and its runtime: the one place that turns settings into the process's
-role, client policy and watch schedule (imported only when a session has a Cekura case)."""
+"""Builds the session and its runtime from values: the one place that turns settings into
+the client policy, the watch schedule and the process's firing role (imported only when a
+session has a Cekura case).
+
+The hook object of ``plugin.py`` (single process, xdist controller or xdist worker: chosen
+once, in ``pytest_configure``) calls the builder of its own role here (``single``,
+``controller``, ``worker``) and hands the result to ``build_session``. Nothing here knows the
+plugin or holds ``pytest.Config``.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .._api.client import HttpPolicy
-from .._notice import TerminalNotice
-from .._session import CekuraSession
+from .._config.options import Settings
+from .._fire.bot_rooms import BotStartRooms
+from .._fire.ledger import Ledger
+from .._judge.gating import Baseline
+from .._owner import Owner, remove_stale
+from .._redact import Redactor
+from .._session import CekuraSession, Hooks
 from .._watch.watcher import WatchSettings
-from .role import Controller, Local, Role, Runtime, Worker
+from . import role
 from .shared import SharedDir
-
-if TYPE_CHECKING:
-    from ..plugin import CekuraPlugin
-
 
 _REMOTE = (
     "not fired: pytest-cekura-pipecat needs xdist workers on the controller's machine "
     "(-n N), not remote ones (--tx ssh/socket)"
 )
 
+# This process's firing role, and why the session fires nothing (None: it may fire).
+Firing = tuple[role.Role, str | None]
 
-def build_session(plugin: CekuraPlugin) -> CekuraSession:
-    settings = plugin.settings
-    runtime = Runtime(
+
+def runtime(
+    settings: Settings,
+    api_key: str | None,
+    redactor: Redactor,
+    notice: Callable[[str], None] | None,
+) -> role.Runtime:
+    """What every role needs to talk to Cekura (its client factory)."""
+    return role.Runtime(
         api_url=settings.api_url,
-        api_key=plugin.api_key,
+        api_key=api_key,
         policy=HttpPolicy(
             connect_timeout=min(settings.http_timeout, 10.0),
             read_timeout=settings.http_timeout,
@@ -44,81 +58,88 @@ def build_session(plugin: CekuraPlugin) -> CekuraSession:
             breaker_after=settings.breaker_after,
             max_reads_per_minute=settings.max_reads_per_minute,
         ),
-        redactor=plugin.redactor,
-        notice=_worker_notice(plugin) if plugin.role == "worker" else _notice(plugin),
+        redactor=redactor,
+        notice=notice,
         api_url_source=settings.api_url_source,
     )
-    session = CekuraSession(plugin.config, settings, plugin.redactor, runtime)
-    session.role = _role(plugin, runtime, session)
-    _room_provider(plugin, session)
-    return session
 
 
-def _notice(plugin: CekuraPlugin) -> TerminalNotice:
-    def erase_progress() -> None:
-        if plugin.progress is not None:
-            plugin.progress.clear()
+def build_session(
+    settings: Settings,
+    redactor: Redactor,
+    firing: Firing,
+    hooks: Hooks,
+    *,
+    ledger: Ledger | None,
+    baseline: Baseline | None,
+    agent_flag: bool,
+) -> CekuraSession:
+    """The session, from values. ``agent_flag``: --cekura-agent was given (the default
+    agent's messages name the option that set it)."""
+    process, problem = firing
+    agent = settings.defaults.agent
+    default_agent = None
+    if agent is not None:
+        default_agent = agent, "--cekura-agent" if agent_flag else "ini key cekura_agent"
+    return CekuraSession(
+        settings,
+        redactor,
+        process,
+        hooks,
+        problem=problem,
+        ledger=ledger,
+        baseline=baseline,
+        default_agent=default_agent,
+    )
 
-    return TerminalNotice(plugin.config, erase_progress)
+
+def single(runtime: role.Runtime, owner: Owner) -> Firing:
+    """One process: it fires, watches and waits."""
+    remove_stale(owner)  # what killed sessions left in the temporary directory
+    return role.Local(runtime), None
 
 
-def _worker_notice(plugin: CekuraPlugin) -> Callable[[str], None] | None:
-    """A worker's output is not shown: its notice goes to the controller, which prints it."""
-    workerinput: dict[str, Any] = getattr(plugin.config, "workerinput", {})
-    path = workerinput.get("cekura_shared_dir")
-    return SharedDir(Path(str(path))).say if path else None
+def controller(runtime: role.Runtime, shared: Path | None, shared_problem: str | None) -> Firing:
+    """The xdist controller: the session's one watcher, fed from the shared directory."""
+    if shared is None:
+        return _refused(_not_fired(shared_problem))
+    return role.Controller(runtime, shared), None
 
 
-def _role(plugin: CekuraPlugin, runtime: Runtime, session: CekuraSession) -> Role | None:
-    if plugin.role == "controller":
-        shared = plugin.shared()
-        if shared is None:
-            session.state.problem = _not_fired(plugin.shared_problem)
-            return None
-        return Controller(runtime, shared)
-    if plugin.role == "local":
-        from .._owner import remove_stale
-
-        remove_stale(plugin.owner)  # what killed sessions left in the temporary directory
-        return Local(runtime)
-    workerinput: dict[str, Any] = getattr(plugin.config, "workerinput", {})
-    if workerinput.get("cekura_shared_problem"):
-        session.state.problem = _not_fired(str(workerinput["cekura_shared_problem"]))
-        return None
-    shared = Path(str(workerinput.get("cekura_shared_dir", "")))
-    if not workerinput.get("cekura_shared_dir") or not shared.is_dir():
+def worker(runtime: role.Runtime, shared: str | None, shared_problem: str | None) -> Firing:
+    """An xdist worker, given the controller's shared directory (or why there is none)."""
+    if shared_problem:
+        return _refused(_not_fired(shared_problem))
+    if not shared or not Path(shared).is_dir():
         # A worker on another host (--tx ssh=/socket=) cannot see the controller's
         # directory; firing there would fire once per host.
-        session.state.problem = _REMOTE
-        return None
-    return Worker(runtime, shared)
+        return _refused(_REMOTE)
+    return role.Worker(runtime, Path(shared)), None
+
+
+def worker_notice(shared: str | None) -> Callable[[str], None] | None:
+    """A worker's output is not shown: its notice goes to the controller, which prints it."""
+    return SharedDir(Path(shared)).say if shared else None
+
+
+def _refused(reason: str) -> Firing:
+    return role.Idle(reason), reason
 
 
 def _not_fired(problem: str | None) -> str:
     return f"not fired: {(problem or 'no shared directory').removeprefix('cekura: ')}"
 
 
-def _room_provider(plugin: CekuraPlugin, session: CekuraSession) -> None:
-    """Register the bot start URL provider (with the Pipecat Cloud preset when asked)."""
-    from .._fire.bot_rooms import PLUGIN_NAME, BotStartRooms
-
-    settings = plugin.settings
+def room_provider(settings: Settings, redactor: Redactor, cloud_key: str | None) -> BotStartRooms:
+    """The bot start URL provider (with the Pipecat Cloud preset when asked)."""
     timeout = settings.http_timeout
     if not settings.pipecat_cloud_agent:
-        rooms = BotStartRooms(session.redactor, timeout)
-    else:
-        key = os.environ.get("PIPECAT_CLOUD_API_KEY")
-        if not key:
-            raise pytest.UsageError(
-                "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
-                "Pipecat Cloud key)"
-            )
-        rooms = BotStartRooms.pipecat_cloud(
-            settings.pipecat_cloud_agent,
-            key,
-            settings.pipecat_cloud_url,
-            session.redactor,
-            timeout,
+        return BotStartRooms(redactor, timeout)
+    if not cloud_key:
+        raise pytest.UsageError(
+            "--cekura-pipecat-cloud-agent: PIPECAT_CLOUD_API_KEY is not set (export your "
+            "Pipecat Cloud key)"
         )
-    if plugin.config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
-        plugin.config.pluginmanager.register(rooms, PLUGIN_NAME)
+    return BotStartRooms.pipecat_cloud(
+        settings.pipecat_cloud_agent, cloud_key, settings.pipecat_cloud_url, redactor, timeout
+    )

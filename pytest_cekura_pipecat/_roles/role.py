@@ -1,5 +1,7 @@
-"""The process's role in the session, decided once: ``Local`` (no xdist), ``Controller``
-(the xdist controller) or ``Worker`` (an xdist worker). Nothing else asks which it is.
+"""The process's firing role in the session: ``Local`` (no xdist), ``Controller`` (the
+xdist controller), ``Worker`` (an xdist worker) or ``Idle`` (a session refused as a whole).
+The hook object that ``plugin.py`` registers in ``pytest_configure`` (the one place that
+asks which process this is) builds the right one; the session only calls it.
 
 - ``Local`` fires, watches (on its I/O loop) and waits, all in one process.
 - ``Worker``: exactly one worker fires (it has the conftest hooks); every worker waits for
@@ -601,6 +603,43 @@ class Worker:
                 with contextlib.suppress(Exception):
                     self._io.run(client.aclose(), timeout=2)
             self._io.close()
+
+
+class Idle:
+    """A process that fires nothing: the session was refused as a whole when it was built
+    (no shared directory, a remote xdist worker). Every case errors with ``reason``."""
+
+    ends_calls = False
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
+        pass
+
+    def refire(self, nodeid: str, case: Case, attempt: int, context: ContextFactory) -> None:
+        pass
+
+    def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
+        return [CekuraRun(scenario_id=0, status="not_started", error_message=self.reason)]
+
+    def interrupt(self) -> None:
+        pass
+
+    def reserve(self, runs: int, budget: int, base: int) -> bool:
+        return True  # nothing is fired: the verdict says why
+
+    def bot_spawned(self, pid: int) -> None:
+        pass
+
+    def notes(self) -> list[str]:
+        return []
+
+    def progress(self) -> Counts | None:
+        return None
+
+    def close(self) -> None:
+        pass
 
 
 _WATCHER_GRACE = 60.0
