@@ -11,8 +11,8 @@ import pytest
 from conftest import Suite
 
 import pytest_cekura_pipecat
-from pytest_cekura_pipecat._config.case import Case
-from pytest_cekura_pipecat._config.options import Defaults, Settings
+from pytest_cekura_pipecat._config.case import Case, Defaults
+from pytest_cekura_pipecat._config.options import Settings
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._roles import build
 from pytest_cekura_pipecat._session import Hooks
