@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def cekura_runs(request: pytest.FixtureRequest) -> tuple[CekuraRun, ...]:
     """Every run of this test's ``@pytest.mark.cekura`` case, finished."""
     plugin = request.config.stash.get(PLUGIN_KEY, None)
-    session = plugin.session() if plugin is not None and plugin._session is not None else None
+    session = plugin.built() if plugin is not None else None
     nodeid = request.node.nodeid
     if session is None or nodeid not in session.state.cases:
         raise pytest.UsageError(

@@ -189,6 +189,10 @@ class CekuraPlugin:
                 self._session = self._build()
             return self._session
 
+    def built(self) -> CekuraSession | None:
+        """The session if it was built (a session without Cekura cases never is)."""
+        return self._session
+
     def _build(self) -> CekuraSession:
         from ._fire.bot_rooms import PLUGIN_NAME
         from ._fire.ledger import Ledger
@@ -599,22 +603,23 @@ class ItemHooks:
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
         # Wait for the case's verdict before pytest-timeout (an inner wrapper) starts its
         # timer: waiting for Cekura is governed by the case's own timeout, not --timeout.
-        session = self.plugin._session
+        session = self.plugin.built()
         if session is not None and item.nodeid in session.state.cases and not _will_skip(item):
             session.verdict(item.nodeid)
         return (yield)
 
     @pytest.hookimpl  # after pytest's skipping (tryfirst): a skipped test never waits
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if self.plugin._session is None:
+        session = self.plugin.built()
+        if session is None:
             return
         from ._items import CekuraItem, judge
 
-        state = self.plugin._session.state
+        state = session.state
         if not isinstance(item, CekuraItem) and (
             item.nodeid in state.cases or item.nodeid in state.invalid
         ):
-            judge(self.plugin._session, item)
+            judge(session, item)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self) -> None:
@@ -630,7 +635,7 @@ class ItemHooks:
         data = getattr(report, "cekura", None)
         if data is not None:  # from a worker: masked here too, with every process's secrets
             report.cekura = self.plugin.redactor.tree(data)  # type: ignore[attr-defined]
-        if self.plugin._session is not None or data is not None:
+        if self.plugin.built() is not None or data is not None:
             self.plugin.summary().add(report)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
@@ -638,13 +643,14 @@ class ItemHooks:
             self._rerunning.discard(nodeid)
         else:
             self._for_rerun.pop(nodeid, None)
-        if self.plugin._session is not None:
-            self.plugin._session.release(nodeid)
+        session = self.plugin.built()
+        if session is not None:
+            session.release(nodeid)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         result = yield
-        session = self.plugin._session
+        session = self.plugin.built()
         if session is not None and item.nodeid in session.state.cases:
             from ._items import CekuraItem
 
