@@ -188,19 +188,6 @@ def assign_runs(scenarios: Sequence[int], runs: Sequence[Run]) -> list[int | Non
     return [queues[s].popleft() if queues[s] else None for s in scenarios]
 
 
-def claim_runs(result: Result, slots: Sequence[Slot]) -> None:
-    """Give runs to the slots of ``result`` that the start answer did not map (a variant
-    that lists no runs): by scenario, in plan order, lowest run id first."""
-    claimed = {s.run_id for s in slots if s.run_id is not None}
-    free: dict[int | None, deque[int]] = defaultdict(deque)
-    for run in sorted(result.runs, key=lambda r: r.id):
-        if run.id not in claimed:
-            free[run.scenario].append(run.id)
-    for slot in slots:
-        if slot.run_id is None and slot.error is None and free[slot.scenario]:
-            slot.run_id = free[slot.scenario].popleft()
-
-
 def _batch_key(case: Case) -> _BatchKey:
     mock = case.mock_tool_names
     return case.agent, (tuple(mock) if mock is not None else None)

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from .._api.run import CekuraRun
 from .._config.case import Case
 from .._errors import CekuraError
-from .._fire.firing import FireContext, claim_runs
+from .._fire.firing import FireContext
 from .._fire.plan import Slot
+from .._watch.watcher import claim_runs
 from .verdict import run_reasons
 
 
