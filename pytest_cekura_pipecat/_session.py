@@ -13,7 +13,7 @@ phases.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from ._config.case import BotKeys, Case, Room, environ, expand
 from ._config.options import Settings
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._fire.bot import SessionBot, bot_config, log_tail, ready_url_for
-from ._fire.firing import FireContext, dry_run
+from ._fire.firing import FireContext, FireHooks, FirePolicy, Wiring, dry_run
 from ._fire.ledger import OFF_NOTE, Ledger, fingerprint
 from ._fire.plan import Slot
 from ._fire.recover import Sent
@@ -227,7 +227,9 @@ class CekuraSession:
         self.state.selected = list(selected)
         first = [(nodeid, case.first_firing()) for nodeid, case in selected]
         canaries = self.canaries(selected)
-        self._role.start(first, lambda client: self._context(client, problem, canaries))
+        self._role.start(
+            first, lambda client, wiring: self._context(client, wiring, problem, canaries)
+        )
 
     def canaries(self, selected: Sequence[tuple[str, Case]]) -> frozenset[str]:
         """The selected cases fired first and alone: ``canary = true`` or --cekura-canary."""
@@ -242,9 +244,11 @@ class CekuraSession:
     def _context(
         self,
         client: CekuraClient | None,
+        wiring: Wiring,
         problem: str | None = None,
         canaries: frozenset[str] = frozenset(),
     ) -> FireContext:
+        """One firing's context: this session's policy and hooks, and the role's part."""
         hook = self.hooks.relay
         ask = self.hooks.room
 
@@ -255,45 +259,62 @@ class CekuraSession:
             url, token = got
             return Room(url, token)
 
-        ctx = FireContext(
-            client=None if problem else client,
-            redactor=self.redactor,
-            env=environ(),
+        env = environ()
+        policy = FirePolicy(
             batch_size=self.settings.batch_size,
             no_client_reason=problem or NO_KEY,
-            room_hook=room if hook.pytest_cekura_room.get_hookimpls() else None,
-            entry_hook=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             dashboard=self.settings.dashboard_url,
-            before_firing=self._start_bot,
+            attempt=wiring.attempt,
             canaries=canaries,
-            canary_poll=self.settings.poll_interval,
             default_agent=self.default_agent,
-            known_results=self.state.known_results,
             recover_poll=self.settings.poll_interval,
         )
-        ledger = self.ledger
-        if ledger is None:
-            ctx.notes.append(OFF_NOTE)
-            return ctx
+        hooks = replace(
+            wiring.hooks,
+            room=room if hook.pytest_cekura_room.get_hookimpls() else None,
+            entry=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
+            before_firing=self._start_bot,
+        )
+        if self.ledger is None:
+            wiring.control.note(OFF_NOTE)
+        else:
+            hooks = self._ledger_hooks(self.ledger, hooks, env)
+        return FireContext(
+            client=None if problem else client,
+            redactor=self.redactor,
+            env=env,
+            policy=policy,
+            hooks=hooks,
+            control=wiring.control,
+            lanes=wiring.lanes,
+            known_results=self.state.known_results,
+        )
+
+    @staticmethod
+    def _ledger_hooks(ledger: Ledger, hooks: FireHooks, env: Mapping[str, str]) -> FireHooks:
+        """``hooks`` with the ledger's: each request recorded before it leaves and once
+        answered, and what a killed session left resumed."""
         marks: dict[str, str | None] = {}
 
-        def on_fired(fired: list[tuple[Case, Slot]]) -> None:
-            for case, slot in fired:
-                if slot.nodeid not in marks:
-                    marks[slot.nodeid] = fingerprint(slot.nodeid, case, ctx.env)
-            ledger.record([(case, marks[slot.nodeid], slot) for case, slot in fired])
-
-        def on_request(batch: list[tuple[Case, Slot]], sent: Sent) -> None:
+        def marked(batch: list[tuple[Case, Slot]]) -> list[tuple[Case, str | None, Slot]]:
             for case, slot in batch:
                 if slot.nodeid not in marks:
-                    marks[slot.nodeid] = fingerprint(slot.nodeid, case, ctx.env)
-            ledger.record_sending([(case, marks[slot.nodeid], slot) for case, slot in batch], sent)
+                    marks[slot.nodeid] = fingerprint(slot.nodeid, case, env)
+            return [(case, marks[slot.nodeid], slot) for case, slot in batch]
 
-        ctx.resume = lambda cases, found: ledger.resume(cases, ctx.env, found=found)
-        ctx.unanswered = ledger.unanswered
-        ctx.on_fired = on_fired
-        ctx.on_request = on_request
-        return ctx
+        def on_fired(fired: list[tuple[Case, Slot]]) -> None:
+            ledger.record(marked(fired))
+
+        def on_request(batch: list[tuple[Case, Slot]], sent: Sent) -> None:
+            ledger.record_sending(marked(batch), sent)
+
+        return replace(
+            hooks,
+            on_fired=on_fired,
+            on_request=on_request,
+            resume=lambda cases, found: ledger.resume(cases, env, found=found),
+            unanswered=ledger.unanswered,
+        )
 
     # -- the bot under test ----------------------------------------------------------------
 
@@ -355,7 +376,7 @@ class CekuraSession:
 
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
-        ctx = self._context(None)
+        ctx = self._context(None, Wiring())
         first = [(nodeid, case.first_firing()) for nodeid, case in selected]
         lines = [self.redactor(line) for line in self.bot_lines(selected)]
         lines += dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]

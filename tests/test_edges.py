@@ -10,8 +10,8 @@ import pytest
 from conftest import API_KEY, ROOM_TOKEN, START, Suite, no_traceback
 
 from pytest_cekura_pipecat._api.models import Result
-from pytest_cekura_pipecat._fire.firing import claim_runs
 from pytest_cekura_pipecat._fire.plan import Slot
+from pytest_cekura_pipecat._watch.watcher import claim_runs
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 TWO_FAILING = ROOM + '[[case]]\nname = "a"\nscenario = 102\n[[case]]\nname = "b"\nscenario = 102\n'

@@ -24,7 +24,9 @@ from pytest_cekura_pipecat._config.thresholds import (
     parse_date,
     parse_threshold,
 )
+from pytest_cekura_pipecat._fire.plan import Slot
 from pytest_cekura_pipecat._judge import gating as _gating
+from pytest_cekura_pipecat._judge.canary import canary_problem
 from pytest_cekura_pipecat._judge.gating import Baseline, gate
 from pytest_cekura_pipecat._judge.verdict import adaptive_need, check_threshold, decide
 from pytest_cekura_pipecat._report.comment import pr_comment
@@ -39,6 +41,7 @@ SCRIPTS = [
     ScenarioScript(101, "Books a table", "pass", 0.1),
     ScenarioScript(102, "Refuses a late booking", "fail", 0.1, reasons=("Booked 23:30.",)),
     ScenarioScript(103, "Cancels a booking", "error", 0.1, reasons=("Bot did not join",)),
+    ScenarioScript(105, "Hangs forever", "stuck", 0.1),
     ScenarioScript(
         201,
         "Scores 90",
@@ -635,6 +638,52 @@ def test_canary_that_passes_or_fails_lets_the_rest_fire(suite: Suite) -> None:
     assert [[e["scenario"] for e in p.body["scenarios"]] for p in posts] == [[102], [101, 101]]
     assert suite.run("--cekura-canary=nope").ret == pytest.ExitCode.TESTS_FAILED
     assert len(suite.posts()) == 3  # no canary: one request for all
+
+
+def test_a_canary_without_a_verdict_is_judged_by_the_watcher_s_deadline(suite: Suite) -> None:
+    """The canary waits on the run the watcher publishes, as an item does: at its case's
+    timeout the watcher ends the call and says the run's last status; nothing else fires."""
+    suite.toml(
+        _toml("""
+        [[case]]
+        name = "hangs"
+        scenario = 105
+        canary = true
+        timeout = 1
+        [[case]]
+        name = "books"
+        scenario = 101
+        """)
+    )
+    result = suite.run("-rA")
+    result.assert_outcomes(errors=2)
+    assert [[e["scenario"] for e in p.body["scenarios"]] for p in suite.posts()] == [[105]]
+    result.stdout.fnmatch_lines(
+        [
+            "*not fired: canary hangs errored: no verdict after 1 s (last status: *the call was ended*"
+        ]
+    )
+    assert [r for r in suite.sim.requests if "end_call" in r.path]
+
+
+def _canary(name: str, index: int, error: str | None = None) -> tuple[Case, Slot]:
+    case = Case(name=name, scenario=101, source="cekura.toml")
+    return case, Slot(f"test_{name}", index, 101, 60.0, fired_at=1.0, error=error)
+
+
+def test_canary_problem_is_the_first_canary_that_errored() -> None:
+    up, down = _canary("up", 0), _canary("down", 0)
+    passed = CekuraRun(scenario_id=101, status="completed", success=True)
+    failed = CekuraRun(scenario_id=101, status="completed", success=False)
+    errored = CekuraRun(scenario_id=101, status="failed", error_message="Bot did not join")
+    assert canary_problem([up, down], {}) is None  # nothing published yet: no problem yet
+    assert canary_problem([up, down], {up[1].key: passed, down[1].key: failed}) is None
+    problem = canary_problem([up, down], {up[1].key: passed, down[1].key: errored})
+    assert problem == "canary down errored: Bot did not join"
+    never = _canary("never", 1, error="not started: HTTP 503")
+    assert canary_problem([up, never], {up[1].key: errored}) == (
+        "canary never errored: not started: HTTP 503"  # a slot that never started comes first
+    )
 
 
 def test_adaptive_fires_only_what_can_change_the_verdict(suite: Suite) -> None:

@@ -14,6 +14,11 @@ otherwise nothing more is sent in the session. A killed session's requests are i
 again. A request refused with 400 created nothing, so
 it is sent again without the entries Cekura refused (halving the batch to find them when the
 400 does not say which).
+
+A firing is given everything once, in its ``FireContext``: fixed values (``FirePolicy``),
+the hooks it calls (``FireHooks``: the room and entry hooks, the bot under test, the ledger,
+and the role's ``on_sending``, ``on_batch`` and canary gate), the session's ``Lanes``, and
+one ``FireControl`` that owns stopping (an interrupt comes from pytest's thread) and notes.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -62,51 +68,145 @@ _BatchKey = tuple[int | None, tuple[str, ...] | None]
 _Found = dict[tuple[str, int], tuple[int, int | None]]  # (node id, index) -> result, run
 
 
-@dataclass
-class FireContext:
-    client: CekuraClient | None
-    redactor: Redactor
-    env: Mapping[str, str]
+Gate = Callable[[Sequence[tuple[Case, Slot]]], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class FirePolicy:
+    """The fixed values of one firing."""
+
     batch_size: int = 50
     concurrency: int = 4
     no_client_reason: str = "not fired: CEKURA_API_KEY is not set: export your Cekura API key"
-    room_hook: Callable[[Case], Room | None] | None = None
-    entry_hook: Callable[[Case, dict[str, Any]], None] | None = None
     dashboard: str = ""  # cekura_dashboard_url; no link when empty (or simulated)
-    on_sending: Callable[[list[Slot]], None] | None = None  # before a request leaves
-    on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
-    # The ledger (_ledger.py): what a killed session left to re-attach or end, and the
-    # record of each answered request, written before its runs are watched.
-    resume: Callable[[Sequence[tuple[str, Case]], _Found], Resumption] | None = None
-    on_fired: Callable[[list[tuple[Case, Slot]]], None] | None = None
-    # ...the record of each request before it leaves, and what a killed session sent
-    # without an answer (its results are looked for before resuming: ``_recover.py``).
-    on_request: Callable[[list[tuple[Case, Slot]], Sent], None] | None = None
-    unanswered: Callable[[], tuple[list[Unanswered], set[int]]] | None = None
-    # Before anything is sent (the bot under test is started here): why nothing may be
-    # fired, or None. Blocking; run in a thread.
-    before_firing: Callable[[], str | None] | None = None
     attempt: int = 0
-    canaries: frozenset[str] = frozenset()  # node ids fired first and alone (``_canary``)
-    canary_poll: float = 3.0  # seconds between reads of a canary's result
+    canaries: frozenset[str] = frozenset()  # node ids fired first and alone
     # The --cekura-agent / cekura_agent default, with the flag or key that set it, to say
     # where an agent that does not exist came from.
     default_agent: tuple[int, str] | None = None
-    notes: list[str] = field(default_factory=list)
-    systemic: str | None = None  # why every later request was refused (key, credit)
-    stopped: str | None = None  # why nothing more is sent
-    requests: int = 0
-    waves: Waves[_Pending] | None = None  # runs not fired yet: a room's lane, max_live_runs
-    # Results this session knows (answered, adopted, re-attached): never taken for the
-    # result of a start request whose answer was lost (``_recover.py``).
-    known_results: set[int] = field(default_factory=set)
     recover_poll: float = 3.0  # seconds between reads of the results list when recovering
-    traffic: Traffic = field(default_factory=Traffic)
-    _projects: dict[int, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FireHooks:
+    """What firing calls out to, all given at construction (None: not called)."""
+
+    room: Callable[[Case], Room | None] | None = None  # the pytest_cekura_room hook
+    entry: Callable[[Case, dict[str, Any]], None] | None = None  # the pytest_cekura_entry hook
+    # Before anything is sent (the bot under test is started here): why nothing may be
+    # fired, or None. Blocking; run in a thread.
+    before_firing: Callable[[], str | None] | None = None
+    on_sending: Callable[[list[Slot]], None] | None = None  # before a request leaves
+    on_batch: Callable[[list[Slot]], None] | None = None  # an answered request's slots
+    # The ledger (``ledger.py``): the record of each request before it leaves and of each
+    # answered one (written before its runs are watched); what a killed session left to
+    # re-attach or end, and what it sent without an answer (``recover.py``).
+    on_request: Callable[[list[tuple[Case, Slot]], Sent], None] | None = None
+    on_fired: Callable[[list[tuple[Case, Slot]]], None] | None = None
+    resume: Callable[[Sequence[tuple[str, Case]], _Found], Resumption] | None = None
+    unanswered: Callable[[], tuple[list[Unanswered], set[int]]] | None = None
+    # The canaries' gate: waits for their final runs; why the rest must not be fired, or
+    # None. Without one, canaries are fired first and nothing waits for them.
+    canary: Gate | None = None
+
+
+class FireControl:
+    """Whether a firing may go on, and what it has to say: the one object written by firing
+    and by the thread that interrupts it. The first reason to stop is the one kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped: str | None = None
+        self._notes: list[str] = []
+
+    def stop(self, reason: str) -> None:
+        """Send nothing more (thread-safe; a later reason does not replace the first)."""
+        with self._lock:
+            if self._stopped is None:
+                self._stopped = reason
+
+    @property
+    def stopped(self) -> str | None:
+        """Why nothing more is sent, or None."""
+        return self._stopped
+
+    def note(self, line: str) -> None:
+        with self._lock:
+            self._notes.append(line)
+
+    def notes(self) -> list[str]:
+        with self._lock:
+            return list(self._notes)
+
+
+class Lanes:
+    """The runs a session holds back for their turn (a room's lane, ``max_live_runs``),
+    across its firings: a later firing (a rerun, an adaptive top-up) queues behind the
+    first one's in the same rooms. The first firing's runs set the cap on live runs."""
+
+    def __init__(self) -> None:
+        self._waves: Waves[_Pending] | None = None
+
+    def queue(self, fresh: Sequence[_Pending], live: Sequence[_Pending]) -> list[_Pending]:
+        """Queue the fresh runs and count the re-attached ones live (their rooms are still
+        taken); what may be fired now."""
+        ready = [p for p in fresh if p.slot.error is None]
+        if self._waves is None:
+            self._waves = _schedule(ready)
+        else:
+            self._waves.add(ready)
+        self._waves.occupy(live)
+        return self._waves.next()
+
+    def next(self) -> list[_Pending]:
+        return self._waves.next() if self._waves is not None else []
+
+    def done(self, key: str) -> None:
+        """The run named ``key`` ended (or never started): its place is free."""
+        if self._waves is not None:
+            self._waves.done(key)
 
     def waiting(self) -> int:
         """Runs left to fire once earlier runs end (see :func:`fire_waves`)."""
-        return self.waves.waiting() if self.waves is not None else 0
+        return self._waves.waiting() if self._waves is not None else 0
+
+    def abandon(self) -> list[_Pending]:
+        return self._waves.abandon() if self._waves is not None else []
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the process's role gives one firing: which attempt it is, the session's lanes,
+    the control it stops through, and its own hooks (``on_sending``, ``on_batch``,
+    ``canary``)."""
+
+    control: FireControl = field(default_factory=FireControl)
+    lanes: Lanes = field(default_factory=Lanes)
+    attempt: int = 0
+    hooks: FireHooks = FireHooks()
+
+
+@dataclass(frozen=True)
+class FireContext:
+    """One firing: what it is given, once. The mutable parts are objects of their own
+    (``control``, ``lanes``, the sets and ``traffic``); no field is ever reassigned."""
+
+    client: CekuraClient | None
+    redactor: Redactor
+    env: Mapping[str, str]
+    policy: FirePolicy = FirePolicy()
+    hooks: FireHooks = FireHooks()
+    control: FireControl = field(default_factory=FireControl)
+    lanes: Lanes = field(default_factory=Lanes)
+    # Results this session knows (answered, adopted, re-attached): never taken for the
+    # result of a start request whose answer was lost (``recover.py``).
+    known_results: set[int] = field(default_factory=set)
+    traffic: Traffic = field(default_factory=Traffic)
+    projects: dict[int, str | None] = field(default_factory=dict)  # by agent
+
+    def waiting(self) -> int:
+        """Runs left to fire once earlier runs end (see :func:`fire_waves`)."""
+        return self.lanes.waiting()
 
 
 @dataclass
@@ -149,8 +249,8 @@ def _set_entry(
     if problem:
         raise CekuraError(f"case {pending.case.name}: {problem}")
     entry = Entry(pending.case.scenario, url, token, message).to_json()
-    if ctx.entry_hook:
-        ctx.entry_hook(pending.case, entry)
+    if ctx.hooks.entry:
+        ctx.hooks.entry(pending.case, entry)
         ctx.redactor.add(entry.get("pipecat_token"))
     pending.entry = entry
 
@@ -168,7 +268,7 @@ async def _prepare_provided_room(pending: _Pending, ctx: FireContext) -> None:
     be slow), and only once the case's variables expanded."""
     with _marking(pending, ctx):
         _, _, message = _expanded(pending.case, ctx)
-        hook = ctx.room_hook
+        hook = ctx.hooks.room
         room = await asyncio.to_thread(hook, pending.case) if hook else None
         if room is None:
             raise CekuraError(
@@ -186,19 +286,6 @@ def assign_runs(scenarios: Sequence[int], runs: Sequence[Run]) -> list[int | Non
     for run in runs:
         queues[run.scenario].append(run.id)
     return [queues[s].popleft() if queues[s] else None for s in scenarios]
-
-
-def claim_runs(result: Result, slots: Sequence[Slot]) -> None:
-    """Give runs to the slots of ``result`` that the start answer did not map (a variant
-    that lists no runs): by scenario, in plan order, lowest run id first."""
-    claimed = {s.run_id for s in slots if s.run_id is not None}
-    free: dict[int | None, deque[int]] = defaultdict(deque)
-    for run in sorted(result.runs, key=lambda r: r.id):
-        if run.id not in claimed:
-            free[run.scenario].append(run.id)
-    for slot in slots:
-        if slot.run_id is None and slot.error is None and free[slot.scenario]:
-            slot.run_id = free[slot.scenario].popleft()
 
 
 def _batch_key(case: Case) -> _BatchKey:
@@ -235,15 +322,16 @@ async def _send(key: _BatchKey, batch: list[_Pending], ctx: FireContext) -> None
     when its answer is lost, look for the result it may have created."""
     assert ctx.client is not None
     await ctx.traffic.turn()  # a lost request is being looked for: it decides what goes on
-    if ctx.stopped:
-        _fail(batch, f"not fired: {ctx.stopped}")
+    stopped = ctx.control.stopped
+    if stopped:
+        _fail(batch, f"not fired: {stopped}")
         return
-    if ctx.on_sending is not None:
-        ctx.on_sending([item.slot for item in batch])
+    hooks = ctx.hooks
+    if hooks.on_sending is not None:
+        hooks.on_sending([item.slot for item in batch])
     sent = Sent(key[0], tuple(item.case.scenario for item in batch), time.time())
-    if ctx.on_request is not None:
-        ctx.on_request([(item.case, item.slot) for item in batch], sent)
-    ctx.requests += 1
+    if hooks.on_request is not None:
+        hooks.on_request([(item.case, item.slot) for item in batch], sent)
     async with ctx.traffic.sending():
         outcome = await _start(key, batch, sent, ctx)
     if isinstance(outcome, Result):
@@ -266,7 +354,7 @@ async def _start(
     try:
         return await ctx.client.start_runs(_body(key, batch))
     except (AuthError, CreditError) as exc:
-        ctx.systemic = ctx.stopped = str(exc)
+        ctx.control.stop(str(exc))  # every later request would be refused (key, credit)
         _fail(batch, str(exc))
         return None
     except StartRejected as exc:
@@ -279,7 +367,7 @@ async def _start(
         # A whole retry window without an answer: later batches and waves are not sent
         # (each would wait out a window of its own: the outage multiplied by the waves).
         _fail(batch, f"not started: {exc}")
-        ctx.stopped = str(exc)
+        ctx.control.stop(str(exc))
         return None
     except ApiError as exc:
         _fail(batch, f"not started: {exc}")
@@ -290,8 +378,8 @@ async def _start(
             "exist and were not re-sent; check the agent's results on the Cekura dashboard"
         )
         _fail(batch, message)
-        ctx.notes.append(message)
-        ctx.stopped = f"an earlier start request's fate is unknown ({message})"
+        ctx.control.note(message)
+        ctx.control.stop(f"an earlier start request's fate is unknown ({message})")
         return None
 
 
@@ -305,18 +393,18 @@ async def _recover(
         alike = ctx.traffic.lost[lost.signature]
         found = Search()
         if alike == 1:
-            found = await search(ctx.client, lost, ctx.known_results, ctx.recover_poll)
+            found = await search(ctx.client, lost, ctx.known_results, ctx.policy.recover_poll)
         if found.result is not None:
             ctx.traffic.lost[lost.signature] -= 1  # its fate is known now
             ctx.known_results.add(found.result.id)
-            ctx.notes.append(
+            ctx.control.note(
                 f"cekura: {recovered_reason(lost, found.result.id)} ({len(batch)} run(s))"
             )
             return found.result
         _fail(batch, str(exc))
-        ctx.notes.append(str(exc))
-        ctx.notes.append(not_recovered(lost, found, alike))
-        ctx.stopped = f"an earlier start request's fate is unknown ({exc})"
+        ctx.control.note(str(exc))
+        ctx.control.note(not_recovered(lost, found, alike))
+        ctx.control.stop(f"an earlier start request's fate is unknown ({exc})")
         return None
 
 
@@ -334,10 +422,10 @@ async def _answered(
         item.slot.fired_at = now
         item.slot.dashboard_url = link
         item.slot.recovered = recovered
-    if ctx.on_fired is not None:
-        ctx.on_fired([(item.case, item.slot) for item in batch])
-    if ctx.on_batch is not None:
-        ctx.on_batch([item.slot for item in batch])
+    if ctx.hooks.on_fired is not None:
+        ctx.hooks.on_fired([(item.case, item.slot) for item in batch])
+    if ctx.hooks.on_batch is not None:
+        ctx.hooks.on_batch([item.slot for item in batch])
 
 
 async def _rejected(
@@ -372,20 +460,21 @@ async def _rejected(
 
 async def _dashboard_link(case: Case, result_id: int, ctx: FireContext) -> str | None:
     assert ctx.client is not None
-    if not ctx.dashboard or ctx.client.simulated:
+    dashboard = ctx.policy.dashboard
+    if not dashboard or ctx.client.simulated:
         return None  # a simulated result has no page on the real dashboard
     project = case.project
     if project is None and case.agent is not None:
-        if case.agent not in ctx._projects:
+        if case.agent not in ctx.projects:
             try:
                 found = (await ctx.client.agent(case.agent)).project
             except CekuraError:
                 found = None
-            ctx._projects[case.agent] = str(found) if found is not None else None
-        project = ctx._projects[case.agent]
+            ctx.projects[case.agent] = str(found) if found is not None else None
+        project = ctx.projects[case.agent]
     if project is None:
         return None
-    return f"{ctx.dashboard.rstrip('/')}/{project}/results/{result_id}"
+    return f"{dashboard.rstrip('/')}/{project}/results/{result_id}"
 
 
 async def preflight(pending: Sequence[_Pending], ctx: FireContext) -> str | None:
@@ -407,7 +496,7 @@ async def preflight(pending: Sequence[_Pending], ctx: FireContext) -> str | None
             if exc.status == 404:
                 return _no_such_agent(agent, list(cases[agent].values()), ctx)
             continue  # not a reason to stop: the start request will say what is wrong
-        ctx._projects[agent] = str(found.project) if found.project is not None else None
+        ctx.projects[agent] = str(found.project) if found.project is not None else None
     return None
 
 
@@ -417,8 +506,9 @@ def _no_such_agent(agent: int, cases: Sequence[Case], ctx: FireContext) -> str:
     where = f"case {first.name} ({first.source})"
     if len(cases) > 1:
         where += f" and {len(cases) - 1} other case(s)"
-    if ctx.default_agent is not None and ctx.default_agent[0] == agent:
-        where += f"; it is also the {ctx.default_agent[1]} default"
+    default = ctx.policy.default_agent
+    if default is not None and default[0] == agent:
+        where += f"; it is also the {default[1]} default"
     url = ctx.client.url(AGENT_PATH.format(agent))
     return f"agent {agent} does not exist: GET {url} answered 404; set by {where}"
 
@@ -435,7 +525,7 @@ def _plan(fired_at: float, pending: list[_Pending], ctx: FireContext) -> Plan:
     slots: dict[str, list[Slot]] = defaultdict(list)
     for item in pending:
         slots[item.slot.nodeid].append(item.slot)
-    return Plan(fired_at, dict(slots), list(ctx.notes), ctx.requests)
+    return Plan(fired_at, dict(slots), ctx.control.notes(), ctx.traffic.sent)
 
 
 def _lane(item: _Pending) -> Lane:
@@ -469,7 +559,7 @@ async def _prepare_all(items: Sequence[_Pending], ctx: FireContext) -> None:
             provided.append(item)
     if not provided:
         return
-    limit = asyncio.Semaphore(max(1, ctx.concurrency * 4))
+    limit = asyncio.Semaphore(max(1, ctx.policy.concurrency * 4))
 
     async def prepare(item: _Pending) -> None:
         async with limit:
@@ -483,13 +573,13 @@ async def _fire_released(released: list[_Pending], ctx: FireContext) -> list[Slo
     goes); return the slots that did not start (their places are free again)."""
     await _prepare_all([p for p in released if p.entry is None and p.slot.error is None], ctx)
     ready = [p for p in released if p.slot.error is None]
-    sending = asyncio.Semaphore(max(1, ctx.concurrency))
+    sending = asyncio.Semaphore(max(1, ctx.policy.concurrency))
 
     async def send(key: _BatchKey, batch: list[_Pending]) -> None:
         async with sending:
             await _send(key, batch, ctx)
 
-    batches = list(_batches(ready, ctx.batch_size))
+    batches = list(_batches(ready, ctx.policy.batch_size))
     if batches:
         # The first request goes alone: when its fate is unknown (a 200 that is not a
         # result, a dropped answer), nothing else has been sent. Only then do the others
@@ -497,72 +587,84 @@ async def _fire_released(released: list[_Pending], ctx: FireContext) -> list[Slo
         await send(*batches[0])
     await asyncio.gather(*(send(key, batch) for key, batch in batches[1:]))
     failed = [p.slot for p in released if p.slot.error is not None]
-    if ctx.waves is not None:
-        for slot in failed:
-            ctx.waves.done(slot.key)
+    for slot in failed:
+        ctx.lanes.done(slot.key)
     return failed
 
 
 async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
     """Fire the first wave of every case's runs, batched; return the plan (never raises for
     a case). Runs that must wait for a room's lane or for ``max_live_runs`` stay in
-    ``ctx.waves``, unfired, for :func:`fire_waves`. Canaries (``ctx.canaries``) go first
-    and alone: the rest is fired only if none of their runs errored (``_canary.py``)."""
+    ``ctx.lanes``, unfired, for :func:`fire_waves`. Canaries (``policy.canaries``) go first
+    and alone: the rest is fired only if the canary gate lets it (``hooks.canary``)."""
     fired_at = time.time()
-    pending = _pending(cases, ctx.attempt)
+    pending = _pending(cases, ctx.policy.attempt)
+    if not await _refused(pending, ctx):
+        await _fire_pending(cases, pending, ctx)
+    return _plan(fired_at, pending, ctx)
+
+
+async def _refused(pending: list[_Pending], ctx: FireContext) -> bool:
+    """Whether nothing may be fired (no client, an agent that does not exist, the bot under
+    test did not start): then every run says why, and so do the notes."""
     if ctx.client is None:
-        _fail(pending, ctx.no_client_reason)
-        ctx.notes.append(ctx.no_client_reason)
-        return _plan(fired_at, pending, ctx)
-    problem = await preflight(pending, ctx) if not ctx.attempt else None
+        _fail(pending, ctx.policy.no_client_reason)
+        ctx.control.note(ctx.policy.no_client_reason)
+        return True
+    problem = await preflight(pending, ctx) if not ctx.policy.attempt else None
     if problem is not None:
-        ctx.stopped = problem
+        ctx.control.stop(problem)
         _fail(pending, f"not fired: {problem}")
-        ctx.notes.append(f"cekura: nothing fired: {problem}")
-        return _plan(fired_at, pending, ctx)
-    if ctx.before_firing is not None:
-        problem = await asyncio.to_thread(ctx.before_firing)
-        if problem:
-            ctx.stopped = problem.splitlines()[0]
-            _fail(pending, f"not fired: {problem}")
-            ctx.notes.append(f"not fired: {ctx.stopped}")
-            return _plan(fired_at, pending, ctx)
-    resumed = await _resume(cases, pending, ctx) if ctx.resume and not ctx.attempt else set()
+        ctx.control.note(f"cekura: nothing fired: {problem}")
+        return True
+    before = ctx.hooks.before_firing
+    problem = await asyncio.to_thread(before) if before is not None else None
+    if problem:
+        first = problem.splitlines()[0]
+        ctx.control.stop(first)
+        _fail(pending, f"not fired: {problem}")
+        ctx.control.note(f"not fired: {first}")
+        return True
+    return False
+
+
+async def _fire_pending(
+    cases: Sequence[tuple[str, Case]], pending: list[_Pending], ctx: FireContext
+) -> None:
+    """Re-attach what a killed session fired, fire the canaries and wait for them, then
+    queue the rest in the session's lanes and fire what they release."""
+    resume = ctx.hooks.resume is not None and not ctx.policy.attempt
+    resumed = await _resume(cases, pending, ctx) if resume else set()
     fresh = [p for p in pending if p.slot.key not in resumed]
     live = [p for p in pending if p.slot.key in resumed]
-    canaries = [p for p in fresh if p.slot.nodeid in ctx.canaries]
+    canaries = [p for p in fresh if p.slot.nodeid in ctx.policy.canaries]
     if canaries and len(canaries) < len(fresh):
-        fresh = [p for p in fresh if p.slot.nodeid not in ctx.canaries]
+        fresh = [p for p in fresh if p.slot.nodeid not in ctx.policy.canaries]
         problem = await _fire_canaries(canaries, ctx)
         if problem is not None:
             _fail(fresh, f"not fired: {problem}")
-            ctx.notes.append(f"cekura: {len(fresh)} run(s) not fired: {problem}")
-            return _plan(fired_at, pending, ctx)
+            ctx.control.note(f"cekura: {len(fresh)} run(s) not fired: {problem}")
+            return
     await _prepare_all([p for p in fresh if p.case.pipecat_room_url], ctx)
     for item in live:
         if item.case.pipecat_room_url:
             with contextlib.suppress(CekuraError):  # it was sent before: the URL expanded then
                 item.room = expand(item.case.pipecat_room_url, ctx.env, item.case.name)
-    if ctx.waves is None:
-        ctx.waves = _schedule(fresh)
-    else:  # a later firing joins the session's lanes: its rooms may still be taken
-        ctx.waves.add([p for p in fresh if p.slot.error is None])
-    ctx.waves.occupy(live)  # re-attached runs are still live in their rooms
-    await _fire_released(ctx.waves.next(), ctx)
-    return _plan(fired_at, pending, ctx)
+    # A later firing joins the session's lanes (its rooms may still be taken); re-attached
+    # runs are still live in their rooms.
+    await _fire_released(ctx.lanes.queue(fresh, live), ctx)
 
 
 async def _fire_canaries(canaries: list[_Pending], ctx: FireContext) -> str | None:
     """Fire the canaries before anything else and wait for their runs; why the rest must
     not be fired, or None. Canaries sharing a room take turns in it, as any runs do (in
     lanes of their own: nothing else is live yet); the others go at once."""
-    from .._judge.canary import canary_problem
-
     await _prepare_all([p for p in canaries if p.case.pipecat_room_url], ctx)
     lanes = _schedule(canaries)
+    gate = ctx.hooks.canary
     while released := lanes.next():
         await _fire_released(released, ctx)
-        problem = await canary_problem([(p.case, p.slot) for p in released], ctx)
+        problem = await gate([(p.case, p.slot) for p in released]) if gate else None
         if problem is not None:
             _fail(lanes.abandon(), f"not fired: {problem}")
             return problem
@@ -582,12 +684,10 @@ async def fire_waves(
     """Fire the runs ``fire`` held back, as places free up: ``finished`` yields the key of
     every slot that got its final run. Slots that will never start (firing stopped, a
     refused entry) go to ``unfired`` with their ``error`` set, so nobody waits for them."""
-    waves = ctx.waves
-    if waves is None:
-        return
+    waves = ctx.lanes
     try:
         while waves.waiting():
-            if ctx.stopped:
+            if ctx.control.stopped:
                 break
             released = waves.next()
             if released:
@@ -602,7 +702,7 @@ async def fire_waves(
     finally:
         rest = waves.abandon()
         if rest:
-            reason = f"not fired: {ctx.stopped or 'the session ended before its turn'}"
+            reason = f"not fired: {ctx.control.stopped or 'the session ended before its turn'}"
             _fail(rest, reason)
             unfired([p.slot for p in rest])
 
@@ -613,9 +713,9 @@ async def _resume(
     """Re-attach the runs a killed session fired for these cases (they are watched, not
     fired), and end the calls of those it left that cannot be; the keys of the slots
     re-attached."""
-    assert ctx.resume is not None and ctx.client is not None
-    found = await _find_unanswered(ctx) if ctx.unanswered is not None else {}
-    resumption = await asyncio.to_thread(ctx.resume, cases, found)
+    assert ctx.hooks.resume is not None and ctx.client is not None
+    found = await _find_unanswered(ctx) if ctx.hooks.unanswered is not None else {}
+    resumption = await asyncio.to_thread(ctx.hooks.resume, cases, found)
     client = ctx.client
     ends = [client.end_call(run_id) for run_id in resumption.end_runs]
     ends += [client.end_calls(result_id) for result_id in resumption.end_results]
@@ -627,7 +727,8 @@ async def _resume(
                 f"cekura: {missed} call(s) left by an earlier session could not be ended: "
                 "end them on the Cekura dashboard"
             )
-    ctx.notes.extend(resumption.notes)
+    for note in resumption.notes:
+        ctx.control.note(note)
     attached: list[Slot] = []
     for item in pending:
         slot = resumption.attached.get(item.slot.key)
@@ -638,8 +739,8 @@ async def _resume(
                 ctx.known_results.add(slot.result_id)
             if (slot.nodeid, slot.index) in found:
                 slot.recovered = _EARLIER
-    if attached and ctx.on_batch is not None:
-        ctx.on_batch(attached)
+    if attached and ctx.hooks.on_batch is not None:
+        ctx.hooks.on_batch(attached)
     return {slot.key for slot in attached}
 
 
@@ -653,8 +754,8 @@ async def _find_unanswered(ctx: FireContext) -> _Found:
     """The results of the start requests a killed session sent without an answer, as the
     results list shows them (one read each: they were sent before this session began);
     the result and run of each of their slots found."""
-    assert ctx.unanswered is not None and ctx.client is not None
-    requests, known = await asyncio.to_thread(ctx.unanswered)
+    assert ctx.hooks.unanswered is not None and ctx.client is not None
+    requests, known = await asyncio.to_thread(ctx.hooks.unanswered)
     known |= ctx.known_results
     alike = Counter(request.sent.signature for request in requests)
     found: _Found = {}
@@ -662,9 +763,9 @@ async def _find_unanswered(ctx: FireContext) -> _Found:
         sent = replace(request.sent, reason="its session ended before the answer")
         answer = Search()
         if alike[sent.signature] == 1:
-            answer = await search(ctx.client, sent, known, ctx.recover_poll, reads=1)
+            answer = await search(ctx.client, sent, known, ctx.policy.recover_poll, reads=1)
         if answer.result is None:
-            ctx.notes.append(earlier_not_found(sent, answer, alike[sent.signature]))
+            ctx.control.note(earlier_not_found(sent, answer, alike[sent.signature]))
             continue
         known.add(answer.result.id)
         run_ids = assign_runs(list(sent.scenarios), answer.result.runs)
@@ -702,7 +803,8 @@ def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     sent and no room hook is called (it may create rooms). A wave is what may start once
     the runs of the wave before it ended (a room's lane, ``max_live_runs``)."""
     pending = _pending(cases, 0)
-    ctx.room_hook = lambda case: Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
+    room = Room("https://room-from-pytest-cekura-room-hook.invalid/", None)
+    ctx = replace(ctx, hooks=replace(ctx.hooks, room=lambda case: room))
 
     asyncio.run(_prepare_all(pending, ctx))
     ready = [p for p in pending if p.slot.error is None]
@@ -710,7 +812,7 @@ def dry_run(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> list[str]:
     requests = [
         (number, batch)
         for number, wave in enumerate(waves, 1)
-        for batch in _batches(wave, ctx.batch_size)
+        for batch in _batches(wave, ctx.policy.batch_size)
     ]
     lines: list[str] = []
     for index, (wave, (key, batch)) in enumerate(requests, 1):

@@ -180,6 +180,7 @@ class Traffic:
 
     in_flight: int = 0
     holding: int = 0
+    sent: int = 0  # start requests sent so far (each part of a halved 400 counts)
     lost: Counter[Signature] = field(default_factory=Counter)
     _changed: asyncio.Condition | None = None
     _one: asyncio.Lock | None = None
@@ -204,6 +205,7 @@ class Traffic:
     @contextlib.asynccontextmanager
     async def sending(self) -> AsyncIterator[None]:
         """One start request on the wire (a lost one must call :meth:`lose` inside)."""
+        self.sent += 1
         self.in_flight += 1
         try:
             yield

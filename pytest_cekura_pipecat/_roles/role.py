@@ -22,16 +22,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from .._api.client import CekuraClient, HttpPolicy
 from .._api.run import CekuraRun
 from .._config.case import Case
 from .._files import SharedDirError
 from .._fire.bot import stop_orphan
-from .._fire.firing import FireContext, fire, fire_waves
+from .._fire.firing import FireContext, FireControl, FireHooks, Lanes, Wiring, fire, fire_waves
 from .._fire.plan import Plan, Slot
-from .._fire.waves import Waves
+from .._judge.canary import canary_problem
 from .._owner import pid_alive
 from .._redact import Redactor
 from .._report.progress import Counts
@@ -39,9 +39,10 @@ from .._watch.watcher import Watcher, WatchSettings
 from .io import IoLoop, result
 from .shared import SharedDir
 
-ContextFactory = Callable[[CekuraClient | None], FireContext]
+ContextFactory = Callable[[CekuraClient | None, Wiring], FireContext]
 _INTERRUPT_GRACE = 5.0
 _BOARD_POLL = 0.01  # seconds between looks for an item's runs (single process)
+_CANARY_POLL = 0.05  # seconds between looks for the canaries' runs (on the firing loop)
 
 
 @dataclass(frozen=True)
@@ -179,11 +180,37 @@ def _fire_here(
     try:
         return result(future)
     except KeyboardInterrupt:
-        ctx.stopped = "the session was interrupted"
+        ctx.control.stop("the session was interrupted")
         with contextlib.suppress(Exception):
             result(future, _INTERRUPT_GRACE)
         future.cancel()
         raise
+
+
+async def _await_canaries(
+    canaries: Sequence[tuple[Case, Slot]],
+    published: Callable[[], Mapping[str, CekuraRun]],
+    control: FireControl,
+    redactor: Redactor,
+    poll: float,
+) -> str | None:
+    """Wait for the canaries' final runs as an item waits for its own (the watcher publishes
+    them), on the firing loop: why the rest must not be fired, or None once every canary
+    run is final and none errored (``canary_problem``)."""
+    slots = [slot for _, slot in canaries if slot.error is None]
+    until = _give_up_at(slots)
+    while True:
+        if control.stopped:
+            return f"the canaries were not awaited: {control.stopped}"
+        known = published()
+        if time.time() >= until:  # the watcher never reported: as an item would see it
+            known = {slot.key: _final(slot, known) for slot in slots}
+        problem = canary_problem(canaries, known)
+        if problem is not None:
+            return redactor(problem)
+        if all(slot.key in known for slot in slots):
+            return None
+        await asyncio.sleep(poll)
 
 
 class Local:
@@ -194,7 +221,7 @@ class Local:
         self._watching = _Watching(runtime, self._publish)
         # The session's lanes: every firing (reruns and adaptive top-ups too) queues in them,
         # and one loop at a time fires what they release.
-        self._waves: Waves[Any] | None = None
+        self._lanes = Lanes()
         self._finished: asyncio.Queue[str] | None = None  # set while that loop runs
         self._wave_task: asyncio.Task[None] | None = None
         self._firings: list[FireContext] = []
@@ -210,15 +237,18 @@ class Local:
         self, selected: Sequence[tuple[str, Case]], context: ContextFactory, attempt: int
     ) -> Plan:
         client = self._watching.client
-        ctx = context(client)
-        ctx.attempt = attempt
-        ctx.waves = self._waves
+        control = FireControl()
         watcher = self._watching.watcher
-        if watcher is not None:
-            ctx.on_batch = watcher.add
+
+        async def canary(canaries: Sequence[tuple[Case, Slot]]) -> str | None:
+            runs = self._board.runs
+            redactor = self._watching.runtime.redactor
+            return await _await_canaries(canaries, lambda: runs, control, redactor, _CANARY_POLL)
+
+        hooks = FireHooks(on_batch=watcher.add if watcher is not None else None, canary=canary)
+        ctx = context(client, Wiring(control, self._lanes, attempt, hooks))
         plan = _fire_here(self._watching.io, client, selected, ctx)
         self._fire_notes.extend(n for n in plan.notes if n not in self._fire_notes)
-        self._waves = self._waves or ctx.waves
         self._firings.append(ctx)
         self._watching.io.run(self._ensure_waves(ctx), timeout=5)
         return plan
@@ -246,8 +276,7 @@ class Local:
         """The watcher's final run of a slot (on the I/O loop): items learn it, and a place
         it held in a room or under max_live_runs is free."""
         self._board.put(slot, run)
-        if self._waves is not None:
-            self._waves.done(slot.key)  # also when no loop runs (done is idempotent)
+        self._lanes.done(slot.key)  # also when no loop runs (done is idempotent)
         if self._finished is not None:
             self._finished.put_nowait(slot.key)  # wakes the loop
 
@@ -272,7 +301,7 @@ class Local:
 
     def interrupt(self) -> None:
         for ctx in self._firings:
-            ctx.stopped = ctx.stopped or "the session was interrupted"
+            ctx.control.stop("the session was interrupted")
         self._watching.interrupt()
 
     def reserve(self, runs: int, budget: int, base: int) -> bool:
@@ -426,8 +455,7 @@ class Worker:
     ) -> Plan:
         io = self._loop()
         client = self.runtime.client()
-        ctx = context(client)
-        ctx.attempt = attempt
+        control = FireControl()
         sending: dict[int, Path] = {}
         failure: list[str] = []
 
@@ -443,7 +471,14 @@ class Worker:
             except SharedDirError as exc:
                 failure.append(str(exc))
 
-        ctx.on_sending, ctx.on_batch = on_sending, on_batch
+        async def canary(canaries: Sequence[tuple[Case, Slot]]) -> str | None:
+            """The controller's watcher publishes the canaries' runs in the run log."""
+            runs = SharedDir(self.shared.path).read_runs  # a reader of its own
+            redactor = self.runtime.redactor
+            return await _await_canaries(canaries, runs, control, redactor, _CANARY_POLL)
+
+        hooks = FireHooks(on_sending=on_sending, on_batch=on_batch, canary=canary)
+        ctx = context(client, Wiring(control, Lanes(), attempt, hooks))
         try:
             plan = _fire_here(io, client, selected, ctx)
         finally:
@@ -576,7 +611,7 @@ class Worker:
 
     def interrupt(self) -> None:
         for ctx in self._firings:  # fire nothing more; the controller ends live calls
-            ctx.stopped = ctx.stopped or "the session was interrupted"
+            ctx.control.stop("the session was interrupted")
 
     def reserve(self, runs: int, budget: int, base: int) -> bool:
         return self.shared.reserve(runs, budget, base)

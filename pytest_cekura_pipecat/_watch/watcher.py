@@ -33,7 +33,7 @@ import math
 import re
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,7 +42,6 @@ from .._api.client import CekuraClient, Transient
 from .._api.models import KNOWN_STATUSES, TERMINAL_STATUSES, ListedResult, Result
 from .._api.run import CekuraRun
 from .._errors import ApiError, AuthError
-from .._fire.firing import claim_runs
 from .._fire.plan import Slot
 from .budget import ReadBudget
 
@@ -151,6 +150,19 @@ def _stamp(when: float) -> str:
 def same_failure(message: str) -> str:
     """A message with its numbers (times, ids) blanked: one outage, however it is stamped."""
     return re.sub(r"\d+", "#", message)
+
+
+def claim_runs(result: Result, slots: Sequence[Slot]) -> None:
+    """Give runs to the slots of ``result`` that the start answer did not map (a variant
+    that lists no runs): by scenario, in plan order, lowest run id first."""
+    claimed = {s.run_id for s in slots if s.run_id is not None}
+    free: dict[int | None, deque[int]] = defaultdict(deque)
+    for run in sorted(result.runs, key=lambda r: r.id):
+        if run.id not in claimed:
+            free[run.scenario].append(run.id)
+    for slot in slots:
+        if slot.run_id is None and slot.error is None and free[slot.scenario]:
+            slot.run_id = free[slot.scenario].popleft()
 
 
 class Watcher:
