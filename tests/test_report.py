@@ -16,8 +16,9 @@ from conftest import Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._report.comment import MARKER, pr_comment
-from pytest_cekura_pipecat._report.document import build_document, dumps, write_atomic
+from pytest_cekura_pipecat._report.document import Report, dumps, write_atomic
 from pytest_cekura_pipecat._report.markdown import STEP_SUMMARY_LIMIT, step_summary
+from pytest_cekura_pipecat._report.record import CaseRecord
 
 ROOM = "https://acme.daily.co/r"
 SCHEMA = json.loads(
@@ -64,15 +65,18 @@ def case(i: int, outcome: str = "failed", **extra: Any) -> dict[str, Any]:
     }
 
 
-def document(cases: list[dict[str, Any]], attempt: int | None = None) -> dict[str, Any]:
-    return build_document(
-        cases,
+def report(cases: list[dict[str, Any]], attempt: int | None = None) -> Report:
+    return Report(
+        tuple(CaseRecord.from_json(c) for c in cases),
         plugin_version="0.1.0",
         api_url="https://api.cekura.ai",
         simulated=False,
-        notes=[],
         provenance={"ci": "github", "commit": "abc", "attempt": attempt},
     )
+
+
+def document(cases: list[dict[str, Any]], attempt: int | None = None) -> dict[str, Any]:
+    return report(cases, attempt).to_json()
 
 
 # -- outcomes agree with pytest ------------------------------------------------------------
@@ -192,7 +196,7 @@ def test_a_failed_report_write_is_one_line_a_nonzero_exit_and_keeps_the_step_sum
 def test_the_report_is_strict_json() -> None:
     bad = case(1)
     bad["runs"][0]["score"] = float("nan")
-    bad["duration"] = float("inf")
+    bad["runs"][0]["duration"] = float("inf")  # the case's duration is its longest run's
     text = dumps(document([bad]))
     assert "NaN" not in text and "Infinity" not in text
     parsed = json.loads(text)
@@ -221,7 +225,7 @@ def test_atomic_write_keeps_the_old_file_when_it_fails(
 
 
 def test_step_summary_escapes_html_and_pipes_and_names_failed_metrics() -> None:
-    text = step_summary(document([case(1), case(2, "passed")]))
+    text = step_summary(report([case(1), case(2, "passed")]))
     page = render(text)
     assert "<twice>" not in page and "&lt;twice&gt;" in page
     assert "<table>" in page and page.count("<tr>") == 2  # header + one failing case
@@ -234,7 +238,7 @@ def test_step_summary_escapes_html_and_pipes_and_names_failed_metrics() -> None:
 
 def test_a_huge_step_summary_stays_under_a_mebibyte() -> None:
     cases = [case(i) for i in range(6000)] + [case(i, "passed") for i in range(6000, 7000)]
-    text = step_summary(document(cases))
+    text = step_summary(report(cases))
     assert len(text.encode()) < STEP_SUMMARY_LIMIT
     assert "more cases, see the JSON report" in text
     shown = text.count("| failed | failed |")
@@ -244,7 +248,7 @@ def test_a_huge_step_summary_stays_under_a_mebibyte() -> None:
 
 
 def test_pr_comment_is_bounded_and_starts_with_the_marker() -> None:
-    text = pr_comment(document([case(i) for i in range(300)]))
+    text = pr_comment(report([case(i) for i in range(300)]))
     assert text.startswith(MARKER + "\n")
     assert len(text.encode()) < 65536
     assert "more, see the report" in text
@@ -260,7 +264,7 @@ def test_pr_comment_sections_by_baseline() -> None:
         case(3, "passed", baseline="fixed"),
         case(4, "passed", baseline=None),
     ]
-    text = pr_comment(document(cases))
+    text = pr_comment(report(cases))
     assert (
         text.index("New failures (1)") < text.index("Known failures (1)") < text.index("Fixed (1)")
     )
@@ -269,7 +273,7 @@ def test_pr_comment_sections_by_baseline() -> None:
 
 
 def test_pr_comment_when_all_pass() -> None:
-    text = pr_comment(document([case(1, "passed")]))
+    text = pr_comment(report([case(1, "passed")]))
     assert text.startswith(MARKER) and "All cases passed." in text
 
 
