@@ -18,7 +18,16 @@ from markdown_it import MarkdownIt
 from pytest_cekura_pipecat._report.comment import MARKER, pr_comment
 from pytest_cekura_pipecat._report.document import Report, dumps, write_atomic
 from pytest_cekura_pipecat._report.markdown import STEP_SUMMARY_LIMIT, step_summary
-from pytest_cekura_pipecat._report.record import CaseRecord
+from pytest_cekura_pipecat._report.record import (
+    AdaptiveRecord,
+    CaseRecord,
+    FailedMetric,
+    QuarantineRecord,
+    RunRecord,
+    ThresholdResult,
+    junit_properties,
+)
+from pytest_cekura_pipecat._report.summary import Totals
 
 ROOM = "https://acme.daily.co/r"
 SCHEMA = json.loads(
@@ -275,6 +284,89 @@ def test_pr_comment_sections_by_baseline() -> None:
 def test_pr_comment_when_all_pass() -> None:
     text = pr_comment(report([case(1, "passed")]))
     assert text.startswith(MARKER) and "All cases passed." in text
+
+
+# -- typed records ---------------------------------------------------------------------------
+
+RUN = RunRecord(
+    run_id=7,
+    result_id=5007,
+    status="completed",
+    success=False,
+    verdict="failed",
+    score=40.0,
+    failed_metrics=(FailedMetric("Respects hours", ("closed at 22:00",)),),
+    error_message="",
+    duration=12.5,
+    dashboard_url="https://dashboard.cekura.ai/7/results/7",
+    thresholds=(ThresholdResult("expected_outcome_score >= 95", "broken", 40.0),),
+    ai_summary="booked too late",
+    failed_reasons=("Booked 23:30.",),
+)
+
+
+def test_a_record_crosses_processes_and_files_as_plain_json_unchanged() -> None:
+    record = CaseRecord(
+        "late",
+        "cekura.toml::late",
+        102,
+        path="cekura.toml",
+        line=4,
+        agent=12,
+        scenario_name="Refuses a late booking",
+        verdict="failed",
+        reason="booked too late",
+        rerun=1,
+        runs=(RUN, RunRecord(None, None, "not_started", None, "error")),
+        baseline="known",
+        quarantine=QuarantineRecord("2099-01-01", "flaky", "@ana", None, True),
+        adaptive=AdaptiveRecord(5, 2, 3),
+        notes=("cekura: a note",),
+    )
+    data = json.loads(json.dumps(record.to_json(), allow_nan=False))
+    assert CaseRecord.from_json(data) == record
+    assert data["duration"] == 12.5 and data["dashboard_url"] == RUN.dashboard_url
+    # In the report (notes stay with the session), the case is a case of the schema.
+    final = CaseRecord.from_json({**data, "notes": [], "outcome": "xfailed", "fired": 2})
+    report = Report((final,), plugin_version="0", api_url="u", simulated=False)
+    document = report.to_json()
+    jsonschema.validate(document, SCHEMA)
+    assert Report.from_json(json.loads(dumps(document))).to_json() == document
+
+
+def test_totals_count_the_records_once_for_every_output() -> None:
+    def rec(n: int, outcome: str | None, verdict: str = "failed", **extra: Any) -> CaseRecord:
+        return CaseRecord(f"c{n}", f"n{n}", 1, outcome=outcome, verdict=verdict, **extra)
+
+    totals = Totals(
+        (
+            rec(1, "passed", "passed", runs=(RUN, RUN), fired=3),
+            rec(2, "failed", baseline="new"),
+            rec(3, "error", "error"),
+            rec(4, "xfailed", quarantine=QuarantineRecord("2099-01-01", "flaky")),
+            rec(5, "skipped", None),
+            rec(6, None, runs=(RUN,)),
+        )
+    )
+    assert (totals.cases, totals.runs, totals.blocking, totals.excused) == (6, 4, 2, 1)
+    assert totals.pass_rate == 20.0  # 1 of the 5 not skipped
+    assert totals.text == "1 passed, 1 failed, 1 error, 1 skipped, 1 xfailed"
+    assert totals.verdicts == {"passed": 1, "failed": 3, "error": 1}
+    assert totals.gate_json() == {"new": 1, "known": 0, "fixed": 0, "quarantined": 1}
+    assert Totals(()).gate_json() is None and Totals(()).pass_rate is None
+
+
+def test_junit_properties_show_cekuras_own_verdict_of_each_run() -> None:
+    run = RunRecord(7, None, "completed", True, "failed", scenario_id=201, cekura_verdict="passed")
+    assert junit_properties([run]) == [
+        ("cekura_scenario_id", "201"),
+        ("cekura_result_id", ""),
+        ("cekura_run_id", "7"),
+        ("cekura_status", "completed"),
+        ("cekura_verdict", "passed"),
+    ]
+    assert ("cekura_run_2_id", "7") in junit_properties([run, run], indexed=True)
+    assert "scenario_id" not in run.to_json()  # JUnit only: the report has no place for it
 
 
 # -- merge ----------------------------------------------------------------------------------

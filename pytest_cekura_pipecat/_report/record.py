@@ -9,8 +9,10 @@ through ``to_json``/``from_json``, whose shape is a case of ``report.schema.json
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from .._text import plain
 
 if TYPE_CHECKING:
     import pytest
@@ -121,6 +123,13 @@ class RunRecord:
     thresholds: tuple[ThresholdResult, ...] = ()
     ai_summary: str = ""
     failed_reasons: tuple[str, ...] = ()
+    # What JUnit shows besides (``junit_properties``): set where the case is judged, not
+    # carried by ``to_json`` (the report has no place for them). ``cekura_verdict`` is
+    # Cekura's own verdict of the run, before the case's thresholds.
+    scenario_id: int | None = None
+    cekura_verdict: str | None = None
+    recording_url: str | None = field(default=None, repr=False)  # signed links: no repr
+    recovered: str = ""
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -336,6 +345,40 @@ def run_records(verdict: CaseVerdict) -> tuple[RunRecord, ...]:
             ),
             ai_summary=r.ai_summary,
             failed_reasons=tuple(r.failed_reasons),
+            scenario_id=r.scenario_id,
+            cekura_verdict=r.verdict,
+            recording_url=r.recording_url,
+            recovered=r.recovered,
         )
         for r, j in zip(verdict.runs, judged, strict=True)
     )
+
+
+def junit_properties(runs: Sequence[RunRecord], indexed: bool = False) -> list[tuple[str, object]]:
+    """JUnit properties: one set per run, plain strings so they survive pytest-xdist.
+
+    ``indexed`` (a case of several runs) adds each run's set again under names carrying
+    its 1-based index (``cekura_run_2_id``), so consumers that map properties by name
+    (keeping one value per name) still see every run."""
+    props: list[tuple[str, object]] = []
+    for index, run in enumerate(runs, 1):
+        values: list[tuple[str, str | None]] = [
+            ("scenario_id", str(run.scenario_id)),
+            ("result_id", "" if run.result_id is None else str(run.result_id)),
+            ("run_id", "" if run.run_id is None else str(run.run_id)),
+            ("status", run.status),
+            ("verdict", run.cekura_verdict),
+            ("dashboard_url", run.dashboard_url or None),
+            ("recording_url", run.recording_url or None),
+            ("recovered", run.recovered or None),
+        ]
+        # Outside text (a recording link, a status) on one line, capped, inert.
+        values = [(k, None if v is None else plain(v, one_line=True)) for k, v in values]
+        props.extend((f"cekura_{key}", value) for key, value in values if value is not None)
+        if indexed:
+            props.extend(
+                (f"cekura_run_{index}_{key.removeprefix('run_')}", value)
+                for key, value in values
+                if value is not None
+            )
+    return props
