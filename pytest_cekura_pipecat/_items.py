@@ -26,8 +26,8 @@ from ._config.schema import (
 )
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._judge.verdict import CaseVerdict
+from ._report.record import junit_properties, run_records
 from ._session import CekuraSession
-from ._text import plain
 
 MARKER = "cekura"
 
@@ -37,36 +37,6 @@ def session_of(config: pytest.Config) -> CekuraSession:
     use)."""
     session: CekuraSession = config.stash[PLUGIN_KEY].session()
     return session
-
-
-def properties(verdict: CaseVerdict, indexed: bool = False) -> list[tuple[str, object]]:
-    """JUnit properties: one set per run, plain strings so they survive pytest-xdist.
-
-    ``indexed`` (a case of several runs) adds each run's set again under names carrying
-    its 1-based index (``cekura_run_2_id``), so consumers that map properties by name
-    (keeping one value per name) still see every run."""
-    props: list[tuple[str, object]] = []
-    for index, run in enumerate(verdict.runs, 1):
-        values: list[tuple[str, str | None]] = [
-            ("scenario_id", str(run.scenario_id)),
-            ("result_id", "" if run.result_id is None else str(run.result_id)),
-            ("run_id", "" if run.run_id is None else str(run.run_id)),
-            ("status", run.status),
-            ("verdict", run.verdict),
-            ("dashboard_url", run.dashboard_url or None),
-            ("recording_url", run.recording_url or None),
-            ("recovered", run.recovered or None),
-        ]
-        # Outside text (a recording link, a status) on one line, capped, inert.
-        values = [(k, None if v is None else plain(v, one_line=True)) for k, v in values]
-        props.extend((f"cekura_{key}", value) for key, value in values if value is not None)
-        if indexed:
-            props.extend(
-                (f"cekura_run_{index}_{key.removeprefix('run_')}", value)
-                for key, value in values
-                if value is not None
-            )
-    return props
 
 
 def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
@@ -86,7 +56,7 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
     if not any(name == "cekura_run_id" for name, _ in item.user_properties):
         case = session.state.cases[item.nodeid]
         several = case.repeat > 1 or len(verdict.runs) > 1
-        item.user_properties.extend(properties(verdict, indexed=several))
+        item.user_properties.extend(junit_properties(run_records(verdict), indexed=several))
     if verdict.outcome == "error":
         session.fail(item.nodeid, verdict)
     return verdict

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._judge.gating import Baseline
     from ._judge.verdict import CaseVerdict
     from ._report.progress import Counts, Progress
+    from ._report.record import CaseRecord
     from ._report.summary import Summary
     from ._roles import role
     from ._roles.build import Firing
@@ -596,7 +597,7 @@ class ItemHooks:
         # A failed attempt's record, kept for the next attempt (pytest-rerunfailures) in
         # case that one fires nothing again: its verdict is released by then, without the
         # scores and metrics the record shows. (attempts fired, record) by node id.
-        self._for_rerun: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._for_rerun: dict[str, tuple[int, CaseRecord]] = {}
         self._rerunning: set[str] = set()
 
     @pytest.hookimpl(tryfirst=True, wrapper=True)
@@ -679,36 +680,30 @@ class ItemHooks:
             # --durations); the wait for it happened before the protocol, in no phase.
             report.duration += verdict.duration
         if session is not None and verdict is not None and call.when == "setup":
-            report.cekura = self._record(session, item.nodeid, verdict)  # type: ignore[attr-defined]
+            # Plain builtins on the report: the record survives -n to the controller.
+            record = self._record(session, item.nodeid, verdict, report)
+            report.cekura = record.to_json()  # type: ignore[attr-defined]
         return report
 
-    def _record(self, session: CekuraSession, nodeid: str, verdict: CaseVerdict) -> dict[str, Any]:
-        """The case's record for this attempt's reports."""
-        from ._report.summary import record
+    def _record(
+        self, session: CekuraSession, nodeid: str, verdict: CaseVerdict, report: pytest.TestReport
+    ) -> CaseRecord:
+        """The case's record for this attempt, with the session's notes when they changed."""
+        from ._report.record import case_record
 
-        case = session.state.cases[nodeid]
         attempt = session.state.attempts.get(nodeid, 0)
         kept = self._for_rerun.get(nodeid)
-        if kept is not None and kept[0] == attempt:  # nothing fired again: the same runs
-            data = {k: v for k, v in kept[1].items() if k != "notes"}
-        else:
-            data = record(case.name, nodeid, case.scenario, verdict, agent=case.agent)
-            data["rerun"] = attempt
-            data["simulated"] = self.plugin.settings.api_url_source == "simulator"
-            data.update(session.gating(nodeid).record())
-            if case.adaptive:
-                fired = len(verdict.runs)
-                data["adaptive"] = {
-                    "planned": case.repeat,
-                    "fired": fired,
-                    "saved": max(case.repeat - fired, 0),
-                }
+        if kept is None or kept[0] != attempt:  # else nothing fired again: the same runs
+            case = session.state.cases[nodeid]
+            record = case_record(
+                case, nodeid, verdict, report, attempt=attempt, gating=session.gating(nodeid)
+            )
+            kept = self._for_rerun[nodeid] = (attempt, record)
         notes = tuple(session.notes())
-        if notes != self.plugin._sent_notes:  # notes ride on a record only when they change
-            data["notes"] = list(notes)
-            self.plugin._sent_notes = notes
-        self._for_rerun[nodeid] = (attempt, data)
-        return data
+        if notes == self.plugin._sent_notes:  # notes ride on a record only when they change
+            return kept[1]
+        self.plugin._sent_notes = notes
+        return kept[1].with_notes(notes)
 
 
 def _secrets_key(text: object) -> bytes:

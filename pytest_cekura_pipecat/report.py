@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from ._report.comment import pr_comment
-from ._report.document import MergeError, dumps, load_report, merge, write_atomic
+from ._report.document import MergeError, Report, dumps, load_report, merge, write_atomic
 from ._report.markdown import step_summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_cekura_pipecat.report",
         description="Tools for pytest-cekura-pipecat JSON reports.",
@@ -32,10 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge_cmd.add_argument(
         "--pr-comment", metavar="PATH", help="write a pull-request comment body to PATH"
     )
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _problem(line: str) -> int:
+    print(f"report merge: {line}", file=sys.stderr)
+    return 1
+
+
+def _merged(inputs: Sequence[str]) -> Report | None:
+    """The inputs merged, or None once every problem is said (one line each)."""
     loaded, problems = [], []
-    for path in args.inputs:
+    for path in inputs:
         try:
             loaded.append((path, load_report(path)))
         except MergeError as exc:
@@ -43,38 +51,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if problems:
             raise MergeError("\n".join(problems))  # one line per bad file
-        merged = merge(loaded)
+        return merge(loaded)
     except MergeError as exc:
         for line in str(exc).splitlines():
-            print(f"report merge: {line}", file=sys.stderr)
-        return 1
-    status = 0
+            _problem(line)
+        return None
+
+
+def _append_step_summary(merged: Report) -> int:
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return _problem("--step-summary: GITHUB_STEP_SUMMARY is not set")
     try:
-        write_atomic(args.out, dumps(merged))
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(step_summary(merged))
     except OSError as exc:
-        print(f"report merge: could not write {args.out}: {exc}", file=sys.stderr)
-        status = 1
+        return _problem(f"could not append to {target}: {exc}")
+    return 0
+
+
+def _write(path: str, text: str) -> int:
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        return _problem(f"could not write {path}: {exc}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    merged = _merged(args.inputs)
+    if merged is None:
+        return 1
+    status = _write(args.out, dumps(merged.to_json()))
     if args.step_summary:
-        target = os.environ.get("GITHUB_STEP_SUMMARY")
-        if not target:
-            print("report merge: --step-summary: GITHUB_STEP_SUMMARY is not set", file=sys.stderr)
-            status = 1
-        else:
-            try:
-                with open(target, "a", encoding="utf-8") as handle:
-                    handle.write(step_summary(merged))
-            except OSError as exc:
-                print(f"report merge: could not append to {target}: {exc}", file=sys.stderr)
-                status = 1
+        status |= _append_step_summary(merged)
     if args.pr_comment:
-        try:
-            write_atomic(args.pr_comment, pr_comment(merged))
-        except OSError as exc:
-            print(f"report merge: could not write {args.pr_comment}: {exc}", file=sys.stderr)
-            status = 1
+        status |= _write(args.pr_comment, pr_comment(merged))
     if status == 0:
-        t = merged["totals"]
-        print(f"report merge: {t['cases']} case(s) from {len(args.inputs)} report(s) -> {args.out}")
+        cases = merged.totals.cases
+        print(f"report merge: {cases} case(s) from {len(args.inputs)} report(s) -> {args.out}")
     return status
 
 

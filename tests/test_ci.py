@@ -26,6 +26,7 @@ from pytest_cekura_pipecat._report.ci import (
     provenance,
 )
 from pytest_cekura_pipecat._report.comment import MARKER
+from pytest_cekura_pipecat._report.record import CaseRecord
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 SCHEMA = json.loads(
@@ -226,7 +227,7 @@ def test_another_annotating_plugin_leaves_each_problem_one_annotation(
 
 def test_outcomes_annotated_elsewhere_are_not_annotated_twice() -> None:
     cases = [
-        {"name": n, "nodeid": n, "outcome": o, "verdict": o, "reason": "why", "failure": ""}
+        CaseRecord(n, n, 1, outcome=o, verdict=o, reason="why")
         for n, o in [("a", "failed"), ("b", "error"), ("c", "failed")]
     ]
     assert len(github_annotations(cases)) == 3
@@ -305,16 +306,16 @@ def test_escaping_follows_githubs_rules() -> None:
     assert escape_property("a:b,c%\n") == "a%3Ab%2Cc%25%0A"
     (line,) = github_annotations(
         [
-            {
-                "name": "x,y: z",
-                "nodeid": "n",
-                "path": "dir,1/cekura.toml",
-                "line": 3,
-                "outcome": "error",
-                "verdict": "error",
-                "reason": "first\nsecond",
-                "failure": "",
-            }
+            CaseRecord(
+                "x,y: z",
+                "n",
+                1,
+                path="dir,1/cekura.toml",
+                line=3,
+                outcome="error",
+                verdict="error",
+                reason="first\nsecond",
+            )
         ]
     )
     assert line == "::error file=dir%2C1/cekura.toml,line=3,title=x%2Cy%3A z (error)::first"
@@ -322,7 +323,7 @@ def test_escaping_follows_githubs_rules() -> None:
 
 def test_passing_and_skipped_cases_are_not_annotated() -> None:
     cases = [
-        {"name": n, "nodeid": n, "outcome": o, "verdict": "passed", "reason": "", "failure": ""}
+        CaseRecord(n, n, 1, outcome=o, verdict="passed")
         for n, o in [("a", "passed"), ("b", "skipped"), ("c", "xfailed"), ("d", "xpassed")]
     ]
     assert github_annotations(cases) == []

@@ -17,7 +17,8 @@ from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, SCRIPTS, Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._report.comment import MARKER
-from pytest_cekura_pipecat._report.document import build_document
+from pytest_cekura_pipecat._report.document import Report
+from pytest_cekura_pipecat._report.record import CaseRecord
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
@@ -181,25 +182,12 @@ def test_readme_matrix_recipe_merges_shard_reports_as_written(
         shard_run
     )
     for shard, names in ((1, ["a", "b"]), (2, ["c"])):
-        cases = [
-            {
-                "name": n,
-                "nodeid": f"cekura.toml::{n}",
-                "scenario": 1,
-                "verdict": "passed",
-                "outcome": "passed",
-                "runs": [],
-            }
-            for n in names
-        ]
-        doc = build_document(
-            cases,
-            plugin_version="0",
-            api_url="u",
-            simulated=False,
-            notes=[],
-            provenance={"attempt": 1},
+        cases = tuple(
+            CaseRecord(n, f"cekura.toml::{n}", 1, verdict="passed", outcome="passed") for n in names
         )
+        doc = Report(
+            cases, plugin_version="0", api_url="u", simulated=False, provenance={"attempt": 1}
+        ).to_json()
         (tmp_path / f"cekura-report-{shard}-1.json").write_text(json.dumps(doc))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "step.md"))
     done = subprocess.run(

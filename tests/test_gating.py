@@ -30,6 +30,7 @@ from pytest_cekura_pipecat._judge.canary import canary_problem
 from pytest_cekura_pipecat._judge.gating import Baseline, gate
 from pytest_cekura_pipecat._judge.verdict import adaptive_need, check_threshold, decide
 from pytest_cekura_pipecat._report.comment import pr_comment
+from pytest_cekura_pipecat._report.document import Report
 from pytest_cekura_pipecat._report.markdown import step_summary
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
@@ -375,7 +376,7 @@ def test_gate_decisions_with_an_injected_day() -> None:
     case = Case("c", 102, "cekura.toml", quarantine=q)
     on = gate(case, "n", False, None, date(2026, 12, 31))
     assert on.excuse == "quarantined until 2026-12-31, owner @ana: flaky tool call (https://x/1)"
-    assert on.record()["quarantine"]["active"] is True
+    assert on.quarantine is q and on.quarantine_active is True
     off = gate(case, "n", False, None, date(2027, 1, 1))
     assert off.excuse is None
     assert off.note == "quarantine expired on 2026-12-31 (flaky tool call): this case blocks again"
@@ -582,11 +583,12 @@ def test_markdown_shows_gate_for_documents() -> None:
         ],
         "gate": {"new": 0, "known": 0, "fixed": 0, "quarantined": 1},
     }
-    text = step_summary(document)
+    report = Report.from_json(document)
+    text = step_summary(report)
     assert "**Quarantined (1):**" in text
     assert "flaky &#124; &lt;b&gt;" in text
     assert "[issue](https://github.com/acme/bot/issues/7)" in text
-    assert "#### Quarantined (1)" in pr_comment(document)
+    assert "#### Quarantined (1)" in pr_comment(report)
 
 
 # -- canary and adaptive repeats -----------------------------------------------------------

@@ -32,6 +32,7 @@ from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._report.ci import github_annotations
 from pytest_cekura_pipecat._report.comment import COMMENT_LIMIT
 from pytest_cekura_pipecat._report.markdown import STEP_SUMMARY_LIMIT, md_code, md_text
+from pytest_cekura_pipecat._report.record import CaseRecord
 from pytest_cekura_pipecat._report.summary import terminal_lines
 from pytest_cekura_pipecat._roles.role import Controller, Runtime, Worker
 from pytest_cekura_pipecat._roles.shared import RUNS_LOG, SharedDir
@@ -255,16 +256,15 @@ def test_plain_caps_lines_and_the_whole_text() -> None:
 
 
 def test_a_terminal_row_stays_one_line_whatever_the_names() -> None:
-    case = {
-        "name": "c",
-        "nodeid": "cekura.toml::c",
-        "scenario": 7,
-        "scenario_name": "two\nlines\r::error::v\x1b[2J",
-        "verdict": "failed",
-        "outcome": "failed",
-        "reason": "first\x1b]8;;http://evil\x1b\\line\nsecond",
-        "runs": [],
-    }
+    case = CaseRecord(
+        "c",
+        "cekura.toml::c",
+        7,
+        scenario_name="two\nlines\r::error::v\x1b[2J",
+        verdict="failed",
+        outcome="failed",
+        reason="first\x1b]8;;http://evil\x1b\\line\nsecond",
+    )
     lines = terminal_lines([case], [], width=200)
     assert lines[1].startswith("FAILED c  7 two lines\\r::error::v\\x1b[2J")
     assert lines[1].endswith("first\\x1b]8;;http://evil\\x1b\\line")
@@ -310,7 +310,7 @@ def test_loads_replaces_lone_surrogates_and_invalid_utf8_and_keeps_pairs() -> No
 
 def test_annotations_of_hostile_reasons_are_one_command_each() -> None:
     cases = [
-        {"name": f"c{i}", "outcome": "failed", "reason": text, "verdict": "failed"}
+        CaseRecord(f"c{i}", f"c{i}", 1, outcome="failed", reason=text, verdict="failed")
         for i, text in enumerate([*HOSTILE, EVERY, HUGE])
     ]
     lines = github_annotations(cases)

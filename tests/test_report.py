@@ -16,8 +16,18 @@ from conftest import Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._report.comment import MARKER, pr_comment
-from pytest_cekura_pipecat._report.document import build_document, dumps, write_atomic
+from pytest_cekura_pipecat._report.document import Report, dumps, write_atomic
 from pytest_cekura_pipecat._report.markdown import STEP_SUMMARY_LIMIT, step_summary
+from pytest_cekura_pipecat._report.record import (
+    AdaptiveRecord,
+    CaseRecord,
+    FailedMetric,
+    QuarantineRecord,
+    RunRecord,
+    ThresholdResult,
+    junit_properties,
+)
+from pytest_cekura_pipecat._report.summary import Totals
 
 ROOM = "https://acme.daily.co/r"
 SCHEMA = json.loads(
@@ -64,15 +74,18 @@ def case(i: int, outcome: str = "failed", **extra: Any) -> dict[str, Any]:
     }
 
 
-def document(cases: list[dict[str, Any]], attempt: int | None = None) -> dict[str, Any]:
-    return build_document(
-        cases,
+def report(cases: list[dict[str, Any]], attempt: int | None = None) -> Report:
+    return Report(
+        tuple(CaseRecord.from_json(c) for c in cases),
         plugin_version="0.1.0",
         api_url="https://api.cekura.ai",
         simulated=False,
-        notes=[],
         provenance={"ci": "github", "commit": "abc", "attempt": attempt},
     )
+
+
+def document(cases: list[dict[str, Any]], attempt: int | None = None) -> dict[str, Any]:
+    return report(cases, attempt).to_json()
 
 
 # -- outcomes agree with pytest ------------------------------------------------------------
@@ -192,7 +205,7 @@ def test_a_failed_report_write_is_one_line_a_nonzero_exit_and_keeps_the_step_sum
 def test_the_report_is_strict_json() -> None:
     bad = case(1)
     bad["runs"][0]["score"] = float("nan")
-    bad["duration"] = float("inf")
+    bad["runs"][0]["duration"] = float("inf")  # the case's duration is its longest run's
     text = dumps(document([bad]))
     assert "NaN" not in text and "Infinity" not in text
     parsed = json.loads(text)
@@ -221,7 +234,7 @@ def test_atomic_write_keeps_the_old_file_when_it_fails(
 
 
 def test_step_summary_escapes_html_and_pipes_and_names_failed_metrics() -> None:
-    text = step_summary(document([case(1), case(2, "passed")]))
+    text = step_summary(report([case(1), case(2, "passed")]))
     page = render(text)
     assert "<twice>" not in page and "&lt;twice&gt;" in page
     assert "<table>" in page and page.count("<tr>") == 2  # header + one failing case
@@ -234,7 +247,7 @@ def test_step_summary_escapes_html_and_pipes_and_names_failed_metrics() -> None:
 
 def test_a_huge_step_summary_stays_under_a_mebibyte() -> None:
     cases = [case(i) for i in range(6000)] + [case(i, "passed") for i in range(6000, 7000)]
-    text = step_summary(document(cases))
+    text = step_summary(report(cases))
     assert len(text.encode()) < STEP_SUMMARY_LIMIT
     assert "more cases, see the JSON report" in text
     shown = text.count("| failed | failed |")
@@ -244,7 +257,7 @@ def test_a_huge_step_summary_stays_under_a_mebibyte() -> None:
 
 
 def test_pr_comment_is_bounded_and_starts_with_the_marker() -> None:
-    text = pr_comment(document([case(i) for i in range(300)]))
+    text = pr_comment(report([case(i) for i in range(300)]))
     assert text.startswith(MARKER + "\n")
     assert len(text.encode()) < 65536
     assert "more, see the report" in text
@@ -260,7 +273,7 @@ def test_pr_comment_sections_by_baseline() -> None:
         case(3, "passed", baseline="fixed"),
         case(4, "passed", baseline=None),
     ]
-    text = pr_comment(document(cases))
+    text = pr_comment(report(cases))
     assert (
         text.index("New failures (1)") < text.index("Known failures (1)") < text.index("Fixed (1)")
     )
@@ -269,8 +282,91 @@ def test_pr_comment_sections_by_baseline() -> None:
 
 
 def test_pr_comment_when_all_pass() -> None:
-    text = pr_comment(document([case(1, "passed")]))
+    text = pr_comment(report([case(1, "passed")]))
     assert text.startswith(MARKER) and "All cases passed." in text
+
+
+# -- typed records ---------------------------------------------------------------------------
+
+RUN = RunRecord(
+    run_id=7,
+    result_id=5007,
+    status="completed",
+    success=False,
+    verdict="failed",
+    score=40.0,
+    failed_metrics=(FailedMetric("Respects hours", ("closed at 22:00",)),),
+    error_message="",
+    duration=12.5,
+    dashboard_url="https://dashboard.cekura.ai/7/results/7",
+    thresholds=(ThresholdResult("expected_outcome_score >= 95", "broken", 40.0),),
+    ai_summary="booked too late",
+    failed_reasons=("Booked 23:30.",),
+)
+
+
+def test_a_record_crosses_processes_and_files_as_plain_json_unchanged() -> None:
+    record = CaseRecord(
+        "late",
+        "cekura.toml::late",
+        102,
+        path="cekura.toml",
+        line=4,
+        agent=12,
+        scenario_name="Refuses a late booking",
+        verdict="failed",
+        reason="booked too late",
+        rerun=1,
+        runs=(RUN, RunRecord(None, None, "not_started", None, "error")),
+        baseline="known",
+        quarantine=QuarantineRecord("2099-01-01", "flaky", "@ana", None, True),
+        adaptive=AdaptiveRecord(5, 2, 3),
+        notes=("cekura: a note",),
+    )
+    data = json.loads(json.dumps(record.to_json(), allow_nan=False))
+    assert CaseRecord.from_json(data) == record
+    assert data["duration"] == 12.5 and data["dashboard_url"] == RUN.dashboard_url
+    # In the report (notes stay with the session), the case is a case of the schema.
+    final = CaseRecord.from_json({**data, "notes": [], "outcome": "xfailed", "fired": 2})
+    report = Report((final,), plugin_version="0", api_url="u", simulated=False)
+    document = report.to_json()
+    jsonschema.validate(document, SCHEMA)
+    assert Report.from_json(json.loads(dumps(document))).to_json() == document
+
+
+def test_totals_count_the_records_once_for_every_output() -> None:
+    def rec(n: int, outcome: str | None, verdict: str = "failed", **extra: Any) -> CaseRecord:
+        return CaseRecord(f"c{n}", f"n{n}", 1, outcome=outcome, verdict=verdict, **extra)
+
+    totals = Totals(
+        (
+            rec(1, "passed", "passed", runs=(RUN, RUN), fired=3),
+            rec(2, "failed", baseline="new"),
+            rec(3, "error", "error"),
+            rec(4, "xfailed", quarantine=QuarantineRecord("2099-01-01", "flaky")),
+            rec(5, "skipped", None),
+            rec(6, None, runs=(RUN,)),
+        )
+    )
+    assert (totals.cases, totals.runs, totals.blocking, totals.excused) == (6, 4, 2, 1)
+    assert totals.pass_rate == 20.0  # 1 of the 5 not skipped
+    assert totals.text == "1 passed, 1 failed, 1 error, 1 skipped, 1 xfailed"
+    assert totals.verdicts == {"passed": 1, "failed": 3, "error": 1}
+    assert totals.gate_json() == {"new": 1, "known": 0, "fixed": 0, "quarantined": 1}
+    assert Totals(()).gate_json() is None and Totals(()).pass_rate is None
+
+
+def test_junit_properties_show_cekuras_own_verdict_of_each_run() -> None:
+    run = RunRecord(7, None, "completed", True, "failed", scenario_id=201, cekura_verdict="passed")
+    assert junit_properties([run]) == [
+        ("cekura_scenario_id", "201"),
+        ("cekura_result_id", ""),
+        ("cekura_run_id", "7"),
+        ("cekura_status", "completed"),
+        ("cekura_verdict", "passed"),
+    ]
+    assert ("cekura_run_2_id", "7") in junit_properties([run, run], indexed=True)
+    assert "scenario_id" not in run.to_json()  # JUnit only: the report has no place for it
 
 
 # -- merge ----------------------------------------------------------------------------------

@@ -4,17 +4,22 @@ A case that did not pass either blocks (pytest fails or errors it) or is excused
 as pytest's xfail (non-strict: never an XPASS, a passing case is simply passed). Excused are
 a case under an active quarantine, and a *known* failure: a case that did not pass in the
 baseline report either (unless ``--cekura-baseline-strict``). Pure decisions plus the one
-baseline reader; light imports (this runs in every process that judges a case).
+baseline reader: a ``--cekura-report`` file read at its boundary for the outcome of each case.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._config.case import Case
+from .._config.thresholds import Quarantine
 
 BaselineClass = Literal["new", "known", "fixed"]
 _PASSED = ("passed", "xpassed")
@@ -40,42 +45,70 @@ class Baseline:
     strict: bool = False
 
 
+REPORT_SCHEMA_VERSION = 2  # of report.schema.json: the report stage writes this version
+
+
+class _BaselineCase(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    nodeid: str
+    outcome: str | None = None
+
+
+class _BaselineReport(BaseModel):
+    """What the judge reads of a report: each case's node id and final outcome."""
+
+    model_config = ConfigDict(extra="ignore")
+    cases: list[_BaselineCase]
+
+
 def load_baseline(path: str, strict: bool = False) -> Baseline:
     """Read a ``--cekura-report`` document; any problem is a BaselineError of one line."""
-    from .._report.document import MergeError, load_report
-
     try:
-        document = load_report(path)
-    except MergeError as exc:
-        raise BaselineError(f"--cekura-baseline: {exc}") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(
+            f"--cekura-baseline: {path}: cannot read: {exc.strerror or exc}"
+        ) from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise BaselineError(f"--cekura-baseline: {path}: not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BaselineError(
+            f"--cekura-baseline: {path}: not a pytest-cekura-pipecat report (not a JSON object)"
+        )
+    version = document.get("schema_version")
+    if version != REPORT_SCHEMA_VERSION:
+        raise BaselineError(
+            f"--cekura-baseline: {path}: schema_version {version!r} is not "
+            f"{REPORT_SCHEMA_VERSION} (write the reports with the same plugin version)"
+        )
+    try:
+        report = _BaselineReport.model_validate(document)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise BaselineError(f"--cekura-baseline: {path}: {where}: {problem['msg']}") from None
     passed: dict[str, bool] = {}
-    for case in document["cases"]:
-        outcome = case.get("outcome")
-        if outcome in _PASSED:
-            passed[case["nodeid"]] = True
-        elif outcome in _NOT_PASSED:
-            passed[case["nodeid"]] = False
+    for case in report.cases:
+        if case.outcome in _PASSED:
+            passed[case.nodeid] = True
+        elif case.outcome in _NOT_PASSED:
+            passed[case.nodeid] = False
     return Baseline(path, passed, strict)
 
 
 @dataclass(frozen=True)
 class Gating:
     """How one case's outcome is gated. ``excuse``: report the non-passing case as xfail
-    with this reason. ``note``: a line added to a blocking failure's message."""
+    with this reason. ``note``: a line added to a blocking failure's message. ``baseline``
+    and ``quarantine`` (active or not on the day) are what the case's record shows."""
 
     excuse: str | None = None
     note: str | None = None
     baseline: BaselineClass | None = None
-    quarantine: dict[str, Any] | None = None
-
-    def record(self) -> dict[str, Any]:
-        """The fields a case's record (and the JSON report) carries."""
-        data: dict[str, Any] = {}
-        if self.baseline is not None:
-            data["baseline"] = self.baseline
-        if self.quarantine is not None:
-            data["quarantine"] = self.quarantine
-        return data
+    quarantine: Quarantine | None = None
+    quarantine_active: bool = False
 
 
 def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today: date) -> Gating:
@@ -109,50 +142,6 @@ def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today
         excuse=excuse,
         note="; ".join(notes) or None,
         baseline=kind,
-        quarantine=quarantine.to_json(today) if quarantine is not None else None,
+        quarantine=quarantine,
+        quarantine_active=quarantine is not None and quarantine.active(today),
     )
-
-
-def gate_lines(cases: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Terminal lines under the table: new / known / fixed, and the quarantined cases."""
-    lines: list[str] = []
-    if any(c.get("baseline") for c in cases):
-        groups = {
-            kind: [str(c["name"]) for c in cases if c.get("baseline") == kind]
-            for kind in ("new", "known", "fixed")
-        }
-        lines.append(
-            "baseline: "
-            + ", ".join(
-                f"{len(names)} {kind}" + (f" ({', '.join(names)})" if names else "")
-                for kind, names in (
-                    ("new failure(s)", groups["new"]),
-                    ("known failure(s)", groups["known"]),
-                    ("fixed", groups["fixed"]),
-                )
-            )
-        )
-    for c in cases:
-        q = c.get("quarantine")
-        if not isinstance(q, dict):
-            continue
-        state = "active" if q.get("active") else "EXPIRED"
-        owner = f", owner {q['owner']}" if q.get("owner") else ""
-        issue = f" ({q['issue']})" if q.get("issue") else ""
-        lines.append(
-            f"quarantined: {c['name']} ({c.get('outcome') or 'unknown'}): until {q['until']} "
-            f"[{state}]{owner}: {q['reason']}{issue}"
-        )
-    return lines
-
-
-def gate_totals(cases: Sequence[Mapping[str, Any]]) -> dict[str, int] | None:
-    """Counts for the report, or None when no case was gated by a baseline or quarantine."""
-    if not any("baseline" in c or "quarantine" in c for c in cases):
-        return None
-    return {
-        "new": sum(c.get("baseline") == "new" for c in cases),
-        "known": sum(c.get("baseline") == "known" for c in cases),
-        "fixed": sum(c.get("baseline") == "fixed" for c in cases),
-        "quarantined": sum(isinstance(c.get("quarantine"), dict) for c in cases),
-    }

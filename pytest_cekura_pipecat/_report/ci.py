@@ -8,7 +8,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .._text import plain
-from .summary import BAD, Case, display_reason, first_line
+from .record import CaseRecord
+from .summary import BAD, display_reason, first_line
 
 ANNOTATION_LIMIT = 10  # GitHub shows at most 10 error annotations per step
 # pytest-github-actions-annotate-failures: the object it registers (on the controller only)
@@ -42,25 +43,27 @@ def annotated_elsewhere(pluginmanager: Any) -> frozenset[str]:
 
 
 def github_annotations(
-    cases: Sequence[Case], limit: int = ANNOTATION_LIMIT, elsewhere: Collection[str] = ()
+    cases: Sequence[CaseRecord],
+    limit: int = ANNOTATION_LIMIT,
+    elsewhere: Collection[str] = (),
 ) -> list[str]:
     """``::error`` workflow commands for failed and errored cases (at most ``limit``), then
     one ``::notice`` counting the rest. Cases whose outcome is in ``elsewhere`` are left to
     the plugin that annotates them already (one problem, one annotation)."""
-    bad = [c for c in cases if c.get("outcome") in BAD and c.get("outcome") not in elsewhere]
+    bad = [c for c in cases if c.outcome in BAD and c.outcome not in elsewhere]
     lines = []
     for case in bad[:limit]:
         props = []
-        if case.get("path"):
-            props.append(f"file={escape_property(str(case['path']))}")
-            if case.get("line"):
-                props.append(f"line={int(case['line'])}")
+        if case.path:
+            props.append(f"file={escape_property(case.path)}")
+            if case.line:
+                props.append(f"line={int(case.line)}")
         # Outside text (the reason) is made inert for the terminal before it is escaped as
         # the command's data: the escaping keeps it inside this one command.
-        title = plain(f"{case['name']} ({case.get('outcome')})", one_line=True)
+        title = plain(f"{case.name} ({case.outcome})", one_line=True)
         props.append(f"title={escape_property(title)}")
         reason = plain(first_line(display_reason(case)), one_line=True)
-        reason = reason or f"the case {case.get('outcome')}"
+        reason = reason or f"the case {case.outcome}"
         lines.append(f"::error {','.join(props)}::{escape_data(reason)}")
     if len(bad) > limit:
         rest = len(bad) - limit

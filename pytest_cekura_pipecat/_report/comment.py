@@ -1,62 +1,88 @@
-"""A pull-request comment body (``--cekura-pr-comment=PATH``), rendered from a report
-document. The first line is a marker a workflow can find to update its comment in place."""
+"""A pull-request comment body (``--cekura-pr-comment=PATH``), rendered from a report. The
+first line is a marker a workflow can find to update its comment in place."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
 
+from .document import Report
 from .markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link, md_quarantine_row
-from .summary import BAD, Case, Document, counts_text, sort_key, totals
+from .record import CaseRecord
+from .summary import BAD, sort_key
 
 MARKER = "<!-- pytest-cekura-pipecat -->"
 COMMENT_LIMIT = 65536  # GitHub refuses a longer comment body
 _LIMIT = COMMENT_LIMIT - 1024  # characters may be more than bytes: stay well under
 
+Section = tuple[str, list[CaseRecord]]
 
-def _provenance_line(provenance: dict[str, Any]) -> str:
+
+def _provenance_line(provenance: Mapping[str, object]) -> str:
     parts = []
     if provenance.get("commit"):
         parts.append(f"commit {md_code(str(provenance['commit'])[:12])}")
     if provenance.get("branch"):
         parts.append(f"branch {md_code(str(provenance['branch']))}")
-    link = md_link("CI run", provenance.get("run_url"))
+    run_url = provenance.get("run_url")
+    link = md_link("CI run", run_url if isinstance(run_url, str) else None)
     if link:
         parts.append(link)
-    if provenance.get("attempt") and provenance["attempt"] > 1:
-        parts.append(f"attempt {int(provenance['attempt'])}")
+    attempt = provenance.get("attempt")
+    if isinstance(attempt, int | float) and attempt > 1:
+        parts.append(f"attempt {int(attempt)}")
     return " · ".join(parts)
 
 
-def pr_comment(document: Document, limit: int = _LIMIT) -> str:
-    """Markdown: totals, the failing cases with reasons and links (split into new / known
-    failures and fixed cases when the cases carry a ``baseline``), quarantined cases that did
-    not pass, under ``limit`` bytes."""
-    cases = sorted(document["cases"], key=sort_key)
-    t = document.get("totals") or totals(cases)
-    failing = [c for c in cases if c.get("outcome") in BAD]
-    out = Budget(limit)
+def _sections(cases: Sequence[CaseRecord]) -> list[Section]:
+    """The groups the comment lists: failing cases (new / known when the cases carry a
+    ``baseline``), fixed cases, and quarantined cases that did not pass."""
+    failing = [c for c in cases if c.outcome in BAD]
+    excused = [c for c in cases if c.outcome == "xfailed"]
+    sections: list[Section] = []
+    if any(c.baseline is not None for c in cases):
+        sections += [
+            ("New failures", [c for c in failing if c.baseline == "new"]),
+            ("Known failures", [c for c in failing + excused if c.baseline == "known"]),
+            ("Failing cases", [c for c in failing if c.baseline not in ("new", "known")]),
+            ("Fixed", [c for c in cases if c.baseline == "fixed"]),
+        ]
+    else:
+        sections.append(("Failing cases", failing))
+    quarantined = [c for c in excused if c.quarantine is not None and c.baseline != "known"]
+    sections.append(("Quarantined", quarantined))
+    return sections
+
+
+def _rows(title: str, group: list[CaseRecord], out: Budget) -> list[str]:
+    if title == "Fixed":
+        return [f"- {md_code(c.name)} (scenario {c.scenario})" for c in group]
+    if title == "Quarantined":
+        return [md_quarantine_row(c) for c in group]
+    out.force(*MD_TABLE_HEAD)
+    return [md_case_row(c, reason_limit=200) for c in group]
+
+
+def _head(report: Report, failing: bool, out: Budget) -> None:
+    t = report.totals
     icon = "❌" if failing else "✅"
-    out.force(MARKER, f"### {icon} Cekura evaluations: {counts_text(t)} of {t['cases']} case(s)")
-    if document.get("simulated"):
+    out.force(MARKER, f"### {icon} Cekura evaluations: {t.text} of {t.cases} case(s)")
+    if report.simulated:
         out.force("", "**SIMULATED**: verdicts came from the local server, not from Cekura.")
-    where = _provenance_line(document.get("provenance") or {})
+    where = _provenance_line(report.provenance)
     if where:
         out.force("", where)
     out.force("")
 
-    sections: list[tuple[str, list[Case]]] = []
-    excused = [c for c in cases if c.get("outcome") == "xfailed"]
-    if any("baseline" in c for c in cases):
-        sections += [
-            ("New failures", [c for c in failing if c.get("baseline") == "new"]),
-            ("Known failures", [c for c in failing + excused if c.get("baseline") == "known"]),
-            ("Failing cases", [c for c in failing if c.get("baseline") not in ("new", "known")]),
-            ("Fixed", [c for c in cases if c.get("baseline") == "fixed"]),
-        ]
-    else:
-        sections.append(("Failing cases", failing))
-    quarantined = [c for c in excused if c.get("quarantine") and c.get("baseline") != "known"]
-    sections.append(("Quarantined", quarantined))
+
+def pr_comment(report: Report, limit: int = _LIMIT) -> str:
+    """Markdown: totals, the failing cases with reasons and links (split into new / known
+    failures and fixed cases when the cases carry a ``baseline``), quarantined cases that did
+    not pass, under ``limit`` bytes."""
+    cases = sorted(report.cases, key=sort_key)
+    failing = report.totals.blocking > 0
+    out = Budget(limit)
+    _head(report, failing, out)
+    sections = _sections(cases)
     if not failing and not any(title != "Failing cases" and group for title, group in sections):
         out.force("All cases passed." if cases else "No Cekura cases ran.")
         return out.text()
@@ -65,29 +91,21 @@ def pr_comment(document: Document, limit: int = _LIMIT) -> str:
     for title, group in sections:
         if not group:
             continue
-        if left:
+        if left or not out.add(f"#### {title} ({len(group)})", ""):
             left += len(group)
             continue
-        if not out.add(f"#### {title} ({len(group)})", ""):
-            left += len(group)
-            continue
-        if title == "Fixed":
-            rows = [f"- {md_code(c['name'])} (scenario {c['scenario']})" for c in group]
-        elif title == "Quarantined":
-            rows = [md_quarantine_row(c) for c in group]
-        else:
-            out.force(*MD_TABLE_HEAD)
-            rows = [md_case_row(c, reason_limit=200) for c in group]
+        rows = _rows(title, group, out)
         for i, row in enumerate(rows):
             if not out.add(row):
                 left += len(rows) - i
                 break
         out.force("")
     if left:
-        out.force(f"… {left} more, see the report" + _report_hint(document))
+        out.force(f"… {left} more, see the report" + _report_hint(report))
     return out.text()
 
 
-def _report_hint(document: Document) -> str:
-    link = md_link("CI run", (document.get("provenance") or {}).get("run_url"))
+def _report_hint(report: Report) -> str:
+    run_url = report.provenance.get("run_url")
+    link = md_link("CI run", run_url if isinstance(run_url, str) else None)
     return f" ({link})" if link else ""

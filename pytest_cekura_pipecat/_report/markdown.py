@@ -8,17 +8,15 @@ from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from .._text import cap, markdown_inert, visible
+from .document import Report
+from .record import CaseRecord
 from .summary import (
     BAD,
-    Case,
-    Document,
     cekura_summary,
-    counts_text,
     display_reason,
     failed_metrics,
     scenario_text,
     sort_key,
-    totals,
 )
 
 STEP_SUMMARY_LIMIT = 1024 * 1024  # GitHub refuses a larger step summary
@@ -63,58 +61,60 @@ def md_link(label: str, url: str | None) -> str:
     return f"[{label}]({quote(url, safe=_URL_SAFE)})"
 
 
-def md_case_row(case: Case, *, reason_limit: int = 300) -> str:
+def md_case_row(case: CaseRecord, *, reason_limit: int = 300) -> str:
     metrics = ", ".join(failed_metrics(case))
     reason = md_text(display_reason(case), reason_limit)
-    summary = cekura_summary(case) if case.get("verdict") in BAD else ""
+    summary = cekura_summary(case) if case.verdict in BAD else ""
     if summary:
         reason += "<br>" + md_text(f"Cekura's summary: {summary}", reason_limit)
     return (
-        f"| {case.get('outcome') or 'unknown'} | {case.get('verdict') or '-'} "
-        f"| {md_code(case['name'])} | {md_text(scenario_text(case), 120)} "
+        f"| {case.outcome or 'unknown'} | {case.verdict or '-'} "
+        f"| {md_code(case.name)} | {md_text(scenario_text(case), 120)} "
         f"| {md_text(metrics, 200)} | {reason} "
-        f"| {md_link('dashboard', case.get('dashboard_url'))} |"
+        f"| {md_link('dashboard', case.dashboard_url)} |"
     )
 
 
-def md_quarantine_row(case: Case) -> str:
+def md_quarantine_row(case: CaseRecord) -> str:
     """``- name (scenario N): until 2026-12-31, owner @ana: reason, issue link``: the
     user's own words (``cekura.toml``), so the owner's mention pings."""
-    q = case.get("quarantine") or {}
-    state = "" if q.get("active") else " (EXPIRED)"
-    owner = f", owner {md_text(str(q['owner']), 80, ours=True)}" if q.get("owner") else ""
-    issue = md_link("issue", q.get("issue"))
-    until = md_text(str(q.get("until", "")), ours=True)
-    reason = md_text(str(q.get("reason", "")), 200, ours=True)
+    q = case.quarantine
+    if q is None:
+        return f"- {md_code(case.name)} (scenario {case.scenario})"
+    state = "" if q.active else " (EXPIRED)"
+    owner = f", owner {md_text(q.owner, 80, ours=True)}" if q.owner else ""
+    issue = md_link("issue", q.issue)
+    until = md_text(q.until, ours=True)
+    reason = md_text(q.reason, 200, ours=True)
     return (
-        f"- {md_code(case['name'])} (scenario {case['scenario']}): until "
+        f"- {md_code(case.name)} (scenario {case.scenario}): until "
         f"{until}{state}{owner}: {reason}" + (f" {issue}" if issue else "")
     )
 
 
-def md_gate_lines(document: Document) -> list[str]:
+def md_gate_lines(report: Report) -> list[str]:
     """Baseline counts and the quarantined cases, for the step summary."""
-    gate = document.get("gate")
-    if not isinstance(gate, dict):
+    totals = report.totals
+    if not totals.gated:
         return []
-    cases = document["cases"]
+    cases = report.cases
     lines: list[str] = []
-    if any(c.get("baseline") for c in cases):
+    if any(c.baseline for c in cases):
+        counts = totals.baseline
         lines.append(
-            f"**Against the baseline:** {gate['new']} new failure(s), {gate['known']} known "
-            f"failure(s), {gate['fixed']} fixed"
+            f"**Against the baseline:** {counts['new']} new failure(s), {counts['known']} known "
+            f"failure(s), {counts['fixed']} fixed"
         )
         for kind, title in (("new", "New"), ("known", "Known"), ("fixed", "Fixed")):
-            names = [md_code(c["name"]) for c in cases if c.get("baseline") == kind]
+            names = [md_code(c.name) for c in cases if c.baseline == kind]
             if names:
                 lines.append(f"- {title}: " + ", ".join(names[:50]))
         lines.append("")
-    quarantined = [c for c in cases if isinstance(c.get("quarantine"), dict)]
+    quarantined = [c for c in cases if c.quarantine is not None]
     if quarantined:
         lines.append(f"**Quarantined ({len(quarantined)}):**")
         lines.extend(
-            md_quarantine_row(c) + f": {md_text(c.get('outcome') or 'unknown')}"
-            for c in quarantined[:100]
+            md_quarantine_row(c) + f": {md_text(c.outcome or 'unknown')}" for c in quarantined[:100]
         )
         lines.append("")
     return lines
@@ -159,20 +159,20 @@ class Budget:
         return "\n".join(self.lines) + "\n"
 
 
-def step_summary(document: Document, limit: int = STEP_SUMMARY_LIMIT) -> str:
+def step_summary(report: Report, limit: int = STEP_SUMMARY_LIMIT) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: totals, a table of failing cases, the rest
     collapsed; under ``limit`` bytes however many cases there are."""
-    cases = sorted(document["cases"], key=sort_key)
-    t = document.get("totals") or totals(cases)
-    bad = [c for c in cases if c.get("outcome") in BAD]
-    good = [c for c in cases if c.get("outcome") == "passed"]
-    other = [c for c in cases if c.get("outcome") not in (*BAD, "passed")]
+    cases = sorted(report.cases, key=sort_key)
+    t = report.totals
+    bad = [c for c in cases if c.outcome in BAD]
+    good = [c for c in cases if c.outcome == "passed"]
+    other = [c for c in cases if c.outcome not in (*BAD, "passed")]
     title = "## Cekura evaluations"
-    if document.get("simulated"):
+    if report.simulated:
         title += " (SIMULATED: local server, not Cekura)"
     out = Budget(limit)
-    out.force(title, "", f"**{counts_text(t)}** of {t['cases']} case(s)", "")
-    out.force(*md_gate_lines(document))
+    out.force(title, "", f"**{t.text}** of {t.cases} case(s)", "")
+    out.force(*md_gate_lines(report))
     more = "… {} more cases, see the JSON report".format
     complete = True
     if bad:
@@ -187,8 +187,8 @@ def step_summary(document: Document, limit: int = STEP_SUMMARY_LIMIT) -> str:
         out.force(f"<details><summary>{title} ({len(group)})</summary>", "")
         complete = out.rows(
             (
-                f"- {md_code(c['name'])} (scenario {c['scenario']})"
-                + (f": {c.get('outcome') or 'unknown'}" if group is other else "")
+                f"- {md_code(c.name)} (scenario {c.scenario})"
+                + (f": {c.outcome or 'unknown'}" if group is other else "")
                 for c in group
             ),
             lambda n: "\n" + more(n),

@@ -9,7 +9,8 @@ from typing import Any
 from .._redact import Redactor
 from .._version import __version__
 from . import ci as _ci
-from .document import dumps, json_document, write_atomic
+from .comment import pr_comment
+from .document import Report, dumps, session_report, write_atomic
 from .markdown import step_summary
 from .summary import Summary
 
@@ -26,8 +27,6 @@ def write_outputs(
     the GitHub step summary and annotations (but for the outcomes another plugin annotates
     already). A failed write is one line and makes this return False; it skips none of the
     other outputs."""
-    from .comment import pr_comment
-
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY") if settings.step_summary else None
     annotate = settings.annotations and _ci.in_github_actions()
     if not (settings.report or settings.pr_comment or summary_path or annotate):
@@ -36,18 +35,19 @@ def write_outputs(
     # Masked as data, before JSON, Markdown or XML escaping can split a secret (a token
     # with a quote, a backslash or a pipe); the rendered text is masked once more.
     document = redact.tree(
-        json_document(
+        session_report(
             summary,
             plugin_version=__version__,
             api_url=settings.api_url,
             simulated=simulated,
             provenance=_ci.provenance(),
-        )
+        ).to_json()
     )
+    report = Report.from_json(document)  # what every other output renders: masked too
     ok = True
     writes: list[tuple[str, str | None, Callable[[], str]]] = [
         ("report", settings.report, lambda: dumps(document)),
-        ("PR comment", settings.pr_comment, lambda: pr_comment(document)),
+        ("PR comment", settings.pr_comment, lambda: pr_comment(report)),
     ]
     for what, target, render in writes:
         if not target:
@@ -64,13 +64,13 @@ def write_outputs(
     if summary_path:
         try:
             with open(summary_path, "a", encoding="utf-8") as handle:
-                handle.write(redact(step_summary(document)))
+                handle.write(redact(step_summary(report)))
         except OSError as exc:
             terminalreporter.write_line(
                 f"cekura: could not write an output: the step summary: {exc}", red=True
             )
             ok = False
     if annotate:
-        for line in _ci.github_annotations(document["cases"], elsewhere=annotated_elsewhere):
+        for line in _ci.github_annotations(report.cases, elsewhere=annotated_elsewhere):
             terminalreporter.write_line(redact(line))
     return ok

@@ -1,22 +1,24 @@
-"""The per-case records pytest reports carry, the final outcome of each case, and the
-terminal table: what every other output is rendered from."""
+"""The final outcome of each case, the counts, and the terminal table: the session's
+``Summary`` gathers the records pytest's reports carry; ``Totals`` counts them once for
+every output."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import TYPE_CHECKING
 
+from .._judge.gating import REPORT_SCHEMA_VERSION
 from .._text import visible
+from .record import CaseRecord
 
 if TYPE_CHECKING:
     import pytest
 
-    from .._judge.verdict import CaseVerdict
 
-
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = REPORT_SCHEMA_VERSION
 VERDICTS = ("passed", "failed", "error")
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 BAD = ("failed", "error")  # outcomes that fail the session
@@ -29,59 +31,7 @@ _LABEL = {
     "xfailed": "XFAIL",
     "xpassed": "XPASS",
 }
-
-Case = dict[str, Any]  # one entry of the document's "cases" (see report.schema.json)
-Document = dict[str, Any]
-
-
-def record(
-    name: str,
-    nodeid: str,
-    scenario: int,
-    verdict: CaseVerdict | None,
-    *,
-    path: str | None = None,
-    line: int | None = None,
-    agent: int | None = None,
-) -> dict[str, Any]:
-    """A case's record. ``verdict`` None: the case was never evaluated (skipped by a mark).
-    ``path`` (relative to the rootdir) and ``line`` (1-based) point at the case's
-    declaration; left None, they are taken from the test report's location."""
-    runs = verdict.runs if verdict is not None else ()
-    judged = verdict.judged if verdict is not None and verdict.judged else (None,) * len(runs)
-    return {
-        "name": name,
-        "nodeid": nodeid,
-        "path": path,
-        "line": line,
-        "scenario": scenario,
-        "agent": agent,
-        "scenario_name": next((r.scenario_name for r in runs if r.scenario_name), ""),
-        "verdict": verdict.outcome if verdict is not None else None,
-        "reason": verdict.first_reason if verdict is not None else "",
-        "run_details": [
-            {
-                "run_id": r.run_id,
-                "result_id": r.result_id,
-                "status": r.status,
-                "success": r.success,
-                "verdict": j.outcome if j is not None else r.verdict,
-                "score": r.expected_outcome.score,
-                "failed_metrics": [
-                    {"name": m.name, "explanation": list(m.explanation)}
-                    for m in r.metrics
-                    if m.passed is False
-                ],
-                "error_message": r.error_message,
-                "duration": r.duration,
-                "dashboard_url": r.dashboard_url,
-                **({"thresholds": [c.to_json() for c in j.checks]} if j and j.checks else {}),
-                **({"ai_summary": r.ai_summary} if r.ai_summary else {}),
-                **({"failed_reasons": list(r.failed_reasons)} if r.failed_reasons else {}),
-            }
-            for r, j in zip(runs, judged, strict=True)
-        ],
-    }
+BASELINE_KINDS = ("new", "known", "fixed")
 
 
 def _phase_outcome(report: pytest.TestReport) -> str | None:
@@ -109,42 +59,131 @@ def _failure_line(report: pytest.TestReport) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+@dataclass(frozen=True)
+class Totals:
+    """Counts over the final records, computed here only: pytest's outcomes (they equal
+    pytest's own for these tests), the runs fired, the evaluations' verdicts, the pass rate
+    over the cases not skipped, and the gate (baseline classes, quarantines)."""
+
+    records: tuple[CaseRecord, ...]
+
+    @property
+    def cases(self) -> int:
+        return len(self.records)
+
+    @cached_property
+    def runs(self) -> int:
+        return sum(c.runs_fired for c in self.records)
+
+    @cached_property
+    def outcomes(self) -> dict[str, int]:
+        return {k: sum(c.outcome == k for c in self.records) for k in OUTCOMES}
+
+    @property
+    def passed(self) -> int:
+        return self.outcomes["passed"]
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes["failed"]
+
+    @property
+    def error(self) -> int:
+        return self.outcomes["error"]
+
+    @property
+    def blocking(self) -> int:
+        """Cases that fail the session."""
+        return self.failed + self.error
+
+    @property
+    def excused(self) -> int:
+        """Cases reported as pytest's xfail (quarantined, known failures, marked xfail)."""
+        return self.outcomes["xfailed"]
+
+    @property
+    def pass_rate(self) -> float | None:
+        ran = self.cases - self.outcomes["skipped"]
+        return round(100 * self.passed / ran, 1) if ran else None
+
+    @cached_property
+    def verdicts(self) -> dict[str, int]:
+        return {k: sum(c.verdict == k for c in self.records) for k in VERDICTS}
+
+    @cached_property
+    def baseline(self) -> dict[str, int]:
+        return {k: sum(c.baseline == k for c in self.records) for k in BASELINE_KINDS}
+
+    @property
+    def quarantined(self) -> int:
+        return sum(c.quarantine is not None for c in self.records)
+
+    @property
+    def gated(self) -> bool:
+        """Some case was gated by a baseline or a quarantine."""
+        return any(c.baseline is not None or c.quarantine is not None for c in self.records)
+
+    @property
+    def text(self) -> str:
+        """'2 passed, 1 failed, 1 error' plus the other outcomes that occurred."""
+        parts = [f"{self.passed} passed", f"{self.failed} failed", f"{self.error} error"]
+        parts += [
+            f"{self.outcomes[k]} {k}" for k in ("skipped", "xfailed", "xpassed") if self.outcomes[k]
+        ]
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "cases": self.cases,
+            "runs": self.runs,
+            **self.outcomes,
+            "pass_rate": self.pass_rate,
+            "verdicts": dict(self.verdicts),
+        }
+
+    def gate_json(self) -> dict[str, int] | None:
+        """The report's ``gate``, or None when no case was gated."""
+        if not self.gated:
+            return None
+        return {**self.baseline, "quarantined": self.quarantined}
+
+
 @dataclass
 class Summary:
     """Records by node id, each test's final pytest outcome, and the session's notes."""
 
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, CaseRecord] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # Runs fired per case over every attempt (reruns too): a run id, or the attempt and
     # place of a run whose start was sent but whose id is unknown.
     fired: dict[str, set[int | str]] = field(default_factory=dict)
-    _cases: list[Case] | None = field(default=None, init=False, repr=False, compare=False)
+    _cases: tuple[CaseRecord, ...] | None = field(default=None, init=False, repr=False)
 
     def add(self, report: pytest.TestReport) -> None:
+        """A phase report: its record (the ``cekura`` attribute, plain builtins so that it
+        survives ``-n``), and what it says of the test's outcome."""
         self._cases = None
         data = getattr(report, "cekura", None)
         if isinstance(data, dict) and "nodeid" in data:
-            if data.get("path") is None and report.location:
-                data["path"] = report.location[0]
-                lineno = report.location[1]
-                data["line"] = None if lineno is None else lineno + 1
-            self.records[data["nodeid"]] = data
-            self._count_fired(data)
-            self.note(*data.get("notes", []))
+            record = CaseRecord.from_json(data)
+            self.note(*record.notes)
+            record = replace(record, notes=())
+            self.records[record.nodeid] = record
+            self._count_fired(record)
         if report.nodeid in self.records:
             self._track(report)
 
-    def _count_fired(self, data: dict[str, Any]) -> None:
+    def _count_fired(self, record: CaseRecord) -> None:
         """A record per attempt: a rerun that fired adds its runs; one that did not (the
         old verdict stands) brings the same run ids again and adds nothing."""
-        fired = self.fired.setdefault(data["nodeid"], set())
-        for place, run in enumerate(data.get("run_details", [])):
-            if run.get("run_id") is not None:
-                fired.add(run["run_id"])
-            elif run.get("status") != "not_started":
-                fired.add(f"{data.get('rerun', 0)}:{place}")
+        fired = self.fired.setdefault(record.nodeid, set())
+        for place, run in enumerate(record.runs):
+            if run.run_id is not None:
+                fired.add(run.run_id)
+            elif run.status != "not_started":
+                fired.add(f"{record.rerun}:{place}")
 
     def _track(self, report: pytest.TestReport) -> None:
         nodeid = report.nodeid
@@ -164,44 +203,20 @@ class Summary:
         """Notes from this process and from xdist workers (they ride on records), once each."""
         self.notes.extend(n for n in notes if n not in self.notes)
 
-    def cases(self) -> list[Case]:
-        """Every case in the document's shape, by node id (built once per change: the
-        terminal table and the outputs read the same list)."""
+    def cases(self) -> tuple[CaseRecord, ...]:
+        """Every case's final record, by node id (built once per change: the terminal
+        table and the outputs read the same records)."""
         if self._cases is None:
-            records = sorted(self.records.values(), key=lambda r: r["nodeid"])
-            self._cases = [self._case(r) for r in records]
+            self._cases = tuple(
+                replace(
+                    r,
+                    outcome=self.outcomes.get(r.nodeid),
+                    failure=self.failures.get(r.nodeid, ""),
+                    fired=len(self.fired.get(r.nodeid, ())),
+                )
+                for r in sorted(self.records.values(), key=lambda r: r.nodeid)
+            )
         return self._cases
-
-    def _case(self, r: dict[str, Any]) -> Case:
-        details = r.get("run_details", [])
-        durations = [d["duration"] for d in details if d.get("duration") is not None]
-        case: Case = {
-            "name": r["name"],
-            "nodeid": r["nodeid"],
-            "path": r.get("path"),
-            "line": r.get("line"),
-            "scenario": r["scenario"],
-            "agent": r.get("agent"),
-            "scenario_name": r.get("scenario_name", ""),
-            "verdict": r.get("verdict"),
-            "outcome": self.outcomes.get(r["nodeid"]),
-            "reason": r.get("reason", ""),
-            "failure": self.failures.get(r["nodeid"], ""),
-            "rerun": r.get("rerun", 0),
-            "fired": len(self.fired.get(r["nodeid"], ())),
-            "duration": max(durations) if durations else None,
-            "dashboard_url": next(
-                (d["dashboard_url"] for d in details if d.get("dashboard_url")), None
-            ),
-            "runs": details,
-        }
-        if "baseline" in r:
-            case["baseline"] = r["baseline"]
-        if "quarantine" in r:
-            case["quarantine"] = r["quarantine"]
-        if "adaptive" in r:
-            case["adaptive"] = r["adaptive"]
-        return case
 
     def lines(self, width: int | None = None, every: bool = False) -> list[str]:
         return terminal_lines(self.cases(), self.notes, width, every)
@@ -210,22 +225,22 @@ class Summary:
 # -- shared helpers ------------------------------------------------------------------------
 
 
-def display_reason(case: Case) -> str:
+def display_reason(case: CaseRecord) -> str:
     """Why the case is what it is: the evaluation's reason when the evaluation did not pass,
     else pytest's own failure (a body assertion), else the evaluation's note, if any."""
-    if case.get("verdict") in ("failed", "error") and case.get("reason"):
-        return str(case["reason"])
-    return str(case.get("failure") or case.get("reason") or "")
+    if case.verdict in BAD and case.reason:
+        return case.reason
+    return case.failure or case.reason or ""
 
 
-def cekura_summary(case: Case) -> str:
+def cekura_summary(case: CaseRecord) -> str:
     """Cekura's own account of the case's runs that did not pass: the failed reasons that
     name them and their results' summaries, each once ("" when Cekura wrote none)."""
     parts: list[str] = []
-    for run in case.get("runs", []):
-        if run.get("verdict") == "passed":
+    for run in case.runs:
+        if run.verdict == "passed":
             continue
-        for text in [*(run.get("failed_reasons") or []), run.get("ai_summary") or ""]:
+        for text in [*run.failed_reasons, run.ai_summary]:
             if text and text not in parts:
                 parts.append(text)
     return " ".join(parts)
@@ -235,60 +250,45 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def failed_metrics(case: Case) -> list[str]:
+def failed_metrics(case: CaseRecord) -> list[str]:
     names: list[str] = []
-    for run in case.get("runs", []):
-        for metric in run.get("failed_metrics") or []:
-            if metric["name"] not in names:
-                names.append(metric["name"])
+    for run in case.runs:
+        for metric in run.failed_metrics:
+            if metric.name not in names:
+                names.append(metric.name)
     return names
 
 
-def sort_key(case: Case) -> tuple[int, str]:
-    return (_ORDER.get(case.get("outcome") or "", 9), case["nodeid"])
-
-
-def totals(cases: Sequence[Case]) -> dict[str, Any]:
-    """Counts of final pytest outcomes (they equal pytest's for these tests), the runs, the
-    evaluations' verdicts, and the pass rate over the cases that were not skipped."""
-    counts = {k: sum(c.get("outcome") == k for c in cases) for k in OUTCOMES}
-    ran = len(cases) - counts["skipped"]
-    return {
-        "cases": len(cases),
-        "runs": sum(c.get("fired", len(c.get("runs", []))) for c in cases),
-        **counts,
-        "pass_rate": round(100 * counts["passed"] / ran, 1) if ran else None,
-        "verdicts": {k: sum(c.get("verdict") == k for c in cases) for k in VERDICTS},
-    }
-
-
-def counts_text(t: dict[str, Any]) -> str:
-    """'2 passed, 1 failed, 1 error' plus the other outcomes that occurred."""
-    parts = [f"{t['passed']} passed", f"{t['failed']} failed", f"{t['error']} error"]
-    parts += [f"{t[k]} {k}" for k in ("skipped", "xfailed", "xpassed") if t.get(k)]
-    return ", ".join(parts)
+def sort_key(case: CaseRecord) -> tuple[int, str]:
+    return (_ORDER.get(case.outcome or "", 9), case.nodeid)
 
 
 # -- terminal ------------------------------------------------------------------------------
 
 
-def label(case: Case) -> str:
-    outcome = case.get("outcome")
-    label = _LABEL.get(outcome, "UNKNOWN") if outcome else "UNKNOWN"
-    return label + (f" (rerun {case['rerun']})" if case.get("rerun") else "")
+def label(case: CaseRecord) -> str:
+    text = _LABEL.get(case.outcome, "UNKNOWN") if case.outcome else "UNKNOWN"
+    return text + (f" (rerun {case.rerun})" if case.rerun else "")
 
 
-def scenario_text(case: Case) -> str:
+def scenario_text(case: CaseRecord) -> str:
     """The scenario's id and name, on one line."""
-    name = visible(str(case.get("scenario_name") or ""), one_line=True)
-    return f"{case['scenario']} {name}" if name else str(case["scenario"])
+    name = visible(case.scenario_name, one_line=True)
+    return f"{case.scenario} {name}" if name else str(case.scenario)
 
 
 PASSED_ROWS = 50  # passed cases listed one per row up to this many (-v: always)
 
 
+@dataclass(frozen=True)
+class _Widths:
+    label: int
+    name: int
+    scenario: int
+
+
 def terminal_lines(
-    cases: Sequence[Case], notes: Sequence[str], width: int | None, every: bool = False
+    cases: Sequence[CaseRecord], notes: Sequence[str], width: int | None, every: bool = False
 ) -> list[str]:
     """The table: failures first; pytest's outcome, case, scenario, the evaluation's verdict,
     runs passed/total, lowest expected-outcome score, duration, the reason's first line (cut
@@ -296,46 +296,82 @@ def terminal_lines(
     have theirs when there are at most ``PASSED_ROWS`` of them, or ``every`` (``-v``)."""
     width = width or shutil.get_terminal_size((120, 20)).columns
     everything = sorted(cases, key=sort_key)
-    passed_count = sum(c.get("outcome") == "passed" for c in everything)
-    unlisted = 0 if every or passed_count <= PASSED_ROWS else passed_count
-    rows = [c for c in everything if c.get("outcome") != "passed"] if unlisted else everything
-    name_w = min(max((len(r["name"]) for r in rows), default=4), 32)  # the user's names
-    scen_w = min(max((len(scenario_text(r)) for r in rows), default=8), 36)
-    label_w = max((len(label(r)) for r in rows), default=6)
+    totals = Totals(tuple(everything))
+    unlisted = 0 if every or totals.passed <= PASSED_ROWS else totals.passed
+    rows = [c for c in everything if c.outcome != "passed"] if unlisted else everything
+    widths = _Widths(
+        label=max((len(label(r)) for r in rows), default=6),
+        name=min(max((len(r.name) for r in rows), default=4), 32),  # the user's names
+        scenario=min(max((len(scenario_text(r)) for r in rows), default=8), 36),
+    )
     out: list[str] = []
     if rows:  # no header over no row (every case passed, and they are not listed)
         out.append(
-            f"{'':<{label_w}} {'case':<{name_w}}  {'scenario':<{scen_w}}  {'eval':<6}  "
-            f"{'runs':>5}  {'score':>5}  {'time':>5}  first reason"
+            f"{'':<{widths.label}} {'case':<{widths.name}}  {'scenario':<{widths.scenario}}  "
+            f"{'eval':<6}  {'runs':>5}  {'score':>5}  {'time':>5}  first reason"
         )
     for r in rows:
-        runs = r.get("runs", [])
-        scores = [d["score"] for d in runs if d.get("score") is not None]
-        passed = f"{sum(d.get('verdict') == 'passed' for d in runs)}/{len(runs)}"
-        score = f"{min(scores):g}" if scores else "-"
-        duration = "-" if r.get("duration") is None else f"{r['duration']:.0f}s"
-        head = (
-            f"{label(r):<{label_w}} {r['name'][:name_w]:<{name_w}}  "
-            f"{scenario_text(r)[:scen_w]:<{scen_w}}  {r.get('verdict') or '-':<6}  "
-            f"{passed:>5}  {score:>5}  {duration:>5}"
-        )
-        reason = visible(first_line(display_reason(r)), one_line=True)
-        room = width - len(head) - 2
-        if reason and room >= 40:
-            head += "  " + (reason if len(reason) <= room else reason[: room - 1] + "…")
-        elif reason:
-            out.append(head)
-            head = "       " + (reason if len(reason) <= width - 8 else reason[: width - 9] + "…")
-        out.append(head)
-        if r.get("dashboard_url") and r.get("outcome") != "passed":
-            out.append(f"       {r['dashboard_url']}")
+        out.extend(_row_lines(r, widths, width))
     if unlisted:
         out.append(f"{unlisted:,} passed case(s) not listed, one row each with -v")
-    t = totals(everything)
-    rate = f" · pass rate {t['pass_rate']:.0f}%" if t["pass_rate"] is not None else ""
-    out.append(f"{t['cases']} case(s), {t['runs']} run(s): {counts_text(t)}{rate}")
-    from .._judge.gating import gate_lines
-
+    rate = f" · pass rate {totals.pass_rate:.0f}%" if totals.pass_rate is not None else ""
+    out.append(f"{totals.cases} case(s), {totals.runs} run(s): {totals.text}{rate}")
     out.extend(gate_lines(everything))
     out.extend(notes)
     return out
+
+
+def _row_lines(r: CaseRecord, widths: _Widths, width: int) -> list[str]:
+    """A case's row, its reason on the next line when the row leaves too little room, and
+    the dashboard link of a case that did not pass."""
+    scores = [d.score for d in r.runs if d.score is not None]
+    passed = f"{sum(d.verdict == 'passed' for d in r.runs)}/{len(r.runs)}"
+    score = f"{min(scores):g}" if scores else "-"
+    duration = "-" if r.duration is None else f"{r.duration:.0f}s"
+    head = (
+        f"{label(r):<{widths.label}} {r.name[: widths.name]:<{widths.name}}  "
+        f"{scenario_text(r)[: widths.scenario]:<{widths.scenario}}  {r.verdict or '-':<6}  "
+        f"{passed:>5}  {score:>5}  {duration:>5}"
+    )
+    out: list[str] = []
+    reason = visible(first_line(display_reason(r)), one_line=True)
+    room = width - len(head) - 2
+    if reason and room >= 40:
+        head += "  " + (reason if len(reason) <= room else reason[: room - 1] + "…")
+    elif reason:
+        out.append(head)
+        head = "       " + (reason if len(reason) <= width - 8 else reason[: width - 9] + "…")
+    out.append(head)
+    if r.dashboard_url and r.outcome != "passed":
+        out.append(f"       {r.dashboard_url}")
+    return out
+
+
+def gate_lines(cases: Sequence[CaseRecord]) -> list[str]:
+    """Terminal lines under the table: new / known / fixed, and the quarantined cases."""
+    lines: list[str] = []
+    if any(c.baseline for c in cases):
+        groups = {kind: [c.name for c in cases if c.baseline == kind] for kind in BASELINE_KINDS}
+        lines.append(
+            "baseline: "
+            + ", ".join(
+                f"{len(names)} {kind}" + (f" ({', '.join(names)})" if names else "")
+                for kind, names in (
+                    ("new failure(s)", groups["new"]),
+                    ("known failure(s)", groups["known"]),
+                    ("fixed", groups["fixed"]),
+                )
+            )
+        )
+    for c in cases:
+        q = c.quarantine
+        if q is None:
+            continue
+        state = "active" if q.active else "EXPIRED"
+        owner = f", owner {q.owner}" if q.owner else ""
+        issue = f" ({q.issue})" if q.issue else ""
+        lines.append(
+            f"quarantined: {c.name} ({c.outcome or 'unknown'}): until {q.until} "
+            f"[{state}]{owner}: {q.reason}{issue}"
+        )
+    return lines
