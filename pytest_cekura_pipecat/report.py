@@ -13,7 +13,7 @@ from ._report.document import MergeError, dumps, load_report, merge, write_atomi
 from ._report.markdown import step_summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 split by issue 30 item 4 in another branch
     parser = argparse.ArgumentParser(
         prog="python -m pytest_cekura_pipecat.report",
         description="Tools for pytest-cekura-pipecat JSON reports.",

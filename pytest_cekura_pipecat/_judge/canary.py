@@ -25,7 +25,7 @@ def _errored(case: Case, reason: str, ctx: FireContext) -> str:
     return ctx.redactor(f"canary {case.name} errored: {reason}")
 
 
-async def canary_problem(items: Sequence[tuple[Case, Slot]], ctx: FireContext) -> str | None:
+async def canary_problem(items: Sequence[tuple[Case, Slot]], ctx: FireContext) -> str | None:  # noqa: C901 split by issue 30 item 5 in another branch
     """Why the rest must not be fired (the first canary run that errored), or None."""
     for case, slot in items:
         if slot.error is not None:

@@ -27,7 +27,7 @@ def _provenance_line(provenance: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def pr_comment(document: Document, limit: int = _LIMIT) -> str:
+def pr_comment(document: Document, limit: int = _LIMIT) -> str:  # noqa: C901 split by issue 30 item 4 in another branch
     """Markdown: totals, the failing cases with reasons and links (split into new / known
     failures and fixed cases when the cases carry a ``baseline``), quarantined cases that did
     not pass, under ``limit`` bytes."""
