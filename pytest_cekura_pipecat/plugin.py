@@ -28,7 +28,8 @@ import pytest
 from . import hooks
 from ._config import options as options
 from ._interrupt import SigtermAsInterrupt
-from ._owner import Owner
+from ._notice import TerminalNotice
+from ._owner import Owner, cannot_write, ledger_lost
 from ._redact import RecordFactory, Redactor, mask_debug_trace
 from ._text import plain
 
@@ -174,8 +175,6 @@ class CekuraPlugin:
 
     def _notice(self) -> Callable[[str], None] | None:
         """Where a line for the user's terminal goes, now (an unreachable API host)."""
-        from ._notice import TerminalNotice
-
         return TerminalNotice(self.config, self._erase_progress)
 
     def _erase_progress(self) -> None:
@@ -333,7 +332,6 @@ class CekuraPlugin:
     def announce_ledger_lost(self, directory: Path | None) -> None:
         """A ledger that cannot be written: one line, before anything is fired (under xdist
         the controller says it, before its workers start)."""
-        from ._owner import cannot_write, ledger_lost
 
         if directory is None:
             return  # the cache is off: said at the end (OFF_NOTE)

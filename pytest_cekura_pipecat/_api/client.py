@@ -169,6 +169,17 @@ def classify(answer: Answer) -> Transient | None:
     return None
 
 
+def _transient(exc: httpx.HTTPError, sent: bool) -> Transient:
+    """A failed exchange: nothing reached the server when no connection (or none from the
+    pool) was had; otherwise, whether the request's headers had begun to go."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return Transient(text, sent=False, unconnected=True)
+    if isinstance(exc, httpx.PoolTimeout):
+        return Transient(text, sent=False)
+    return Transient(text, sent=sent)
+
+
 class CekuraClient:
     """An asyncio client; every method is one request (``start_runs`` and ``agent`` retry
     within the retry window where that is safe)."""
@@ -266,15 +277,7 @@ class CekuraClient:
 
         total = self.policy.read_timeout if total is None else total
         headers = {"Connection": "close"} if fresh else None
-        slow = (
-            asyncio.get_running_loop().call_later(
-                self.policy.slow_notice,
-                self._trouble,
-                f"{method} {path} within {self.policy.slow_notice:g} s",
-            )
-            if not self._answered and self._notice is not None
-            else None
-        )
+        slow = self._slow_timer(method, path)
         try:
             async with asyncio.timeout(total):
                 async with self._http.stream(
@@ -285,20 +288,7 @@ class CekuraClient:
                     headers=headers,
                     extensions={"trace": trace},
                 ) as response:
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in response.aiter_raw():
-                        size += len(chunk)
-                        if size > self.policy.max_body:
-                            raise Transient(
-                                f"the answer to {method} {self.url(path)} is larger than "
-                                f"{self.policy.max_body // (1024 * 1024)} MiB"
-                            )
-                        chunks.append(chunk)
-                    if response.headers.get("x-cekura-simulator"):
-                        self.simulated = True
-                    self._answered = True
-                    answer = Answer(response.status_code, response.headers, b"".join(chunks))
+                    answer = await self._body(response, method, path)
         except TimeoutError:
             self._failed()
             raise Transient(
@@ -308,24 +298,10 @@ class CekuraClient:
             self._failed()
             raise
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            # httpx refused to build the request (a header value with a newline, a bad URL):
-            # not a byte left this machine. A bad header can only be the API key (the one
-            # header a user sets), and httpx quotes it escaped, where redaction cannot see it.
-            reason = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, httpx.LocalProtocolError) and "header" in str(exc).lower():
-                reason = "CEKURA_API_KEY is not a valid HTTP header value (a newline in it?)"
-            raise NotSent(
-                self._redact(f"{method} {self.url(path)} was not sent: {reason}")
-            ) from None
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            self._failed()
-            raise Transient(f"{type(exc).__name__}: {exc}", sent=False, unconnected=True) from None
-        except httpx.PoolTimeout as exc:
-            self._failed()
-            raise Transient(f"{type(exc).__name__}: {exc}", sent=False) from None
+            raise self._not_sent(exc, method, path) from None
         except httpx.HTTPError as exc:
             self._failed()
-            raise Transient(f"{type(exc).__name__}: {exc}", sent=sent) from None
+            raise _transient(exc, sent) from None
         finally:
             if slow is not None:
                 slow.cancel()
@@ -334,6 +310,42 @@ class CekuraClient:
         else:
             self._failed()
         return answer
+
+    def _slow_timer(self, method: str, path: str) -> asyncio.TimerHandle | None:
+        """Until the host has answered once, a request slower than the slow notice says so."""
+        if self._answered or self._notice is None:
+            return None
+        return asyncio.get_running_loop().call_later(
+            self.policy.slow_notice,
+            self._trouble,
+            f"{method} {path} within {self.policy.slow_notice:g} s",
+        )
+
+    async def _body(self, response: httpx.Response, method: str, path: str) -> Answer:
+        """The whole answer, within the size cap."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > self.policy.max_body:
+                raise Transient(
+                    f"the answer to {method} {self.url(path)} is larger than "
+                    f"{self.policy.max_body // (1024 * 1024)} MiB"
+                )
+            chunks.append(chunk)
+        if response.headers.get("x-cekura-simulator"):
+            self.simulated = True
+        self._answered = True
+        return Answer(response.status_code, response.headers, b"".join(chunks))
+
+    def _not_sent(self, exc: Exception, method: str, path: str) -> NotSent:
+        """httpx refused to build the request (a header value with a newline, a bad URL):
+        not a byte left this machine. A bad header can only be the API key (the one header a
+        user sets), and httpx quotes it escaped, where redaction cannot see it."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, httpx.LocalProtocolError) and "header" in str(exc).lower():
+            reason = "CEKURA_API_KEY is not a valid HTTP header value (a newline in it?)"
+        return NotSent(self._redact(f"{method} {self.url(path)} was not sent: {reason}"))
 
     def _failed(self) -> None:
         if self._failing is None:

@@ -320,59 +320,86 @@ def decide(case: Case, runs: Sequence[CekuraRun], override: bool | None = None) 
     (``judge_run``)."""
     judged = [judge_run(case, run) for run in runs]
     passes = sum(j.outcome == "passed" for j in judged)
-    errors = sum(j.outcome == "error" for j in judged)
-    outcome: Outcome
-    if override is not None:
-        outcome = "passed" if override else "failed"
-    elif passes >= case.min_passes:
-        outcome = "passed"
-    elif passes + errors >= case.min_passes:
-        outcome = "error"  # the errored runs leave the case undecided
-    else:
-        outcome = "failed"
+    outcome = _case_outcome(case, judged, override)
     name = visible(next((r.scenario_name for r in runs if r.scenario_name), ""), one_line=True)
     title = f"scenario {case.scenario}" + (f" '{name}'" if name else "")
     first = next((j.reasons[0] for j in judged if j.reasons), "")
-    links = sorted({r.dashboard_url for r in runs if r.dashboard_url})
-    lines: list[str]
     if len(runs) == 1:
-        run, judgement = runs[0], judged[0]
-        reasons = list(judgement.reasons)
-        if outcome == "passed":
-            head = f"{title} passed"
-        elif outcome == "failed":
-            head = f"{title} failed its evaluation"
-        else:
-            head = f"{title} errored"
-        if judgement.outcome == "passed" and (note := review_note(run)):
-            # Say what the human overruled, if Cekura's own evaluation had found anything.
-            reasons = [note, *(f"overruled: {r}" for r in _evaluation_reasons(run))]
-        if outcome == "passed":
-            if reasons:
-                head += f": {reasons[0]}"
-            lines = [head, *(f"  {r}" for r in reasons[1:]), f"  {_run_id(run)}"]
-        else:
-            headline, rest = _headline(reasons, override)
-            lines = [headline, f"  {head}", *(f"  {r}" for r in rest), f"  {_run_id(run)}"]
+        lines = _one_run_lines(title, outcome, runs[0], judged[0], override)
     else:
         count = f"{title}: {passes} of {len(runs)} runs passed, {case.min_passes} required"
-        if outcome == "passed":
-            lines = [count]
-        else:
-            lines = [_headline([first] if first else [], override)[0], f"  {count}"]
-        for run, judgement in zip(runs, judged, strict=True):
-            reasons = list(judgement.reasons)
-            if judgement.outcome == "passed" and (note := review_note(run)):
-                reasons = [note]
-            lines.append(
-                f"  {_run_id(run)}: {judgement.outcome}"
-                + (f": {'; '.join(reasons)}" if reasons else "")
-            )
+        lines = _runs_lines(count, outcome, runs, judged, first, override)
+    lines += _notes(case, runs, outcome, override)
+    return CaseVerdict(outcome, "\n".join(lines), first, tuple(runs), tuple(judged))
+
+
+def _case_outcome(case: Case, judged: Sequence[RunJudgement], override: bool | None) -> Outcome:
+    """Passed with ``min_passes`` passed runs; an error when the errored runs leave the case
+    undecided; else failed. A verdict hook's ``override`` wins."""
+    if override is not None:
+        return "passed" if override else "failed"
+    passes = sum(j.outcome == "passed" for j in judged)
+    errors = sum(j.outcome == "error" for j in judged)
+    if passes >= case.min_passes:
+        return "passed"
+    if passes + errors >= case.min_passes:
+        return "error"
+    return "failed"
+
+
+def _one_run_lines(
+    title: str, outcome: Outcome, run: CekuraRun, judgement: RunJudgement, override: bool | None
+) -> list[str]:
+    """A case of one run: its reasons in full, the run's id last."""
+    reasons = list(judgement.reasons)
+    if judgement.outcome == "passed" and (note := review_note(run)):
+        # Say what the human overruled, if Cekura's own evaluation had found anything.
+        reasons = [note, *(f"overruled: {r}" for r in _evaluation_reasons(run))]
+    if outcome == "passed":
+        head = f"{title} passed" + (f": {reasons[0]}" if reasons else "")
+        return [head, *(f"  {r}" for r in reasons[1:]), f"  {_run_id(run)}"]
+    head = f"{title} failed its evaluation" if outcome == "failed" else f"{title} errored"
+    headline, rest = _headline(reasons, override)
+    return [headline, f"  {head}", *(f"  {r}" for r in rest), f"  {_run_id(run)}"]
+
+
+def _runs_lines(
+    count: str,
+    outcome: Outcome,
+    runs: Sequence[CekuraRun],
+    judged: Sequence[RunJudgement],
+    first: str,
+    override: bool | None,
+) -> list[str]:
+    """A case of several runs: the count, then one line per run."""
+    if outcome == "passed":
+        lines = [count]
+    else:
+        lines = [_headline([first] if first else [], override)[0], f"  {count}"]
+    for run, judgement in zip(runs, judged, strict=True):
+        reasons = list(judgement.reasons)
+        if judgement.outcome == "passed" and (note := review_note(run)):
+            reasons = [note]
+        lines.append(
+            f"  {_run_id(run)}: {judgement.outcome}"
+            + (f": {'; '.join(reasons)}" if reasons else "")
+        )
+    return lines
+
+
+def _notes(
+    case: Case, runs: Sequence[CekuraRun], outcome: Outcome, override: bool | None
+) -> list[str]:
+    """The lines under every verdict: runs saved, an override, recoveries, dashboards."""
+    lines = []
     if case.adaptive:
         saved = max(case.repeat - len(runs), 0)
         lines.append(f"  adaptive: {len(runs)} of {case.repeat} runs fired, {saved} saved")
     if override is not None:
         lines.append(f"  verdict overridden by a pytest_cekura_verdict hook: {outcome}")
     lines.extend(f"  {why}" for why in dict.fromkeys(r.recovered for r in runs if r.recovered))
-    lines.extend(f"  dashboard: {link}" for link in links)
-    return CaseVerdict(outcome, "\n".join(lines), first, tuple(runs), tuple(judged))
+    lines.extend(
+        f"  dashboard: {link}"
+        for link in sorted({r.dashboard_url for r in runs if r.dashboard_url})
+    )
+    return lines

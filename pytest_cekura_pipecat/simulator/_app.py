@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 from ._model import EntryErrors, Faults, RecordedRequest, V1Reads, Variants
 from ._runs import (
     MetricFormat,
+    Result,
     Run,
     RunStore,
     end_runs,
@@ -339,10 +340,38 @@ class App:
         request: _Request,
         validate: Callable[[Any, Callable[[int], bool]], StartRequest | dict[str, list[str]]],
     ) -> Reply:
-        faults = self.faults
-        behaviour = self._behaviour
+        throttled = self._throttled()
+        if throttled is not None:
+            return throttled
+        body = {} if request.json is None else request.json
+        if isinstance(body, _BadJson):
+            return json_reply(400, {"detail": "JSON parse error"})
         with self.lock:
-            # Throttling comes first, as in DRF: a throttled request never reaches the view.
+            checked = validate(body, lambda sid: self._store.script_for(sid) is not None)
+            if isinstance(checked, dict):
+                if self._behaviour.unknown_scenario_400 == "field":
+                    checked = _unnamed_entries(checked)
+                return json_reply(400, checked)
+            refused = self._refused(checked)
+            if refused is not None:
+                return refused
+            now = self._clock()
+            if self._behaviour.room_exclusive:
+                taken = _rooms_taken(checked, self._store.live_rooms(now))
+                if taken:
+                    return json_reply(400, taken)
+            created = render_created(self._created(checked, now), self._variants)
+            failed = self._failed_after_create()
+            if failed is not None:
+                return failed
+        if self._behaviour.start_non_result:
+            return json_reply(200, {"ok": True})
+        return json_reply(self._variants.post_status, created)
+
+    def _throttled(self) -> Reply | None:
+        """Throttling comes first, as in DRF: a throttled request never reaches the view."""
+        faults = self.faults
+        with self.lock:
             if faults.post_429 > 0:
                 faults.post_429 -= 1
                 return json_reply(
@@ -350,62 +379,61 @@ class App:
                     {"detail": "Request was throttled."},
                     (("Retry-After", faults.retry_after),),
                 )
-        body = {} if request.json is None else request.json
-        if isinstance(body, _BadJson):
-            return json_reply(400, {"detail": "JSON parse error"})
-        with self.lock:
-            checked = validate(body, lambda sid: self._store.script_for(sid) is not None)
-            if isinstance(checked, dict):
-                if behaviour.unknown_scenario_400 == "field":
-                    checked = _unnamed_entries(checked)
-                return json_reply(400, checked)
-            if faults.post_400_entry is not None:
-                return json_reply(400, _entry_error(faults.post_400_entry, checked))
-            if faults.credit_exhausted:
-                return json_reply(402, {"detail": "Insufficient credits to run these scenarios."})
-            if faults.post_500_before_create > 0:
-                faults.post_500_before_create -= 1
-                return json_reply(500, {"detail": "A server error occurred."})
-            now = self._clock()
-            if behaviour.room_exclusive:
-                taken = _rooms_taken(checked, self._store.live_rooms(now))
-                if taken:
-                    return json_reply(400, taken)
-            entries = []
-            for index, sid in enumerate(checked.scenario_ids):
-                script = self._store.script_for(sid)
-                room, token = checked.rooms[index] if checked.rooms else ("", None)
-                if script is not None:
-                    entries.append((script, room, token))
-            mock = checked.mock_tool_names
-            agent = DEFAULT_AGENT if checked.agent is None else checked.agent
-            twins = 1 if faults.post_twin > 0 else 0
-            faults.post_twin -= twins
-            for _ in range(twins):  # another pipeline's result: not counted as fired here
-                self._store.create(agent, entries, now, time.time(), mock_tool_names=mock)
-            result = self._store.create(
-                agent,
-                entries,
-                now,
-                time.time(),
-                name=checked.name,
-                mock_tool_names=mock,
-                mocked=behaviour.agent_tools if mock is None else tuple(mock),
-            )
-            self._entries_fired += len(result.runs)
-            created = render_created(result, self._variants)
-            if faults.post_500_after_create > 0:
-                faults.post_500_after_create -= 1
-                return json_reply(500, {"detail": "A server error occurred."})
-            if faults.drop_connection_on_post > 0:
-                faults.drop_connection_on_post -= 1
-                return Reply(0, drop=True)
-            if faults.post_non_result > 0:
-                faults.post_non_result -= 1
-                return json_reply(faults.post_non_result_status, {"detail": "Accepted."})
-        if behaviour.start_non_result:
-            return json_reply(200, {"ok": True})
-        return json_reply(self._variants.post_status, created)
+        return None
+
+    def _refused(self, checked: StartRequest) -> Reply | None:
+        """A valid start the faults refuse before anything is created (under the lock)."""
+        faults = self.faults
+        if faults.post_400_entry is not None:
+            return json_reply(400, _entry_error(faults.post_400_entry, checked))
+        if faults.credit_exhausted:
+            return json_reply(402, {"detail": "Insufficient credits to run these scenarios."})
+        if faults.post_500_before_create > 0:
+            faults.post_500_before_create -= 1
+            return json_reply(500, {"detail": "A server error occurred."})
+        return None
+
+    def _created(self, checked: StartRequest, now: float) -> Result:
+        """The result of a valid start, its runs counted as fired (and a twin first, when
+        the faults ask for another pipeline's result of the same request; under the lock)."""
+        faults = self.faults
+        entries = []
+        for index, sid in enumerate(checked.scenario_ids):
+            script = self._store.script_for(sid)
+            room, token = checked.rooms[index] if checked.rooms else ("", None)
+            if script is not None:
+                entries.append((script, room, token))
+        mock = checked.mock_tool_names
+        agent = DEFAULT_AGENT if checked.agent is None else checked.agent
+        twins = 1 if faults.post_twin > 0 else 0
+        faults.post_twin -= twins
+        for _ in range(twins):  # another pipeline's result: not counted as fired here
+            self._store.create(agent, entries, now, time.time(), mock_tool_names=mock)
+        result = self._store.create(
+            agent,
+            entries,
+            now,
+            time.time(),
+            name=checked.name,
+            mock_tool_names=mock,
+            mocked=self._behaviour.agent_tools if mock is None else tuple(mock),
+        )
+        self._entries_fired += len(result.runs)
+        return result
+
+    def _failed_after_create(self) -> Reply | None:
+        """The faults that strike once the result exists (under the lock)."""
+        faults = self.faults
+        if faults.post_500_after_create > 0:
+            faults.post_500_after_create -= 1
+            return json_reply(500, {"detail": "A server error occurred."})
+        if faults.drop_connection_on_post > 0:
+            faults.drop_connection_on_post -= 1
+            return Reply(0, drop=True)
+        if faults.post_non_result > 0:
+            faults.post_non_result -= 1
+            return json_reply(faults.post_non_result_status, {"detail": "Accepted."})
+        return None
 
     def _results(self, request: _Request) -> Reply:
         """The results list, paginated as DRF does; filters agent_id, project_id, search,

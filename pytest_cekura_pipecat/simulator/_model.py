@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 Outcome = Literal[
@@ -80,49 +81,82 @@ def check_script_field(field: str, value: object) -> str | None:
     timing = _check_timing_field(field, value)
     if timing != "":
         return timing
-    if field == "id":
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an integer, got {type(value).__name__}"
-    elif field in ("name", "transcript"):
-        if not isinstance(value, str):
-            return f"must be a string, got {type(value).__name__}"
-    elif field == "outcome":
-        if value not in OUTCOMES:
-            return f"must be one of {', '.join(OUTCOMES)}, got {value!r}"
-    elif field in ("reasons", "failed_metrics"):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            return "must be a list of strings"
-    elif field == "review":
-        if value not in REVIEWS:
-            return f"must be one of '', success, failure, got {value!r}"
-    elif field == "non_finite":
-        if value not in NON_FINITE:
-            return f"must be one of '', duration, score, got {value!r}"
-    elif field == "expected_outcome_as_string":
-        if not isinstance(value, bool):
-            return f"must be a boolean, got {type(value).__name__}"
-    elif field == "numeric_metrics":
-        pairs = _pairs(value)
-        if pairs is None or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for _, v in pairs
-        ):
-            return "must map metric names to finite numbers"
-    elif field == "score":
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or not 0 <= value <= 100
-        ):
-            return f"must be a number from 0 to 100, got {value!r}"
-    elif field == "enum_metrics":
-        pairs = _pairs(value)
-        if pairs is None or not all(isinstance(v, str) for _, v in pairs):
-            return "must map metric names to strings"
-    else:
-        return "unknown key"
+    check = _FIELD_CHECKS.get(field)
+    return "unknown key" if check is None else check(value)
+
+
+def _check_id(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be an integer, got {type(value).__name__}"
     return None
+
+
+def _check_text(value: object) -> str | None:
+    return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
+
+
+def _check_flag(value: object) -> str | None:
+    return None if isinstance(value, bool) else f"must be a boolean, got {type(value).__name__}"
+
+
+def _check_strings(value: object) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return "must be a list of strings"
+    return None
+
+
+def _one_of(choices: tuple[str, ...], shown: str) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        return None if value in choices else f"must be one of {shown}, got {value!r}"
+
+    return check
+
+
+def _check_numeric_metrics(value: object) -> str | None:
+    pairs = _pairs(value)
+    if pairs is None or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for _, v in pairs
+    ):
+        return "must map metric names to finite numbers"
+    return None
+
+
+def _check_score(value: object) -> str | None:
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= 100
+    ):
+        return f"must be a number from 0 to 100, got {value!r}"
+    return None
+
+
+def _check_enum_metrics(value: object) -> str | None:
+    pairs = _pairs(value)
+    if pairs is None or not all(isinstance(v, str) for _, v in pairs):
+        return "must map metric names to strings"
+    return None
+
+
+# The check of each field beyond the timing ones, by name.
+_FIELD_CHECKS: Mapping[str, Callable[[object], str | None]] = MappingProxyType(
+    {
+        "id": _check_id,
+        "name": _check_text,
+        "transcript": _check_text,
+        "outcome": _one_of(OUTCOMES, ", ".join(OUTCOMES)),
+        "reasons": _check_strings,
+        "failed_metrics": _check_strings,
+        "review": _one_of(REVIEWS, "'', success, failure"),
+        "non_finite": _one_of(NON_FINITE, "'', duration, score"),
+        "expected_outcome_as_string": _check_flag,
+        "numeric_metrics": _check_numeric_metrics,
+        "score": _check_score,
+        "enum_metrics": _check_enum_metrics,
+    }
+)
 
 
 def _pairs(value: object) -> tuple[tuple[str, Any], ...] | None:

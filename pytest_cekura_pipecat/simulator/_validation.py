@@ -58,21 +58,29 @@ def validate_start(body: Any, is_known: Callable[[int], bool]) -> StartRequest |
                     errors[f"mock_tool_names[{j}]"] = [_NOT_STR]
     ids: list[int] = []
     rooms: list[tuple[str, str | None]] = []
-    if "scenarios" not in body:
-        errors["scenarios"] = [_REQUIRED]
-    elif not isinstance(body["scenarios"], list):
-        errors["scenarios"] = [_list_type_error(body["scenarios"])]
-    elif not body["scenarios"]:
-        errors["scenarios"] = ["This list may not be empty."]
-    else:
-        for i, entry in enumerate(body["scenarios"]):
-            scenario_id = _check_entry(f"scenarios[{i}]", entry, is_known, errors)
-            if scenario_id is not None:
-                ids.append(scenario_id)
-                rooms.append((entry["pipecat_room_url"], entry.get("pipecat_token")))
+    for i, entry in enumerate(_scenarios(body, errors)):
+        scenario_id = _check_entry(f"scenarios[{i}]", entry, is_known, errors)
+        if scenario_id is not None:
+            ids.append(scenario_id)
+            rooms.append((entry["pipecat_room_url"], entry.get("pipecat_token")))
     if errors:
         return errors
     return StartRequest(agent=agent, scenario_ids=ids, rooms=tuple(rooms), mock_tool_names=mock)
+
+
+def _scenarios(body: dict[str, Any], errors: Errors) -> list[Any]:
+    """The body's ``scenarios`` list; empty, with the error noted, when it is missing, not a
+    list or empty."""
+    scenarios = body.get("scenarios")
+    if "scenarios" not in body:
+        errors["scenarios"] = [_REQUIRED]
+    elif not isinstance(scenarios, list):
+        errors["scenarios"] = [_list_type_error(scenarios)]
+    elif not scenarios:
+        errors["scenarios"] = ["This list may not be empty."]
+    else:
+        return scenarios
+    return []
 
 
 def _check_entry(
@@ -129,22 +137,14 @@ def validate_start_v2(body: Any, is_known: Callable[[int], bool]) -> StartReques
     frequency = body.get("frequency", 1)
     if not _is_int(frequency) or frequency < 1:
         errors["frequency"] = ["Ensure this value is a positive integer."]
-    scenarios = body.get("scenarios")
     ids: list[int] = []
-    if "scenarios" not in body:
-        errors["scenarios"] = [_REQUIRED]
-    elif not isinstance(scenarios, list):
-        errors["scenarios"] = [_list_type_error(scenarios)]
-    elif not scenarios:
-        errors["scenarios"] = ["This list may not be empty."]
-    else:
-        for i, scenario in enumerate(scenarios):
-            if not _is_int(scenario):
-                errors[f"scenarios[{i}]"] = [_NOT_INT]
-            elif not is_known(scenario):
-                errors[f"scenarios[{i}]"] = [f'Invalid pk "{scenario}" - object does not exist.']
-            else:
-                ids.append(scenario)
+    for i, scenario in enumerate(_scenarios(body, errors)):
+        if not _is_int(scenario):
+            errors[f"scenarios[{i}]"] = [_NOT_INT]
+        elif not is_known(scenario):
+            errors[f"scenarios[{i}]"] = [f'Invalid pk "{scenario}" - object does not exist.']
+        else:
+            ids.append(scenario)
     if errors:
         return errors
     return StartRequest(
