@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import START, Suite
+from helpers import START, Suite
 
 from pytest_cekura_pipecat._config.case import Defaults
 from pytest_cekura_pipecat._config.schema import load_cases

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import FOUR_CASES, Suite
+from helpers import FOUR_CASES, Suite
 
 from pytest_cekura_pipecat._config.schema import case_line, case_lines, case_spots
 from pytest_cekura_pipecat._config.shard import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, SCRIPTS, Suite
+from helpers import API_KEY, FOUR_CASES, ROOM_TOKEN, SCRIPTS, Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._report.comment import MARKER

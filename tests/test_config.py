@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from conftest import Suite, no_traceback
+from helpers import Suite, no_traceback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import API_KEY, FOUR_CASES, SCRIPTS, Suite, no_traceback
+from helpers import API_KEY, FOUR_CASES, SCRIPTS, Suite, no_traceback
 
 from pytest_cekura_pipecat._api.client import START_PATH, CekuraClient, HttpPolicy, Transient
 from pytest_cekura_pipecat._errors import Unreachable

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, ROOM_TOKEN, START, Suite, no_traceback
+from helpers import API_KEY, ROOM_TOKEN, START, Suite, no_traceback
 
 from pytest_cekura_pipecat._api.models import Result
 from pytest_cekura_pipecat._fire.firing import claim_runs

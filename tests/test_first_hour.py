@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Suite
+from helpers import Suite
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 MARKED = """

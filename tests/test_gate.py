@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, Suite, no_traceback
+from helpers import API_KEY, FOUR_CASES, ROOM_TOKEN, Suite, no_traceback
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 

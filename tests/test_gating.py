@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import API_KEY, Suite, no_traceback
+from helpers import API_KEY, Suite, no_traceback
 
 import pytest_cekura_pipecat
 from pytest_cekura_pipecat._api.run import CekuraRun, ExpectedOutcomeResult, MetricResult

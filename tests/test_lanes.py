@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API_KEY, START, Suite
+from helpers import API_KEY, START, Suite
 
 from pytest_cekura_pipecat._fire.waves import Lane, Waves
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, ROOM_TOKEN, START, Suite, no_traceback
+from helpers import API_KEY, ROOM_TOKEN, START, Suite, no_traceback
 
 from pytest_cekura_pipecat._config.case import Case
 from pytest_cekura_pipecat._fire.ledger import Ledger, fingerprint

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, SCRIPTS, Suite, no_traceback
+from helpers import API_KEY, SCRIPTS, Suite, no_traceback
 
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator, Variants
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import START, Suite
+from helpers import START, Suite
 
 ROOM = "https://acme.daily.co/r"
 

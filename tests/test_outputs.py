@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, Suite
+from helpers import API_KEY, FOUR_CASES, ROOM_TOKEN, Suite
 
 
 def test_json_report_and_step_summary(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from actions_runner import annotation, commands
-from conftest import API_KEY, NO_OTHER_ANNOTATIONS, Suite
+from helpers import API_KEY, NO_OTHER_ANNOTATIONS, Suite
 from hypothesis import given
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt

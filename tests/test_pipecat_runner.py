@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Suite
+from helpers import Suite
 from standins.daily_api import DailyApi
 
 from pytest_cekura_pipecat._config.case import Case

@@ -7,7 +7,7 @@ import signal
 from collections import Counter
 
 import pytest
-from conftest import Suite
+from helpers import Suite
 
 
 def test_sigterm_under_xdist_ends_live_calls_once(suite: Suite) -> None:

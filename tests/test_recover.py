@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import FOUR_CASES, Suite, no_traceback
+from helpers import FOUR_CASES, Suite, no_traceback
 
 from pytest_cekura_pipecat._api.models import ListedResult, Result
 from pytest_cekura_pipecat._config.case import Case

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import API_KEY, FOUR_CASES, ROOM_TOKEN, START, Suite, no_traceback
+from helpers import API_KEY, FOUR_CASES, ROOM_TOKEN, START, Suite, no_traceback
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 

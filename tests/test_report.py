@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import Suite
+from helpers import Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._report.comment import MARKER, pr_comment

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import API_KEY, ROOM_TOKEN, Suite, no_traceback
+from helpers import API_KEY, ROOM_TOKEN, Suite, no_traceback
 
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 

@@ -6,7 +6,7 @@ import math
 from collections import Counter
 
 import pytest
-from conftest import Suite
+from helpers import Suite
 
 pytest.importorskip("xdist")
 

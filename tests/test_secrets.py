@@ -11,7 +11,7 @@ import string
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, Suite, no_traceback
+from helpers import API_KEY, Suite, no_traceback
 
 from pytest_cekura_pipecat._redact import MASK, Redactor, mask_tree
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FOUR_CASES, Suite
+from helpers import FOUR_CASES, Suite
 
 pytest.importorskip("xdist")
 
