@@ -12,12 +12,11 @@ from helpers import Suite, no_traceback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._config.case import Case, Defaults
 from pytest_cekura_pipecat._config.schema import (
     MARKER_KEYS,
     TOML_CASE_KEYS,
     TOML_TOP_KEYS,
-    Defaults,
     TomlFile,
     case_from_marker,
     load_cases,

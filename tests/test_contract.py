@@ -21,6 +21,7 @@ from pytest_cekura_pipecat._errors import Unreachable
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator
 from pytest_cekura_pipecat.simulator._app import App, Reply, json_reply
+from pytest_cekura_pipecat.simulator._model import V1Reads
 
 ROOM = "https://acme.daily.co/room-abc"
 POLL = 0.2
@@ -79,7 +80,7 @@ class _NoV2Reads(App):
 
 
 # (v1_reads, whether v2 reads exist)
-SERVERS = {
+SERVERS: dict[str, tuple[V1Reads, bool]] = {
     "v1-legacy": ("legacy", True),
     "v1-removed": ("removed", True),
     "v2-missing-v1-legacy": ("legacy", False),

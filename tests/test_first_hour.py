@@ -243,12 +243,9 @@ def test_pytest_html_shows_an_error_for_a_case_that_could_not_be_evaluated(suite
     )
     suite.run("--html=report.html")
     html = (suite.pytester.path / "report.html").read_text()
-    blob = json.loads(
-        re.search(r'data-jsonblob="([^"]*)"', html)
-        .group(1)
-        .replace("&#34;", '"')
-        .replace("&amp;", "&")
-    )  # type: ignore[union-attr]
+    found = re.search(r'data-jsonblob="([^"]*)"', html)
+    assert found is not None, html
+    blob = json.loads(found.group(1).replace("&#34;", '"').replace("&amp;", "&"))
     results = {t[0]["testId"].split("::")[1]: t[0]["result"] for t in blob["tests"].values()}
     assert results == {"bad": "Failed", "broken": "Error"}, results
 

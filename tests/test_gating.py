@@ -45,8 +45,8 @@ SCRIPTS = [
         "pass",
         0.1,
         score=90,
-        numeric_metrics={"Latency (ms)": 1200},
-        enum_metrics={"Sentiment": "neutral"},
+        numeric_metrics=(("Latency (ms)", 1200),),
+        enum_metrics=(("Sentiment", "neutral"),),
     ),
     ScenarioScript(202, "Nothing to check", "evaluated_nothing", 0.1),
 ]

@@ -7,8 +7,8 @@ import inspect
 import signal
 import threading
 from dataclasses import dataclass
-from types import CodeType
-from typing import Any
+from types import CodeType, FrameType
+from typing import Any, cast
 
 import pytest
 
@@ -25,9 +25,14 @@ class _Code:
 class _Frame:
     """What ``safe_to_raise`` reads of a frame."""
 
-    f_code: Any
+    f_code: CodeType | _Code
     f_lineno: int
-    f_back: Any = None
+    f_back: FrameType | None = None
+
+
+def _frame(code: CodeType | _Code, lineno: int, f_back: FrameType | None = None) -> FrameType:
+    """A frame as ``safe_to_raise`` reads it: Python builds real frames only by running code."""
+    return cast(FrameType, _Frame(code, lineno, f_back))
 
 
 def _line_of(function: Any, text: str) -> int:
@@ -39,21 +44,21 @@ WAIT: CodeType = threading.Condition.wait.__code__
 
 
 def test_an_interrupt_is_not_raised_where_it_would_leave_a_lock_released_twice() -> None:
-    released = _Frame(WAIT, _line_of(threading.Condition.wait, "_release_save()"))
+    released = _frame(WAIT, _line_of(threading.Condition.wait, "_release_save()"))
     assert not safe_to_raise(released)
-    restoring = _Frame(WAIT, _line_of(threading.Condition.wait, "_acquire_restore(saved_state)"))
+    restoring = _frame(WAIT, _line_of(threading.Condition.wait, "_acquire_restore(saved_state)"))
     assert not safe_to_raise(restoring)
 
 
 def test_an_interrupt_is_raised_in_a_blocking_wait_that_restores_its_lock() -> None:
-    blocked = _Frame(WAIT, _line_of(threading.Condition.wait, "waiter.acquire(True, timeout)"))
+    blocked = _frame(WAIT, _line_of(threading.Condition.wait, "waiter.acquire(True, timeout)"))
     assert safe_to_raise(blocked)
     assert safe_to_raise(inspect.currentframe())
 
 
 def test_an_interrupt_is_not_raised_inside_an_import() -> None:
-    importing = _Frame(_Code("<frozen importlib._bootstrap>"), 1)
-    assert not safe_to_raise(_Frame(_Code(__file__), 3, f_back=importing))
+    importing = _frame(_Code("<frozen importlib._bootstrap>"), 1)
+    assert not safe_to_raise(_frame(_Code(__file__), 3, f_back=importing))
 
 
 def test_a_signal_at_an_unsafe_point_is_delivered_again_not_raised(
@@ -63,8 +68,8 @@ def test_a_signal_at_an_unsafe_point_is_delivered_again_not_raised(
     handler = SigtermAsInterrupt(retry=0.001)
     monkeypatch.setattr(handler, "_deliver", lambda signum: delivered.set())
     threading.Thread(target=handler._resend, daemon=True).start()
-    released = _Frame(WAIT, _line_of(threading.Condition.wait, "_release_save()"))
-    handler._handle(signal.SIGTERM, released)  # type: ignore[arg-type]  # no raise
+    released = _frame(WAIT, _line_of(threading.Condition.wait, "_release_save()"))
+    handler._handle(signal.SIGTERM, released)  # no raise
     try:
         assert delivered.wait(60)
     finally:

@@ -32,12 +32,12 @@ ROOM = "https://acme.daily.co/room-{}"
 TOKEN = "daily-token-SECRET-0123"
 
 SCRIPTS = [
-    ScenarioScript(101, "Books a table", "pass", 10, numeric_metrics={"Latency (ms)": 870}),
+    ScenarioScript(101, "Books a table", "pass", 10, numeric_metrics=(("Latency (ms)", 870),)),
     ScenarioScript(102, "Late booking", "fail", 10, failed_metrics=("Respects opening hours",)),
     ScenarioScript(103, "Hangs", "stuck", 10),
     ScenarioScript(104, "Slow answers", "rubric_fail", 10),
     ScenarioScript(105, "Never joins", "never_connected", 10),
-    ScenarioScript(106, "Routes the call", "pass", 10, enum_metrics={"Outcome": "escalated"}),
+    ScenarioScript(106, "Routes the call", "pass", 10, enum_metrics=(("Outcome", "escalated"),)),
     ScenarioScript(107, "Reviewed", "fail", 10, review="success"),
     ScenarioScript(108, "Plain outcome", "pass", 10, expected_outcome_as_string=True),
     ScenarioScript(109, "Nothing to check", "evaluated_nothing", 10),

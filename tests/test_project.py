@@ -167,7 +167,9 @@ def _user_env() -> dict[str, str]:
         if not key.startswith(("PYTEST_", "CEKURA_", "PIPECAT_", "GITHUB_", "PYTHON"))
         and key != "VIRTUAL_ENV"
     }
-    env["PATH"] = os.pathsep.join([str(Path(sys._base_executable).parent), *path])
+    # CPython's own name for the interpreter a virtualenv was made from; typeshed leaves it out.
+    base = sys._base_executable  # type: ignore[attr-defined]
+    env["PATH"] = os.pathsep.join([str(Path(base).parent), *path])
     return env
 
 

@@ -18,10 +18,11 @@ import pytest
 from pytest_cekura_pipecat._api.client import HttpPolicy
 from pytest_cekura_pipecat._api.models import Run, Snapshot
 from pytest_cekura_pipecat._api.run import CekuraRun
-from pytest_cekura_pipecat._fire.plan import Plan, Slot, slots_to_json
+from pytest_cekura_pipecat._fire.plan import Plan, Slot, plan_from_json, slots_to_json
+from pytest_cekura_pipecat._owner import pid_alive
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._roles.role import Controller, Runtime
-from pytest_cekura_pipecat._roles.shared import RUNS_LOG, SharedDir, pid_alive, run_line
+from pytest_cekura_pipecat._roles.shared import RUNS_LOG, SharedDir, run_line
 from pytest_cekura_pipecat._watch.watcher import WatchSettings
 
 _SPAWN = multiprocessing.get_context("spawn")  # as xdist's workers: fresh interpreters
@@ -303,11 +304,10 @@ def test_the_plan_is_parsed_again_only_when_its_file_changed(
     shared = SharedDir(tmp_path)
     shared.write_plan(Plan(time.time(), {"t::a": [Slot("t::a", 0, 101, 600.0)]}, ["first"]))
     parses: list[int] = []
-    real = _shared.plan_from_json
 
     def counted(data: bytes) -> Plan:
         parses.append(1)
-        return real(data)
+        return plan_from_json(data)
 
     monkeypatch.setattr(_shared, "plan_from_json", counted)
     reader = SharedDir(tmp_path)

@@ -1459,7 +1459,7 @@ def test_a_result_ends_only_once_every_run_has(clock: FakeClock) -> None:
 
 
 def test_phases_script_the_life_cycle(clock: FakeClock) -> None:
-    phases = {"in_queue": 1, "scaling_up": 2, "in_progress": 3, "evaluating": 4}
+    phases = (("in_queue", 1), ("scaling_up", 2), ("in_progress", 3), ("evaluating", 4))
     script = ScenarioScript(1, phases=phases)
     assert script.seconds == 10
     with Simulator([script], clock=clock) as simulator, _client(simulator) as c:

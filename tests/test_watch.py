@@ -100,10 +100,14 @@ def watch(
 
 def _watcher(client: FakeClient, published: dict[str, CekuraRun], **settings: Any) -> Watcher:
     """A watcher on the client's fake clock that records what it publishes, once each."""
+
+    def publish(slot: Slot, run: CekuraRun) -> None:
+        published.setdefault(slot.key, run)
+
     return Watcher(
         client,  # type: ignore[arg-type]
         WatchSettings(**{**FAST, **settings}),
-        lambda slot, run: published.setdefault(slot.key, run),
+        publish,
         clock=client.clock,
         sleep=client.clock.sleep,
     )
