@@ -13,8 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
 
 
 def quickstart() -> list[str]:

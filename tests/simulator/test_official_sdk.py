@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import DATA
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
@@ -26,7 +27,6 @@ from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 cekura = pytest.importorskip("cekura")
 from cekura import APIError, Cekura, NotFoundError  # noqa: E402
 
-DATA = Path(__file__).parent / "data"
 AGENT = 12
 ROOM = "https://acme.daily.co/room-{}"
 TOKEN = "daily-token-SECRET-0123"

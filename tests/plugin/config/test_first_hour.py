@@ -12,10 +12,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from helpers import Suite
+from helpers import ROOT, Suite
 
 ROOM = 'pipecat_room_url = "https://acme.daily.co/r"\n'
 MARKED = """
@@ -254,7 +253,7 @@ def test_pytest_html_shows_an_error_for_a_case_that_could_not_be_evaluated(suite
 
 
 def _readme_hooks() -> str:
-    readme = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text("utf-8")
+    readme = (ROOT / "docs" / "configuration.md").read_text("utf-8")
     section = readme.split("### Hooks", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 

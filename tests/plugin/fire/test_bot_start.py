@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import START, Suite
+from helpers import ROOT, STANDINS, START, Suite
 
 from pytest_cekura_pipecat._config.case import Defaults
 from pytest_cekura_pipecat._config.schema import load_cases
 
-STANDIN_BOT = str(Path(__file__).parent / "standins" / "bot.py")
+STANDIN_BOT = str(STANDINS / "bot.py")
 HEADER_KEY = "bot-header-SECRET-0123456789"
 
 
@@ -398,7 +398,7 @@ pipecat_room_url = "https://ACME.daily.co/shared/?t=${ROOM_TOKEN}"
 
 # -- the nearest explicit choice wins: the docs' own first cekura.toml (issue 28) ----------
 
-README = Path(__file__).parent.parent / "docs" / "configuration.md"
+README = ROOT / "docs" / "configuration.md"
 README_START = "http://127.0.0.1:7860/start"
 
 

@@ -7,7 +7,7 @@ from helpers import API_KEY, START, Suite
 
 from pytest_cekura_pipecat._fire.waves import Lane, Waves
 
-RUN_SECONDS = 0.3  # scenarios 101 and 104 in conftest.SCRIPTS
+RUN_SECONDS = 0.3  # scenarios 101 and 104 in helpers.SCRIPTS
 
 
 def _waves(items: list[str], capacity: dict[str, int], max_live: int | None = None) -> Waves[str]:

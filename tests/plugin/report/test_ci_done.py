@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from helpers import API_KEY, FOUR_CASES, ROOM_TOKEN, SCRIPTS, Suite
+from helpers import API_KEY, FOUR_CASES, ROOM_TOKEN, ROOT, SCRIPTS, Suite
 from markdown_it import MarkdownIt
 
 from pytest_cekura_pipecat._report.comment import MARKER
@@ -161,8 +161,7 @@ def test_two_shard_reports_merge_into_one_and_an_overlap_is_refused(
 def readme_workflows() -> list[object]:
     """Every YAML block of the README and of every page in docs/."""
     yaml = pytest.importorskip("yaml")
-    root = Path(__file__).parent.parent
-    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import ROOT
 
 from pytest_cekura_pipecat.simulator import (
     ScenarioScript,
@@ -31,7 +32,6 @@ from pytest_cekura_pipecat.simulator import (
 )
 
 START = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
-ROOT = Path(__file__).resolve().parents[1]
 S = 10.0  # seconds of every scripted scenario below, on the fake clock
 
 SCRIPTS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from helpers import API_KEY, FOUR_CASES, ROOM_TOKEN, Suite
+from helpers import API_KEY, DATA, FOUR_CASES, ROOM_TOKEN, Suite
 
 
 def test_json_report_and_step_summary(
@@ -172,7 +172,7 @@ def test_junit_has_transcript_recording_and_validates_against_the_schema(suite: 
 
     suite.toml(FOUR_CASES.replace('pipecat_token = "${ROOM_TOKEN}"', "project = 7"))
     suite.run("-n", "2")
-    schema = xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd"))
+    schema = xmlschema.XMLSchema(str(DATA / "junit.xsd"))
     schema.validate(str(suite.pytester.path / "junit.xml"))
     failure = suite.testcase("late-booking").find("failure")
     assert failure is not None
@@ -196,9 +196,7 @@ def test_junit_runs_of_a_repeat_are_indexed_and_time_is_the_runs_duration(
     )
     result = suite.run(*workers)
     result.assert_outcomes(passed=2, failed=1)
-    xmlschema.XMLSchema(str(Path(__file__).parent / "data" / "junit.xsd")).validate(
-        str(suite.pytester.path / "junit.xml")
-    )
+    xmlschema.XMLSchema(str(DATA / "junit.xsd")).validate(str(suite.pytester.path / "junit.xml"))
     props = suite.properties("slow-twice")
     run_ids = [v for k, v in props if k == "cekura_run_id"]
     assert len(run_ids) == 2  # today's names, once per run

@@ -12,6 +12,7 @@ from types import FrameType
 
 import httpx
 import pytest
+from helpers import STANDINS
 
 from pytest_cekura_pipecat._config.case import BotKeys
 from pytest_cekura_pipecat._config.options import BotOptions
@@ -24,7 +25,7 @@ from pytest_cekura_pipecat._fire.bot import (
     ready_url_for,
 )
 
-BOT = str(Path(__file__).parent / "standins" / "bot.py")
+BOT = str(STANDINS / "bot.py")
 
 
 def free_port() -> int:
