@@ -63,6 +63,27 @@ def _check_timing_field(field: str, value: object) -> str | None:
     return ""
 
 
+def _check_catalogue_field(field: str, value: object) -> str | None:
+    """A catalogue field's problem, None when fine, "" when the field is not one of them."""
+    if field == "agent":
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        return None if ok else f"must be an agent id (an integer), got {value!r}"
+    if field in ("folder_path", "version"):
+        return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
+    if field == "tags":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return None if ok else "must be a list of strings"
+    if field == "metrics":
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        return None if ok else "must be a list of metric ids (integers)"
+    if field == "max_duration":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 10 <= value <= 3600
+        return None if ok else f"must be a number of seconds from 10 to 3600, got {value!r}"
+    return ""
+
+
 def _bad_seconds(value: object) -> bool:
     return (
         isinstance(value, bool)
@@ -77,9 +98,10 @@ def check_script_field(field: str, value: object) -> str | None:
 
     Shared by the dataclass and the TOML loader so both report the same words.
     """
-    timing = _check_timing_field(field, value)
-    if timing != "":
-        return timing
+    for check in (_check_timing_field, _check_catalogue_field):
+        problem = check(field, value)
+        if problem != "":
+            return problem
     if field == "id":
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be an integer, got {type(value).__name__}"
@@ -185,6 +207,15 @@ class ScenarioScript:
     phases: tuple[tuple[str, float], ...] = ()
     verdict_after: float = 0.0
     early_success: EarlySuccess = "null"
+    # What the scenario endpoints serve (``GET v1/scenarios/{id}/`` and the list): the agent
+    # it belongs to (None: any agent's), its folder and tags, its metric ids, its longest
+    # call in seconds (Cekura allows 10 to 3600) and its version.
+    agent: int | None = None
+    folder_path: str = ""
+    tags: tuple[str, ...] = ()
+    metrics: tuple[int, ...] = ()
+    max_duration: float = 300.0
+    version: str = "v1"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -200,6 +231,9 @@ class ScenarioScript:
         phases = tuple((name, float(seconds)) for name, seconds in _pairs(self.phases) or ())
         object.__setattr__(self, "phases", phases)
         object.__setattr__(self, "verdict_after", float(self.verdict_after))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "max_duration", float(self.max_duration))
         if phases:
             object.__setattr__(self, "seconds", sum(seconds for _, seconds in phases))
         if not self.name:

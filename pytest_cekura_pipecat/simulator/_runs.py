@@ -140,6 +140,7 @@ class RunStore:
     def __init__(self, scripts: dict[int, ScenarioScript], default: ScenarioScript | None) -> None:
         self._scripts = scripts
         self._default = default
+        self._listed = frozenset(scripts)  # what a scenario list shows: the scripted ids
         self._results: dict[int, Result] = {}
         self._runs: dict[int, Run] = {}
         self._next_run = FIRST_RUN_ID
@@ -154,6 +155,11 @@ class RunStore:
             )
             self._scripts[scenario_id] = script
         return script
+
+    def listed(self) -> list[ScenarioScript]:
+        """The scenarios a list shows: the scripted ones (a default script plays any id, but
+        lists none)."""
+        return [self._scripts[i] for i in sorted(self._listed)]
 
     def create(
         self,
