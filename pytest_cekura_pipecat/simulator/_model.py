@@ -63,6 +63,25 @@ def _check_timing_field(field: str, value: object) -> str | None:
     return ""
 
 
+def _check_turns_field(field: str, value: object) -> str | None:
+    """The problem with ``turns``, None when fine, "" for any other field."""
+    if field != "turns":
+        return ""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, Mapping) for t in value):
+        return "must be a list of tables (role, content, start_time, end_time, tool_calls)"
+    for index, turn in enumerate(value):
+        if not isinstance(turn.get("role", ""), str) or not isinstance(
+            turn.get("content", ""), str
+        ):
+            return f"turn {index}: role and content must be strings"
+        calls = turn.get("tool_calls", [])
+        if not isinstance(calls, list) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in calls
+        ):
+            return f"turn {index}: tool_calls must be a list of tables with a name"
+    return None
+
+
 def _check_catalogue_field(field: str, value: object) -> str | None:
     """A catalogue field's problem, None when fine, "" when the field is not one of them."""
     if field == "agent":
@@ -98,7 +117,7 @@ def check_script_field(field: str, value: object) -> str | None:
 
     Shared by the dataclass and the TOML loader so both report the same words.
     """
-    for check in (_check_timing_field, _check_catalogue_field):
+    for check in (_check_timing_field, _check_catalogue_field, _check_turns_field):
         problem = check(field, value)
         if problem != "":
             return problem
@@ -216,6 +235,11 @@ class ScenarioScript:
     metrics: tuple[int, ...] = ()
     max_duration: float = 300.0
     version: str = "v1"
+    # The conversation served as ``transcript_object``, turn by turn as Cekura's webhook
+    # shows it (``role``, ``content``, ``start_time``, ``end_time`` in seconds, and an agent
+    # turn's ``tool_calls``: ``[{name, arguments, result}]``); the text ``transcript`` is
+    # made from it. Empty: a short generated conversation.
+    turns: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -231,6 +255,7 @@ class ScenarioScript:
         phases = tuple((name, float(seconds)) for name, seconds in _pairs(self.phases) or ())
         object.__setattr__(self, "phases", phases)
         object.__setattr__(self, "verdict_after", float(self.verdict_after))
+        object.__setattr__(self, "turns", tuple(dict(t) for t in self.turns))
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "max_duration", float(self.max_duration))

@@ -424,8 +424,11 @@ def render_run(
     return data
 
 
-def transcript_turns(script: ScenarioScript) -> list[dict[str, str]]:
-    """The transcript as ``{"role", "content"}`` turns, parsed from ``Speaker: text`` lines."""
+def transcript_turns(script: ScenarioScript) -> list[dict[str, Any]]:
+    """The transcript as ``{"role", "content"}`` turns: the script's ``turns``, or parsed
+    from ``Speaker: text`` lines."""
+    if script.turns:
+        return [dict(turn) for turn in script.turns]
     if not script.transcript:
         reply = (
             "Of course, let me take care of that."
@@ -438,7 +441,7 @@ def transcript_turns(script: ScenarioScript) -> list[dict[str, str]]:
             {"role": "Testing Agent", "content": "Thank you, that is all."},
             {"role": "Main Agent", "content": "Goodbye!"},
         ]
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for line in script.transcript.splitlines():
         role, sep, content = line.partition(":")
         if sep:
