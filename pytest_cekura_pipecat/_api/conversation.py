@@ -165,7 +165,7 @@ def first_word_ms(run: CekuraRun) -> float | None:
     turn with a time)."""
     for turn in conversation_of(run):
         if turn.is_agent and turn.start is not None:
-            return turn.start * 1000
+            return round(turn.start * 1000, 3)
     return None
 
 
@@ -178,7 +178,7 @@ def response_latencies_ms(run: CekuraRun) -> list[tuple[Turn, float]]:
     for turn in conversation_of(run):
         caller_end = previous.end if previous is not None and previous.speaker == "caller" else None
         if turn.is_agent and caller_end is not None and turn.start is not None:
-            out.append((turn, (turn.start - caller_end) * 1000))
+            out.append((turn, round((turn.start - caller_end) * 1000, 3)))
         if turn.speaker != "other":
             previous = turn
     return out
