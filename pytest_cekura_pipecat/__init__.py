@@ -19,11 +19,35 @@ from ._errors import (
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._api.conversation import (
+        NoConversation,
+        ToolCall,
+        Turn,
+        assert_first_word_within,
+        assert_tool_called,
+        assert_tool_not_called,
+        first_word_ms,
+        interruptions,
+        response_latencies_ms,
+    )
     from ._api.run import CekuraRun, ExpectedOutcomeResult, MetricResult
 
 # The verdict types pull in pydantic (through .models); the pytest plugin imports this
 # package in every pytest run, so they are loaded on first use, not here.
 _LAZY = frozenset({"CekuraRun", "ExpectedOutcomeResult", "MetricResult"})
+_CONVERSATION = frozenset(
+    {
+        "NoConversation",
+        "ToolCall",
+        "Turn",
+        "assert_first_word_within",
+        "assert_tool_called",
+        "assert_tool_not_called",
+        "first_word_ms",
+        "interruptions",
+        "response_latencies_ms",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from ._api import run
 
         return getattr(run, name)
+    if name in _CONVERSATION:
+        from ._api import conversation
+
+        return getattr(conversation, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -45,9 +73,18 @@ __all__ = [
     "ExpectedOutcomeResult",
     "FateUnknown",
     "MetricResult",
+    "NoConversation",
     "NotEvaluated",
     "Room",
     "StartRejected",
+    "ToolCall",
+    "Turn",
     "Unreachable",
     "__version__",
+    "assert_first_word_within",
+    "assert_tool_called",
+    "assert_tool_not_called",
+    "first_word_ms",
+    "interruptions",
+    "response_latencies_ms",
 ]

@@ -32,6 +32,7 @@ from ._fire.plan import Slot
 from ._fire.recover import Sent
 from ._judge import gating as _gating
 from ._judge.gating import Gating
+from ._judge.pooled import apply_pooled
 from ._judge.verdict import CaseVerdict, adaptive_need, decide
 from ._redact import Redactor
 from ._roles import role
@@ -521,6 +522,8 @@ class CekuraSession:
             broken = f"a pytest_cekura_* hook raised {type(exc).__name__}: {exc}"
             return CaseVerdict("error", self.redactor(broken), self.redactor(broken), tuple(runs))
         verdict = decide(case, runs, override)
+        if override is None:
+            verdict = apply_pooled(case, runs, verdict)
         message = verdict.message
         if verdict.outcome != "passed":
             message += _transcript_tail(runs)

@@ -53,7 +53,8 @@ MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
     "agent=None, repeat=1, min_passes=None, timeout=None, project=None, mock_tool_names=None, "
     "bot_start_url=None, bot_start_headers=None, bot_start_body=None, room_concurrency=None, "
-    "max_live_runs=None, thresholds=None, allow_unevaluated=None, quarantine=None, "
+    "max_live_runs=None, thresholds=None, allow_unevaluated=None, min_samples=None, "
+    "quarantine=None, "
     "canary=False, adaptive=None): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )

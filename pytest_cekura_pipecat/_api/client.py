@@ -44,11 +44,16 @@ from .._errors import (
 from .._redact import Redactor
 from .._text import loads
 from .._version import __version__
+from .catalogue import Billing, Scenario
 from .models import Agent, ListedResult, Result, RunDetails
 
 DEFAULT_API_URL = "https://api.cekura.ai"
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
 AGENT_PATH = "/test_framework/v1/aiagents/{}/"
+SCENARIO_PATH = "/test_framework/v1/scenarios/{}/"
+SCENARIOS_PATH = "/test_framework/v1/scenarios/"
+BILLING_PATH = "/test_framework/billing/info/"
+_MAX_PAGES = 100  # of a scenario list, 100 scenarios a page: 10,000 scenarios at most
 RESULTS_PATH = "/test_framework/v2/results/"
 MAX_BODY = 32 * 1024 * 1024
 _V2_GONE_AFTER = 2  # v2 misses in a row, each answered on v1, that move an endpoint to v1
@@ -473,6 +478,56 @@ class CekuraClient:
             return self._validate(Agent, data, "agent")
 
         return await self._retrying("GET agent", once, lambda exc: True)
+
+    async def scenario(self, scenario_id: int) -> Scenario:
+        """One scenario (``ApiError`` 404 when Cekura has none with that id)."""
+
+        async def once() -> Scenario:
+            data = await self._get_json(SCENARIO_PATH.format(scenario_id))
+            return self._validate(Scenario, data, f"scenario {scenario_id}")
+
+        return await self._retrying("GET scenario", once, lambda exc: True)
+
+    async def scenarios(
+        self,
+        agent_id: int | None = None,
+        folder_path: str = "",
+        tags: tuple[str, ...] = (),
+        tag_filter_type: str = "",
+    ) -> list[Scenario]:
+        """Every scenario the list selects, page after page (newest Cekura order kept)."""
+        params = {"page_size": "100"}
+        if agent_id is not None:
+            params["agent_id"] = str(agent_id)
+        if folder_path:
+            params["folder_path"] = folder_path
+        if tags:
+            params["tags"] = ",".join(tags)
+        if tag_filter_type:
+            params["tag_filter_type"] = tag_filter_type
+        found: list[Scenario] = []
+        for number in range(1, _MAX_PAGES + 1):
+            page = {**params, "page": str(number)}
+
+            async def once(page: dict[str, str] = page) -> Any:
+                return await self._get_json(SCENARIOS_PATH, page)
+
+            data: Any = await self._retrying("GET scenarios", once, lambda exc: True)
+            items = data.get("results") if isinstance(data, dict) else data
+            if not isinstance(items, list):
+                raise Transient("Cekura's scenario list could not be read: no results")
+            found.extend(self._validate(Scenario, item, "scenario list") for item in items)
+            if not isinstance(data, dict) or not data.get("next"):
+                return found
+        raise ApiError(f"Cekura's scenario list has more than {_MAX_PAGES} pages", None)
+
+    async def billing(self) -> Billing:
+        """Credits left and used (Cekura's figures lag up to 30 minutes)."""
+
+        async def once() -> Billing:
+            return self._validate(Billing, await self._get_json(BILLING_PATH), "billing info")
+
+        return await self._retrying("GET billing", once, lambda exc: True)
 
     # -- retry machinery (start requests and the agent lookup) -------------------------------
 

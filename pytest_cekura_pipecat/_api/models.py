@@ -670,28 +670,38 @@ class RunDetails:
     run_id: int
     transcript: str | None
     recording_url: str | None
+    conversation: str | None = None  # ``transcript_object`` as JSON text; None: absent
 
     @staticmethod
     def read(item: object) -> RunDetails | None:
         if not isinstance(item, dict):
             return None
         return RunDetails._of(
-            item.get("id"), item.get("transcript"), item.get("voice_recording_url")
+            item.get("id"),
+            item.get("transcript"),
+            item.get("voice_recording_url"),
+            item.get("transcript_object"),
         )
 
     @staticmethod
-    def _of(run_id: object, transcript: object, recording_url: object) -> RunDetails | None:
+    def _of(
+        run_id: object, transcript: object, recording_url: object, turns: object = None
+    ) -> RunDetails | None:
         number = _whole_number(run_id)
         if number is None:
             return None
-        return RunDetails(number, _optional_text(transcript), _optional_text(recording_url))
+        # Kept as text: a run's dozens of turn dicts are built only when a test reads them.
+        conversation = json.dumps(turns) if isinstance(turns, list) else None
+        return RunDetails(
+            number, _optional_text(transcript), _optional_text(recording_url), conversation
+        )
 
     @staticmethod
     def read_list(body: bytes) -> list[RunDetails | None] | None:
         """``runs/bulk``'s usual answer (a list of runs) read straight from its bytes, with
-        only the three fields read turned into Python objects: a full run's metrics and
-        ``transcript_object`` (dozens of dicts each) are never built, so a 50-run answer
-        leaves the garbage collector nothing to walk. None when the body is anything else
+        only the fields read turned into Python objects: a full run's metrics are never
+        built, and its ``transcript_object`` is turned back into text at once, so a 50-run
+        answer leaves the garbage collector nothing to walk. None when the body is anything else
         (a page object, an item that is not an object, text that is not JSON): the caller
         reads it as JSON, tolerantly."""
         if body.lstrip()[:1] != b"[":
@@ -700,13 +710,17 @@ class RunDetails:
             items = _BULK.validate_json(body)
         except ValidationError:
             return None
-        return [RunDetails._of(i.id, i.transcript, i.voice_recording_url) for i in items]
+        return [
+            RunDetails._of(i.id, i.transcript, i.voice_recording_url, i.transcript_object)
+            for i in items
+        ]
 
 
 class _BulkRun(_ApiModel):
     id: Any = None
     transcript: Any = None
     voice_recording_url: Any = None
+    transcript_object: Any = None
 
 
 _BULK = TypeAdapter(list[_BulkRun])

@@ -3,12 +3,14 @@ built from the API models (reading one never fetches anything)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .conversation import Turn, conversation_of, parse_turns
 from .models import TERMINAL_STATUSES, Run, Snapshot
 
 Outcome = Literal["passed", "failed", "error"]
@@ -99,6 +101,9 @@ class CekuraRun:
     # Transcripts and signed recording links may echo secrets: kept out of repr.
     transcript: str | None = field(default=None, repr=False)
     recording_url: str | None = field(default=None, repr=False)
+    # The conversation, ``transcript_object`` as JSON text (from ``runs/bulk``): read
+    # through ``turns``.
+    conversation: str | None = field(default=None, repr=False)
     is_reviewed: bool = False
     evaluation_status: str = ""
     rubric: tuple[RubricResult, ...] = ()
@@ -127,6 +132,7 @@ class CekuraRun:
                 self,
                 raw=_EMPTY,
                 transcript=None,
+                conversation=None,
                 expected_outcome=_NO_OUTCOME,
                 metrics=(),
                 rubric=(),
@@ -139,11 +145,30 @@ class CekuraRun:
         return (
             not self.raw
             and self.transcript is None
+            and self.conversation is None
             and self.expected_outcome == _NO_OUTCOME
             and not self.metrics
             and not self.rubric
             and self.mocked_tool_names is None
         )
+
+    def turns_or_none(self) -> tuple[Turn, ...] | None:
+        """The conversation's turns, None when Cekura sent no ``transcript_object``."""
+        data: Any = None
+        if self.conversation is not None:
+            try:
+                data = json.loads(self.conversation)
+            except ValueError:
+                data = None
+        elif self.raw:
+            data = self.raw.get("transcript_object")
+        return parse_turns(data)
+
+    @property
+    def turns(self) -> tuple[Turn, ...]:
+        """The conversation, turn by turn (role, text, times, tool calls). Raises
+        ``NoConversation`` (a ``CekuraError`` naming the run) when Cekura sent none."""
+        return conversation_of(self)
 
     @property
     def reviewed(self) -> bool:

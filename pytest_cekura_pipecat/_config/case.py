@@ -63,6 +63,9 @@ class Case:
     bot_start_body: Mapping[str, Any] | None = None
     thresholds: tuple[Threshold, ...] = ()  # every run must meet them, beyond Cekura's verdict
     allow_unevaluated: bool = False  # a successful run with no score and no metric may pass
+    # Pooled thresholds: fewer samples (turns, or runs for first_word_ms) than this and the
+    # case errors as inconclusive, never passes.
+    min_samples: int = 1
     quarantine: Quarantine | None = None  # until its date, a failure does not block
     canary: bool = False  # fired first and alone; if it errors, nothing else is fired
     adaptive: bool = False  # fire min_passes runs, then one more per run that did not pass

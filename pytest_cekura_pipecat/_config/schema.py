@@ -118,6 +118,7 @@ class _Common(_Strict):
     bot_start_body: dict[str, JsonValue] | None = None
     thresholds: dict[str, str] | None = None
     allow_unevaluated: bool | None = None
+    min_samples: PositiveInt | None = None
     quarantine: QuarantineFields | None = None
     adaptive: bool | None = None
 
@@ -130,6 +131,7 @@ class _Common(_Strict):
         "max_live_runs",
         "thresholds",
         "allow_unevaluated",
+        "min_samples",
         "adaptive",
         *_EXPANDED_VALUES,
         mode="before",
@@ -466,6 +468,7 @@ def _merge(
             parse_thresholds(suite or {}), parse_thresholds(fields.thresholds or {})
         ),
         allow_unevaluated=bool(allow_unevaluated),
+        min_samples=pick("min_samples") or 1,
         quarantine=quarantine.value() if quarantine is not None else None,
         canary=fields.canary,
         adaptive=bool(pick("adaptive")),

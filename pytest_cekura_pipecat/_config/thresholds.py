@@ -15,6 +15,10 @@ from datetime import date
 from typing import Any, Literal
 
 SCORE = "expected_outcome_score"
+POOLED = " (pooled)"  # a threshold over the turns of every run of the case, pooled
+# ``latency_ms`` / ``first_word_ms`` with an optional statistic: ``latency_p95_ms (pooled)``.
+_POOLED_KEY = re.compile(r"^(latency|first_word)(?:_(p\d{1,2}|mean|max|min))?_ms$")
+POOLED_FORMS = "latency_ms or first_word_ms, optionally with _pNN, _mean, _max or _min before _ms"
 
 Op = Literal[">=", "<=", ">", "<", "==", "pass", "in"]
 _COMPARE = re.compile(r"^(>=|<=|==|>|<)\s*(\S.*)$")
@@ -42,6 +46,11 @@ class Threshold:
         else:
             bound = f"{self.op} {self.number:g}"
         return f"{self.key} {bound}"
+
+    @property
+    def pooled(self) -> bool:
+        """Over the turns of every run of the case (``latency_p95_ms (pooled)``), not per run."""
+        return self.key.endswith(POOLED)
 
     def holds_number(self, value: float) -> bool:
         assert self.number is not None
@@ -78,6 +87,14 @@ def parse_threshold(key: str, text: str) -> Threshold:
     if not key.strip():
         raise ValueError("thresholds: a key is empty (use expected_outcome_score or a metric name)")
     spec = text.strip()
+    if key.endswith(POOLED) and pooled_figure(key) is None:
+        raise ValueError(
+            f"{where}: a pooled threshold is {POOLED_FORMS}, e.g. 'latency_p95_ms{POOLED}'"
+        )
+    if key.endswith(POOLED) and not _COMPARE.match(spec):
+        raise ValueError(
+            f"{where}: {spec!r}: a pooled figure is a number: compare it, e.g. '<= 1500'"
+        )
     if spec.casefold() == "pass":
         if key == SCORE:
             raise ValueError(f"{where}: the score is a number: compare it, e.g. '>= 80'")
@@ -98,6 +115,20 @@ def parse_threshold(key: str, text: str) -> Threshold:
         op: Op = compare.group(1)  # type: ignore[assignment]
         return Threshold(key, op, number=number)
     raise ValueError(f"{where}: {spec!r}: {_FORMS}")
+
+
+def pooled_figure(key: str) -> tuple[str, str] | None:
+    """``latency_p95_ms (pooled)`` as ``("latency", "p95")``; the statistic is ``p95`` when
+    the key names none. None when the key is not a pooled figure."""
+    if not key.endswith(POOLED):
+        return None
+    match = _POOLED_KEY.match(key[: -len(POOLED)].strip())
+    if match is None:
+        return None
+    stat = match.group(2) or "p95"
+    if stat.startswith("p") and not 1 <= int(stat[1:]) <= 99:
+        return None
+    return match.group(1), stat
 
 
 def parse_thresholds(spec: dict[str, str]) -> tuple[Threshold, ...]:

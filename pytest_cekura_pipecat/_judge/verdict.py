@@ -231,7 +231,7 @@ def judge_run(case: Case, run: CekuraRun) -> RunJudgement:
     reasons = run_reasons(run)
     if verdict == "error":
         return RunJudgement("error", tuple(reasons))
-    checks = tuple(check_threshold(t, run) for t in case.thresholds)
+    checks = tuple(check_threshold(t, run) for t in case.thresholds if not t.pooled)
     missing = [c.reason for c in checks if c.state == "missing"]
     broken = [c.reason for c in checks if c.state == "broken"]
     if verdict == "failed":

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from .._api.client import CekuraClient, Transient
-from .._api.models import KNOWN_STATUSES, TERMINAL_STATUSES, ListedResult, Result
+from .._api.models import KNOWN_STATUSES, TERMINAL_STATUSES, ListedResult, Result, RunDetails
 from .._api.run import CekuraRun
 from .._errors import ApiError, AuthError
 from .._fire.plan import Slot
@@ -90,12 +90,17 @@ class _Finished:
     run: CekuraRun
     tries: int = 0
 
-    def final(self, details: tuple[str | None, str | None] | None = None) -> CekuraRun:
-        """The run with its transcript and recording from ``runs/bulk`` (None: as the
-        result carried them)."""
+    def final(self, details: RunDetails | None = None) -> CekuraRun:
+        """The run with its transcript, recording and conversation from ``runs/bulk``
+        (None: as the result carried them)."""
         if details is None:
             return self.run
-        return replace(self.run, transcript=details[0], recording_url=details[1])
+        return replace(
+            self.run,
+            transcript=details.transcript,
+            recording_url=details.recording_url,
+            conversation=details.conversation,
+        )
 
 
 @dataclass
@@ -675,7 +680,7 @@ class Watcher:
             return
         waiting = list(self._details.values())
         ids = sorted({f.run.run_id for f in waiting if f.run.run_id is not None})
-        full: dict[int, tuple[str | None, str | None]] = {}
+        full: dict[int, RunDetails] = {}
         chunks = [ids[i : i + _BULK] for i in range(0, len(ids), _BULK)]
 
         async def fetch(chunk: list[int]) -> None:
@@ -685,7 +690,7 @@ class Watcher:
                 except (Transient, ApiError):
                     return
                 for run_id, got in details.items():
-                    full[run_id] = (got.transcript, got.recording_url)
+                    full[run_id] = got
 
         await asyncio.gather(*(fetch(c) for c in chunks))
         for finished in waiting:

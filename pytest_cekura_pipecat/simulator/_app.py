@@ -21,6 +21,7 @@ from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
+from . import _catalogue as catalogue
 from ._model import EntryErrors, Faults, RecordedRequest, V1Reads, Variants
 from ._runs import (
     MetricFormat,
@@ -66,6 +67,9 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("POST", _V + r"/(?:runs|runs-external)/" + _ID + r"/end_call", "end_call"),
         ("GET", _V + r"/aiagents/" + _ID, "agent"),
         ("GET", r"/recordings/" + _ID + r"\.wav", "recording"),
+        ("GET", r"/test_framework/v1/scenarios", "scenarios"),
+        ("GET", r"/test_framework/v1/scenarios/" + _ID, "scenario"),
+        ("GET", r"/test_framework/billing/info", "billing"),
     )
 )
 _READS = frozenset({"results", "result", "bulk", "run"})  # what v1_reads="removed" takes away
@@ -135,6 +139,8 @@ class Behaviour:
     early_completed: bool = False
     ai_summary_after: float = 0.2
     agents: frozenset[int] | None = None  # None: every agent id exists
+    credits_remaining: float = 1_000_000.0  # what billing/info says is left
+    credits_used: float = 0.0
 
 
 class App:
@@ -178,6 +184,9 @@ class App:
             "end_call": self._end_call,
             "agent": self._agent,
             "recording": self._recording,
+            "scenarios": self._scenarios,
+            "scenario": self._scenario,
+            "billing": self._billing,
         }
 
     # -- accessors used by Simulator -------------------------------------------------
@@ -566,6 +575,30 @@ class App:
             return _not_found()
         return json_reply(
             200, {"id": request.arg, "project": PROJECT, "agent_name": "Simulated agent"}
+        )
+
+    def _scenarios(self, request: _Request) -> Reply:
+        with self.lock:
+            scripts = self._store.listed()
+        try:
+            chosen = catalogue.selected(scripts, request.query)
+            body = catalogue.page(chosen, request.query, self.base_url + request.path)
+        except catalogue.QueryError as exc:
+            field, _, message = str(exc).partition(": ")
+            return json_reply(400, {field: [message]})
+        return json_reply(200, body)
+
+    def _scenario(self, request: _Request) -> Reply:
+        with self.lock:
+            script = self._store.script_for(request.arg)
+        if script is None:
+            return _not_found()
+        return json_reply(200, catalogue.scenario_json(script))
+
+    def _billing(self, request: _Request) -> Reply:
+        behaviour = self._behaviour
+        return json_reply(
+            200, catalogue.billing_json(behaviour.credits_remaining, behaviour.credits_used)
         )
 
     def _recording(self, request: _Request) -> Reply:

@@ -64,6 +64,46 @@ def _check_timing_field(field: str, value: object) -> str | None:
     return ""
 
 
+def _check_turns_field(field: str, value: object) -> str | None:
+    """The problem with ``turns``, None when fine, "" for any other field."""
+    if field != "turns":
+        return ""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, Mapping) for t in value):
+        return "must be a list of tables (role, content, start_time, end_time, tool_calls)"
+    for index, turn in enumerate(value):
+        if not isinstance(turn.get("role", ""), str) or not isinstance(
+            turn.get("content", ""), str
+        ):
+            return f"turn {index}: role and content must be strings"
+        calls = turn.get("tool_calls", [])
+        if not isinstance(calls, list) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in calls
+        ):
+            return f"turn {index}: tool_calls must be a list of tables with a name"
+    return None
+
+
+def _check_catalogue_field(field: str, value: object) -> str | None:
+    """A catalogue field's problem, None when fine, "" when the field is not one of them."""
+    if field == "agent":
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        return None if ok else f"must be an agent id (an integer), got {value!r}"
+    if field in ("folder_path", "version"):
+        return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
+    if field == "tags":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return None if ok else "must be a list of strings"
+    if field == "metrics":
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        return None if ok else "must be a list of metric ids (integers)"
+    if field == "max_duration":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 10 <= value <= 3600
+        return None if ok else f"must be a number of seconds from 10 to 3600, got {value!r}"
+    return ""
+
+
 def _bad_seconds(value: object) -> bool:
     return (
         isinstance(value, bool)
@@ -78,9 +118,10 @@ def check_script_field(field: str, value: object) -> str | None:
 
     Shared by the dataclass and the TOML loader so both report the same words.
     """
-    timing = _check_timing_field(field, value)
-    if timing != "":
-        return timing
+    for early in (_check_timing_field, _check_catalogue_field, _check_turns_field):
+        problem = early(field, value)
+        if problem != "":
+            return problem
     check = _FIELD_CHECKS.get(field)
     return "unknown key" if check is None else check(value)
 
@@ -219,6 +260,20 @@ class ScenarioScript:
     phases: tuple[tuple[str, float], ...] = ()
     verdict_after: float = 0.0
     early_success: EarlySuccess = "null"
+    # What the scenario endpoints serve (``GET v1/scenarios/{id}/`` and the list): the agent
+    # it belongs to (None: any agent's), its folder and tags, its metric ids, its longest
+    # call in seconds (Cekura allows 10 to 3600) and its version.
+    agent: int | None = None
+    folder_path: str = ""
+    tags: tuple[str, ...] = ()
+    metrics: tuple[int, ...] = ()
+    max_duration: float = 300.0
+    version: str = "v1"
+    # The conversation served as ``transcript_object``, turn by turn as Cekura's webhook
+    # shows it (``role``, ``content``, ``start_time``, ``end_time`` in seconds, and an agent
+    # turn's ``tool_calls``: ``[{name, arguments, result}]``); the text ``transcript`` is
+    # made from it. Empty: a short generated conversation.
+    turns: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -234,6 +289,10 @@ class ScenarioScript:
         phases = tuple((name, float(seconds)) for name, seconds in _pairs(self.phases) or ())
         object.__setattr__(self, "phases", phases)
         object.__setattr__(self, "verdict_after", float(self.verdict_after))
+        object.__setattr__(self, "turns", tuple(dict(t) for t in self.turns))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "max_duration", float(self.max_duration))
         if phases:
             object.__setattr__(self, "seconds", sum(seconds for _, seconds in phases))
         if not self.name:

@@ -140,6 +140,7 @@ class RunStore:
     def __init__(self, scripts: dict[int, ScenarioScript], default: ScenarioScript | None) -> None:
         self._scripts = scripts
         self._default = default
+        self._listed = frozenset(scripts)  # what a scenario list shows: the scripted ids
         self._results: dict[int, Result] = {}
         self._runs: dict[int, Run] = {}
         self._next_run = FIRST_RUN_ID
@@ -154,6 +155,11 @@ class RunStore:
             )
             self._scripts[scenario_id] = script
         return script
+
+    def listed(self) -> list[ScenarioScript]:
+        """The scenarios a list shows: the scripted ones (a default script plays any id, but
+        lists none)."""
+        return [self._scripts[i] for i in sorted(self._listed)]
 
     def create(
         self,
@@ -418,8 +424,11 @@ def render_run(
     return data
 
 
-def transcript_turns(script: ScenarioScript) -> list[dict[str, str]]:
-    """The transcript as ``{"role", "content"}`` turns, parsed from ``Speaker: text`` lines."""
+def transcript_turns(script: ScenarioScript) -> list[dict[str, Any]]:
+    """The transcript as ``{"role", "content"}`` turns: the script's ``turns``, or parsed
+    from ``Speaker: text`` lines."""
+    if script.turns:
+        return [dict(turn) for turn in script.turns]
     if not script.transcript:
         reply = (
             "Of course, let me take care of that."
@@ -432,7 +441,7 @@ def transcript_turns(script: ScenarioScript) -> list[dict[str, str]]:
             {"role": "Testing Agent", "content": "Thank you, that is all."},
             {"role": "Main Agent", "content": "Goodbye!"},
         ]
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for line in script.transcript.splitlines():
         role, sep, content = line.partition(":")
         if sep:

@@ -13,7 +13,7 @@ ScenariosArg = (
     Mapping[int, ScenarioScript] | Iterable[ScenarioScript] | str | os.PathLike[str] | None
 )
 
-_TUPLE_FIELDS = ("reasons", "failed_metrics")
+_TUPLE_FIELDS = ("reasons", "failed_metrics", "tags", "metrics")
 
 
 def load_scenarios(path: str | os.PathLike[str]) -> dict[int, ScenarioScript]:

@@ -186,6 +186,14 @@ class Simulator:
       older published reading) instead of once every run has ended.
     - ``agents``: the agent ids that exist (``GET aiagents/{id}/`` answers 404 for any
       other); None (default): every id exists.
+    - ``credits_remaining``: what ``GET billing/info/`` says is left (``credits_used`` 0);
+      change it on a running simulator with ``configure(credits_remaining=...)``.
+    - Scenario scripts also carry what the scenario endpoints serve: ``agent`` (the agent
+      it belongs to; None: any), ``folder_path``, ``tags``, ``metrics`` (metric ids),
+      ``max_duration`` (seconds, 10 to 3600) and ``version``. ``GET v1/scenarios/`` lists
+      the scripted ids (not those a ``default_outcome`` plays) by ``agent_id``,
+      ``folder_path`` (the folder and those under it), ``tags`` (comma-separated) and
+      ``tag_filter_type`` (``any``, the default, or ``all``), ``page`` and ``page_size``.
 
     The simulator never produces dashboard links, and every answer carries
     ``X-Cekura-Simulator: 1``.
@@ -211,6 +219,7 @@ class Simulator:
         ai_summary_after: float = 0.2,
         early_completed: bool = False,
         agents: Collection[int] | None = None,
+        credits_remaining: float = 1_000_000.0,
     ) -> None:
         check_loopback(host)
         if v1_reads not in V1_READS:
@@ -239,6 +248,7 @@ class Simulator:
                 ai_summary_after=ai_summary_after,
                 early_completed=early_completed,
                 agents=frozenset(agents) if agents is not None else None,
+                credits_remaining=credits_remaining,
             ),
         )
         self._server: _Server | None = None

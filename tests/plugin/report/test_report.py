@@ -336,7 +336,9 @@ def test_a_record_crosses_processes_and_files_as_plain_json_unchanged() -> None:
 
 
 def test_totals_count_the_records_once_for_every_output() -> None:
-    def rec(n: int, outcome: str | None, verdict: str | None = "failed", **extra: Any) -> CaseRecord:
+    def rec(
+        n: int, outcome: str | None, verdict: str | None = "failed", **extra: Any
+    ) -> CaseRecord:
         return CaseRecord(f"c{n}", f"n{n}", 1, outcome=outcome, verdict=verdict, **extra)
 
     totals = Totals(
