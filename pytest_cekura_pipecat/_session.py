@@ -17,16 +17,19 @@ import pytest
 from ._api.client import CekuraClient
 from ._api.run import CekuraRun
 from ._config.case import BotKeys, Case, Room, environ, expand
-from ._config.options import PLUGIN_KEY, Settings
+from ._config.options import DEFAULT_MAX_RUNS, PLUGIN_KEY, Settings
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._fire.bot import SessionBot, bot_config, log_tail, ready_url_for
+from ._fire.credits import ActualCredits, Forecast, actual
 from ._fire.firing import FireContext, dry_run
 from ._fire.ledger import OFF_NOTE, Ledger, fingerprint
 from ._fire.plan import Slot
 from ._fire.recover import Sent
+from ._fire.spend import SessionSpend, SpendLine, policy_of, spend_lines
 from ._judge import gating as _gating
 from ._judge.gating import Gating
 from ._judge.verdict import CaseVerdict, adaptive_need, decide
+from ._notice import TerminalNotice
 from ._redact import Redactor
 from ._roles.role import Role, Runtime, judged
 from ._text import plain
@@ -95,6 +98,8 @@ class SessionState:
     selected: list[tuple[str, Case]] = field(default_factory=list)
     interrupted: bool = False
     known_results: set[int] = field(default_factory=set)  # results fired or adopted here
+    # What each judged case's runs cost, estimated (issue 31's post-run figure).
+    actual: dict[str, ActualCredits] = field(default_factory=dict)
 
 
 class CekuraSession:
@@ -119,6 +124,12 @@ class CekuraSession:
         self.ledger = Ledger.for_config(config, owner, fresh=settings.fresh)
         self.bot: SessionBot | None = None  # the bot under test, in the process that fires
         self._notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
+        self.spend = SessionSpend(
+            policy_of(settings.spend),
+            self.state.cases,
+            announce=TerminalNotice(config),
+            problem=runtime.notice,
+        )
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -169,7 +180,9 @@ class CekuraSession:
         if self.settings.max_runs is not None and total > self.settings.max_runs:
             return (
                 f"not fired: this session would start {total} runs, more than "
-                f"cekura_max_runs={self.settings.max_runs}"
+                f"cekura_max_runs={self.settings.max_runs} (the default ceiling is "
+                f"{DEFAULT_MAX_RUNS}: raise it with --cekura-max-runs=N or the ini key "
+                "cekura_max_runs, 0 for none)"
             )
         return None
 
@@ -180,6 +193,8 @@ class CekuraSession:
         if not selected or self.state.problem or self.role is None:
             return
         problem = self.budget_problem(selected)
+        if problem and self.runtime.notice is not None:
+            self.runtime.notice(f"cekura: {problem}")
         self.state.spent = 0 if problem else sum(case.repeat for _, case in selected)
         self.state.selected = list(selected)
         first = [(nodeid, case.first_firing()) for nodeid, case in selected]
@@ -227,6 +242,8 @@ class CekuraSession:
             known_results=self.state.known_results,
             recover_poll=self.settings.poll_interval,
         )
+        if ctx.client is not None:
+            ctx.spend = self.spend.hook(ctx)
         ledger = self.ledger
         if ledger is None:
             ctx.notes.append(OFF_NOTE)
@@ -317,7 +334,10 @@ class CekuraSession:
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
         ctx = self._context(None)
-        first = [(nodeid, case.first_firing()) for nodeid, case in selected]
+        problem = self.budget_problem(selected)
+        spend = self._dry_spend(selected) if selected and not problem else []
+        left_out = {line.nodeid for line in spend if line.nodeid}
+        first = [(n, case.first_firing()) for n, case in selected if n not in left_out]
         lines = [self.redactor(line) for line in self.bot_lines(selected)]
         lines += dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
         lines += [
@@ -330,8 +350,15 @@ class CekuraSession:
             f"canary {self.state.cases[nodeid].name}: fired first and alone"
             for nodeid in sorted(self.canaries(selected))
         ]
-        problem = self.budget_problem(selected)
+        lines += [self.redactor(line.text) for line in spend]
         return lines + ([problem] if problem else [])
+
+    def _dry_spend(self, selected: Sequence[tuple[str, Case]]) -> list[SpendLine]:
+        """The spend pre-flight's lines (GETs only); without a key, why there is none."""
+        client = self.runtime.client()
+        if client is None:
+            return [SpendLine("cekura dry run: no spend forecast: CEKURA_API_KEY is not set")]
+        return spend_lines(self.spend.dry_run(client, selected))
 
     def bot_lines(self, selected: Sequence[tuple[str, Case]]) -> list[str]:
         """Where each case's bot comes from and which layer chose it (as written: no
@@ -374,6 +401,9 @@ class CekuraSession:
             and not self.role.reserve(case.repeat, budget, self.state.spent)
         ):
             return f"a rerun would start more than cekura_max_runs={budget} runs"
+        if self.role is not None:
+            role = self.role
+            return self.spend.rerun_problem(nodeid, case.repeat, role.forecast(), role.reserve)
         return None
 
     def refire(self, nodeid: str) -> bool:
@@ -414,9 +444,14 @@ class CekuraSession:
         runs = [self._masked(run, case.scenario) for run in runs]
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
+        self.state.actual[nodeid] = actual(runs, self.spend.policy.pricing)
         if forget and self.ledger is not None:
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
+
+    def forecast(self) -> Forecast | None:
+        """The spend forecast of the session's first firing, from whichever process fired."""
+        return self.role.forecast() if self.role is not None else None
 
     def release(self, nodeid: str) -> None:
         """The case's test is over (every phase reported, reruns included): keep of its

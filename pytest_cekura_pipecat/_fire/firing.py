@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from .._errors import (
     Unreachable,
 )
 from .._redact import Redactor
+from .credits import Forecast
 from .plan import Plan, Slot
 from .recover import (
     Search,
@@ -101,6 +102,10 @@ class FireContext:
     # result of a start request whose answer was lost (``_recover.py``).
     known_results: set[int] = field(default_factory=set)
     recover_poll: float = 3.0  # seconds between reads of the results list when recovering
+    # The spend pre-flight (``spend.py``) of a first firing: why nothing may be fired, or
+    # None; it marks the slots of cases it leaves out. It sets ``forecast``.
+    spend: Callable[[Sequence[tuple[Case, Slot]]], Awaitable[str | None]] | None = None
+    forecast: Forecast | None = None
     traffic: Traffic = field(default_factory=Traffic)
     _projects: dict[int, str | None] = field(default_factory=dict)
 
@@ -435,7 +440,7 @@ def _plan(fired_at: float, pending: list[_Pending], ctx: FireContext) -> Plan:
     slots: dict[str, list[Slot]] = defaultdict(list)
     for item in pending:
         slots[item.slot.nodeid].append(item.slot)
-    return Plan(fired_at, dict(slots), list(ctx.notes), ctx.requests)
+    return Plan(fired_at, dict(slots), list(ctx.notes), ctx.requests, ctx.forecast)
 
 
 def _lane(item: _Pending) -> Lane:
@@ -515,9 +520,11 @@ async def fire(cases: Sequence[tuple[str, Case]], ctx: FireContext) -> Plan:
         ctx.notes.append(ctx.no_client_reason)
         return _plan(fired_at, pending, ctx)
     problem = await preflight(pending, ctx) if not ctx.attempt else None
+    if problem is None and ctx.spend is not None and not ctx.attempt:
+        problem = await ctx.spend([(p.case, p.slot) for p in pending])
     if problem is not None:
         ctx.stopped = problem
-        _fail(pending, f"not fired: {problem}")
+        _fail([p for p in pending if p.slot.error is None], f"not fired: {problem}")
         ctx.notes.append(f"cekura: nothing fired: {problem}")
         return _plan(fired_at, pending, ctx)
     if ctx.before_firing is not None:

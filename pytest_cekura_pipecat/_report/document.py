@@ -30,7 +30,7 @@ def json_document(
 ) -> Document:
     """The ``--cekura-report`` document (schema: ``report.schema.json`` in the package)."""
     cases = summary.cases()
-    return build_document(
+    document = build_document(
         cases,
         plugin_version=plugin_version,
         api_url=api_url,
@@ -38,6 +38,9 @@ def json_document(
         notes=list(summary.notes),
         provenance=provenance,
     )
+    if summary.forecast is not None:
+        document["spend"] = finite(dict(summary.forecast.to_json()))
+    return document
 
 
 def build_document(
