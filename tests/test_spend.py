@@ -36,6 +36,7 @@ SCRIPTS = [
     ScenarioScript(303, "Short call", "pass", 0.3, agent=5, max_duration=60, metrics=(1, 2)),
     ScenarioScript(401, "Support line", "pass", 0.3, agent=6, max_duration=300),
     ScenarioScript(501, "Any agent's", "pass", 0.3),  # agent null: unknown, accepted
+    *(ScenarioScript(600 + i, f"Many {i}", "pass", 0.3, agent=5) for i in range(25)),
 ]
 TOP = 'agent = 5\npipecat_room_url = "https://acme.daily.co/r"\n'
 
@@ -219,6 +220,18 @@ def test_the_pre_flight_reads_each_scenario_once_and_never_on_collect_only(
     reads = sorted(r.path for r in suite.sim.requests if "/v1/scenarios/3" in r.path)
     assert reads == ["/test_framework/v1/scenarios/301/", "/test_framework/v1/scenarios/303/"]
     assert len(suite.gets("/billing/info")) == 1
+
+
+def test_many_scenarios_of_an_agent_are_read_through_its_list(suite: Suite) -> None:
+    suite.toml(cases(*[(f"m{i}", 600 + i) for i in range(25)], ("ghost", 999)))
+    result = suite.run()
+    result.assert_outcomes(errors=26)
+    result.stdout.fnmatch_lines(["*case ghost (cekura.toml): scenario 999 does not exist*"])
+    reads = suite.gets("/v1/scenarios/")
+    listed = [r for r in reads if r.path == "/test_framework/v1/scenarios/"]
+    assert [r.query.get("agent_id") for r in listed] == [["5"]]
+    single = [r.path for r in reads if r not in listed]
+    assert single == ["/test_framework/v1/scenarios/999/"]  # only what the list did not show
 
 
 # -- the pre-flight without pytest: billing that cannot be read is a note -------------------
