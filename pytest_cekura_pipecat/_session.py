@@ -573,6 +573,7 @@ class CekuraSession:
         # Nothing reads them after this: freed now by reference counting, not traced by
         # the garbage collections left (pytest's at unconfigure, the interpreter's at exit).
         self.state.verdicts.clear()
+        self.state.actual.clear()
         self.state.cases.clear()
         self.state.selected.clear()
 

@@ -169,10 +169,13 @@ def test_verdicts_name_their_reasons_whatever_the_reads(suite: Suite, request: A
     else:
         assert all(r.path.startswith("/test_framework/v2/") for r in reads)
         assert all(r.status == 200 for r in reads)
+        # No read falls back to v1 (the spend pre-flight's scenario reads exist on v1 only).
         assert not [
             r
             for r in suite.sim.requests
-            if r.path.startswith("/test_framework/v1/") and r.method == "GET"
+            if r.path.startswith("/test_framework/v1/")
+            and r.method == "GET"
+            and not r.path.startswith("/test_framework/v1/scenarios/")
         ]
 
 

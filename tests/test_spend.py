@@ -205,20 +205,16 @@ def test_unknown_and_foreign_scenarios_are_one_line_each_and_nothing_fires(
     assert suite.posts() == []
 
 
-def test_a_scenario_of_no_known_agent_is_accepted(suite: Suite) -> None:
-    suite.toml(cases(("a", 501)))
-    suite.run().assert_outcomes(passed=1)
-
-
 def test_the_pre_flight_reads_each_scenario_once_and_never_on_collect_only(
     suite: Suite,
 ) -> None:
-    suite.toml(cases(("a", 301), ("b", 301), ("c", 303)))
+    """...and a scenario of no known agent (``agent`` null) is accepted for agent 5."""
+    suite.toml(cases(("a", 301), ("b", 301), ("c", 303), ("anyone", 501)))
     suite.run("--collect-only")
     assert suite.sim.requests == []
-    suite.run().assert_outcomes(passed=3)
-    reads = sorted(r.path for r in suite.sim.requests if "/v1/scenarios/3" in r.path)
-    assert reads == ["/test_framework/v1/scenarios/301/", "/test_framework/v1/scenarios/303/"]
+    suite.run().assert_outcomes(passed=4)
+    reads = sorted(r.path for r in suite.gets("/v1/scenarios/"))
+    assert reads == [f"/test_framework/v1/scenarios/{s}/" for s in (301, 303, 501)]
     assert len(suite.gets("/billing/info")) == 1
 
 

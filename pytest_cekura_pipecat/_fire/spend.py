@@ -17,7 +17,7 @@ from .._api.catalogue import Scenario
 from .._api.client import BILLING_PATH, SCENARIO_PATH, CekuraClient
 from .._config.case import Case
 from .._config.options import Spend
-from .._errors import ApiError
+from .._errors import ApiError, Unreachable
 from .credits import (
     CaseCost,
     Forecast,
@@ -54,6 +54,7 @@ class Catalogue:
     found: dict[int, Scenario] = field(default_factory=dict)
     missing: set[int] = field(default_factory=set)
     unread: dict[int, str] = field(default_factory=dict)
+    unreachable: str | None = None  # Cekura did not answer: nothing may be fired
 
     def known(self, scenario: int) -> bool:
         return scenario in self.found or scenario in self.missing or scenario in self.unread
@@ -76,6 +77,8 @@ class Catalogue:
             async with limit:
                 try:
                     self.found[scenario] = await client.scenario(scenario)
+                except Unreachable as exc:  # the probe of the host, as the agent check is
+                    self.unreachable = self.unreachable or str(exc)
                 except ApiError as exc:
                     if exc.status == 404:
                         self.missing.add(scenario)
@@ -229,6 +232,9 @@ async def check(
     """The whole pre-flight of the first firing (GETs only; nothing is fired here)."""
     cases = _first_cases(cases)
     await catalogue.read(client, ((case.agent, case.scenario) for _, case in cases))
+    if catalogue.unreachable is not None:
+        empty = Forecast(policy.pricing, (), policy.cap)
+        return SpendCheck(empty, {}, catalogue.unreachable, {})
     notes: list[str] = []
     unread = sorted({c.scenario for _, c in cases if c.scenario in catalogue.unread})
     if unread:
