@@ -76,14 +76,13 @@ def test_the_cap_fires_the_prefix_that_fits_and_errors_the_rest(
     assert suite.sim.entries_fired() == 4
     fired = sorted(e["scenario"] for p in suite.posts() for e in p.body["scenarios"])
     assert fired == [301] * 4
-    result.stdout.fnmatch_lines(
-        [
-            "*ERROR at setup of cekura case c3 (scenario 301)*",
-            "not fired: credit cap (100): this case's worst case, 25 credits (estimated), *",
-            "*ERROR at setup of cekura case c4 (scenario 301)*",
-            "not fired: credit cap (100): *",
-        ]
-    )
+    for left_out in ("c3", "c4"):  # in either order under xdist
+        result.stdout.fnmatch_lines(
+            [
+                f"*ERROR at setup of cekura case {left_out} (scenario 301)*",
+                "not fired: credit cap (100): this case's worst case, 25 credits (estimated), *",
+            ]
+        )
     spend = report(suite)["spend"]
     assert spend == {
         "estimate": True,
