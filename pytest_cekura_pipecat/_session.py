@@ -177,12 +177,13 @@ class CekuraSession:
 
     def budget_problem(self, selected: Sequence[tuple[str, Case]]) -> str | None:
         total = sum(case.repeat for _, case in selected)
-        if self.settings.max_runs is not None and total > self.settings.max_runs:
+        ceiling = self.settings.max_runs
+        if ceiling is not None and total > ceiling:
+            default = f"the default ceiling is {ceiling}: " if ceiling == DEFAULT_MAX_RUNS else ""
             return (
                 f"not fired: this session would start {total} runs, more than "
-                f"cekura_max_runs={self.settings.max_runs} (the default ceiling is "
-                f"{DEFAULT_MAX_RUNS}: raise it with --cekura-max-runs=N or the ini key "
-                "cekura_max_runs, 0 for none)"
+                f"cekura_max_runs={ceiling} ({default}raise it with --cekura-max-runs=N or "
+                "the ini key cekura_max_runs, 0 for none)"
             )
         return None
 

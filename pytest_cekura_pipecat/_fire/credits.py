@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypedDict
 
 from .._api.run import CekuraRun
@@ -89,7 +89,6 @@ class Forecast:
     left_out: tuple[str, ...] = ()  # node ids the cap did not admit
     unread: tuple[int, ...] = ()  # scenarios whose max_duration is not known
     credits_left: float | None = None  # billing/info's credits_remaining, when read
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def admitted(self) -> tuple[CaseCost, ...]:
