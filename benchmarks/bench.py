@@ -146,6 +146,12 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def scripts(n: int, seconds: float) -> list[ScenarioScript]:
+    """The suite's scenarios, scripted so that Cekura's scenario list shows them (the
+    plugin's pre-flight reads them through it, a page of 100 at a time)."""
+    return [ScenarioScript(id=FIRST_SCENARIO + i, seconds=seconds) for i in range(n)]
+
+
 def write_suite(directory: Path, n: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cekura.toml").write_text(
@@ -217,7 +223,7 @@ class Bench:
     def plugin(self, n: int, workers: int = 0) -> Row:
         suite = write_suite(self.scratch / f"suite-{n}", n)
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-        cmd += [f"--cekura-api-url={self.sim.url}"]
+        cmd += [f"--cekura-api-url={self.sim.url}", "--cekura-max-runs=0"]  # past the ceiling
         if workers:
             cmd += ["-n", str(workers)]
         name = f"plugin -n {workers}" if workers else "plugin"
@@ -266,7 +272,7 @@ CONTENDERS = ("plugin", "xdist", "plain", "sdk")
 def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS, rounds: int = 1) -> int:
     script = ScenarioScript(id=0, seconds=seconds)
     with (
-        Simulator(api_key=API_KEY, default_outcome=script) as sim,
+        Simulator(scripts(n, seconds), api_key=API_KEY, default_outcome=script) as sim,
         tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
     ):
         bench = Bench(sim, seconds, Path(scratch))
@@ -344,7 +350,7 @@ def reads(n: int, seconds: float) -> int:
     installed) at default settings: the figures of the README's polling section."""
     script = ScenarioScript(id=0, seconds=seconds)
     with (
-        Simulator(api_key=API_KEY, default_outcome=script) as sim,
+        Simulator(scripts(n, seconds), api_key=API_KEY, default_outcome=script) as sim,
         tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
     ):
         bench = Bench(sim, seconds, Path(scratch), sdk_poll=SDK_DEFAULT_POLL_INTERVAL)
@@ -461,7 +467,7 @@ def gc_work(n: int, seconds: float) -> int:
     """Full garbage collections of the plugin on N cases and of pytest alone on N tests."""
     script = ScenarioScript(id=0, seconds=seconds)
     with (
-        Simulator(api_key=API_KEY, default_outcome=script) as sim,
+        Simulator(scripts(n, seconds), api_key=API_KEY, default_outcome=script) as sim,
         tempfile.TemporaryDirectory(prefix="cekura-bench-gc-") as scratch,
     ):
         root = Path(scratch)
@@ -471,7 +477,10 @@ def gc_work(n: int, seconds: float) -> int:
         base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
         base += ["-p", "cekura_bench_gc"]
         rows = {
-            "plugin": ([*base, f"--cekura-api-url={sim.url}"], write_suite(root / "suite", n)),
+            "plugin": (
+                [*base, f"--cekura-api-url={sim.url}", "--cekura-max-runs=0"],
+                write_suite(root / "suite", n),
+            ),
             "pytest alone": ([*base, "-p", "no:cekura"], write_plain(root / "plain", n)),
         }
         print(f"N = {n:,} · Python {platform.python_version()}")

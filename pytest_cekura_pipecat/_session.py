@@ -23,13 +23,15 @@ import pytest
 from ._api.client import CekuraClient
 from ._api.run import CekuraRun
 from ._config.case import BotKeys, Case, Room, environ, expand
-from ._config.options import Settings
+from ._config.options import DEFAULT_MAX_RUNS, Settings
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._fire.bot import SessionBot, bot_config, log_tail, ready_url_for
+from ._fire.credits import ActualCredits, Forecast, actual
 from ._fire.firing import FireContext, FireHooks, FirePolicy, Wiring, dry_run
 from ._fire.ledger import OFF_NOTE, Ledger, fingerprint
 from ._fire.plan import Slot
 from ._fire.recover import Sent
+from ._fire.spend import SessionSpend, SpendLine, policy_of, spend_lines
 from ._judge import gating as _gating
 from ._judge.gating import Gating
 from ._judge.pooled import apply_pooled
@@ -109,6 +111,8 @@ class SessionState:
     known_results: set[int] = field(default_factory=set)  # results fired or adopted here
     bot: SessionBot | None = None  # the bot under test, in the process that fires
     masked_notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
+    # What each judged case's runs cost, estimated (issue 31's post-run figure).
+    actual: dict[str, ActualCredits] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,14 @@ class CekuraSession:
         ledger: Ledger | None = None,
         baseline: _gating.Baseline | None = None,
         default_agent: tuple[int, str] | None = None,
+        runtime: role.Runtime | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         """``firing``: this process's role object (it fires, waits, watches); ``problem``:
         why this session fires nothing (every case errors with it), known when it is built;
         ``default_agent``: the agent id every case without one uses, and the option that
-        set it."""
+        set it; ``runtime``: how to reach Cekura (the spend pre-flight's reads); ``announce``:
+        where the spend forecast line goes, now."""
         self.settings = settings
         self.redactor = redactor
         self.hooks = hooks
@@ -148,6 +155,13 @@ class CekuraSession:
         self.default_agent = default_agent
         self.state = SessionState(problem=problem)
         self._role = firing
+        self._runtime = runtime
+        self.spend = SessionSpend(
+            policy_of(settings.spend),
+            self.state.cases,
+            announce=announce,
+            problem=runtime.notice if runtime is not None else None,
+        )
 
     # -- refusals, from the collection -----------------------------------------------------
 
@@ -210,10 +224,13 @@ class CekuraSession:
 
     def budget_problem(self, selected: Sequence[tuple[str, Case]]) -> str | None:
         total = sum(case.repeat for _, case in selected)
-        if self.settings.max_runs is not None and total > self.settings.max_runs:
+        ceiling = self.settings.max_runs
+        if ceiling is not None and total > ceiling:
+            default = f"the default ceiling is {ceiling}: " if ceiling == DEFAULT_MAX_RUNS else ""
             return (
                 f"not fired: this session would start {total} runs, more than "
-                f"cekura_max_runs={self.settings.max_runs}"
+                f"cekura_max_runs={ceiling} ({default}raise it with --cekura-max-runs=N or "
+                "the ini key cekura_max_runs, 0 for none)"
             )
         return None
 
@@ -224,6 +241,9 @@ class CekuraSession:
         if not selected or self.state.problem:
             return
         problem = self.budget_problem(selected)
+        notice = self._runtime.notice if self._runtime is not None else None
+        if problem and notice is not None:
+            notice(f"cekura: {problem}")
         self.state.spent = 0 if problem else sum(case.repeat for _, case in selected)
         self.state.selected = list(selected)
         first = [(nodeid, case.first_firing()) for nodeid, case in selected]
@@ -276,6 +296,8 @@ class CekuraSession:
             entry=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             before_firing=self._start_bot,
         )
+        if client is not None and not problem:
+            hooks = replace(hooks, spend=self.spend.hook(client, wiring.control))
         if self.ledger is None:
             wiring.control.note(OFF_NOTE)
         else:
@@ -378,7 +400,10 @@ class CekuraSession:
     def dry_run(self, items: Sequence[pytest.Item]) -> list[str]:
         selected = self.selected(items)
         ctx = self._context(None, Wiring())
-        first = [(nodeid, case.first_firing()) for nodeid, case in selected]
+        problem = self.budget_problem(selected)
+        spend = self._dry_spend(selected) if selected and not problem else []
+        left_out = {line.nodeid for line in spend if line.nodeid}
+        first = [(n, case.first_firing()) for n, case in selected if n not in left_out]
         lines = [self.redactor(line) for line in self.bot_lines(selected)]
         lines += dry_run(first, ctx) if selected else ["cekura dry run: no Cekura case selected"]
         lines += [
@@ -391,8 +416,15 @@ class CekuraSession:
             f"canary {self.state.cases[nodeid].name}: fired first and alone"
             for nodeid in sorted(self.canaries(selected))
         ]
-        problem = self.budget_problem(selected)
+        lines += [self.redactor(line.text) for line in spend]
         return lines + ([problem] if problem else [])
+
+    def _dry_spend(self, selected: Sequence[tuple[str, Case]]) -> list[SpendLine]:
+        """The spend pre-flight's lines (GETs only); without a key, why there is none."""
+        client = self._runtime.client() if self._runtime is not None else None
+        if client is None:
+            return [SpendLine("cekura dry run: no spend forecast: CEKURA_API_KEY is not set")]
+        return spend_lines(self.spend.dry_run(client, selected))
 
     def bot_lines(self, selected: Sequence[tuple[str, Case]]) -> list[str]:
         """Where each case's bot comes from and which layer chose it (as written: no
@@ -431,6 +463,8 @@ class CekuraSession:
         budget = self.settings.max_runs
         if budget is not None and not self._role.reserve(case.repeat, budget, self.state.spent):
             return f"a rerun would start more than cekura_max_runs={budget} runs"
+        firing = self._role
+        return self.spend.rerun_problem(nodeid, case.repeat, firing.forecast(), firing.reserve)
         return None
 
     def refire(self, nodeid: str) -> bool:
@@ -471,9 +505,14 @@ class CekuraSession:
         runs = [self._masked(run, case.scenario) for run in runs]
         verdict = self._decide(case, runs)
         self.state.verdicts[nodeid] = verdict
+        self.state.actual[nodeid] = actual(runs, self.spend.policy.pricing)
         if forget and self.ledger is not None:
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
+
+    def forecast(self) -> Forecast | None:
+        """The spend forecast of the session's first firing, from whichever process fired."""
+        return self._role.forecast()
 
     def release(self, nodeid: str) -> None:
         """The case's test is over (every phase reported, reruns included): keep of its
@@ -598,6 +637,7 @@ class CekuraSession:
         # Nothing reads them after this: freed now by reference counting, not traced by
         # the garbage collections left (pytest's at unconfigure, the interpreter's at exit).
         self.state.verdicts.clear()
+        self.state.actual.clear()
         self.state.cases.clear()
         self.state.selected.clear()
 

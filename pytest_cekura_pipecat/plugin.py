@@ -54,8 +54,7 @@ MARKER_HELP = (
     "agent=None, repeat=1, min_passes=None, timeout=None, project=None, mock_tool_names=None, "
     "bot_start_url=None, bot_start_headers=None, bot_start_body=None, room_concurrency=None, "
     "max_live_runs=None, thresholds=None, allow_unevaluated=None, min_samples=None, "
-    "quarantine=None, "
-    "canary=False, adaptive=None): run this "
+    "quarantine=None, canary=False, adaptive=None, priority=0): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
 
@@ -214,6 +213,8 @@ class CekuraPlugin:
             ledger=ledger,
             baseline=self.baseline,
             agent_flag=config.getoption("cekura_agent", None) is not None,
+            runtime=runtime,
+            announce=TerminalNotice(config),
         )
         if config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
             cloud_key = os.environ.get("PIPECAT_CLOUD_API_KEY")
@@ -398,6 +399,10 @@ class CekuraPlugin:
         summary = self.summary()
         if self._session is not None:
             summary.note(*self._session.notes())
+            summary.forecast = summary.forecast or self._session.forecast()
+        elif (plan := self._unwatched_plan()) is not None:
+            summary.note(*plan.notes)  # the firing worker's pre-flight stopped everything
+            summary.forecast = summary.forecast or plan.forecast
         if not summary.records and not summary.notes and not simulated:
             return
         terminalreporter.write_sep("=", "cekura")
@@ -415,6 +420,10 @@ class CekuraPlugin:
                 yellow=True,
                 bold=True,
             )
+
+    def _unwatched_plan(self) -> Any:
+        """The plan of a firing this process did not watch (an xdist controller's)."""
+        return None
 
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
         from ._report.ci import annotated_elsewhere
@@ -522,7 +531,20 @@ class XdistController(CekuraPlugin):
 
     def _firing_started(self) -> bool:
         shared = self.shared_dir
-        return shared is not None and (any(shared.glob("sending-*")) or any(shared.glob("batch-*")))
+        return shared is not None and (
+            any(shared.glob("sending-*"))
+            or any(shared.glob("batch-*"))
+            or (shared / "notice.txt").exists()  # a line for the terminal (see SharedDir.say)
+        )
+
+    def _unwatched_plan(self) -> Any:
+        """The firing worker's plan, read by a controller that built no session (nothing
+        was fired): its notes and spend forecast."""
+        if self.shared_dir is None:
+            return None
+        from ._roles.shared import SharedDir
+
+        return SharedDir(self.shared_dir).read_plan()
 
     def _wake_on_firing(self) -> None:
         """The controller builds its runtime (the watcher) only once a worker fires."""

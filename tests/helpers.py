@@ -10,6 +10,7 @@ was loaded last. The tests import this one as ``helpers``: the root ``conftest.p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,9 +18,12 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from pytest_cekura_pipecat.simulator import RecordedRequest, ScenarioScript, Simulator
@@ -182,3 +186,20 @@ class Suite:
 
 def no_traceback(text: str) -> bool:
     return "Traceback" not in text and not re.search(r"^E\s+File ", text, re.M)
+
+
+class StreamedBody(httpx.AsyncByteStream):
+    """A body that arrives as a stream, as from a socket. (``httpx.Response(json=...)`` is
+    read at construction, and the client streams raw bytes to cap their size.)"""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._data
+
+
+def json_answer(status: int, data: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    """A JSON answer whose body streams, as from a socket (for a mocked transport)."""
+    head = {"Content-Type": "application/json", **(headers or {})}
+    return httpx.Response(status, headers=head, stream=StreamedBody(json.dumps(data).encode()))

@@ -69,6 +69,7 @@ class Case:
     quarantine: Quarantine | None = None  # until its date, a failure does not block
     canary: bool = False  # fired first and alone; if it errors, nothing else is fired
     adaptive: bool = False  # fire min_passes runs, then one more per run that did not pass
+    priority: int = 0  # under a credit cap, higher is admitted first (then collection order)
     bot_source: BotSource | None = None  # None: no layer chose; a room hook must give a room
 
     @property

@@ -24,6 +24,7 @@ DEFAULT_API_URL = "https://api.cekura.ai"
 DEFAULT_DASHBOARD_URL = "https://dashboard.cekura.ai"
 PIPECAT_CLOUD_URL = "https://api.pipecat.daily.co"
 PLUGIN_KEY = pytest.StashKey[Any]()  # the CekuraPlugin of this config
+DEFAULT_MAX_RUNS = 1000  # runs a session may start unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{text} is not a positive number")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text} is not a number of 0 or more")
     return value
 
 
@@ -171,9 +179,30 @@ OPTIONS = [
     ),
     _Option(
         "cekura_max_runs",
-        "Refuse to fire a session that would start more than N runs.",
-        _positive_int,
+        f"Refuse to fire a session that would start more than N runs (default {DEFAULT_MAX_RUNS}, 0: no ceiling); reruns count too.",
+        _non_negative_int,
+        DEFAULT_MAX_RUNS,
+        "N",
+    ),
+    _Option(
+        "cekura_max_credits",
+        "Fire only the cases whose estimated worst case fits in N credits (higher priority first, then collection order); the others error. Reruns count too.",
+        _positive_float,
         None,
+        "N",
+    ),
+    _Option(
+        "cekura_credits_per_minute",
+        "Credits a voice minute costs, for the spend forecast (default 5, Cekura's documented price).",
+        _positive_float,
+        5.0,
+        "N",
+    ),
+    _Option(
+        "cekura_credits_per_metric",
+        "Credits an LLM metric costs, for the spend forecast (default 0.2, Cekura's documented price).",
+        _non_negative_float,
+        0.2,
         "N",
     ),
     _Option(
@@ -354,6 +383,32 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "cekura_baseline_strict", "Same as --cekura-baseline-strict.", type="bool", default=False
     )
+    group.addoption(
+        "--cekura-allow-low-credits",
+        dest="cekura_allow_low_credits",
+        action="store_true",
+        default=None,
+        help="Fire even when Cekura's credits left cannot cover the forecast's worst case "
+        "(default: nothing is fired then).",
+    )
+    parser.addini(
+        "cekura_allow_low_credits",
+        "Same as --cekura-allow-low-credits.",
+        type="bool",
+        default=False,
+    )
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The credit options: the cap (None: none), where it was set, the pricing the
+    forecast uses, and whether too few credits left only warn."""
+
+    max_credits: float | None = None
+    max_credits_source: str = ""
+    credits_per_minute: float = 5.0
+    credits_per_metric: float = 0.2
+    allow_low_credits: bool = False
 
 
 @dataclass(frozen=True)
@@ -386,6 +441,7 @@ class Settings:
     baseline_strict: bool = False
     canary: tuple[str, ...] = ()  # --cekura-canary: case names
     max_reads_per_minute: int = 60
+    spend: Spend = Spend()
 
 
 @dataclass(frozen=True)
@@ -536,7 +592,8 @@ def resolve(config: pytest.Config) -> Settings:
             pipecat_cloud_agent=_value(config, "cekura_pipecat_cloud_agent"),
             flag_keys=_flag_keys(config),
         ),
-        max_runs=_value(config, "cekura_max_runs"),
+        max_runs=_value(config, "cekura_max_runs") or None,
+        spend=_spend(config),
         report=_value(config, "cekura_report"),
         progress_interval=_value(config, "cekura_progress_interval"),
         step_summary=not (
@@ -562,6 +619,21 @@ def resolve(config: pytest.Config) -> Settings:
         baseline_strict=bool(
             config.getoption("cekura_baseline_strict", None)
             or config.getini("cekura_baseline_strict")
+        ),
+    )
+
+
+def _spend(config: pytest.Config) -> Spend:
+    cap = _value(config, "cekura_max_credits")
+    flag = config.getoption("cekura_max_credits", None) is not None
+    return Spend(
+        max_credits=cap,
+        max_credits_source="--cekura-max-credits" if flag else "ini key cekura_max_credits",
+        credits_per_minute=_value(config, "cekura_credits_per_minute"),
+        credits_per_metric=_value(config, "cekura_credits_per_metric"),
+        allow_low_credits=bool(
+            config.getoption("cekura_allow_low_credits", None)
+            or config.getini("cekura_allow_low_credits")
         ),
     )
 

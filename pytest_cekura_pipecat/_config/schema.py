@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -166,9 +167,10 @@ class _CaseFields(_Common):
     repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
     min_passes: PositiveInt | None = None
     canary: bool = False
+    priority: StrictInt = 0
 
     _fixed_case_fields = field_validator(
-        "scenario", "repeat", "min_passes", "canary", mode="before"
+        "scenario", "repeat", "min_passes", "canary", "priority", mode="before"
     )(_no_template)
 
     @model_validator(mode="after")
@@ -471,6 +473,7 @@ def _merge(
         min_samples=pick("min_samples") or 1,
         quarantine=quarantine.value() if quarantine is not None else None,
         canary=fields.canary,
+        priority=fields.priority,
         adaptive=bool(pick("adaptive")),
         bot_source=bot_source(bot),
     )

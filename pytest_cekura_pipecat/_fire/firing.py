@@ -49,6 +49,7 @@ from .._errors import (
     Unreachable,
 )
 from .._redact import Redactor
+from .credits import Forecast
 from .plan import Plan, Slot
 from .recover import (
     Search,
@@ -108,6 +109,9 @@ class FireHooks:
     # The canaries' gate: waits for their final runs; why the rest must not be fired, or
     # None. Without one, canaries are fired first and nothing waits for them.
     canary: Gate | None = None
+    # The spend pre-flight (``spend.py``) of a first firing: why nothing may be fired, or
+    # None; it marks the slots of cases it leaves out, and gives ``control`` the forecast.
+    spend: Callable[[Sequence[tuple[Case, Slot]]], Awaitable[str | None]] | None = None
 
 
 class FireControl:
@@ -118,6 +122,7 @@ class FireControl:
         self._lock = threading.Lock()
         self._stopped: str | None = None
         self._notes: list[str] = []
+        self._forecast: Forecast | None = None
 
     def stop(self, reason: str) -> None:
         """Send nothing more (thread-safe; a later reason does not replace the first)."""
@@ -137,6 +142,14 @@ class FireControl:
     def notes(self) -> list[str]:
         with self._lock:
             return list(self._notes)
+
+    def forecast(self, found: Forecast) -> None:
+        """The spend pre-flight's forecast (the plan carries it)."""
+        self._forecast = found
+
+    @property
+    def forecasted(self) -> Forecast | None:
+        return self._forecast
 
 
 class Lanes:
@@ -525,7 +538,9 @@ def _plan(fired_at: float, pending: list[_Pending], ctx: FireContext) -> Plan:
     slots: dict[str, list[Slot]] = defaultdict(list)
     for item in pending:
         slots[item.slot.nodeid].append(item.slot)
-    return Plan(fired_at, dict(slots), ctx.control.notes(), ctx.traffic.sent)
+    return Plan(
+        fired_at, dict(slots), ctx.control.notes(), ctx.traffic.sent, ctx.control.forecasted
+    )
 
 
 def _lane(item: _Pending) -> Lane:
@@ -612,9 +627,12 @@ async def _refused(pending: list[_Pending], ctx: FireContext) -> bool:
         ctx.control.note(ctx.policy.no_client_reason)
         return True
     problem = await preflight(pending, ctx) if not ctx.policy.attempt else None
+    spend = ctx.hooks.spend
+    if problem is None and spend is not None and not ctx.policy.attempt:
+        problem = await spend([(p.case, p.slot) for p in pending])
     if problem is not None:
         ctx.control.stop(problem)
-        _fail(pending, f"not fired: {problem}")
+        _fail([p for p in pending if p.slot.error is None], f"not fired: {problem}")
         ctx.control.note(f"cekura: nothing fired: {problem}")
         return True
     before = ctx.hooks.before_firing

@@ -12,6 +12,8 @@ from functools import cache
 
 from pydantic import TypeAdapter
 
+from .credits import Forecast
+
 
 @dataclass
 class Slot:
@@ -48,6 +50,7 @@ class Plan:
     slots: dict[str, list[Slot]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     requests: int = 0
+    forecast: Forecast | None = None  # the spend pre-flight's, of the first firing
 
     def all_slots(self) -> list[Slot]:
         return [slot for slots in self.slots.values() for slot in slots]

@@ -35,6 +35,8 @@ class Report:
     # Where the report was made (``ci.provenance``, or a merged report's latest): JSON
     # values by name, written back as they came.
     provenance: Mapping[str, object] = field(default_factory=dict)
+    # The spend forecast and cap (``_fire/credits.py``'s ``Forecast.to_json``), as written.
+    spend: Mapping[str, object] | None = None
 
     @cached_property
     def totals(self) -> Totals:
@@ -65,6 +67,8 @@ class Report:
         gate = self.totals.gate_json()
         if gate is not None:
             document["gate"] = gate
+        if self.spend is not None:
+            document["spend"] = finite(dict(self.spend))
         return document
 
     @classmethod
@@ -80,6 +84,7 @@ class Report:
             provenance={k: v for k, v in provenance.items() if k != "agents"}
             if isinstance(provenance, dict)
             else {},
+            spend=spend if isinstance(spend := document.get("spend"), dict) else None,
         )
 
 
@@ -99,6 +104,7 @@ def session_report(
         simulated=simulated,
         notes=tuple(summary.notes),
         provenance=dict(provenance or {}),
+        spend=None if summary.forecast is None else summary.forecast.to_json(),
     )
 
 

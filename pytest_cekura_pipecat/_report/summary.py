@@ -17,6 +17,7 @@ from .record import CaseRecord
 if TYPE_CHECKING:
     import pytest
 
+    from .._fire.credits import Forecast
 
 SCHEMA_VERSION = REPORT_SCHEMA_VERSION
 VERDICTS = ("passed", "failed", "error")
@@ -156,6 +157,7 @@ class Summary:
     outcomes: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    forecast: Forecast | None = None  # the spend pre-flight's (the report's ``spend``)
     # Runs fired per case over every attempt (reruns too): a run id, or the attempt and
     # place of a run whose start was sent but whose id is unknown.
     fired: dict[str, set[int | str]] = field(default_factory=dict)

@@ -73,9 +73,12 @@ def build_session(
     ledger: Ledger | None,
     baseline: Baseline | None,
     agent_flag: bool,
+    runtime: role.Runtime | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> CekuraSession:
     """The session, from values. ``agent_flag``: --cekura-agent was given (the default
-    agent's messages name the option that set it)."""
+    agent's messages name the option that set it); ``runtime``: how the session reads
+    Cekura before firing (the spend pre-flight); ``announce``: where its forecast goes."""
     process, problem = firing
     agent = settings.defaults.agent
     default_agent = None
@@ -90,6 +93,8 @@ def build_session(
         ledger=ledger,
         baseline=baseline,
         default_agent=default_agent,
+        runtime=runtime,
+        announce=announce,
     )
 
 

@@ -29,6 +29,7 @@ from .._api.run import CekuraRun
 from .._config.case import Case
 from .._files import SharedDirError
 from .._fire.bot import stop_orphan
+from .._fire.credits import Forecast
 from .._fire.firing import FireContext, FireControl, FireHooks, Lanes, Wiring, fire, fire_waves
 from .._fire.plan import Plan, Slot
 from .._judge.canary import canary_problem
@@ -86,8 +87,13 @@ class Role(Protocol):
     def interrupt(self) -> None:
         """End the live calls this process can end (bounded)."""
 
-    def reserve(self, runs: int, budget: int, base: int) -> bool:
-        """Reserve runs for a rerun within the session's budget (all processes)."""
+    def reserve(self, runs: int, budget: int, base: int, counter: str = "reruns") -> bool:
+        """Reserve runs (or hundredths of credits: ``counter="credits"``) for a rerun within
+        the session's budget (all processes)."""
+
+    def forecast(self) -> Forecast | None:
+        """The spend forecast of the session's first firing (None before it, or when
+        nothing was forecast)."""
 
     def bot_spawned(self, pid: int) -> None:
         """The bot under test was started by this process (pid of its process group)."""
@@ -228,7 +234,7 @@ class Local:
         self.plan: Plan | None = None
         self._reruns: dict[tuple[str, int], list[Slot]] = {}
         self._fire_notes: list[str] = []
-        self._reserved = 0
+        self._reserved: dict[str, int] = {}
 
     def start(self, selected: Sequence[tuple[str, Case]], context: ContextFactory) -> None:
         self.plan = self._fire(selected, context, 0)
@@ -304,11 +310,15 @@ class Local:
             ctx.control.stop("the session was interrupted")
         self._watching.interrupt()
 
-    def reserve(self, runs: int, budget: int, base: int) -> bool:
-        if base + self._reserved + runs > budget:
+    def reserve(self, runs: int, budget: int, base: int, counter: str = "reruns") -> bool:
+        reserved = self._reserved.get(counter, 0)
+        if base + reserved + runs > budget:
             return False
-        self._reserved += runs
+        self._reserved[counter] = reserved + runs
         return True
+
+    def forecast(self) -> Forecast | None:
+        return self.plan.forecast if self.plan is not None else None
 
     def bot_spawned(self, pid: int) -> None:
         pass  # stopped by this process, at the end
@@ -399,8 +409,12 @@ class Controller:
     def runs(self, nodeid: str, attempt: int) -> list[CekuraRun]:
         return []
 
-    def reserve(self, runs: int, budget: int, base: int) -> bool:
+    def reserve(self, runs: int, budget: int, base: int, counter: str = "reruns") -> bool:
         return False
+
+    def forecast(self) -> Forecast | None:
+        plan = self.shared.read_plan()
+        return plan.forecast if plan is not None else None
 
     def bot_spawned(self, pid: int) -> None:
         pass  # the controller starts no bot
@@ -613,8 +627,12 @@ class Worker:
         for ctx in self._firings:  # fire nothing more; the controller ends live calls
             ctx.control.stop("the session was interrupted")
 
-    def reserve(self, runs: int, budget: int, base: int) -> bool:
-        return self.shared.reserve(runs, budget, base)
+    def reserve(self, runs: int, budget: int, base: int, counter: str = "reruns") -> bool:
+        return self.shared.reserve(runs, budget, base, counter)
+
+    def forecast(self) -> Forecast | None:
+        plan = self._plan or self.shared.read_plan()  # never waits: read after a verdict
+        return plan.forecast if plan is not None else None
 
     def bot_spawned(self, pid: int) -> None:
         with contextlib.suppress(SharedDirError):  # then a SIGKILL of this worker orphans it
@@ -661,8 +679,11 @@ class Idle:
     def interrupt(self) -> None:
         pass
 
-    def reserve(self, runs: int, budget: int, base: int) -> bool:
+    def reserve(self, runs: int, budget: int, base: int, counter: str = "reruns") -> bool:
         return True  # nothing is fired: the verdict says why
+
+    def forecast(self) -> Forecast | None:
+        return None
 
     def bot_spawned(self, pid: int) -> None:
         pass

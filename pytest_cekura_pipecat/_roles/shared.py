@@ -341,14 +341,15 @@ class SharedDir:
 
     # -- the run budget across processes ----------------------------------------------------
 
-    def reserve(self, runs: int, budget: int, base: int) -> bool:
+    def reserve(self, runs: int, budget: int, base: int, counter: str = "reruns") -> bool:
         """Reserve ``runs`` rerun runs if the session's total (``base`` first-attempt runs
-        plus every reservation so far, by any worker) stays within ``budget``."""
+        plus every reservation so far, by any worker) stays within ``budget``. Another
+        ``counter`` ("credits": hundredths of a credit) is kept the same way, apart."""
         import fcntl  # POSIX; a lock that dies with its holder
 
         with open(self.path / "spent.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            path = self.path / "reruns.json"
+            path = self.path / f"{counter}.json"
             try:
                 spent = int(path.read_text() or 0)
             except (OSError, ValueError):

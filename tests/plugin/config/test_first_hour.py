@@ -183,8 +183,9 @@ def test_blackhole_is_said_within_5_s(
                 said_at = time.monotonic() - started
         proc.wait(timeout=30)
     text = "".join(lines)
-    said = f"Cekura at {blackhole} (set by --cekura-api-url) has not answered POST"
-    failed = f"start request for 1 run(s) to {blackhole} failed"
+    # The spend pre-flight's read of the scenario is the first request: nothing is fired.
+    said = f"Cekura at {blackhole} (set by --cekura-api-url) has not answered GET"
+    failed = f"not fired: Cekura at {blackhole} unreachable"
     assert said in text and failed in text, text
     # Said while the request still waits (5 s into its 8 s), not with its failure; the bound
     # only guards against a hang (a loaded machine stretches every second).

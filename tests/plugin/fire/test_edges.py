@@ -148,7 +148,16 @@ def test_claim_gives_each_unmapped_slot_its_own_run() -> None:
 
 
 def test_a_rejected_batch_does_not_trip_the_breaker_for_healthy_batches(suite: Suite) -> None:
-    cases = [999] + [101] * 6 + [101] * 7  # batch 1 has an unknown scenario id
+    # Batch 1 sends a scenario id Cekura does not know (the pre-flight read 101: the entry
+    # hook changes it, as a scenario deleted after the pre-flight would be).
+    suite.pytester.makeconftest(
+        """
+        def pytest_cekura_entry(case, entry):
+            if case.name == "c00":
+                entry["scenario"] = 999
+        """
+    )
+    cases = [101] * 14
     suite.toml(
         ROOM
         + "".join(f'[[case]]\nname = "c{i:02d}"\nscenario = {s}\n' for i, s in enumerate(cases))

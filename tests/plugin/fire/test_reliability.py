@@ -58,19 +58,28 @@ def test_post_whose_fate_is_unknown_is_never_resent(suite: Suite, fault: str) ->
 @pytest.mark.parametrize("shape", ["entry", "field"])
 def test_one_unknown_scenario_errors_only_its_case(suite: Suite, shape: str) -> None:
     """A 400 created nothing: the batch is sent again without the refused entry (named by
-    the 400, or isolated by halving when the 400 names none)."""
+    the 400, or isolated by halving when the 400 names none). The pre-flight found every
+    scenario; the entry hook sends one Cekura does not know (as a scenario deleted between
+    the pre-flight and the start request would be)."""
     suite.sim.configure(unknown_scenario_400=shape)
+    suite.pytester.makeconftest(
+        """
+        def pytest_cekura_entry(case, entry):
+            if case.name == "c2":
+                entry["scenario"] = 999
+        """
+    )
     suite.toml(
         ROOM
         + "".join(
             f'[[case]]\nname = "c{i}"\nscenario = {s}\n'
-            for i, s in enumerate([101, 104, 999, 101, 104])
+            for i, s in enumerate([101, 104, 101, 101, 104])
         )
     )
     result = suite.run()
     result.assert_outcomes(passed=4, errors=1)
     out = result.stdout.str()
-    assert "Cekura refused scenario 999 of case c2 (HTTP 400)" in out
+    assert "Cekura refused scenario 101 of case c2 (HTTP 400)" in out
     assert no_traceback(out)
     assert suite.sim.entries_fired() == 4
 
@@ -106,9 +115,17 @@ def test_dry_run_prints_redacted_plan_and_fires_nothing(suite: Suite) -> None:
             f"POST {START} (request 1 of 1, 5 run(s))",
             '*"pipecat_token": "***"*',
             "cekura dry run: 5 run(s) in 1 request(s) would be started and billed; nothing was fired",
+            "cekura dry run: spend forecast (estimates): 5 run(s), about 62.5 credits, worst "
+            "case 125 credits; 1,000,000 credits left (5 credits a voice minute, 0.2 an LLM metric)",
         ]
     )
-    assert suite.sim.requests == []
+    # Only reads that cost nothing: the scenarios (once each) and the credits left.
+    paths = sorted(r.path for r in suite.sim.requests)
+    assert all(r.method == "GET" for r in suite.sim.requests)
+    assert paths == [
+        "/test_framework/billing/info/",
+        *(f"/test_framework/v1/scenarios/{s}/" for s in (101, 102, 103, 104)),
+    ]
     assert ROOM_TOKEN not in suite.artifacts(result)
 
 

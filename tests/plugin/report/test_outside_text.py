@@ -209,7 +209,7 @@ def test_a_hostile_bot_log_echoed_in_failures_steers_nothing(
         port = probe.getsockname()[1]
     said = EVERY.encode() + b"\n\xff invalid UTF-8\n"
     bot = shlex.join([sys.executable, "-c", f"import os, sys; os.write(1, {said!r}); sys.exit(3)"])
-    suite.toml("[[case]]\nname = 'books'\nscenario = 101\n")
+    suite.toml("[[case]]\nname = 'books'\nscenario = 201\n")
     result = suite.run(
         "-rA",
         f"--cekura-bot-command={bot}",

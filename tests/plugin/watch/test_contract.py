@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from helpers import API_KEY, FOUR_CASES, SCRIPTS, Suite, no_traceback
+from helpers import API_KEY, FOUR_CASES, SCRIPTS, StreamedBody, Suite, json_answer, no_traceback
 
 from pytest_cekura_pipecat._api.client import START_PATH, CekuraClient, HttpPolicy, Transient
 from pytest_cekura_pipecat._errors import Unreachable
@@ -170,10 +170,13 @@ def test_verdicts_name_their_reasons_whatever_the_reads(suite: Suite, request: A
     else:
         assert all(r.path.startswith("/test_framework/v2/") for r in reads)
         assert all(r.status == 200 for r in reads)
+        # No read falls back to v1 (the spend pre-flight's scenario reads exist on v1 only).
         assert not [
             r
             for r in suite.sim.requests
-            if r.path.startswith("/test_framework/v1/") and r.method == "GET"
+            if r.path.startswith("/test_framework/v1/")
+            and r.method == "GET"
+            and not r.path.startswith("/test_framework/v1/scenarios/")
         ]
 
 
@@ -251,24 +254,8 @@ def test_every_second_get_failing_changes_no_verdict(suite: Suite) -> None:
     assert "Bot did not join the room" in out  # the error is the scenario's, not the outage's
 
 
-class _Body(httpx.AsyncByteStream):
-    """A body that arrives as a stream, as from a socket. (``httpx.Response(json=...)`` is
-    read at construction, and the client streams raw bytes to cap their size.)"""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._data
-
-
-def _answer(status: int, data: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-    head = {"Content-Type": "application/json", **(headers or {})}
-    return httpx.Response(status, headers=head, stream=_Body(json.dumps(data).encode()))
-
-
 def _start_answer(result_key: str = "id") -> httpx.Response:
-    return _answer(
+    return json_answer(
         200,
         {
             result_key: 4242,
@@ -301,7 +288,7 @@ def test_start_rides_out_a_429_and_a_refused_connection() -> None:
         assert request.url.path == START_PATH
         seen.append(request.method)
         if len(seen) == 1:
-            return _answer(429, {"detail": "Request was throttled."}, {"Retry-After": "0"})
+            return json_answer(429, {"detail": "Request was throttled."}, {"Retry-After": "0"})
         if len(seen) == 2:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         return _start_answer()
@@ -465,7 +452,7 @@ def test_runs_bulk_is_read_in_every_shape(body: str, expected: dict[int, Any]) -
         assert request.url.path.endswith("/runs/bulk/")
         assert request.url.params["run_ids"] == "11,12,13,14"
         head = {"Content-Type": "application/json"}
-        return httpx.Response(200, headers=head, stream=_Body(body.encode()))
+        return httpx.Response(200, headers=head, stream=StreamedBody(body.encode()))
 
     async def main() -> Any:
         client = _client(handler, [])
@@ -482,7 +469,7 @@ def test_runs_bulk_is_read_in_every_shape(body: str, expected: dict[int, Any]) -
 def test_a_runs_bulk_answer_that_cannot_be_read_is_transient(body: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         head = {"Content-Type": "application/json"}
-        return httpx.Response(200, headers=head, stream=_Body(body.encode()))
+        return httpx.Response(200, headers=head, stream=StreamedBody(body.encode()))
 
     async def main() -> Any:
         client = _client(handler, [])

@@ -105,10 +105,21 @@ def test_a_dripping_result_read_cannot_outlive_the_case_timeout(suite: Suite) ->
     """The GET answers one byte a second: the HTTP deadline (120 s here) is longer than the
     case timeout, so the watcher's own deadline must end the wait at 15 s."""
     suite.toml(ROOM + "[[case]]\nscenario = 101\n")
-    suite.sim.faults.drip_gets = 1
-    suite.sim.faults.drip_interval = 1.0
+    faults = suite.sim.faults
+
+    class DripAfterThePreflight:  # its reads of the scenario and the credits answer at once
+        def pytest_cekura_entry(self, case: object, entry: object) -> None:
+            faults.drip_gets = 1
+            faults.drip_interval = 1.0
+
     started = time.monotonic()
-    result = suite.run("--cekura-timeout=15", "--cekura-http-timeout=120")
+    result = suite.pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--cekura-timeout=15",
+        "--cekura-http-timeout=120",
+        plugins=[DripAfterThePreflight()],
+    )
     elapsed = time.monotonic() - started
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*no verdict after 15 s*"])
