@@ -161,7 +161,10 @@ async def _with(client: CekuraClient, work: Coroutine[Any, Any, _T]) -> _T:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "pull" and args.tag_filter and not args.tags:
+        parser.error("--tag-filter applies only with --tags")
     path = Path(args.toml)
     try:
         return _pull(args, path) if args.command == "pull" else _check(args, path)

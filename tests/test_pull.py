@@ -212,3 +212,10 @@ def test_pull_refuses_a_file_it_cannot_edit_safely(text: str) -> None:
     with pytest.raises(ConfigError) as info:
         pull_into(text, [Listed(301, "Book a table", 5)], 5, "cekura.toml")
     assert info.value.problems[0].startswith("cekura.toml: ")
+
+
+def test_a_tag_filter_without_tags_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["pull", "--agent", "5", "--tag-filter", "all"])
+    assert info.value.code == 2
+    assert "--tag-filter applies only with --tags" in capsys.readouterr().err

@@ -225,11 +225,11 @@ class Selections:
         if self._shared is None:
             yield
             return
-        import fcntl  # POSIX; a lock that dies with its holder
-
         try:
+            import fcntl  # POSIX; a lock that dies with its holder
+
             lock = open(self._shared / _LOCK, "a")  # noqa: SIM115 - held across the yield
-        except OSError:
+        except (ImportError, OSError):
             yield  # no lock: each worker reads for itself, as a single process does
             return
         with lock:
