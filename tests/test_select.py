@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, Suite, no_traceback
 
-from pytest_cekura_pipecat._config.schema import read_file
-from pytest_cekura_pipecat._config.select import case_name
+from pytest_cekura_pipecat._config.schema import TomlFile, read_file
+from pytest_cekura_pipecat._config.select import Answer, Listed, case_name, entries, queries
 from pytest_cekura_pipecat._errors import ConfigError
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
@@ -164,3 +164,44 @@ def test_a_select_table_is_checked_strictly(tmp_path: Path, table: str, line: st
         read_file(path, "cekura.toml")
     assert len(info.value.problems) == 1
     assert fnmatch.fnmatchcase(info.value.problems[0], line), info.value.problems
+
+
+def _parsed(tmp_path: Path, text: str) -> TomlFile:
+    path = tmp_path / "cekura.toml"
+    path.write_text(text, encoding="utf-8")
+    return read_file(path, "cekura.toml")
+
+
+def test_two_tables_choosing_one_scenario_give_it_to_the_first(tmp_path: Path) -> None:
+    parsed = _parsed(
+        tmp_path,
+        '[[case]]\nscenario = 3\n[[select]]\nagent = 5\ntags = ["a"]\nrepeat = 2\n'
+        '[[select]]\nagent = 5\nfolder_path = "F/"\n',
+    )
+    first, second = chosen = queries(parsed, "cekura.toml", None)
+    answers = {
+        first: Answer((Listed(2, "Two", 5), Listed(1, "One", 5), Listed(3, "Three", 5))),
+        second: Answer((Listed(2, "Two", 5), Listed(4, "Four", 5))),
+    }
+    got = entries(parsed, chosen, answers, "cekura.toml")
+    assert [(e.name, e.scenario, e.repeat, e.agent) for e in got] == [
+        ("one-1", 1, 2, 5),
+        ("two-2", 2, 2, 5),
+        ("four-4", 4, 1, 5),
+    ]
+    assert Answer.from_json(answers[first].to_json()) == answers[first]
+    assert Answer.from_json("{") is None
+
+
+def test_a_table_needs_an_agent_from_somewhere(tmp_path: Path) -> None:
+    parsed = _parsed(tmp_path, '[[select]]\ntags = ["a"]\n')
+    with pytest.raises(ConfigError) as info:
+        queries(parsed, "cekura.toml", None)
+    assert info.value.problems == [
+        "cekura.toml: select #1: agent: required (set it in the table, at the top of the "
+        "file, or with the cekura_agent ini key)"
+    ]
+    assert queries(parsed, "cekura.toml", 9)[0].agent == 9
+    failed = {queries(parsed, "cekura.toml", 9)[0]: Answer(problem="no answer")}
+    with pytest.raises(ConfigError, match=r"^cekura.toml: select #1: no answer$"):
+        entries(parsed, list(failed), failed, "cekura.toml")
