@@ -14,16 +14,21 @@ from _pytest.mark.structures import Mark, MarkDecorator
 from ._config.case import Case
 from ._config.options import PLUGIN_KEY
 from ._config.schema import (
+    TomlCase,
+    TomlFile,
     bot_keys,
     case_from_marker,
     case_line,
     case_lines,
     case_spots,
+    file_cases,
     file_defaults,
-    load_file,
     merge_markers,
     nearest_toml,
+    read_file,
 )
+from ._config.select import PULL_HINT, Fetch, Selections, fetcher, queries
+from ._config.select import entries as selected_entries
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._judge.verdict import CaseVerdict
 from ._report.record import junit_properties, run_records
@@ -68,18 +73,22 @@ class CekuraFile(pytest.File):
     def collect(self) -> Iterator[CekuraItem]:
         session = session_of(self.config)
         try:
-            parsed, cases = load_file(
-                self.path,
+            parsed = read_file(self.path, self.nodeid)
+            chosen = _selected(session, parsed, self.nodeid)
+            cases = file_cases(
+                parsed,
                 self.nodeid,
                 session.settings.defaults,
                 session.has_room_provider(),
+                chosen,
             )
             session.note_bot_keys(bot_keys(parsed, self.path, self.nodeid))
         except ConfigError as exc:
             session.file_broken(self.path)
             raise self.CollectError(str(exc)) from None
         self._check_marks(cases)
-        lines = case_lines(self.path.read_text(encoding="utf-8"), len(cases))
+        lines = case_lines(self.path.read_text(encoding="utf-8"), len(parsed.case))
+        lines += [None] * len(chosen)
         for case, line in zip(cases, lines, strict=True):
             item = CekuraItem.from_parent(self, name=case.name, case=case, line=line)
             for mark in case.marks:
@@ -126,6 +135,37 @@ class CekuraFile(pytest.File):
                     problems.append(f"{where}: {exc}")
         if problems:
             raise self.CollectError("\n".join(problems))
+
+
+_SELECTIONS = pytest.StashKey[Selections]()
+
+
+def _selected(session: CekuraSession, parsed: TomlFile, display: str) -> list[TomlCase]:
+    """The entries a file's ``[[select]]`` tables choose, read from Cekura once per session
+    (shared with the other xdist workers through the controller's directory)."""
+    if not parsed.select:
+        return []
+    chosen = queries(parsed, display, session.settings.defaults.agent)
+    runtime = session.runtime
+    if not runtime.api_key:
+        raise ConfigError(
+            [
+                f"{display}: [[select]] needs Cekura to list its scenarios and CEKURA_API_KEY "
+                f"is not set: export it ({PULL_HINT})"
+            ]
+        )
+    config = session.config
+    if _SELECTIONS not in config.stash:
+        shared = getattr(config, "workerinput", {}).get("cekura_shared_dir")
+        config.stash[_SELECTIONS] = Selections(Path(str(shared)) if shared else None)
+
+    def fetch() -> Fetch:
+        client = runtime.client()
+        assert client is not None  # the key is set
+        return fetcher(client)
+
+    answers = config.stash[_SELECTIONS].resolve(chosen, fetch)
+    return selected_entries(parsed, chosen, answers, display)
 
 
 class CekuraItem(pytest.Item):

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -193,19 +193,60 @@ class TomlCase(_CaseFields):
     @field_validator("marks")
     @classmethod
     def _mark_names(cls, value: list[str]) -> list[str]:
-        for mark in value:
-            if not mark.isidentifier() or mark.startswith("_"):
-                raise ValueError(
-                    f"marks: {mark!r} is not a mark name (a Python identifier, "
-                    "not starting with '_')"
-                )
-            if mark in _FUNCTION_ONLY_MARKS:
-                raise ValueError(f"marks: {mark!r} applies only to Python test functions")
+        return _mark_names(value)
+
+
+def _mark_names(value: list[str]) -> list[str]:
+    for mark in value:
+        if not mark.isidentifier() or mark.startswith("_"):
+            raise ValueError(
+                f"marks: {mark!r} is not a mark name (a Python identifier, not starting with '_')"
+            )
+        if mark in _FUNCTION_ONLY_MARKS:
+            raise ValueError(f"marks: {mark!r} applies only to Python test functions")
+    return value
+
+
+class TomlSelect(_Common):
+    """A ``[[select]]`` table: the agent's scenarios in a Cekura folder and/or with tags, each
+    a case with this table's keys as its own (resolved in ``select.py``)."""
+
+    folder_path: NonEmpty | None = None
+    tags: list[NonEmpty] | None = None
+    tag_filter_type: Literal["any", "all"] | None = None
+    repeat: Annotated[int, Field(ge=1, le=MAX_REPEAT)] = 1
+    min_passes: PositiveInt | None = None
+    marks: list[NonEmpty] = Field(default_factory=list)
+
+    _fixed_select = field_validator(
+        "folder_path", "tags", "tag_filter_type", "repeat", "min_passes", "marks", mode="before"
+    )(_no_template)
+
+    @field_validator("marks")
+    @classmethod
+    def _mark_names(cls, value: list[str]) -> list[str]:
+        return _mark_names(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _no_comma(cls, value: list[str] | None) -> list[str] | None:
+        for tag in value or ():
+            if "," in tag:
+                raise ValueError(f"tags: {tag!r} has a comma (give each tag as its own string)")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.tag_filter_type is not None and not self.tags:
+            raise ValueError("tag_filter_type: applies only with tags")
+        if self.min_passes is not None and self.min_passes > self.repeat:
+            raise ValueError(f"min_passes: {self.min_passes} is more than repeat ({self.repeat})")
+        return self
 
 
 class TomlFile(_Common):
     case: list[TomlCase] = Field(default_factory=list)
+    select: list[TomlSelect] = Field(default_factory=list)
     # The bot under test, started once per session (top level only).
     bot_command: NonEmpty | None = None
     bot_ready_url: NonEmpty | None = None
@@ -220,6 +261,7 @@ class MarkerArgs(_CaseFields):
 
 TOML_CASE_KEYS = sorted(TomlCase.model_fields)
 TOML_TOP_KEYS = sorted(TomlFile.model_fields)
+TOML_SELECT_KEYS = sorted(TomlSelect.model_fields)
 MARKER_KEYS = sorted(MarkerArgs.model_fields)
 
 
@@ -257,6 +299,10 @@ def _problems(exc: ValidationError, where: str, cases: list[Any] | None = None) 
             prefix = f"{where}: case {shown}"
             loc = loc[2:]
             keys = TOML_CASE_KEYS
+        elif cases is not None and len(loc) >= 2 and loc[0] == "select":
+            prefix = f"{where}: select #{int(loc[1]) + 1}"
+            loc = loc[2:]
+            keys = TOML_SELECT_KEYS
         elif cases is None:
             keys = MARKER_KEYS
         lines.append(one_line(f"{prefix}: {_field_problem(error, loc, keys)}"))
@@ -641,17 +687,34 @@ def load_file(
     path: Path, display: str, defaults: Defaults, have_room_provider: bool
 ) -> tuple[TomlFile, list[Case]]:
     """A ``cekura.toml`` read once: its validated document (top-level keys) and its cases."""
+    parsed = read_file(path, display)
+    return parsed, file_cases(parsed, display, defaults, have_room_provider)
+
+
+def read_file(path: Path, display: str) -> TomlFile:
+    """A ``cekura.toml``, validated; a ConfigError lists every problem in the file."""
     document = parse_toml(path, display)
     raw_cases = document.get("case")
     try:
-        parsed = TomlFile.model_validate(document)
+        return TomlFile.model_validate(document)
     except ValidationError as exc:
         raw = raw_cases if isinstance(raw_cases, list) else []
         raise ConfigError(_problems(exc, display, raw)) from None
+
+
+def file_cases(
+    parsed: TomlFile,
+    display: str,
+    defaults: Defaults,
+    have_room_provider: bool,
+    selected: Sequence[TomlCase] = (),
+) -> list[Case]:
+    """The cases of a validated ``cekura.toml``: its ``[[case]]`` tables, then the entries
+    its ``[[select]]`` tables chose (``select.py``)."""
     problems: list[str] = []
     cases: list[Case] = []
     seen: dict[str, int] = {}
-    for index, entry in enumerate(parsed.case):
+    for index, entry in enumerate([*parsed.case, *selected]):
         name = entry.name or f"scenario-{entry.scenario}"
         where = f"{display}: case {name}"
         if "::" in name or "[" in name or "/" in name:
@@ -673,7 +736,7 @@ def load_file(
         cases.append(case)
     if problems:
         raise ConfigError([one_line(p) for p in problems])
-    return parsed, cases
+    return cases
 
 
 def merge_markers(kwargs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
