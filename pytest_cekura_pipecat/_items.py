@@ -74,7 +74,7 @@ class CekuraFile(pytest.File):
         session = session_of(self.config)
         try:
             parsed = read_file(self.path, self.nodeid)
-            chosen = _selected(session, parsed, self.nodeid)
+            chosen = _selected(session, self.config, parsed, self.nodeid)
             cases = file_cases(
                 parsed,
                 self.nodeid,
@@ -140,21 +140,22 @@ class CekuraFile(pytest.File):
 _SELECTIONS = pytest.StashKey[Selections]()
 
 
-def _selected(session: CekuraSession, parsed: TomlFile, display: str) -> list[TomlCase]:
+def _selected(
+    session: CekuraSession, config: pytest.Config, parsed: TomlFile, display: str
+) -> list[TomlCase]:
     """The entries a file's ``[[select]]`` tables choose, read from Cekura once per session
     (shared with the other xdist workers through the controller's directory)."""
     if not parsed.select:
         return []
     chosen = queries(parsed, display, session.settings.defaults.agent)
     runtime = session.runtime
-    if not runtime.api_key:
+    if runtime is None or not runtime.api_key:
         raise ConfigError(
             [
                 f"{display}: [[select]] needs Cekura to list its scenarios and CEKURA_API_KEY "
                 f"is not set: export it ({PULL_HINT})"
             ]
         )
-    config = session.config
     if _SELECTIONS not in config.stash:
         shared = getattr(config, "workerinput", {}).get("cekura_shared_dir")
         config.stash[_SELECTIONS] = Selections(Path(str(shared)) if shared else None)

@@ -163,6 +163,11 @@ class CekuraSession:
             problem=runtime.notice if runtime is not None else None,
         )
 
+    @property
+    def runtime(self) -> role.Runtime | None:
+        """How this session reaches Cekura (None: a session built without one)."""
+        return self._runtime
+
     # -- refusals, from the collection -----------------------------------------------------
 
     def refuse(self, nodeids: Iterable[str] | None, reason: str) -> None:

@@ -28,7 +28,9 @@ BOUNDARY = frozenset(
 # The stage folders, in pipeline order.
 STAGES = ("_api", "_config", "_fire", "_watch", "_judge", "_report", "_roles")
 # Top-level modules that face pytest (hooks, items, fixtures, the session, the CLI).
-FACE = frozenset({"plugin", "_session", "_items", "_fixtures", "hooks", "__init__", "report"})
+FACE = frozenset(
+    {"plugin", "_session", "_items", "_fixtures", "hooks", "__init__", "__main__", "report"}
+)
 # The local Cekura-compatible server: self-contained, started by the face only.
 SIMULATOR = "simulator"
 

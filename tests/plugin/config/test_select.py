@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, Suite, no_traceback
+from helpers import API_KEY, Suite, no_traceback
 
 from pytest_cekura_pipecat._config.schema import TomlFile, read_file
 from pytest_cekura_pipecat._config.select import Answer, Listed, case_name, entries, queries

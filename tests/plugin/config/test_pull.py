@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from conftest import API_KEY, Suite
+from helpers import API_KEY, Suite
 from test_select import CATALOGUE, CHOSEN, LIST, names
 
 from pytest_cekura_pipecat.__main__ import main
@@ -74,7 +74,9 @@ def test_pull_writes_cases_that_then_run_without_a_selection_request(
     result = suite.run("-n", "0")
     result.assert_outcomes(passed=2)
     assert names(suite) == CHOSEN
-    assert not [r for r in suite.sim.requests if r.method == "GET" and r.path.startswith(LIST)]
+    # The spend pre-flight reads each scenario (``LIST`` + id); no list is read.
+    assert not [r for r in suite.sim.requests if r.method == "GET" and r.path == LIST]
+    assert [r for r in suite.sim.requests if r.path.startswith(LIST)], "no pre-flight read"
 
 
 def test_pull_updates_known_ids_in_place_and_keeps_the_rest(
