@@ -1,5 +1,7 @@
 """Command-line tools for JSON reports: ``python -m pytest_cekura_pipecat.report merge
-OUT.json IN.json...`` merges shard reports and renders the same outputs as one session."""
+OUT.json IN.json...`` merges shard reports and renders the same outputs as one session;
+``history HISTORY.jsonl REPORT.json...`` folds reports into a history file; ``html OUT.html
+REPORT.json`` writes a page of a report."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from ._report.comment import pr_comment
 from ._report.document import MergeError, dumps, load_report, merge, write_atomic
 from ._report.markdown import step_summary
+from ._report.tools import add_tools, run_tool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge_cmd.add_argument(
         "--pr-comment", metavar="PATH", help="write a pull-request comment body to PATH"
     )
+    add_tools(commands)
     args = parser.parse_args(argv)
+    if args.command != "merge":
+        return run_tool(args)
 
     loaded, problems = [], []
     for path in args.inputs:

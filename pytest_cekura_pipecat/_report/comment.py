@@ -3,6 +3,7 @@ document. The first line is a marker a workflow can find to update its comment i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link, md_quarantine_row
@@ -27,10 +28,10 @@ def _provenance_line(provenance: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def pr_comment(document: Document, limit: int = _LIMIT) -> str:
+def pr_comment(document: Document, limit: int = _LIMIT, history: Sequence[str] = ()) -> str:
     """Markdown: totals, the failing cases with reasons and links (split into new / known
     failures and fixed cases when the cases carry a ``baseline``), quarantined cases that did
-    not pass, under ``limit`` bytes."""
+    not pass, under ``limit`` bytes; ``history``: the flaky cases' lines."""
     cases = sorted(document["cases"], key=sort_key)
     t = document.get("totals") or totals(cases)
     failing = [c for c in cases if c.get("outcome") in BAD]
@@ -43,6 +44,7 @@ def pr_comment(document: Document, limit: int = _LIMIT) -> str:
     if where:
         out.force("", where)
     out.force("")
+    out.force(*history)
 
     sections: list[tuple[str, list[Case]]] = []
     excused = [c for c in cases if c.get("outcome") == "xfailed"]
