@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from pytest_cekura_pipecat import report as report_cli
 from pytest_cekura_pipecat._report.document import build_document
 
 SCHEMA = json.loads(
@@ -95,3 +97,26 @@ def write_reports(directory: Any) -> list[str]:
         path.write_text(json.dumps(report(session)), encoding="utf-8")
         paths.append(str(path))
     return paths
+
+
+SUITE = """
+pipecat_room_url = "https://acme.daily.co/r"
+
+[[case]]
+name = "books-a-table"
+scenario = 101
+
+[[case]]
+name = "late-booking"
+scenario = 102
+
+[[case]]
+name = "opening-hours"
+scenario = 104
+"""
+
+
+def folded(tmp_path: Path) -> Path:
+    history = tmp_path / "history.jsonl"
+    assert report_cli.main(["history", str(history), *write_reports(tmp_path)]) == 0
+    return history

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Suite
-from history_reports import COMMITS, report, write_reports
+from history_reports import COMMITS, SUITE, folded, report, write_reports
 
 from pytest_cekura_pipecat import report as report_cli
 from pytest_cekura_pipecat._report.history import (
@@ -21,27 +21,6 @@ from pytest_cekura_pipecat._report.history import (
 )
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-SUITE = """
-pipecat_room_url = "https://acme.daily.co/r"
-
-[[case]]
-name = "books-a-table"
-scenario = 101
-
-[[case]]
-name = "late-booking"
-scenario = 102
-
-[[case]]
-name = "opening-hours"
-scenario = 104
-"""
-
-
-def folded(tmp_path: Path) -> Path:
-    history = tmp_path / "history.jsonl"
-    assert report_cli.main(["history", str(history), *write_reports(tmp_path)]) == 0
-    return history
 
 
 def test_folding_is_append_only_and_idempotent(
