@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ._report.comment import pr_comment
 from ._report.document import MergeError, dumps, load_report, merge, write_atomic
 from ._report.markdown import step_summary
-from ._report.tools import add_tools, run_tool
+from ._report.tools import add_tools, flaky_lines, run_tool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge_cmd.add_argument(
         "--pr-comment", metavar="PATH", help="write a pull-request comment body to PATH"
     )
+    merge_cmd.add_argument(
+        "--history",
+        metavar="PATH",
+        help="a history file: list flaky cases in the step summary and the PR comment",
+    )
     add_tools(commands)
     args = parser.parse_args(argv)
     if args.command != "merge":
@@ -54,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"report merge: {line}", file=sys.stderr)
         return 1
+    flaky = flaky_lines(args.history, merged) if args.history else []
     status = 0
     try:
         write_atomic(args.out, dumps(merged))
@@ -68,13 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             try:
                 with open(target, "a", encoding="utf-8") as handle:
-                    handle.write(step_summary(merged))
+                    handle.write(step_summary(merged, history=flaky))
             except OSError as exc:
                 print(f"report merge: could not append to {target}: {exc}", file=sys.stderr)
                 status = 1
     if args.pr_comment:
         try:
-            write_atomic(args.pr_comment, pr_comment(merged))
+            write_atomic(args.pr_comment, pr_comment(merged, history=flaky))
         except OSError as exc:
             print(f"report merge: could not write {args.pr_comment}: {exc}", file=sys.stderr)
             status = 1

@@ -181,3 +181,21 @@ def test_a_bad_window_is_a_usage_error(suite: Suite) -> None:
     result = suite.run("--cekura-history=h.jsonl", "--cekura-history-window=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--cekura-history-window: '0' is not valid*"])
+
+
+def test_merged_shard_reports_list_flaky_cases(tmp_path: Path) -> None:
+    history = folded(tmp_path)
+    shard = report(4)
+    shards = []
+    for i, cases in enumerate((shard["cases"][:1], shard["cases"][1:])):
+        path = tmp_path / f"shard-{i}.json"
+        path.write_text(json.dumps({**shard, "cases": cases}))
+        shards.append(str(path))
+    comment = tmp_path / "comment.md"
+    merged = str(tmp_path / "merged.json")
+    args = ["merge", merged, *shards, "--pr-comment", str(comment), "--history", str(history)]
+    assert report_cli.main(args) == 0
+    text = comment.read_text()
+    # The shards merge into the last session's report, folded already: counted once.
+    assert "**Flaky cases (1)**" in text
+    assert "| <code>books-a-table</code> | 75% \\(3/4\\) | 2 | 1 | <code>quarantine" in text

@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .document import MergeError, load_report, write_atomic
-from .history import DEFAULT_WINDOW, HistoryError, fold, history_view, read_history
+from .history import (
+    DEFAULT_WINDOW,
+    HistoryError,
+    fold,
+    history_view,
+    markdown_lines,
+    read_history,
+    session_history,
+)
 from .html import page
 
 
@@ -94,3 +102,13 @@ def _page(out: str, path: str, history_path: str | None, window: int) -> int:
         raise HistoryError(f"could not write {out}: {exc}") from None
     print(f"report html: {path} -> {out}")
     return 0
+
+
+def flaky_lines(path: str, document: dict[str, Any]) -> list[str]:
+    """``merge --history``: the flaky cases' Markdown lines of a merged report (a history
+    that cannot be read is said on stderr and lists none)."""
+    view, problem = session_history(path, DEFAULT_WINDOW, document, datetime.now(UTC))
+    if view is None:
+        print(f"report merge: {problem}", file=sys.stderr)
+        return []
+    return markdown_lines(view)
