@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .markdown import md_code, md_text
-from .view import CaseView, Kind, case_views
+from .view import CaseView, Kind, case_views, is_toml_case
 
 FORMAT = 1  # the version of a line's format ("v"); a reader skips lines of other versions
 DEFAULT_WINDOW = 20  # sessions of a case the figures are over
@@ -318,7 +318,7 @@ def history_view(
     flaky = tuple(
         Flaky(
             c,
-            toml=views[c.nodeid].from_toml if c.nodeid in views else "cekura.toml::" in c.nodeid,
+            toml=is_toml_case(c.nodeid),
             quarantined=bool(
                 c.nodeid in views and (q := views[c.nodeid].quarantine) is not None and q.active
             ),

@@ -68,9 +68,10 @@ class CaseView:
     def bad(self) -> bool:
         return self.outcome in BAD
 
-    @property
-    def from_toml(self) -> bool:
-        return "cekura.toml::" in self.nodeid or self.nodeid.endswith(".toml")
+
+def is_toml_case(nodeid: str) -> bool:
+    """Declared in a ``cekura.toml`` (else by a marker on a test function)."""
+    return "cekura.toml::" in nodeid
 
 
 def kind(verdict: str | None, outcome: str | None) -> Kind:
