@@ -158,10 +158,12 @@ def test_the_suggested_line_is_accepted_by_cekura_toml(suite: Suite, tmp_path: P
         r"suggested, in its \[\[case\]\] of cekura\.toml: (quarantine = .*)$", out, re.M
     )
     assert line is not None, out
+    # Pasted into books-a-table's [[case]], and (to see it act) into late-booking's too.
     quarantined = SUITE.replace("scenario = 101\n", f"scenario = 101\n{line.group(1)}\n")
+    quarantined = quarantined.replace("scenario = 102\n", f"scenario = 102\n{line.group(1)}\n")
     suite.toml(quarantined)
     result = suite.run("--cekura-report=report.json")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, xfailed=1)
     doc = json.loads((suite.pytester.path / "report.json").read_text())
     books = next(c for c in doc["cases"] if c["name"] == "books-a-table")
     assert books["quarantine"]["active"] is True
@@ -199,3 +201,25 @@ def test_merged_shard_reports_list_flaky_cases(tmp_path: Path) -> None:
     # The shards merge into the last session's report, folded already: counted once.
     assert "**Flaky cases (1)**" in text
     assert "| <code>books-a-table</code> | 75% \\(3/4\\) | 2 | 1 | <code>quarantine" in text
+
+
+def test_the_suggestion_for_a_marked_case_is_accepted_by_the_marker(
+    suite: Suite, tmp_path: Path
+) -> None:
+    cases = case_histories(read_history(folded(tmp_path)).sessions)
+    books = cases["cekura.toml::books-a-table"]
+    line = suggestion(books, datetime.now(UTC).date(), toml=False)
+    assert line.startswith('quarantine={"until": "')
+    suite.pytester.makepyfile(
+        test_bot=f"""
+        import pytest
+
+        @pytest.mark.cekura(scenario=102, pipecat_room_url="https://acme.daily.co/r", {line})
+        def test_late():
+            pass
+        """
+    )
+    result = suite.run("--cekura-report=report.json")
+    result.assert_outcomes(xfailed=1)  # the failing case, quarantined by the pasted line
+    doc = json.loads((suite.pytester.path / "report.json").read_text())
+    assert doc["cases"][0]["quarantine"]["until"] in _today_plus_90()
