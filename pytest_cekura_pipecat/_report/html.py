@@ -60,6 +60,7 @@ def link(label: str, url: str | None) -> str:
 
 _W, _H, _PAD = 360, 90, 8
 _DOT = {"pass": "#1a7f37", "fail": "#cf222e", "infra": "#8c959f"}
+_ROW = {"pass": 1.0, "fail": 0.0, "infra": 0.5}  # a dot's height: pass top, fail bottom
 
 
 def _x(i: int, n: int) -> float:
@@ -85,12 +86,13 @@ def _polyline(values: Sequence[float | None], colour: str, dashed: bool = False)
 
 def chart(case: CaseHistory) -> str:
     """An inline SVG: the pass rate up to each session (solid) and the lowest expected-
-    outcome score (dashed, 0-100), a dot a session: green pass, red fail, grey infra."""
+    outcome score (dashed, 0-100), a dot a session: green pass (top), red fail (bottom),
+    grey infra error (middle)."""
     n = len(case.points)
     rate = case.running_rates()
     scores = [None if p.score is None else p.score / 100 for p in case.points]
     dots = "".join(
-        f'<circle cx="{_x(i, n):.1f}" cy="{_y(0 if p.kind == "fail" else 1):.1f}" r="3" '
+        f'<circle cx="{_x(i, n):.1f}" cy="{_y(_ROW[p.kind]):.1f}" r="3" '
         f'fill="{_DOT[p.kind]}"><title>{text(p.kind + " " + (p.time or "") + " " + (p.commit or "")[:12], 200)}</title></circle>'
         for i, p in enumerate(case.points)
     )
