@@ -1,5 +1,7 @@
 """Command-line tools for JSON reports: ``python -m pytest_cekura_pipecat.report merge
-OUT.json IN.json...`` merges shard reports and renders the same outputs as one session."""
+OUT.json IN.json...`` merges shard reports and renders the same outputs as one session;
+``history HISTORY.jsonl REPORT.json...`` folds reports into a history file; ``html OUT.html
+REPORT.json`` writes a page of a report."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from ._report.comment import pr_comment
 from ._report.document import MergeError, Report, dumps, load_report, merge, write_atomic
 from ._report.markdown import step_summary
+from ._report.tools import add_tools, flaky_lines, run_tool
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     merge_cmd.add_argument(
         "--pr-comment", metavar="PATH", help="write a pull-request comment body to PATH"
     )
+    merge_cmd.add_argument(
+        "--history",
+        metavar="PATH",
+        help="a history file: list flaky cases in the step summary and the PR comment",
+    )
+    add_tools(commands)
     return parser
 
 
@@ -58,13 +67,13 @@ def _merged(inputs: Sequence[str]) -> Report | None:
         return None
 
 
-def _append_step_summary(merged: Report) -> int:
+def _append_step_summary(merged: Report, flaky: Sequence[str]) -> int:
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return _problem("--step-summary: GITHUB_STEP_SUMMARY is not set")
     try:
         with open(target, "a", encoding="utf-8") as handle:
-            handle.write(step_summary(merged))
+            handle.write(step_summary(merged, history=flaky))
     except OSError as exc:
         return _problem(f"could not append to {target}: {exc}")
     return 0
@@ -80,14 +89,18 @@ def _write(path: str, text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "merge":
+        return run_tool(args)
     merged = _merged(args.inputs)
     if merged is None:
         return 1
-    status = _write(args.out, dumps(merged.to_json()))
+    document = merged.to_json()
+    flaky = flaky_lines(args.history, document) if args.history else []
+    status = _write(args.out, dumps(document))
     if args.step_summary:
-        status |= _append_step_summary(merged)
+        status |= _append_step_summary(merged, flaky)
     if args.pr_comment:
-        status |= _write(args.pr_comment, pr_comment(merged))
+        status |= _write(args.pr_comment, pr_comment(merged, history=flaky))
     if status == 0:
         cases = merged.totals.cases
         print(f"report merge: {cases} case(s) from {len(args.inputs)} report(s) -> {args.out}")

@@ -304,6 +304,27 @@ OPTIONS = [
         "PATH",
     ),
     _Option(
+        "cekura_history",
+        "A history file (python -m pytest_cekura_pipecat.report history): list flaky cases with each one's pass rate and flips, and suggest a quarantine; no verdict changes.",
+        str,
+        None,
+        "PATH",
+    ),
+    _Option(
+        "cekura_history_window",
+        "Sessions of each case the history's figures are over (default 20).",
+        _positive_int,
+        20,
+        "N",
+    ),
+    _Option(
+        "cekura_html",
+        "Write one self-contained HTML page of the session's cases (with --cekura-history: a trend chart per case) to PATH.",
+        str,
+        None,
+        "PATH",
+    ),
+    _Option(
         "cekura_pr_comment",
         "Write a Markdown pull-request comment body (totals, failing cases) to PATH.",
         str,
@@ -442,6 +463,9 @@ class Settings:
     canary: tuple[str, ...] = ()  # --cekura-canary: case names
     max_reads_per_minute: int = 60
     spend: Spend = Spend()
+    history: str | None = None  # an absolute path
+    history_window: int = 20
+    html: str | None = None
 
 
 @dataclass(frozen=True)
@@ -614,7 +638,10 @@ def resolve(config: pytest.Config) -> Settings:
         pr_comment=_value(config, "cekura_pr_comment"),
         fresh=bool(config.getoption("cekura_fresh", None) or config.getini("cekura_fresh")),
         bot=_bot_options(config),
-        baseline=_baseline_path(config),
+        baseline=_input_path(config, "cekura_baseline"),
+        history=_input_path(config, "cekura_history"),
+        history_window=_value(config, "cekura_history_window"),
+        html=_value(config, "cekura_html"),
         canary=_value(config, "cekura_canary"),
         baseline_strict=bool(
             config.getoption("cekura_baseline_strict", None)
@@ -667,13 +694,14 @@ def _bot_options(config: pytest.Config) -> BotOptions:
     )
 
 
-def _baseline_path(config: pytest.Config) -> str | None:
-    """The baseline report's path, absolute: relative to the invocation directory on the
-    command line, to the ini file's directory in the ini file."""
-    raw = config.getoption("cekura_baseline", None)
+def _input_path(config: pytest.Config, name: str) -> str | None:
+    """A file the session reads (the baseline report, the history), absolute: relative to
+    the invocation directory on the command line, to the ini file's directory in the ini
+    file."""
+    raw = config.getoption(name, None)
     base = config.invocation_params.dir
     if raw in (None, ""):
-        raw = config.getini("cekura_baseline")
+        raw = config.getini(name)
         if config.inipath is not None:
             base = config.inipath.parent
     if not raw:

@@ -74,14 +74,15 @@ def _head(report: Report, failing: bool, out: Budget) -> None:
     out.force("")
 
 
-def pr_comment(report: Report, limit: int = _LIMIT) -> str:
+def pr_comment(report: Report, limit: int = _LIMIT, history: Sequence[str] = ()) -> str:
     """Markdown: totals, the failing cases with reasons and links (split into new / known
     failures and fixed cases when the cases carry a ``baseline``), quarantined cases that did
-    not pass, under ``limit`` bytes."""
+    not pass, under ``limit`` bytes; ``history``: the flaky cases' lines."""
     cases = sorted(report.cases, key=sort_key)
     failing = report.totals.blocking > 0
     out = Budget(limit)
     _head(report, failing, out)
+    out.force(*history)
     sections = _sections(cases)
     if not failing and not any(title != "Failing cases" and group for title, group in sections):
         out.force("All cases passed." if cases else "No Cekura cases ran.")

@@ -224,6 +224,12 @@ def merge(reports: Sequence[tuple[str, Report]]) -> Report:
 
 def load_report(path: str) -> Report:
     """A report file, checked (one MergeError line naming the file for any problem)."""
+    return Report.from_json(load_document(path))
+
+
+def load_document(path: str) -> dict[str, Any]:
+    """A report file's document, checked, with every field it carries (the HTML page shows
+    a run's transcript and recording link when a report has them)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -232,4 +238,5 @@ def load_report(path: str) -> Report:
         document = json.loads(text)
     except ValueError as exc:
         raise MergeError(f"{path}: not JSON: {exc}") from None
-    return Report.from_json(check(document, path))
+    checked: dict[str, Any] = check(document, path)
+    return checked

@@ -4,7 +4,7 @@ byte budget."""
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import quote
 
 from .._text import cap, markdown_inert, visible
@@ -159,9 +159,12 @@ class Budget:
         return "\n".join(self.lines) + "\n"
 
 
-def step_summary(report: Report, limit: int = STEP_SUMMARY_LIMIT) -> str:
+def step_summary(
+    report: Report, limit: int = STEP_SUMMARY_LIMIT, history: Sequence[str] = ()
+) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: totals, a table of failing cases, the rest
-    collapsed; under ``limit`` bytes however many cases there are."""
+    collapsed; under ``limit`` bytes however many cases there are. ``history``: the flaky
+    cases' lines (``history.markdown_lines``)."""
     cases = sorted(report.cases, key=sort_key)
     t = report.totals
     bad = [c for c in cases if c.outcome in BAD]
@@ -173,6 +176,7 @@ def step_summary(report: Report, limit: int = STEP_SUMMARY_LIMIT) -> str:
     out = Budget(limit)
     out.force(title, "", f"**{t.text}** of {t.cases} case(s)", "")
     out.force(*md_gate_lines(report))
+    out.force(*history)
     more = "… {} more cases, see the JSON report".format
     complete = True
     if bad:
