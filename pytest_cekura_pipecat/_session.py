@@ -515,6 +515,14 @@ class CekuraSession:
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
 
+    def credits(self, nodeid: str) -> float | None:
+        """What the case's last judged runs cost, estimated (None: none started, or none
+        said how long it lasted)."""
+        spent = self.state.actual.get(nodeid)
+        if spent is None or spent.runs == spent.unknown:
+            return None
+        return spent.credits
+
     def forecast(self) -> Forecast | None:
         """The spend forecast of the session's first firing, from whichever process fired."""
         return self._role.forecast()

@@ -717,7 +717,13 @@ class ItemHooks:
         if kept is None or kept[0] != attempt:  # else nothing fired again: the same runs
             case = session.state.cases[nodeid]
             record = case_record(
-                case, nodeid, verdict, report, attempt=attempt, gating=session.gating(nodeid)
+                case,
+                nodeid,
+                verdict,
+                report,
+                attempt=attempt,
+                gating=session.gating(nodeid),
+                credits=session.credits(nodeid),
             )
             kept = self._for_rerun[nodeid] = (attempt, record)
         notes = tuple(session.notes())

@@ -66,6 +66,8 @@ def _head(report: Report, failing: bool, out: Budget) -> None:
     t = report.totals
     icon = "❌" if failing else "✅"
     out.force(MARKER, f"### {icon} Cekura evaluations: {t.text} of {t.cases} case(s)")
+    if t.credits is not None:
+        out.force("", f"Spend{t.credits_text.removeprefix(' ·')}.")
     if report.simulated:
         out.force("", "**SIMULATED**: verdicts came from the local server, not from Cekura.")
     where = _provenance_line(report.provenance)

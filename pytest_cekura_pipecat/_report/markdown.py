@@ -174,7 +174,7 @@ def step_summary(
     if report.simulated:
         title += " (SIMULATED: local server, not Cekura)"
     out = Budget(limit)
-    out.force(title, "", f"**{t.text}** of {t.cases} case(s)", "")
+    out.force(title, "", f"**{t.text}** of {t.cases} case(s){t.credits_text}", "")
     out.force(*md_gate_lines(report))
     out.force(*history)
     more = "… {} more cases, see the JSON report".format

@@ -197,6 +197,9 @@ class CaseRecord:
     quarantine: QuarantineRecord | None = None
     adaptive: AdaptiveRecord | None = None
     notes: tuple[str, ...] = ()
+    # What the runs of its last attempt cost, estimated from their durations and metrics at
+    # the spend pricing (``_fire/credits.py``); None: no run started, or none said how long.
+    credits: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -242,6 +245,8 @@ class CaseRecord:
             data["quarantine"] = self.quarantine.to_json()
         if self.adaptive is not None:
             data["adaptive"] = self.adaptive.to_json()
+        if self.credits is not None:
+            data["credits"] = self.credits
         if self.notes:
             data["notes"] = list(self.notes)
         return data
@@ -271,6 +276,7 @@ class CaseRecord:
             else None,
             adaptive=AdaptiveRecord.from_json(adaptive) if isinstance(adaptive, Mapping) else None,
             notes=tuple(data.get("notes") or ()),
+            credits=_number(data.get("credits")),
         )
 
 
@@ -282,6 +288,7 @@ def case_record(
     *,
     attempt: int,
     gating: Gating,
+    credits: float | None = None,
 ) -> CaseRecord:
     """The record of one attempt at a case: its runs under the case's gate, where it is
     declared (a ``cekura.toml`` line, else the test's location), its gating and, for an
@@ -311,7 +318,14 @@ def case_record(
         baseline=gating.baseline,
         quarantine=_quarantine(gating),
         adaptive=adaptive,
+        credits=credits,
     )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 def _quarantine(gating: Gating) -> QuarantineRecord | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .._fire.credits import credits
 from .._judge.gating import REPORT_SCHEMA_VERSION
 from .._text import visible
 from .record import CaseRecord
@@ -133,14 +134,30 @@ class Totals:
         ]
         return ", ".join(parts)
 
+    @cached_property
+    def credits(self) -> float | None:
+        """What every case's runs cost, estimated (None: no case knows)."""
+        known = [c.credits for c in self.records if c.credits is not None]
+        return round(sum(known), 2) if known else None
+
+    @property
+    def credits_text(self) -> str:
+        """' · about 12.5 credits (estimate)', or '' when no case knows."""
+        if self.credits is None:
+            return ""
+        return f" · about {credits(self.credits)} credits (estimate)"
+
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "cases": self.cases,
             "runs": self.runs,
             **self.outcomes,
             "pass_rate": self.pass_rate,
             "verdicts": dict(self.verdicts),
         }
+        if self.credits is not None:
+            data["credits"] = self.credits
+        return data
 
     def gate_json(self) -> dict[str, int] | None:
         """The report's ``gate``, or None when no case was gated."""
@@ -317,7 +334,8 @@ def terminal_lines(
     if unlisted:
         out.append(f"{unlisted:,} passed case(s) not listed, one row each with -v")
     rate = f" · pass rate {totals.pass_rate:.0f}%" if totals.pass_rate is not None else ""
-    out.append(f"{totals.cases} case(s), {totals.runs} run(s): {totals.text}{rate}")
+    spent = totals.credits_text
+    out.append(f"{totals.cases} case(s), {totals.runs} run(s): {totals.text}{rate}{spent}")
     out.extend(gate_lines(everything))
     out.extend(notes)
     return out

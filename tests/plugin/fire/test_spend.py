@@ -22,6 +22,7 @@ from pytest_cekura_pipecat._fire.credits import (
     admit,
     cents,
     credits,
+    run_credits,
 )
 from pytest_cekura_pipecat._fire.spend import Catalogue, SpendPolicy, check
 from pytest_cekura_pipecat._redact import Redactor
@@ -316,3 +317,35 @@ def test_actual_credits_of_finished_runs() -> None:
     ]
     spent = actual(runs, Pricing(5, 0.2))
     assert (spent.credits, spent.runs, spent.unknown) == (7.5, 2, 1)
+
+
+# -- what the run cost ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_what_the_runs_cost_is_in_every_output(
+    suite: Suite, workers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each case's runs cost their minutes at 5 credits and their metrics at 0.2: per case
+    and in total in the JSON report, on the terminal's totals line, in the step summary and
+    in the PR comment."""
+    step = suite.pytester.path / "step.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    suite.toml(cases(("books", 301), ("late", 302), ("short", 303)))
+    result = suite.run("--cekura-report=report.json", "--cekura-pr-comment=pr.md", *workers)
+    result.assert_outcomes(passed=2, failed=1)
+    document = report(suite)
+    by_name = {c["name"]: c for c in document["cases"]}  # type: ignore[attr-defined]
+    pricing = Pricing(5.0, 0.2)
+    for name, case in by_name.items():
+        run = case["runs"][0]
+        # The local server evaluates two metrics a run of these scripts.
+        expected = run_credits(run["duration"], 2, pricing)
+        assert case["credits"] == pytest.approx(expected, abs=1e-3), name
+    total = document["totals"]["credits"]  # type: ignore[index]
+    assert total == pytest.approx(sum(c["credits"] for c in by_name.values()), abs=0.01)
+    assert total >= 1.2  # three runs of two metrics at 0.2
+    shown = f"about {credits(total)} credits (estimate)"
+    result.stdout.fnmatch_lines([f"3 case(s), 3 run(s): 2 passed, 1 failed, 0 error*{shown}"])
+    assert shown in step.read_text()
+    assert f"Spend {shown}." in (suite.pytester.path / "pr.md").read_text()

@@ -37,6 +37,7 @@ def test_json_report_and_step_summary(
         "xpassed": 0,
         "pass_rate": 50.0,
         "verdicts": {"passed": 2, "failed": 1, "error": 1},
+        "credits": 1.6,  # 4 started runs of 2 metrics at 0.2 (calls of no length)
     }
     by_name = {case["name"]: case for case in document["cases"]}
     assert set(by_name) == {"books-a-table", "late-booking", "cancels", "opening-hours"}
