@@ -137,9 +137,6 @@ class CekuraFile(pytest.File):
             raise self.CollectError("\n".join(problems))
 
 
-_SELECTIONS = pytest.StashKey[Selections]()
-
-
 def _selected(
     session: CekuraSession, config: pytest.Config, parsed: TomlFile, display: str
 ) -> list[TomlCase]:
@@ -156,16 +153,14 @@ def _selected(
                 f"is not set: export it ({PULL_HINT})"
             ]
         )
-    if _SELECTIONS not in config.stash:
-        shared = getattr(config, "workerinput", {}).get("cekura_shared_dir")
-        config.stash[_SELECTIONS] = Selections(Path(str(shared)) if shared else None)
 
     def fetch() -> Fetch:
         client = runtime.client()
         assert client is not None  # the key is set
         return fetcher(client)
 
-    answers = config.stash[_SELECTIONS].resolve(chosen, fetch)
+    selections: Selections = config.stash[PLUGIN_KEY].selections()
+    answers = selections.resolve(chosen, fetch)
     return selected_entries(parsed, chosen, answers, display)
 
 

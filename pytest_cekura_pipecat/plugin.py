@@ -34,6 +34,7 @@ from ._redact import RecordFactory, Redactor, mask_debug_trace
 from ._text import plain
 
 if TYPE_CHECKING:
+    from ._config.select import Selections
     from ._judge.gating import Baseline
     from ._judge.verdict import CaseVerdict
     from ._report.progress import Counts, Progress
@@ -143,6 +144,7 @@ class CekuraPlugin:
         self.baseline = baseline  # --cekura-baseline, read once
         self.progress: Progress | None = None
         self._session: CekuraSession | None = None
+        self._selections: Selections | None = None
         self._building = threading.RLock()  # the controller may build it on another thread
         self._summary: Summary | None = None
         self._sent_notes: tuple[str, ...] = ()
@@ -176,6 +178,19 @@ class CekuraPlugin:
     def _notice(self) -> Callable[[str], None] | None:
         """Where a line for the user's terminal goes, now (an unreachable API host)."""
         return TerminalNotice(self.config, self._erase_progress)
+
+    def selections(self) -> Selections:
+        """What the ``[[select]]`` tables chose, read from Cekura once per session (shared
+        with the other xdist workers through the controller's directory)."""
+        if self._selections is None:
+            from ._config.select import Selections
+
+            self._selections = Selections(self._selection_dir())
+        return self._selections
+
+    def _selection_dir(self) -> Path | None:
+        """Where collecting processes share what Cekura listed (None: one process)."""
+        return None
 
     def _erase_progress(self) -> None:
         if self.progress is not None:
@@ -600,6 +615,10 @@ class XdistWorker(CekuraPlugin):
 
     def _announce_missing_key(self, session: pytest.Session) -> None:
         pass  # the controller says it
+
+    def _selection_dir(self) -> Path | None:
+        shared = self._given_text("cekura_shared_dir")
+        return Path(shared) if shared else None
 
     def _start_progress(self, config: pytest.Config) -> None:
         pass  # the controller shows the progress line
