@@ -68,7 +68,10 @@ class Report:
         if gate is not None:
             document["gate"] = gate
         if self.spend is not None:
-            document["spend"] = finite(dict(self.spend))
+            spend = dict(self.spend)
+            if self.totals.credits is not None:
+                spend["actual_credits"] = self.totals.credits  # beside the forecast
+            document["spend"] = finite(spend)
         return document
 
     @classmethod

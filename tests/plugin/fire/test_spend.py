@@ -97,6 +97,7 @@ def test_the_cap_fires_the_prefix_that_fits_and_errors_the_rest(
         "unread_scenarios": [],
         "selected_runs": 6,
         "selected_worst_case_credits": 150,
+        "actual_credits": 1.6,  # 4 runs of 2 metrics at 0.2, calls of no length
     }
 
 
@@ -345,6 +346,7 @@ def test_what_the_runs_cost_is_in_every_output(
     total = document["totals"]["credits"]  # type: ignore[index]
     assert total == pytest.approx(sum(c["credits"] for c in by_name.values()), abs=0.01)
     assert total >= 1.2  # three runs of two metrics at 0.2
+    assert document["spend"]["actual_credits"] == total  # type: ignore[index]
     shown = f"about {credits(total)} credits (estimate)"
     result.stdout.fnmatch_lines([f"3 case(s), 3 run(s): 2 passed, 1 failed, 0 error*{shown}"])
     assert shown in step.read_text()
