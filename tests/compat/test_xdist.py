@@ -34,7 +34,10 @@ def test_four_cases_under_n4_keep_verdicts_properties_and_summary(suite: Suite) 
     assert not any(k == "cekura_dashboard_url" for k, _ in props)  # simulated: no link
     assert "dashboard.cekura.ai" not in result.stdout.str()
     result.stdout.fnmatch_lines(
-        ["*= cekura =*", "4 case(s), 5 run(s): 2 passed, 1 failed, 1 error · pass rate 50%"]
+        [
+            "*= cekura =*",
+            "4 case(s), 5 run(s): 2 passed, 1 failed, 1 error · pass rate 50% · about 1.6 credits (estimate)",
+        ]
     )
 
 

@@ -101,7 +101,7 @@ def test_terminal_summary_lists_cases(suite: Suite) -> None:
             "*Bot did not join the room*",
             "PASSED*books-a-table*1/1*100*",
             "PASSED*opening-hours*2/2*100*",
-            "4 case(s), 5 run(s): 2 passed, 1 failed, 1 error · pass rate 50%",
+            "4 case(s), 5 run(s): 2 passed, 1 failed, 1 error · pass rate 50% · about 1.6 credits (estimate)",
         ]
     )
 
@@ -118,7 +118,7 @@ def test_a_large_suite_lists_what_did_not_pass_and_counts_the_rest(suite: Suite)
             "*case*scenario*runs*score*time*first reason",
             "FAILED late*102 Refuses a late booking*0/1*40*",
             "51 passed case(s) not listed, one row each with -v",
-            "52 case(s), 52 run(s): 51 passed, 1 failed, 0 error · pass rate 98%",
+            "52 case(s), 52 run(s): 51 passed, 1 failed, 0 error · pass rate 98% · about 20.8 credits (estimate)",
         ]
     )
     verbose = suite.run("--cekura-poll-interval=0.1", "-v").outlines
