@@ -17,7 +17,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +60,7 @@ class Target:
     cap: int = RECORDING_CAP
     deadline: float = DOWNLOAD_DEADLINE
     transport: httpx.BaseTransport | None = None  # tests only; None: the network
+    clock: Callable[[], float] = time.monotonic
 
     def shown(self, path: Path) -> str:
         try:
@@ -83,7 +84,7 @@ def case_dir(name: str) -> str:
     safe = _UNSAFE.sub("_", name).strip("._-")[:_NAME_LIMIT].strip("._-")
     if safe.split(".")[0].upper() in _RESERVED:
         safe = "_" + safe
-    if safe == name:
+    if safe and safe == name:
         return safe
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{safe}-{digest}" if safe else f"case-{digest}"
@@ -231,7 +232,7 @@ def download(target: Target, url: str, folder: Path, stem: str) -> tuple[Artifac
 
 def _stream(client: httpx.Client, url: str, part: Path, target: Target) -> tuple[int, bool]:
     """The body into ``part``: (bytes written, whether it was cut at the cap)."""
-    started = time.monotonic()
+    started = target.clock()
     size = 0
     with client.stream("GET", url) as response, part.open("wb") as out:
         response.raise_for_status()
@@ -241,7 +242,7 @@ def _stream(client: httpx.Client, url: str, part: Path, target: Target) -> tuple
             size += min(len(chunk), room)
             if len(chunk) > room:
                 return size, True
-            if time.monotonic() - started > target.deadline:
+            if target.clock() - started > target.deadline:
                 raise _TooSlow
     return size, False
 
