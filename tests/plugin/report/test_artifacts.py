@@ -133,6 +133,37 @@ def test_a_hostile_case_name_cannot_leave_the_directory(suite: Suite) -> None:
     assert not (suite.pytester.path / "escaped").exists()
 
 
+def test_a_cut_recording_is_said_in_the_cekura_section_under_xdist(suite: Suite) -> None:
+    # The cap made small in every process (50 MB is too much for a test to serve).
+    suite.pytester.makeconftest(
+        """
+        import dataclasses
+        from pytest_cekura_pipecat import plugin
+
+        made = plugin.CekuraPlugin.artifacts_target
+
+        def small(self):
+            target = made(self)
+            return None if target is None else dataclasses.replace(target, cap=100)
+
+        plugin.CekuraPlugin.artifacts_target = small
+        """
+    )
+    suite.toml(ONE_FAILS)
+    result = suite.run("--cekura-artifacts=out", "--cekura-report=report.json", "-n", "2")
+    result.assert_outcomes(passed=2, failed=1)
+    (recording,) = (suite.pytester.path / "out" / "late-booking").glob("*.wav")
+    assert recording.stat().st_size == 100
+    result.stdout.fnmatch_lines(
+        [
+            f"cekura: case late-booking, run *: recording cut at 100 bytes (the cap): out/late-booking/{recording.name}"
+        ]
+    )
+    document = json.loads((suite.pytester.path / "report.json").read_text())
+    (case,) = [c for c in document["cases"] if c["name"] == "late-booking"]
+    assert case["runs"][0]["artifacts"][0]["truncated"] is True
+
+
 # -- the parts, without pytest --------------------------------------------------------------
 
 
