@@ -150,7 +150,7 @@ def _run_evidence(
         found.extend([recording] if recording is not None else [])
         notes.extend([note] if note else [])
     path = folder / f"run-{run.run_id}.json"
-    data = redactor.tree(conversation_json(record, run_record, run))
+    data = redactor.tree(_conversation(record, run_record, run))
     try:
         size = _write(path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
     except OSError as exc:
@@ -160,7 +160,7 @@ def _run_evidence(
     return tuple(found), notes
 
 
-def conversation_json(record: CaseRecord, run_record: RunRecord, run: CekuraRun) -> dict[str, Any]:
+def _conversation(record: CaseRecord, run_record: RunRecord, run: CekuraRun) -> dict[str, object]:
     """The run's transcript file: who it is, how it ended, and the whole conversation as
     Cekura sent it (``transcript_object``; null when Cekura sent none)."""
     return {
