@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._config.select import Selections
     from ._judge.gating import Baseline
     from ._judge.verdict import CaseVerdict
+    from ._report.artifacts import Target
     from ._report.progress import Counts, Progress
     from ._report.record import CaseRecord
     from ._report.summary import Summary
@@ -248,6 +249,15 @@ class CekuraPlugin:
         # keeps them out of every garbage collection left (pytest's own at unconfigure,
         # the interpreter's at exit), a second at exit with 20,000 cases.
         self._session = self._summary = None
+
+    def artifacts_target(self) -> Target | None:
+        """Where --cekura-artifacts writes (None: off)."""
+        if not self.settings.artifacts:
+            return None
+        from ._report.artifacts import Target
+
+        where = self.config.invocation_params.dir
+        return Target(Path(self.settings.artifacts), where, self.settings.http_timeout)
 
     def summary(self) -> Summary:
         if self._summary is None:
@@ -636,9 +646,11 @@ class ItemHooks:
         self.plugin = plugin
         # A failed attempt's record, kept for the next attempt (pytest-rerunfailures) in
         # case that one fires nothing again: its verdict is released by then, without the
-        # scores and metrics the record shows. (attempts fired, record) by node id.
-        self._for_rerun: dict[str, tuple[int, CaseRecord]] = {}
+        # scores and metrics the record shows. (attempts fired, record, notes its
+        # artifacts left) by node id.
+        self._for_rerun: dict[str, tuple[int, CaseRecord, tuple[str, ...]]] = {}
         self._rerunning: set[str] = set()
+        self._attachments: dict[str, list[str]] = {}  # JUnit attachment lines, setup to teardown
 
     @pytest.hookimpl(tryfirst=True, wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -668,6 +680,7 @@ class ItemHooks:
         if self.plugin.progress is not None:
             self.plugin.progress.clear()
 
+    @pytest.hookimpl(tryfirst=True)  # before junitxml closes the testcase at teardown
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.plugin.progress is not None:
             self.plugin.progress.clear()
@@ -678,6 +691,20 @@ class ItemHooks:
             report.cekura = self.plugin.redactor.tree(data)  # type: ignore[attr-defined]
         if self.plugin.built() is not None or data is not None:
             self.plugin.summary().add(report)
+        if self.plugin.settings.artifacts:
+            self._attach_evidence(report)
+
+    def _attach_evidence(self, report: pytest.TestReport) -> None:
+        """--cekura-artifacts: the attachment lines of the case's record (on its setup
+        report) go into its JUnit testcase at teardown, after its failure."""
+        from ._report.artifacts import attach_to_junit, junit_lines
+
+        if report.when == "setup":
+            lines = junit_lines(getattr(report, "cekura", None))
+            if lines:
+                self._attachments[report.nodeid] = lines
+        elif report.when == "teardown" and report.nodeid in self._attachments:
+            attach_to_junit(self.plugin.config, report, self._attachments.pop(report.nodeid))
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if nodeid in self._rerunning:
@@ -744,12 +771,25 @@ class ItemHooks:
                 gating=session.gating(nodeid),
                 credits=session.credits(nodeid),
             )
-            kept = self._for_rerun[nodeid] = (attempt, record)
+            kept = self._for_rerun[nodeid] = (attempt, *self._evidence(record, verdict))
         notes = tuple(session.notes())
-        if notes == self.plugin._sent_notes:  # notes ride on a record only when they change
-            return kept[1]
+        if notes == self.plugin._sent_notes and not kept[2]:
+            return kept[1]  # notes ride on a record only when they change
         self.plugin._sent_notes = notes
-        return kept[1].with_notes(notes)
+        return kept[1].with_notes(notes + kept[2])
+
+    def _evidence(
+        self, record: CaseRecord, verdict: CaseVerdict
+    ) -> tuple[CaseRecord, tuple[str, ...]]:
+        """With --cekura-artifacts, the evidence of the runs that did not pass, written
+        here, once the verdict is taken (``_report/artifacts.py``)."""
+        target = self.plugin.artifacts_target()
+        if target is None:
+            return record, ()
+        from ._report.artifacts import gather
+
+        evidence = gather(target, record, verdict.runs, self.plugin.redactor)
+        return evidence.record, evidence.notes
 
 
 def _secrets_key(text: object) -> bytes:

@@ -325,6 +325,13 @@ OPTIONS = [
         "PATH",
     ),
     _Option(
+        "cekura_artifacts",
+        "For each run that did not pass, write its recording (at most 50 MB) and its transcript as JSON under DIR/<case>/, linked from JUnit and the JSON report.",
+        str,
+        None,
+        "DIR",
+    ),
+    _Option(
         "cekura_pr_comment",
         "Write a Markdown pull-request comment body (totals, failing cases) to PATH.",
         str,
@@ -466,6 +473,7 @@ class Settings:
     history: str | None = None  # an absolute path
     history_window: int = 20
     html: str | None = None
+    artifacts: str | None = None  # an absolute path: where evidence of failing runs goes
 
 
 @dataclass(frozen=True)
@@ -642,6 +650,7 @@ def resolve(config: pytest.Config) -> Settings:
         history=_input_path(config, "cekura_history"),
         history_window=_value(config, "cekura_history_window"),
         html=_value(config, "cekura_html"),
+        artifacts=_input_path(config, "cekura_artifacts"),
         canary=_value(config, "cekura_canary"),
         baseline_strict=bool(
             config.getoption("cekura_baseline_strict", None)
@@ -695,9 +704,9 @@ def _bot_options(config: pytest.Config) -> BotOptions:
 
 
 def _input_path(config: pytest.Config, name: str) -> str | None:
-    """A file the session reads (the baseline report, the history), absolute: relative to
-    the invocation directory on the command line, to the ini file's directory in the ini
-    file."""
+    """A path the session reads (the baseline report, the history) or writes into (the
+    artifacts directory), absolute: relative to the invocation directory on the command
+    line, to the ini file's directory in the ini file."""
     raw = config.getoption(name, None)
     base = config.invocation_params.dir
     if raw in (None, ""):

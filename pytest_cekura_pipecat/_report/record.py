@@ -107,6 +107,36 @@ class AdaptiveRecord:
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """A file of evidence written for a run that did not pass (``--cekura-artifacts``):
+    ``kind`` ``recording`` or ``transcript``, its path as the user reads it (relative to
+    the directory pytest was invoked in, when inside it), its size in bytes, and whether it
+    was cut at the size cap."""
+
+    kind: str
+    path: str
+    size: int
+    truncated: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "size": self.size,
+            "truncated": self.truncated,
+        }
+
+    @classmethod
+    def from_json(cls, data: Json) -> Artifact:
+        return cls(
+            str(data.get("kind", "")),
+            str(data.get("path", "")),
+            int(data.get("size") or 0),
+            bool(data.get("truncated")),
+        )
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One run of a case: Cekura's ids and status, and the verdict under the case's gate."""
 
@@ -123,6 +153,7 @@ class RunRecord:
     thresholds: tuple[ThresholdResult, ...] = ()
     ai_summary: str = ""
     failed_reasons: tuple[str, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
     # What JUnit shows besides (``junit_properties``): set where the case is judged, not
     # carried by ``to_json`` (the report has no place for them). ``cekura_verdict`` is
     # Cekura's own verdict of the run, before the case's thresholds.
@@ -150,6 +181,8 @@ class RunRecord:
             data["ai_summary"] = self.ai_summary
         if self.failed_reasons:
             data["failed_reasons"] = list(self.failed_reasons)
+        if self.artifacts:
+            data["artifacts"] = [a.to_json() for a in self.artifacts]
         return data
 
     @classmethod
@@ -170,6 +203,7 @@ class RunRecord:
             thresholds=tuple(ThresholdResult.from_json(t) for t in _objects(data, "thresholds")),
             ai_summary=data.get("ai_summary") or "",
             failed_reasons=tuple(data.get("failed_reasons") or ()),
+            artifacts=tuple(Artifact.from_json(a) for a in _objects(data, "artifacts")),
         )
 
 

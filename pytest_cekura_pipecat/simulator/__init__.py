@@ -25,7 +25,9 @@ start ``POST /test_framework/v1/scenarios/run_scenarios_pipecat/`` and its alias
 ``GET v{1,2}/results/{id}/``, ``GET v{1,2}/results/`` (paginated list), ``GET
 v{1,2}/runs/bulk/`` and ``v{1,2}/runs-external/bulk/`` (``run_ids`` or ``ids``), ``GET
 v{1,2}/runs-external/{id}/``, ``POST v{1,2}/{runs,runs-external}/{id}/end_call/``, ``POST
-v{1,2}/{results,results-external}/{id}/end_calls/``, ``GET v{1,2}/aiagents/{id}/``.
+v{1,2}/{results,results-external}/{id}/end_calls/``, ``GET v{1,2}/aiagents/{id}/``, and
+``GET /recordings/{run id}.wav`` (a run's ``voice_recording_url``: a short silent WAV, no
+key asked, as a signed link).
 Switches and faults: see ``Simulator`` and ``Faults``.
 
 Scenarios file (TOML): one ``[[scenario]]`` table per scenario id::
