@@ -310,7 +310,7 @@ class CaseRecord:
             else None,
             adaptive=AdaptiveRecord.from_json(adaptive) if isinstance(adaptive, Mapping) else None,
             notes=tuple(data.get("notes") or ()),
-            credits=_number(data.get("credits")),
+            credits=number(data.get("credits")),
         )
 
 
@@ -356,7 +356,8 @@ def case_record(
     )
 
 
-def _number(value: object) -> float | None:
+def number(value: object) -> float | None:
+    """A JSON number as a float; None for anything else (a boolean included)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .record import CaseRecord
+from .record import CaseRecord, number
 from .summary import BAD, cekura_summary, display_reason
 
 Kind = Literal["pass", "fail", "infra", "skip"]
@@ -95,12 +95,6 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _run(run: Mapping[str, Any]) -> RunView:
     metrics = tuple(
         MetricView(
@@ -115,7 +109,7 @@ def _run(run: Mapping[str, Any]) -> RunView:
         run_id=run_id if isinstance(run_id, int) else None,
         status=_str(run.get("status")),
         verdict=_str(run.get("verdict")),
-        score=_number(run.get("score")),
+        score=number(run.get("score")),
         error_message=_str(run.get("error_message")),
         failed_metrics=metrics,
         dashboard_url=_str(run.get("dashboard_url")) or None,
