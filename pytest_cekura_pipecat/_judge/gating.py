@@ -160,7 +160,7 @@ def gate(
             if baseline.evaluator_blocks:
                 notes.append(f"{said}, where it passed")
             elif excuse is None:
-                excuse = f"{said}, where it passed: not blocking"
+                excuse = f"{said}, where it passed (not blocking)"
         elif before and not passed:
             kind = "new"
             notes.append(f"new failure: it passed in the baseline {baseline.path}")

@@ -20,6 +20,7 @@ from pytest_cekura_pipecat._api.catalogue import Evaluator, Scenario
 from pytest_cekura_pipecat._api.models import Result
 from pytest_cekura_pipecat._api.run import CekuraRun
 from pytest_cekura_pipecat._config.case import Case
+from pytest_cekura_pipecat._fire.plan import Plan, plan_from_json, plan_to_json
 from pytest_cekura_pipecat._judge.gating import Baseline, gate, load_baseline
 from pytest_cekura_pipecat._report.record import Provenance, RunRecord, junit_properties
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
@@ -283,3 +284,9 @@ def test_junit_provenance_once_per_case() -> None:
     assert names.count("cekura_scenario_version") == 1
     assert "cekura_commit" not in names
     assert ("cekura_branch", "main") in props
+
+
+def test_the_plan_carries_the_evaluators_between_processes() -> None:
+    # An xdist worker that did not fire reads them from the firing worker's plan.
+    plan = Plan(1.0, evaluators={101: Evaluator("v2", "abc"), 104: Evaluator(None, None)})
+    assert plan_from_json(plan_to_json(plan)).evaluators == plan.evaluators
