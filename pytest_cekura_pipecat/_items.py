@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from _pytest.mark.structures import Mark, MarkDecorator
 
+from ._api.client import API_VERSION
 from ._config.case import Case
 from ._config.options import PLUGIN_KEY
 from ._config.schema import (
@@ -31,8 +32,10 @@ from ._config.select import PULL_HINT, Fetch, Selections, fetcher, queries
 from ._config.select import entries as selected_entries
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._judge.verdict import CaseVerdict
-from ._report.record import junit_properties, run_records
+from ._report.ci import provenance as ci_provenance
+from ._report.record import Provenance, junit_properties, run_records
 from ._session import CekuraSession
+from ._version import __version__
 
 MARKER = "cekura"
 
@@ -61,10 +64,32 @@ def judge(session: CekuraSession, item: pytest.Item) -> CaseVerdict:
     if not any(name == "cekura_run_id" for name, _ in item.user_properties):
         case = session.state.cases[item.nodeid]
         several = case.repeat > 1 or len(verdict.runs) > 1
-        item.user_properties.extend(junit_properties(run_records(verdict), indexed=several))
+        item.user_properties.extend(
+            junit_properties(
+                run_records(verdict), indexed=several, provenance=_provenance(session, item.nodeid)
+            )
+        )
     if verdict.outcome == "error":
         session.fail(item.nodeid, verdict)
     return verdict
+
+
+def _provenance(session: CekuraSession, nodeid: str) -> Provenance:
+    """The case's provenance for JUnit: its evaluator, the versions, the commit and branch."""
+    evaluator = session.evaluator(nodeid)
+    where = ci_provenance()
+    return Provenance(
+        scenario_version=evaluator.scenario_version if evaluator else None,
+        metrics_hash=evaluator.metrics_hash if evaluator else None,
+        plugin_version=__version__,
+        api_version=API_VERSION,
+        commit=_str(where.get("commit")),
+        branch=_str(where.get("branch")),
+    )
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class CekuraFile(pytest.File):

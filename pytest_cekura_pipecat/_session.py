@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ._api.catalogue import Evaluator
 from ._api.client import CekuraClient
 from ._api.run import CekuraRun
 from ._config.case import BotKeys, Case, Room, environ, expand
@@ -598,7 +599,13 @@ class CekuraSession:
             verdict.outcome == "passed",
             self.baseline,
             _gating.today(),
+            self.evaluator(nodeid),
         )
+
+    def evaluator(self, nodeid: str) -> Evaluator | None:
+        """The case's scenario version and metric hash, from the session's one scenario
+        read (whichever process made it); None when its scenario was not read."""
+        return self._role.evaluators().get(self.state.cases[nodeid].scenario)
 
     def fail(self, nodeid: str, verdict: CaseVerdict) -> None:
         """End the test for a verdict that did not pass: pytest's fail (``NotEvaluated`` for

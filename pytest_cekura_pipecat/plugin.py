@@ -94,7 +94,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from ._judge.gating import BaselineError, load_baseline
 
         try:
-            baseline = load_baseline(settings.baseline, settings.baseline_strict)
+            baseline = load_baseline(
+                settings.baseline, settings.baseline_strict, settings.evaluator_changed_blocks
+            )
         except BaselineError as exc:
             raise pytest.UsageError(str(exc)) from None
     plugin = kind(config, settings, baseline)

@@ -4,9 +4,47 @@ ignored, a missing one is None or empty."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+_HASH_LENGTH = 12  # hex digits of a metric hash: short enough to read, long enough to differ
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """What judged a case's runs, as its scenario read said: the scenario's ``version`` and
+    a short hash of its metric definitions (None: not known)."""
+
+    scenario_version: str | None = None
+    metrics_hash: str | None = None
+
+    def changed(self, before: Evaluator) -> str | None:
+        """What changed since ``before`` (one phrase), or None: the same, or not known on
+        either side."""
+        changes = []
+        if None not in (self.scenario_version, before.scenario_version) and (
+            self.scenario_version != before.scenario_version
+        ):
+            changes.append(f"scenario version {before.scenario_version} -> {self.scenario_version}")
+        if None not in (self.metrics_hash, before.metrics_hash) and (
+            self.metrics_hash != before.metrics_hash
+        ):
+            changes.append(f"metric definitions {before.metrics_hash} -> {self.metrics_hash}")
+        return ", ".join(changes) or None
+
+
+def metrics_hash(value: Any) -> str | None:
+    """A short hash of a scenario's ``metrics`` as Cekura sent them (ids or whole metric
+    objects), order aside; None when it sent none."""
+    if not isinstance(value, list):
+        return None
+    items = sorted(json.dumps(item, sort_keys=True, default=str) for item in value)
+    digest = hashlib.sha256(json.dumps(items).encode("utf-8")).hexdigest()
+    return digest[:_HASH_LENGTH]
 
 
 class _Model(BaseModel):
@@ -29,6 +67,18 @@ class Scenario(_Model):
     metrics: tuple[int, ...] = ()  # metric ids
     max_duration: float | None = None  # seconds
     version: str | None = None
+    metrics_hash: str | None = None  # of the metric definitions as sent (``metrics_hash``)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hash(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {**data, "metrics_hash": metrics_hash(data.get("metrics"))}
+        return data
+
+    @property
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.version, self.metrics_hash)
 
     @field_validator("agent", mode="before")
     @classmethod

@@ -48,6 +48,7 @@ from .catalogue import Billing, Scenario
 from .models import Agent, ListedResult, Result, RunDetails
 
 DEFAULT_API_URL = "https://api.cekura.ai"
+API_VERSION = "v1"  # the version of Cekura's API the plugin is built around (reports say it)
 START_PATH = "/test_framework/v1/scenarios/run_scenarios_pipecat/"
 AGENT_PATH = "/test_framework/v1/aiagents/{}/"
 SCENARIO_PATH = "/test_framework/v1/scenarios/{}/"

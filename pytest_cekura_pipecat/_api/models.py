@@ -130,6 +130,16 @@ def _optional_text(value: object) -> str | None:
     return None if value is None else _text(value)
 
 
+def _version_text(value: object) -> str | None:
+    """A version as text (Cekura may send a number or an object with an id); None when
+    it sent none."""
+    if isinstance(value, dict):
+        value = value.get("version", value.get("id"))
+    if value is None or isinstance(value, dict | list):
+        return None
+    return _text(value).strip() or None
+
+
 def _to_list(value: object) -> list[Any]:
     return list(value) if isinstance(value, _SEQUENCE) else []
 
@@ -287,6 +297,7 @@ class Run(_ApiModel):
     trace_id: str | None = None
     transcript: str | None = None
     voice_recording_url: str | None = None
+    agent_version: str | None = None  # the version of the agent the run called
 
     _status = field_validator("status", mode="before")(normalize_status)
 
@@ -324,6 +335,7 @@ class Run(_ApiModel):
         )
         for key in ("trace_id", "transcript", "voice_recording_url"):
             data[key] = _optional_text(data.get(key))
+        data["agent_version"] = _version_text(data.get("agent_version"))
         return data
 
     @property
@@ -459,6 +471,7 @@ class Result(_ApiModel):
     runs: list[Run] = Field(default_factory=list)
     ai_summary: str = ""
     ai_summary_status: str = ""
+    agent_version: str | None = None  # its runs' unless a run says otherwise
     # Filled by the reader below, from data it already checked: not validated again.
     raw_runs: Annotated[dict[int, dict[str, Any]], SkipValidation] = Field(default_factory=dict)
     unreadable: Annotated[dict[int, str], SkipValidation] = Field(default_factory=dict)
@@ -483,6 +496,7 @@ class Result(_ApiModel):
             **data,
             "ai_summary": _summary_text(data.get("ai_summary")),
             "ai_summary_status": _text(data.get("ai_summary_status")).strip().lower(),
+            "agent_version": _version_text(data.get("agent_version")),
             "failed_reasons": by_run,
             "general_reasons": general,
             "stated": data.get("status") not in (None, ""),

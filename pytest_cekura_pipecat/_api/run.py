@@ -116,6 +116,8 @@ class CekuraRun:
     # How its start request was recovered after its answer was lost ("recovered after
     # ..."); "" when Cekura answered it.
     recovered: str = ""
+    # The version of the agent the run called, as Cekura's run (or its result) says.
+    agent_version: str | None = None
 
     def released(self) -> CekuraRun:
         """What is kept of this run once its test is over: its ids, status, error message
@@ -224,9 +226,10 @@ class CekuraRun:
         dashboard_url: str | None,
         *,
         scenario_id: int = 0,
+        agent_version: str | None = None,
     ) -> CekuraRun:
         """The run as read from a result; ``scenario_id``: the scenario to name when the
-        run does not say."""
+        run does not say; ``agent_version``: the result's, when the run does not say."""
         return cls(
             scenario_id=run.scenario or scenario_id,
             status=run.status,
@@ -280,6 +283,7 @@ class CekuraRun:
                 None if run.mocked_tool_names is None else tuple(run.mocked_tool_names)
             ),
             trace_id=run.trace_id,
+            agent_version=run.agent_version or agent_version,
         )
 
 

@@ -412,6 +412,21 @@ def add_options(parser: pytest.Parser) -> None:
         "cekura_baseline_strict", "Same as --cekura-baseline-strict.", type="bool", default=False
     )
     group.addoption(
+        "--cekura-evaluator-changed-blocks",
+        dest="cekura_evaluator_changed_blocks",
+        action="store_true",
+        default=None,
+        help="With --cekura-baseline: a case that passed there and fails now under another "
+        "scenario version or other metric definitions blocks too (default: reported as "
+        "evaluator_changed, not blocking).",
+    )
+    parser.addini(
+        "cekura_evaluator_changed_blocks",
+        "Same as --cekura-evaluator-changed-blocks.",
+        type="bool",
+        default=False,
+    )
+    group.addoption(
         "--cekura-allow-low-credits",
         dest="cekura_allow_low_credits",
         action="store_true",
@@ -467,6 +482,7 @@ class Settings:
     bot: BotOptions | None = None
     baseline: str | None = None  # an absolute path
     baseline_strict: bool = False
+    evaluator_changed_blocks: bool = False
     canary: tuple[str, ...] = ()  # --cekura-canary: case names
     max_reads_per_minute: int = 60
     spend: Spend = Spend()
@@ -655,6 +671,10 @@ def resolve(config: pytest.Config) -> Settings:
         baseline_strict=bool(
             config.getoption("cekura_baseline_strict", None)
             or config.getini("cekura_baseline_strict")
+        ),
+        evaluator_changed_blocks=bool(
+            config.getoption("cekura_evaluator_changed_blocks", None)
+            or config.getini("cekura_evaluator_changed_blocks")
         ),
     )
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .._api.catalogue import Evaluator
 from .._api.client import AGENT_PATH, START_PATH, CekuraClient
 from .._api.models import Result, Run
 from .._config.case import Case, Entry, Room, expand, expand_json
@@ -123,6 +124,7 @@ class FireControl:
         self._stopped: str | None = None
         self._notes: list[str] = []
         self._forecast: Forecast | None = None
+        self._evaluators: dict[int, Evaluator] = {}
 
     def stop(self, reason: str) -> None:
         """Send nothing more (thread-safe; a later reason does not replace the first)."""
@@ -150,6 +152,15 @@ class FireControl:
     @property
     def forecasted(self) -> Forecast | None:
         return self._forecast
+
+    def evaluators(self, found: Mapping[int, Evaluator]) -> None:
+        """Each scenario's version and metric hash as the pre-flight read them (the plan
+        carries them to the process that judges)."""
+        self._evaluators = dict(found)
+
+    @property
+    def evaluated(self) -> dict[int, Evaluator]:
+        return dict(self._evaluators)
 
 
 class Lanes:
@@ -539,7 +550,12 @@ def _plan(fired_at: float, pending: list[_Pending], ctx: FireContext) -> Plan:
     for item in pending:
         slots[item.slot.nodeid].append(item.slot)
     return Plan(
-        fired_at, dict(slots), ctx.control.notes(), ctx.traffic.sent, ctx.control.forecasted
+        fired_at,
+        dict(slots),
+        ctx.control.notes(),
+        ctx.traffic.sent,
+        ctx.control.forecasted,
+        ctx.control.evaluated,
     )
 
 

@@ -12,6 +12,7 @@ from functools import cache
 
 from pydantic import TypeAdapter
 
+from .._api.catalogue import Evaluator
 from .credits import Forecast
 
 
@@ -51,6 +52,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     requests: int = 0
     forecast: Forecast | None = None  # the spend pre-flight's, of the first firing
+    # Each selected scenario's version and metric hash, from the pre-flight's one read.
+    evaluators: dict[int, Evaluator] = field(default_factory=dict)
 
     def all_slots(self) -> list[Slot]:
         return [slot for slots in self.slots.values() for slot in slots]

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .._api.catalogue import Scenario
+from .._api.catalogue import Evaluator, Scenario
 from .._api.client import BILLING_PATH, SCENARIO_PATH, CekuraClient
 from .._config.case import Case
 from .._config.options import Spend
@@ -95,6 +95,10 @@ class Catalogue:
         for scenario in listed:
             if scenario.id in ids:
                 self.found[scenario.id] = scenario
+
+    def evaluators(self) -> dict[int, Evaluator]:
+        """Each scenario read: its version and metric hash (what judged its runs)."""
+        return {i: scenario.evaluator for i, scenario in self.found.items()}
 
     def cost(self, scenario: int) -> ScenarioCost:
         found = self.found.get(scenario)
@@ -296,6 +300,7 @@ class SessionSpend:
         async def spend(pairs: Sequence[tuple[Case, Slot]]) -> str | None:
             found = await check(client, self._full(pairs), self.policy, self.catalogue)
             control.forecast(found.forecast)
+            control.evaluators(self.catalogue.evaluators())
             control.note(found.forecast.line())
             for line in found.notes:
                 control.note(line)

@@ -3,25 +3,29 @@
 A case that did not pass either blocks (pytest fails or errors it) or is excused: reported
 as pytest's xfail (non-strict: never an XPASS, a passing case is simply passed). Excused are
 a case under an active quarantine, and a *known* failure: a case that did not pass in the
-baseline report either (unless ``--cekura-baseline-strict``). Pure decisions plus the one
-baseline reader: a ``--cekura-report`` file read at its boundary for the outcome of each case.
+baseline report either (unless ``--cekura-baseline-strict``), and a failure whose scenario
+version or metric definitions changed since the baseline, where it passed: the evaluator
+changed, not necessarily the agent (unless ``--cekura-evaluator-changed-blocks``). Pure
+decisions plus the one baseline reader: a ``--cekura-report`` file read at its boundary for
+the outcome and the evaluator of each case.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .._api.catalogue import Evaluator
 from .._config.case import Case
 from .._config.thresholds import Quarantine
 
-BaselineClass = Literal["new", "known", "fixed"]
+BaselineClass = Literal["new", "known", "fixed", "evaluator_changed"]
 _PASSED = ("passed", "xpassed")
 _NOT_PASSED = ("failed", "error", "xfailed")
 
@@ -43,6 +47,14 @@ class Baseline:
     path: str
     passed: Mapping[str, bool]
     strict: bool = False
+    # Each case's scenario version and metric hash there (cases of older reports: none).
+    evaluators: Mapping[str, Evaluator] = field(default_factory=dict)
+    evaluator_blocks: bool = False  # --cekura-evaluator-changed-blocks
+
+    def changed(self, nodeid: str, now: Evaluator | None) -> str | None:
+        """What changed in the case's evaluator since the baseline, or None."""
+        before = self.evaluators.get(nodeid)
+        return None if before is None or now is None else now.changed(before)
 
 
 REPORT_SCHEMA_VERSION = 2  # of report.schema.json: the report stage writes this version
@@ -52,6 +64,8 @@ class _BaselineCase(BaseModel):
     model_config = ConfigDict(extra="ignore")
     nodeid: str
     outcome: str | None = None
+    scenario_version: str | None = None
+    metrics_hash: str | None = None
 
 
 class _BaselineReport(BaseModel):
@@ -61,7 +75,7 @@ class _BaselineReport(BaseModel):
     cases: list[_BaselineCase]
 
 
-def load_baseline(path: str, strict: bool = False) -> Baseline:
+def load_baseline(path: str, strict: bool = False, evaluator_blocks: bool = False) -> Baseline:
     """Read a ``--cekura-report`` document; any problem is a BaselineError of one line."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -90,12 +104,15 @@ def load_baseline(path: str, strict: bool = False) -> Baseline:
         where = ".".join(str(part) for part in problem["loc"])
         raise BaselineError(f"--cekura-baseline: {path}: {where}: {problem['msg']}") from None
     passed: dict[str, bool] = {}
+    evaluators: dict[str, Evaluator] = {}
     for case in report.cases:
         if case.outcome in _PASSED:
             passed[case.nodeid] = True
         elif case.outcome in _NOT_PASSED:
             passed[case.nodeid] = False
-    return Baseline(path, passed, strict)
+        if case.scenario_version is not None or case.metrics_hash is not None:
+            evaluators[case.nodeid] = Evaluator(case.scenario_version, case.metrics_hash)
+    return Baseline(path, passed, strict, evaluators, evaluator_blocks)
 
 
 @dataclass(frozen=True)
@@ -109,10 +126,19 @@ class Gating:
     baseline: BaselineClass | None = None
     quarantine: Quarantine | None = None
     quarantine_active: bool = False
+    evaluator: Evaluator | None = None  # what judged the case now (the record shows it)
 
 
-def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today: date) -> Gating:
-    """The gating of a case whose verdict ``passed`` (or not), on ``today``."""
+def gate(
+    case: Case,
+    nodeid: str,
+    passed: bool,
+    baseline: Baseline | None,
+    today: date,
+    evaluator: Evaluator | None = None,
+) -> Gating:
+    """The gating of a case whose verdict ``passed`` (or not), on ``today``, judged by
+    ``evaluator`` (its scenario version and metric hash, None: not known)."""
     excuse: str | None = None
     notes: list[str] = []
     quarantine = case.quarantine
@@ -127,7 +153,15 @@ def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today
     kind: BaselineClass | None = None
     before = baseline.passed.get(nodeid) if baseline is not None else None
     if baseline is not None and before is not None:
-        if before and not passed:
+        changed = baseline.changed(nodeid, evaluator)
+        if before and not passed and changed is not None:
+            kind = "evaluator_changed"
+            said = f"evaluator changed ({changed}) since the baseline {baseline.path}"
+            if baseline.evaluator_blocks:
+                notes.append(f"{said}, where it passed")
+            elif excuse is None:
+                excuse = f"{said}, where it passed (not blocking)"
+        elif before and not passed:
             kind = "new"
             notes.append(f"new failure: it passed in the baseline {baseline.path}")
         elif not before and not passed:
@@ -144,4 +178,5 @@ def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today
         baseline=kind,
         quarantine=quarantine,
         quarantine_active=quarantine is not None and quarantine.active(today),
+        evaluator=evaluator,
     )

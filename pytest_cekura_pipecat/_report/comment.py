@@ -33,6 +33,9 @@ def _provenance_line(provenance: Mapping[str, object]) -> str:
     return " · ".join(parts)
 
 
+_CLASSED = ("new", "known", "evaluator_changed")  # failures listed by their baseline class
+
+
 def _sections(cases: Sequence[CaseRecord]) -> list[Section]:
     """The groups the comment lists: failing cases (new / known when the cases carry a
     ``baseline``), fixed cases, and quarantined cases that did not pass."""
@@ -43,12 +46,16 @@ def _sections(cases: Sequence[CaseRecord]) -> list[Section]:
         sections += [
             ("New failures", [c for c in failing if c.baseline == "new"]),
             ("Known failures", [c for c in failing + excused if c.baseline == "known"]),
-            ("Failing cases", [c for c in failing if c.baseline not in ("new", "known")]),
+            (
+                "Evaluator changed",
+                [c for c in failing + excused if c.baseline == "evaluator_changed"],
+            ),
+            ("Failing cases", [c for c in failing if c.baseline not in _CLASSED]),
             ("Fixed", [c for c in cases if c.baseline == "fixed"]),
         ]
     else:
         sections.append(("Failing cases", failing))
-    quarantined = [c for c in excused if c.quarantine is not None and c.baseline != "known"]
+    quarantined = [c for c in excused if c.quarantine is not None and c.baseline not in _CLASSED]
     sections.append(("Quarantined", quarantined))
     return sections
 

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .._api.client import API_VERSION
 from .._text import REPORT_LIMIT, cap_tree
 from .record import CaseRecord
 from .summary import OUTCOMES, SCHEMA_VERSION, VERDICTS, Summary, Totals
@@ -53,7 +54,7 @@ class Report:
             {
                 "schema_version": SCHEMA_VERSION,
                 "plugin_version": self.plugin_version,
-                "api_version": "v1",
+                "api_version": API_VERSION,
                 "api_url": self.api_url,
                 "simulated": self.simulated,
                 "provenance": {**self.provenance, "agents": self.agents},

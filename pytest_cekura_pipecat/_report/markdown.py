@@ -105,7 +105,18 @@ def md_gate_lines(report: Report) -> list[str]:
             f"**Against the baseline:** {counts['new']} new failure(s), {counts['known']} known "
             f"failure(s), {counts['fixed']} fixed"
         )
-        for kind, title in (("new", "New"), ("known", "Known"), ("fixed", "Fixed")):
+        if counts["evaluator_changed"]:
+            lines[-1] += (
+                f"; {counts['evaluator_changed']} failure(s) under a changed evaluator "
+                "(scenario version or metric definitions)"
+            )
+        kinds = (
+            ("new", "New"),
+            ("known", "Known"),
+            ("fixed", "Fixed"),
+            ("evaluator_changed", "Evaluator changed"),
+        )
+        for kind, title in kinds:
             names = [md_code(c.name) for c in cases if c.baseline == kind]
             if names:
                 lines.append(f"- {title}: " + ", ".join(names[:50]))

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 Json = Mapping[str, Any]  # a decoded JSON object, read once at the boundary
 
 
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _objects(data: Json, key: str) -> list[Json]:
     """The JSON objects listed under ``key`` (a report edited by hand may hold others)."""
     return [item for item in data.get(key) or () if isinstance(item, Mapping)]
@@ -161,6 +165,7 @@ class RunRecord:
     cekura_verdict: str | None = None
     recording_url: str | None = field(default=None, repr=False)  # signed links: no repr
     recovered: str = ""
+    agent_version: str | None = None  # the version of the agent the run called
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -183,6 +188,8 @@ class RunRecord:
             data["failed_reasons"] = list(self.failed_reasons)
         if self.artifacts:
             data["artifacts"] = [a.to_json() for a in self.artifacts]
+        if self.agent_version is not None:
+            data["agent_version"] = self.agent_version
         return data
 
     @classmethod
@@ -204,6 +211,7 @@ class RunRecord:
             ai_summary=data.get("ai_summary") or "",
             failed_reasons=tuple(data.get("failed_reasons") or ()),
             artifacts=tuple(Artifact.from_json(a) for a in _objects(data, "artifacts")),
+            agent_version=_text_or_none(data.get("agent_version")),
         )
 
 
@@ -234,6 +242,9 @@ class CaseRecord:
     # What the runs of its last attempt cost, estimated from their durations and metrics at
     # the spend pricing (``_fire/credits.py``); None: no run started, or none said how long.
     credits: float | None = None
+    # The evaluator that judged it: its scenario's version and metric hash (None: not read).
+    scenario_version: str | None = None
+    metrics_hash: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -273,6 +284,10 @@ class CaseRecord:
         data["duration"] = self.duration
         data["dashboard_url"] = self.dashboard_url
         data["runs"] = [r.to_json() for r in self.runs]
+        if self.scenario_version is not None:
+            data["scenario_version"] = self.scenario_version
+        if self.metrics_hash is not None:
+            data["metrics_hash"] = self.metrics_hash
         if self.baseline is not None:
             data["baseline"] = self.baseline
         if self.quarantine is not None:
@@ -311,6 +326,8 @@ class CaseRecord:
             adaptive=AdaptiveRecord.from_json(adaptive) if isinstance(adaptive, Mapping) else None,
             notes=tuple(data.get("notes") or ()),
             credits=number(data.get("credits")),
+            scenario_version=_text_or_none(data.get("scenario_version")),
+            metrics_hash=_text_or_none(data.get("metrics_hash")),
         )
 
 
@@ -353,6 +370,8 @@ def case_record(
         quarantine=_quarantine(gating),
         adaptive=adaptive,
         credits=credits,
+        scenario_version=gating.evaluator.scenario_version if gating.evaluator else None,
+        metrics_hash=gating.evaluator.metrics_hash if gating.evaluator else None,
     )
 
 
@@ -398,13 +417,42 @@ def run_records(verdict: CaseVerdict) -> tuple[RunRecord, ...]:
             cekura_verdict=r.verdict,
             recording_url=r.recording_url,
             recovered=r.recovered,
+            agent_version=r.agent_version,
         )
         for r, j in zip(verdict.runs, judged, strict=True)
     )
 
 
-def junit_properties(runs: Sequence[RunRecord], indexed: bool = False) -> list[tuple[str, object]]:
-    """JUnit properties: one set per run, plain strings so they survive pytest-xdist.
+@dataclass(frozen=True)
+class Provenance:
+    """Where a case's verdict comes from, as its JUnit properties say: the evaluator (its
+    scenario's version and metric hash), the plugin and Cekura API versions, and the commit
+    and branch (None: not known)."""
+
+    scenario_version: str | None = None
+    metrics_hash: str | None = None
+    plugin_version: str | None = None
+    api_version: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+
+    def properties(self) -> list[tuple[str, object]]:
+        values = [
+            ("cekura_scenario_version", self.scenario_version),
+            ("cekura_metrics_hash", self.metrics_hash),
+            ("cekura_plugin_version", self.plugin_version),
+            ("cekura_api_version", self.api_version),
+            ("cekura_commit", self.commit),
+            ("cekura_branch", self.branch),
+        ]
+        return [(k, plain(v, one_line=True)) for k, v in values if v]
+
+
+def junit_properties(
+    runs: Sequence[RunRecord], indexed: bool = False, provenance: Provenance | None = None
+) -> list[tuple[str, object]]:
+    """JUnit properties: one set per run, plain strings so they survive pytest-xdist, and
+    the case's ``provenance`` once.
 
     ``indexed`` (a case of several runs) adds each run's set again under names carrying
     its 1-based index (``cekura_run_2_id``), so consumers that map properties by name
@@ -420,6 +468,7 @@ def junit_properties(runs: Sequence[RunRecord], indexed: bool = False) -> list[t
             ("dashboard_url", run.dashboard_url or None),
             ("recording_url", run.recording_url or None),
             ("recovered", run.recovered or None),
+            ("agent_version", run.agent_version or None),
         ]
         # Outside text (a recording link, a status) on one line, capped, inert.
         values = [(k, None if v is None else plain(v, one_line=True)) for k, v in values]
@@ -430,4 +479,6 @@ def junit_properties(runs: Sequence[RunRecord], indexed: bool = False) -> list[t
                 for key, value in values
                 if value is not None
             )
+    if provenance is not None:
+        props.extend(provenance.properties())
     return props

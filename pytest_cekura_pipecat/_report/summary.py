@@ -33,7 +33,7 @@ _LABEL = {
     "xfailed": "XFAIL",
     "xpassed": "XPASS",
 }
-BASELINE_KINDS = ("new", "known", "fixed")
+BASELINE_KINDS = ("new", "known", "fixed", "evaluator_changed")
 
 
 def _phase_outcome(report: pytest.TestReport) -> str | None:
@@ -368,7 +368,8 @@ def _row_lines(r: CaseRecord, widths: _Widths, width: int) -> list[str]:
 
 
 def gate_lines(cases: Sequence[CaseRecord]) -> list[str]:
-    """Terminal lines under the table: new / known / fixed, and the quarantined cases."""
+    """Terminal lines under the table: new / known / fixed (and failures under a changed
+    evaluator, apart), and the quarantined cases."""
     lines: list[str] = []
     if any(c.baseline for c in cases):
         groups = {kind: [c.name for c in cases if c.baseline == kind] for kind in BASELINE_KINDS}
@@ -383,6 +384,13 @@ def gate_lines(cases: Sequence[CaseRecord]) -> list[str]:
                 )
             )
         )
+        changed = [c for c in cases if c.baseline == "evaluator_changed"]
+        if changed:
+            lines.append(
+                f"baseline: {len(changed)} failure(s) under a changed evaluator (scenario "
+                "version or metric definitions not those of the baseline, where they passed): "
+                + ", ".join(f"{c.name} ({c.outcome or 'unknown'})" for c in changed)
+            )
     for c in cases:
         q = c.quarantine
         if q is None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from .._api.catalogue import Evaluator
 from .._api.client import CekuraClient, HttpPolicy
 from .._api.run import CekuraRun
 from .._config.case import Case
@@ -94,6 +95,10 @@ class Role(Protocol):
     def forecast(self) -> Forecast | None:
         """The spend forecast of the session's first firing (None before it, or when
         nothing was forecast)."""
+
+    def evaluators(self) -> Mapping[int, Evaluator]:
+        """Each selected scenario's version and metric hash, as the first firing's pre-flight
+        read them (empty before it, or when nothing was read)."""
 
     def bot_spawned(self, pid: int) -> None:
         """The bot under test was started by this process (pid of its process group)."""
@@ -320,6 +325,9 @@ class Local:
     def forecast(self) -> Forecast | None:
         return self.plan.forecast if self.plan is not None else None
 
+    def evaluators(self) -> Mapping[int, Evaluator]:
+        return self.plan.evaluators if self.plan is not None else {}
+
     def bot_spawned(self, pid: int) -> None:
         pass  # stopped by this process, at the end
 
@@ -415,6 +423,10 @@ class Controller:
     def forecast(self) -> Forecast | None:
         plan = self.shared.read_plan()
         return plan.forecast if plan is not None else None
+
+    def evaluators(self) -> Mapping[int, Evaluator]:
+        plan = self.shared.read_plan()
+        return plan.evaluators if plan is not None else {}
 
     def bot_spawned(self, pid: int) -> None:
         pass  # the controller starts no bot
@@ -634,6 +646,10 @@ class Worker:
         plan = self._plan or self.shared.read_plan()  # never waits: read after a verdict
         return plan.forecast if plan is not None else None
 
+    def evaluators(self) -> Mapping[int, Evaluator]:
+        plan = self._plan or self.shared.read_plan()  # never waits: read after a verdict
+        return plan.evaluators if plan is not None else {}
+
     def bot_spawned(self, pid: int) -> None:
         with contextlib.suppress(SharedDirError):  # then a SIGKILL of this worker orphans it
             self.shared.record_bot(pid)
@@ -684,6 +700,9 @@ class Idle:
 
     def forecast(self) -> Forecast | None:
         return None
+
+    def evaluators(self) -> Mapping[int, Evaluator]:
+        return {}
 
     def bot_spawned(self, pid: int) -> None:
         pass

@@ -592,7 +592,12 @@ class Watcher:
             if result.verdict_ready(run):
                 raw = result.raw_runs.get(run.id, {})
                 final = CekuraRun.from_api(
-                    run, result.id, raw, slot.dashboard_url, scenario_id=slot.scenario
+                    run,
+                    result.id,
+                    raw,
+                    slot.dashboard_url,
+                    scenario_id=slot.scenario,
+                    agent_version=result.agent_version,
                 )
                 ready.append(_Finished(slot, final))
             elif result_done and not run.terminal:

@@ -90,6 +90,9 @@ def _check_catalogue_field(field: str, value: object) -> str | None:
         return None if ok else f"must be an agent id (an integer), got {value!r}"
     if field in ("folder_path", "version"):
         return None if isinstance(value, str) else f"must be a string, got {type(value).__name__}"
+    if field == "agent_version":
+        ok = value is None or isinstance(value, str)
+        return None if ok else f"must be a string, got {type(value).__name__}"
     if field == "tags":
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
         return None if ok else "must be a list of strings"
@@ -269,6 +272,8 @@ class ScenarioScript:
     metrics: tuple[int, ...] = ()
     max_duration: float = 300.0
     version: str = "v1"
+    # The ``agent_version`` its runs (and a result whose first run it is) carry; None: null.
+    agent_version: str | None = None
     # The conversation served as ``transcript_object``, turn by turn as Cekura's webhook
     # shows it (``role``, ``content``, ``start_time``, ``end_time`` in seconds, and an agent
     # turn's ``tool_calls``: ``[{name, arguments, result}]``); the text ``transcript`` is

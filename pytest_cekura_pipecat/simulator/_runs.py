@@ -402,6 +402,7 @@ def render_run(
         "evaluation_status": None,
         "mocked_tool_names": list(run.mocked_tool_names),
         "trace_id": "",
+        "agent_version": script.agent_version,
     }
     if run.ended_at is not None:
         data["error_message"] = "Call ended by API"
@@ -604,6 +605,7 @@ def render_result(
         "success_rate": round(100.0 * success / total, 2) if total else 0.0,
         "total_duration": _mmss(sum(run.elapsed(now) for run in result.runs)),
         "scenarios": scenario_ids,
+        "agent_version": result.runs[0].script.agent_version if result.runs else None,
         "mock_tool_names": result.mock_tool_names,
         "created_at": iso(result.created_wall),
         **_summary_fields(result, now, summary_after),

@@ -424,7 +424,13 @@ def test_active_quarantine_does_not_block_and_a_pass_is_a_pass(suite: Suite) -> 
     assert "quarantined: books (passed): until 2099-12-31 [active]: was flaky" in out
     report = json.loads((suite.pytester.path / "report.json").read_text())
     jsonschema.validate(report, SCHEMA)
-    assert report["gate"] == {"new": 0, "known": 0, "fixed": 0, "quarantined": 3}
+    assert report["gate"] == {
+        "new": 0,
+        "known": 0,
+        "fixed": 0,
+        "evaluator_changed": 0,
+        "quarantined": 3,
+    }
     assert report["totals"]["xfailed"] == 2
     comment = (suite.pytester.path / "c.md").read_text()
     assert "#### Quarantined (2)" in comment
@@ -513,7 +519,13 @@ def test_baseline_new_known_fixed(suite: Suite, monkeypatch: pytest.MonkeyPatch)
         "C": "fixed",
         "D": None,
     }
-    assert report["gate"] == {"new": 1, "known": 1, "fixed": 1, "quarantined": 0}
+    assert report["gate"] == {
+        "new": 1,
+        "known": 1,
+        "fixed": 1,
+        "evaluator_changed": 0,
+        "quarantined": 0,
+    }
     comment = (suite.pytester.path / "c.md").read_text()
     assert comment.index("New failures (1)") < comment.index("Known failures (1)")
     assert "Fixed (1)" in comment

@@ -355,7 +355,13 @@ def test_totals_count_the_records_once_for_every_output() -> None:
     assert totals.pass_rate == 20.0  # 1 of the 5 not skipped
     assert totals.text == "1 passed, 1 failed, 1 error, 1 skipped, 1 xfailed"
     assert totals.verdicts == {"passed": 1, "failed": 3, "error": 1}
-    assert totals.gate_json() == {"new": 1, "known": 0, "fixed": 0, "quarantined": 1}
+    assert totals.gate_json() == {
+        "new": 1,
+        "known": 0,
+        "fixed": 0,
+        "evaluator_changed": 0,
+        "quarantined": 1,
+    }
     assert Totals(()).gate_json() is None and Totals(()).pass_rate is None
 
 
