@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._config.case import Case
 from .._config.thresholds import Quarantine
+from .confirm import Compared, Confirmation
+from .stats import Counts
 
 BaselineClass = Literal["new", "known", "fixed"]
 _PASSED = ("passed", "xpassed")
@@ -43,15 +45,29 @@ class Baseline:
     path: str
     passed: Mapping[str, bool]
     strict: bool = False
+    # Each case's runs in the report: passed of counted (errored left out), and errored.
+    runs: Mapping[str, tuple[Counts, int]] = field(default_factory=dict)
 
 
 REPORT_SCHEMA_VERSION = 2  # of report.schema.json: the report stage writes this version
+
+
+class _BaselineRun(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    verdict: str | None = None
 
 
 class _BaselineCase(BaseModel):
     model_config = ConfigDict(extra="ignore")
     nodeid: str
     outcome: str | None = None
+    runs: list[_BaselineRun] = []
+
+    def counts(self) -> tuple[Counts, int]:
+        """Its runs: passed of counted, and the errored ones (left out)."""
+        verdicts = [run.verdict for run in self.runs]
+        passed, failed = verdicts.count("passed"), verdicts.count("failed")
+        return Counts(passed, passed + failed), len(verdicts) - passed - failed
 
 
 class _BaselineReport(BaseModel):
@@ -95,7 +111,8 @@ def load_baseline(path: str, strict: bool = False) -> Baseline:
             passed[case.nodeid] = True
         elif case.outcome in _NOT_PASSED:
             passed[case.nodeid] = False
-    return Baseline(path, passed, strict)
+    runs = {case.nodeid: case.counts() for case in report.cases if case.nodeid in passed}
+    return Baseline(path, passed, strict, runs)
 
 
 @dataclass(frozen=True)
@@ -109,10 +126,22 @@ class Gating:
     baseline: BaselineClass | None = None
     quarantine: Quarantine | None = None
     quarantine_active: bool = False
+    confirmation: Confirmation | None = None
+    compared: Compared | None = None
 
 
-def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today: date) -> Gating:
-    """The gating of a case whose verdict ``passed`` (or not), on ``today``."""
+def gate(
+    case: Case,
+    nodeid: str,
+    passed: bool,
+    baseline: Baseline | None,
+    today: date,
+    *,
+    confirmation: Confirmation | None = None,
+    compared: Compared | None = None,
+) -> Gating:
+    """The gating of a case whose verdict ``passed`` (or not), on ``today``; a failing
+    case's ``confirmation`` runs and pass rate ``compared`` with the baseline's, if any."""
     excuse: str | None = None
     notes: list[str] = []
     quarantine = case.quarantine
@@ -138,10 +167,39 @@ def gate(case: Case, nodeid: str, passed: bool, baseline: Baseline | None, today
                 excuse = f"known failure: it did not pass in the baseline {baseline.path} either"
         elif not before and passed:
             kind = "fixed"
+    if not passed:
+        excuse = _second_look(excuse, notes, baseline, confirmation, compared)
     return Gating(
         excuse=excuse,
         note="; ".join(notes) or None,
         baseline=kind,
         quarantine=quarantine,
         quarantine_active=quarantine is not None and quarantine.active(today),
+        confirmation=confirmation,
+        compared=compared,
     )
+
+
+def _second_look(
+    excuse: str | None,
+    notes: list[str],
+    baseline: Baseline | None,
+    confirmation: Confirmation | None,
+    compared: Compared | None,
+) -> str | None:
+    """The excuse of a failing case once its pass rate was compared (a regression blocks
+    even a known failure; no change or inconclusive does not block, unless strict) and its
+    confirmation runs are in (a recovery makes it flaky)."""
+    quarantined = excuse is not None and excuse.startswith("quarantined")
+    if compared is not None and not quarantined:
+        line = compared.describe()
+        if compared.comparison.verdict == "regression" or (baseline and baseline.strict):
+            excuse = None
+            notes.append(line)
+        else:
+            excuse = line
+    if confirmation is not None and excuse is None:
+        if confirmation.passed:
+            return confirmation.describe()
+        notes.append(confirmation.describe())
+    return excuse

@@ -50,6 +50,8 @@ def _sections(cases: Sequence[CaseRecord]) -> list[Section]:
         sections.append(("Failing cases", failing))
     quarantined = [c for c in excused if c.quarantine is not None and c.baseline != "known"]
     sections.append(("Quarantined", quarantined))
+    flaky = [c for c in excused if c.confirm is not None and c.confirm.verdict == "flaky"]
+    sections.append(("Flaky on confirmation, not blocking", flaky))
     return sections
 
 
@@ -58,6 +60,13 @@ def _rows(title: str, group: list[CaseRecord], out: Budget) -> list[str]:
         return [f"- {md_code(c.name)} (scenario {c.scenario})" for c in group]
     if title == "Quarantined":
         return [md_quarantine_row(c) for c in group]
+    if title.startswith("Flaky"):
+        return [
+            f"- {md_code(c.name)} (scenario {c.scenario}): "
+            f"{c.confirm.passed} of {c.confirm.fired} confirmation run(s) passed"
+            for c in group
+            if c.confirm is not None
+        ]
     out.force(*MD_TABLE_HEAD)
     return [md_case_row(c, reason_limit=200) for c in group]
 
