@@ -19,8 +19,10 @@ from pytest_cekura_pipecat._api.run import CekuraRun, ExpectedOutcomeResult
 from pytest_cekura_pipecat._config.case import Case, Defaults
 from pytest_cekura_pipecat._config.schema import case_from_marker
 from pytest_cekura_pipecat._errors import ConfigError
-from pytest_cekura_pipecat._judge.confirm import confirmation
+from pytest_cekura_pipecat._judge.confirm import compare_with, confirmation
 from pytest_cekura_pipecat._judge.gating import gate
+from pytest_cekura_pipecat._judge.stats import Counts
+from pytest_cekura_pipecat._judge.verdict import judge_run
 from pytest_cekura_pipecat.simulator import ScenarioScript, Simulator
 
 SCHEMA = json.loads(
@@ -196,3 +198,26 @@ def test_confirm_is_validated_in_the_marker() -> None:
             defaults=Defaults(),
             have_room_provider=False,
         )
+
+
+def test_errored_runs_are_left_out_of_the_comparison_and_named() -> None:
+    case = Case("c", 101, "cekura.toml", repeat=4, min_passes=4)
+    ok = CekuraRun(
+        scenario_id=101,
+        run_id=1,
+        status="completed",
+        success=True,
+        expected_outcome=ExpectedOutcomeResult(100.0),
+    )
+    bad = CekuraRun(scenario_id=101, run_id=2, status="completed", success=False)
+    broken = CekuraRun(scenario_id=101, run_id=3, status="failed", error_message="no join")
+    runs = [ok, bad, broken, ok]
+    judged = [judge_run(case, run) for run in runs]
+    compared = compare_with(case, runs, judged, Counts(4, 4), before_errored=1)
+    assert compared is not None
+    assert (compared.comparison.now, compared.errored) == (Counts(2, 3), ("run 3",))
+    assert compared.describe().endswith(
+        "; left out: errored run(s) run 3; 1 errored run(s) of the baseline"
+    )
+    assert compare_with(Case("c", 101, "cekura.toml"), [bad], judged[1:2], Counts(4, 4)) is None
+    assert compare_with(case, runs, judged, None) is None
