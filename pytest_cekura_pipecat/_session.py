@@ -423,6 +423,12 @@ class CekuraSession:
             if case.adaptive and case.repeat > case.first_runs
         ]
         lines += [
+            f"case {case.name}: up to {case.confirm} more run(s) if its failure would block "
+            "(confirm)"
+            for _, case in selected
+            if case.confirm
+        ]
+        lines += [
             f"canary {self.state.cases[nodeid].name}: fired first and alone"
             for nodeid in sorted(self.canaries(selected))
         ]

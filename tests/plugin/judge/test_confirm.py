@@ -103,6 +103,9 @@ def test_confirm_runs_count_against_the_run_budget(suite: Suite) -> None:
     result = suite.run("-rA", "--cekura-max-runs=2")
     result.assert_outcomes(failed=1)
     assert suite.sim.entries_fired() == 1
+    dry = suite.run("--cekura-dry-run")
+    dry.stdout.fnmatch_lines(["*case flaky: up to 2 more run(s) if its failure would block*"])
+    assert suite.sim.entries_fired() == 1
     result.stdout.fnmatch_lines(
         [
             "*not confirmed: 2 confirmation run(s) not fired: confirmation runs would start "
@@ -141,7 +144,12 @@ def test_pass_rates_against_the_baseline_are_compared_statistically(suite: Suite
     suite.toml(ROOM + '[[case]]\nname = "R"\nscenario = 101\nrepeat = 10\n')
     suite.run("--cekura-report=base.json").assert_outcomes(passed=1)
     suite.toml(ROOM + '[[case]]\nname = "R"\nscenario = 111\nrepeat = 10\n')
-    seven = suite.run("-rA", "--cekura-baseline=base.json", "--cekura-report=seven.json")
+    seven = suite.run(
+        "-rA",
+        "--cekura-baseline=base.json",
+        "--cekura-report=seven.json",
+        "--cekura-pr-comment=c.md",
+    )
     seven.assert_outcomes(xfailed=1)
     assert seven.ret == pytest.ExitCode.OK
     seven.stdout.fnmatch_lines(
@@ -152,6 +160,9 @@ def test_pass_rates_against_the_baseline_are_compared_statistically(suite: Suite
         ],
         consecutive=False,
     )
+    comment = (suite.pytester.path / "c.md").read_text(encoding="utf-8")
+    assert "#### Pass rates against the baseline (1)" in comment
+    assert "inconclusive: 7/10 against 10/10 in the baseline" in comment
     compared = _report(suite, "seven.json")["R"]["comparison"]
     assert compared["verdict"] == "inconclusive"  # type: ignore[index]
     assert compared["p_value"] == pytest.approx(0.10526, abs=1e-5)  # type: ignore[index]
