@@ -585,8 +585,10 @@ class CekuraSession:
         )
         if compared is not None:
             self.state.compared[nodeid] = compared
-        if case.confirm <= 0 or verdict.outcome != "failed" or self.gating(nodeid, verdict).excuse:
+        if case.confirm <= 0 or verdict.outcome != "failed" or self.state.interrupted:
             return verdict
+        if self.gating(nodeid, verdict).excuse is not None:
+            return verdict  # it would not block: nothing to confirm
         problem = self._again_problem(nodeid, verdict.runs, case.confirm, "confirmation runs")
         if problem is not None:
             line = f"  not confirmed: {case.confirm} confirmation run(s) not fired: {problem}"
