@@ -34,6 +34,7 @@ from ._fire.plan import Slot
 from ._fire.recover import Sent
 from ._fire.spend import SessionSpend, SpendLine, policy_of, spend_lines
 from ._judge import gating as _gating
+from ._judge.confirm import Compared, Confirmation, compare_with, confirmation
 from ._judge.gating import Gating
 from ._judge.pooled import apply_pooled
 from ._judge.verdict import CaseVerdict, adaptive_need, decide
@@ -114,6 +115,10 @@ class SessionState:
     masked_notes: tuple[list[str], list[str]] = ([], [])  # (notes as known, masked)
     # What each judged case's runs cost, estimated (issue 31's post-run figure).
     actual: dict[str, ActualCredits] = field(default_factory=dict)
+    # A failing case's confirmation runs (confirm = N), and its pass rate against the
+    # baseline's (a case of several runs).
+    confirmations: dict[str, Confirmation] = field(default_factory=dict)
+    compared: dict[str, Compared] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -419,6 +424,12 @@ class CekuraSession:
             if case.adaptive and case.repeat > case.first_runs
         ]
         lines += [
+            f"case {case.name}: up to {case.confirm} more run(s) if its failure would block "
+            "(confirm)"
+            for _, case in selected
+            if case.confirm
+        ]
+        lines += [
             f"canary {self.state.cases[nodeid].name}: fired first and alone"
             for nodeid in sorted(self.canaries(selected))
         ]
@@ -462,16 +473,22 @@ class CekuraSession:
         case = self.state.cases[nodeid]
         if previous is None or previous.outcome == "passed":
             return "nothing to rerun"
-        if any(run.run_id is None for run in previous.runs):
+        return self._again_problem(nodeid, previous.runs, case.repeat, "a rerun")
+
+    def _again_problem(
+        self, nodeid: str, runs: Sequence[CekuraRun], count: int, what: str
+    ) -> str | None:
+        """Why ``count`` more runs of a case whose runs were ``runs`` must not be fired (a
+        rerun, confirmation runs), or None; the runs are reserved under every cap when not."""
+        if any(run.run_id is None for run in runs):
             return "a run of the first attempt never started or its fate is unknown"
-        if any(run.error_message.startswith("circuit breaker") for run in previous.runs):
+        if any(run.error_message.startswith("circuit breaker") for run in runs):
             return "the circuit breaker tripped"
         budget = self.settings.max_runs
-        if budget is not None and not self._role.reserve(case.repeat, budget, self.state.spent):
-            return f"a rerun would start more than cekura_max_runs={budget} runs"
+        if budget is not None and not self._role.reserve(count, budget, self.state.spent):
+            return f"{what} would start more than cekura_max_runs={budget} runs"
         firing = self._role
-        return self.spend.rerun_problem(nodeid, case.repeat, firing.forecast(), firing.reserve)
-        return None
+        return self.spend.rerun_problem(nodeid, count, firing.forecast(), firing.reserve)
 
     def refire(self, nodeid: str) -> bool:
         """A rerun (pytest-rerunfailures) of a case that did not pass: fire a fresh run of
@@ -487,6 +504,8 @@ class CekuraSession:
         attempt = self.state.attempts.get(nodeid, 0) + 1
         self.state.attempts[nodeid] = attempt
         self.state.verdicts.pop(nodeid, None)
+        self.state.confirmations.pop(nodeid, None)
+        self.state.compared.pop(nodeid, None)
         self._role.refire(nodeid, case.first_firing(), attempt, self._context)
         return True
 
@@ -510,8 +529,10 @@ class CekuraSession:
         forget = forget and role.judged(runs)  # a wait that gave up leaves the runs to resume
         runs = [self._masked(run, case.scenario) for run in runs]
         verdict = self._decide(case, runs)
+        if not self.state.problem and verdict.outcome != "passed":
+            verdict = self._second_look(nodeid, case, verdict)
         self.state.verdicts[nodeid] = verdict
-        self.state.actual[nodeid] = actual(runs, self.spend.policy.pricing)
+        self.state.actual[nodeid] = actual(list(verdict.runs), self.spend.policy.pricing)
         if forget and self.ledger is not None:
             self.ledger.forget(nodeid)  # judged: nothing of it is left to resume
         return verdict
@@ -563,6 +584,39 @@ class CekuraSession:
             runs = runs + self._role.runs(nodeid, key)
         return runs
 
+    def _second_look(self, nodeid: str, case: Case, verdict: CaseVerdict) -> CaseVerdict:
+        """A case that did not pass: its pass rate compared with the baseline's, then, if
+        it still blocks, its confirmation runs (``confirm = N``), fired like an adaptive
+        top-up, under every cap; the verdict with them and what they said."""
+        before = self.baseline.runs.get(nodeid) if self.baseline is not None else None
+        compared = compare_with(
+            case, verdict.runs, verdict.judged, *(before if before else (None, 0))
+        )
+        if compared is not None:
+            self.state.compared[nodeid] = compared
+        if case.confirm <= 0 or verdict.outcome != "failed" or self.state.interrupted:
+            return verdict
+        if self.gating(nodeid, verdict).excuse is not None:
+            return verdict  # it would not block: nothing to confirm
+        problem = self._again_problem(nodeid, verdict.runs, case.confirm, "confirmation runs")
+        if problem is not None:
+            line = f"  not confirmed: {case.confirm} confirmation run(s) not fired: {problem}"
+            return replace(verdict, message=f"{verdict.message}\n{line}")
+        key = -(self.state.attempts.get(nodeid, 0) * 1000 + 999)
+        self._role.refire(nodeid, replace(case, repeat=case.confirm), key, self._context)
+        runs = [self._masked(run, case.scenario) for run in self._role.runs(nodeid, key)]
+        confirmed = self.state.confirmations[nodeid] = confirmation(case, runs)
+        lines = ["  confirmation runs:"] + [
+            f"    run {run.run_id}: {judgement.outcome}"
+            for run, judgement in zip(confirmed.runs, confirmed.judged, strict=True)
+        ]
+        return replace(
+            verdict,
+            message="\n".join([verdict.message, *lines]),
+            runs=verdict.runs + confirmed.runs,
+            judged=verdict.judged + confirmed.judged if verdict.judged else (),
+        )
+
     def _decide(self, case: Case, runs: list[CekuraRun]) -> CaseVerdict:
         hook = self.hooks.relay
         override = None
@@ -590,9 +644,10 @@ class CekuraSession:
             first_reason=self.redactor(verdict.first_reason),
         )
 
-    def gating(self, nodeid: str) -> Gating:
-        """Whether the case's verdict blocks: quarantine and baseline (``_gating``)."""
-        verdict = self.verdict(nodeid)
+    def gating(self, nodeid: str, verdict: CaseVerdict | None = None) -> Gating:
+        """Whether the case's verdict blocks: quarantine, baseline, confirmation runs
+        (``_gating``)."""
+        verdict = verdict or self.verdict(nodeid)
         return _gating.gate(
             self.state.cases[nodeid],
             nodeid,
@@ -600,6 +655,8 @@ class CekuraSession:
             self.baseline,
             _gating.today(),
             self.evaluator(nodeid),
+            confirmation=self.state.confirmations.get(nodeid),
+            compared=self.state.compared.get(nodeid),
         )
 
     def evaluator(self, nodeid: str) -> Evaluator | None:
@@ -658,6 +715,8 @@ class CekuraSession:
         # the garbage collections left (pytest's at unconfigure, the interpreter's at exit).
         self.state.verdicts.clear()
         self.state.actual.clear()
+        self.state.confirmations.clear()
+        self.state.compared.clear()
         self.state.cases.clear()
         self.state.selected.clear()
 

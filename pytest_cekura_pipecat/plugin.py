@@ -56,7 +56,7 @@ MARKER_HELP = (
     "agent=None, repeat=1, min_passes=None, timeout=None, project=None, mock_tool_names=None, "
     "bot_start_url=None, bot_start_headers=None, bot_start_body=None, room_concurrency=None, "
     "max_live_runs=None, thresholds=None, allow_unevaluated=None, min_samples=None, "
-    "quarantine=None, canary=False, adaptive=None, priority=0): run this "
+    "quarantine=None, canary=False, adaptive=None, confirm=None, priority=0): run this "
     "test's Cekura evaluator scenario against a Pipecat bot; the run's verdict becomes the test's."
 )
 

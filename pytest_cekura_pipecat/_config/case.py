@@ -69,6 +69,9 @@ class Case:
     quarantine: Quarantine | None = None  # until its date, a failure does not block
     canary: bool = False  # fired first and alone; if it errors, nothing else is fired
     adaptive: bool = False  # fire min_passes runs, then one more per run that did not pass
+    # A failure that would block is fired this many more runs first; one that passes
+    # makes the case flaky (non-blocking).
+    confirm: int = 0
     priority: int = 0  # under a credit cap, higher is admitted first (then collection order)
     bot_source: BotSource | None = None  # None: no layer chose; a room hook must give a room
 
@@ -173,6 +176,7 @@ class Defaults:
     max_live_runs: int | None = None
     bot_start_url: str | None = None
     pipecat_cloud_agent: str | None = None  # the Pipecat Cloud preset of bot_start_url
+    confirm: int | None = None
     flag_keys: frozenset[str] = frozenset()  # the keys above set on the command line, not ini
 
 

@@ -304,6 +304,13 @@ OPTIONS = [
         "PATH",
     ),
     _Option(
+        "cekura_confirm",
+        "Fire a case whose failure would block N more runs first: if one passes, the case is flaky and does not block (cekura.toml and the marker: confirm = N; 0: off).",
+        _non_negative_int,
+        None,
+        "N",
+    ),
+    _Option(
         "cekura_history",
         "A history file (python -m pytest_cekura_pipecat.report history): list flaky cases with each one's pass rate and flips, and suggest a quarantine; no verdict changes.",
         str,
@@ -556,6 +563,7 @@ _DEFAULT_KEYS = (
     "max_live_runs",
     "bot_start_url",
     "pipecat_cloud_agent",
+    "confirm",
 )
 # They choose where a case's bot is: two of them in one layer contradict each other.
 _BOT_CHOICE = ("pipecat_room_url", "bot_start_url", "pipecat_cloud_agent")
@@ -638,6 +646,7 @@ def resolve(config: pytest.Config) -> Settings:
             max_live_runs=_value(config, "cekura_max_live_runs"),
             bot_start_url=_value(config, "cekura_bot_start_url"),
             pipecat_cloud_agent=_value(config, "cekura_pipecat_cloud_agent"),
+            confirm=_value(config, "cekura_confirm"),
             flag_keys=_flag_keys(config),
         ),
         max_runs=_value(config, "cekura_max_runs") or None,

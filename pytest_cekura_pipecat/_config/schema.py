@@ -122,6 +122,7 @@ class _Common(_Strict):
     min_samples: PositiveInt | None = None
     quarantine: QuarantineFields | None = None
     adaptive: bool | None = None
+    confirm: Annotated[int, Field(ge=0, le=MAX_REPEAT)] | None = None
 
     _fixed_common = field_validator(
         "agent",
@@ -134,6 +135,7 @@ class _Common(_Strict):
         "allow_unevaluated",
         "min_samples",
         "adaptive",
+        "confirm",
         *_EXPANDED_VALUES,
         mode="before",
     )(_no_template)
@@ -521,6 +523,7 @@ def _merge(
         canary=fields.canary,
         priority=fields.priority,
         adaptive=bool(pick("adaptive")),
+        confirm=pick("confirm") or 0,
         bot_source=bot_source(bot),
     )
 

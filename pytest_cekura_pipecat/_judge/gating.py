@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .._api.catalogue import Evaluator
 from .._config.case import Case
 from .._config.thresholds import Quarantine
+from .confirm import Compared, Confirmation
+from .stats import Counts
 
 BaselineClass = Literal["new", "known", "fixed", "evaluator_changed"]
 _PASSED = ("passed", "xpassed")
@@ -56,8 +58,16 @@ class Baseline:
         before = self.evaluators.get(nodeid)
         return None if before is None or now is None else now.changed(before)
 
+    # Each case's runs in the report: passed of counted (errored left out), and errored.
+    runs: Mapping[str, tuple[Counts, int]] = field(default_factory=dict)
+
 
 REPORT_SCHEMA_VERSION = 2  # of report.schema.json: the report stage writes this version
+
+
+class _BaselineRun(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    verdict: str | None = None
 
 
 class _BaselineCase(BaseModel):
@@ -66,6 +76,13 @@ class _BaselineCase(BaseModel):
     outcome: str | None = None
     scenario_version: str | None = None
     metrics_hash: str | None = None
+    runs: list[_BaselineRun] = []
+
+    def counts(self) -> tuple[Counts, int]:
+        """Its runs: passed of counted, and the errored ones (left out)."""
+        verdicts = [run.verdict for run in self.runs]
+        passed, failed = verdicts.count("passed"), verdicts.count("failed")
+        return Counts(passed, passed + failed), len(verdicts) - passed - failed
 
 
 class _BaselineReport(BaseModel):
@@ -112,7 +129,8 @@ def load_baseline(path: str, strict: bool = False, evaluator_blocks: bool = Fals
             passed[case.nodeid] = False
         if case.scenario_version is not None or case.metrics_hash is not None:
             evaluators[case.nodeid] = Evaluator(case.scenario_version, case.metrics_hash)
-    return Baseline(path, passed, strict, evaluators, evaluator_blocks)
+    runs = {case.nodeid: case.counts() for case in report.cases if case.nodeid in passed}
+    return Baseline(path, passed, strict, evaluators, evaluator_blocks, runs)
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,8 @@ class Gating:
     quarantine: Quarantine | None = None
     quarantine_active: bool = False
     evaluator: Evaluator | None = None  # what judged the case now (the record shows it)
+    confirmation: Confirmation | None = None
+    compared: Compared | None = None
 
 
 def gate(
@@ -136,9 +156,13 @@ def gate(
     baseline: Baseline | None,
     today: date,
     evaluator: Evaluator | None = None,
+    *,
+    confirmation: Confirmation | None = None,
+    compared: Compared | None = None,
 ) -> Gating:
     """The gating of a case whose verdict ``passed`` (or not), on ``today``, judged by
-    ``evaluator`` (its scenario version and metric hash, None: not known)."""
+    ``evaluator`` (its scenario version and metric hash, None: not known); a failing
+    case's ``confirmation`` runs and pass rate ``compared`` with the baseline's, if any."""
     excuse: str | None = None
     notes: list[str] = []
     quarantine = case.quarantine
@@ -151,27 +175,10 @@ def gate(
                 f"({quarantine.reason}): this case blocks again"
             )
     kind: BaselineClass | None = None
-    before = baseline.passed.get(nodeid) if baseline is not None else None
-    if baseline is not None and before is not None:
-        changed = baseline.changed(nodeid, evaluator)
-        if before and not passed and changed is not None:
-            kind = "evaluator_changed"
-            said = f"evaluator changed ({changed}) since the baseline {baseline.path}"
-            if baseline.evaluator_blocks:
-                notes.append(f"{said}, where it passed")
-            elif excuse is None:
-                excuse = f"{said}, where it passed (not blocking)"
-        elif before and not passed:
-            kind = "new"
-            notes.append(f"new failure: it passed in the baseline {baseline.path}")
-        elif not before and not passed:
-            kind = "known"
-            if baseline.strict:
-                notes.append("known failure (it did not pass in the baseline either)")
-            elif excuse is None:
-                excuse = f"known failure: it did not pass in the baseline {baseline.path} either"
-        elif not before and passed:
-            kind = "fixed"
+    if baseline is not None:
+        kind, excuse = _against(baseline, nodeid, passed, evaluator, excuse, notes)
+    if not passed:
+        excuse = _second_look(excuse, notes, baseline, confirmation, compared)
     return Gating(
         excuse=excuse,
         note="; ".join(notes) or None,
@@ -179,4 +186,67 @@ def gate(
         quarantine=quarantine,
         quarantine_active=quarantine is not None and quarantine.active(today),
         evaluator=evaluator,
+        confirmation=confirmation,
+        compared=compared,
     )
+
+
+def _against(
+    baseline: Baseline,
+    nodeid: str,
+    passed: bool,
+    evaluator: Evaluator | None,
+    excuse: str | None,
+    notes: list[str],
+) -> tuple[BaselineClass | None, str | None]:
+    """The case's class against the baseline and its excuse (notes appended): new,
+    known, fixed or evaluator_changed; None when the baseline does not hold the case."""
+    before = baseline.passed.get(nodeid)
+    if before is None:
+        return None, excuse
+    kind: BaselineClass | None = None
+    changed = baseline.changed(nodeid, evaluator)
+    if before and not passed and changed is not None:
+        kind = "evaluator_changed"
+        said = f"evaluator changed ({changed}) since the baseline {baseline.path}"
+        if baseline.evaluator_blocks:
+            notes.append(f"{said}, where it passed")
+        elif excuse is None:
+            excuse = f"{said}, where it passed (not blocking)"
+    elif before and not passed:
+        kind = "new"
+        notes.append(f"new failure: it passed in the baseline {baseline.path}")
+    elif not before and not passed:
+        kind = "known"
+        if baseline.strict:
+            notes.append("known failure (it did not pass in the baseline either)")
+        elif excuse is None:
+            excuse = f"known failure: it did not pass in the baseline {baseline.path} either"
+    elif not before and passed:
+        kind = "fixed"
+    return kind, excuse
+
+
+def _second_look(
+    excuse: str | None,
+    notes: list[str],
+    baseline: Baseline | None,
+    confirmation: Confirmation | None,
+    compared: Compared | None,
+) -> str | None:
+    """The excuse of a failing case once its pass rate was compared (a regression blocks
+    even a known failure; no change or inconclusive does not block, unless strict) and its
+    confirmation runs are in (a recovery makes it flaky)."""
+    quarantined = excuse is not None and excuse.startswith("quarantined")
+    if compared is not None and not quarantined:
+        line = compared.describe()
+        if compared.comparison.verdict == "regression" or (baseline and baseline.strict):
+            excuse = None
+            notes.append(line)
+        else:
+            excuse = line
+    if confirmation is not None and excuse is None:
+        if confirmation.passed:
+            return confirmation.describe()
+        notes.append(confirmation.describe())
+    return excuse

@@ -6,9 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .document import Report
-from .markdown import MD_TABLE_HEAD, Budget, md_case_row, md_code, md_link, md_quarantine_row
+from .markdown import (
+    MD_TABLE_HEAD,
+    Budget,
+    md_case_row,
+    md_code,
+    md_link,
+    md_quarantine_row,
+    md_text,
+)
 from .record import CaseRecord
-from .summary import BAD, sort_key
+from .summary import BAD, describe_comparison, sort_key
 
 MARKER = "<!-- pytest-cekura-pipecat -->"
 COMMENT_LIMIT = 65536  # GitHub refuses a longer comment body
@@ -57,6 +65,9 @@ def _sections(cases: Sequence[CaseRecord]) -> list[Section]:
         sections.append(("Failing cases", failing))
     quarantined = [c for c in excused if c.quarantine is not None and c.baseline not in _CLASSED]
     sections.append(("Quarantined", quarantined))
+    flaky = [c for c in excused if c.confirm is not None and c.confirm.verdict == "flaky"]
+    sections.append(("Flaky on confirmation, not blocking", flaky))
+    sections.append(("Pass rates against the baseline", [c for c in cases if c.comparison]))
     return sections
 
 
@@ -65,6 +76,19 @@ def _rows(title: str, group: list[CaseRecord], out: Budget) -> list[str]:
         return [f"- {md_code(c.name)} (scenario {c.scenario})" for c in group]
     if title == "Quarantined":
         return [md_quarantine_row(c) for c in group]
+    if title.startswith("Pass rates"):
+        return [
+            f"- {md_code(c.name)}: {md_text(describe_comparison(c.comparison))}"
+            for c in group
+            if c.comparison is not None
+        ]
+    if title.startswith("Flaky"):
+        return [
+            f"- {md_code(c.name)} (scenario {c.scenario}): "
+            f"{c.confirm.passed} of {c.confirm.fired} confirmation run(s) passed"
+            for c in group
+            if c.confirm is not None
+        ]
     out.force(*MD_TABLE_HEAD)
     return [md_case_row(c, reason_limit=200) for c in group]
 

@@ -16,6 +16,7 @@ from .summary import (
     display_reason,
     failed_metrics,
     scenario_text,
+    second_look_lines,
     sort_key,
 )
 
@@ -127,6 +128,10 @@ def md_gate_lines(report: Report) -> list[str]:
         lines.extend(
             md_quarantine_row(c) + f": {md_text(c.outcome or 'unknown')}" for c in quarantined[:100]
         )
+        lines.append("")
+    second = second_look_lines(cases[:100])
+    if second:
+        lines.extend(f"- {md_text(line)}" for line in second)
         lines.append("")
     return lines
 

@@ -8,9 +8,9 @@ through ``to_json``/``from_json``, whose shape is a case of ``report.schema.json
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._text import plain
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .._judge.gating import Gating
     from .._judge.verdict import CaseVerdict
 
+_T = TypeVar("_T")
 Json = Mapping[str, Any]  # a decoded JSON object, read once at the boundary
 
 
@@ -141,6 +142,61 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class ConfirmRecord:
+    """A failing case's confirmation runs (confirm = N): fired, passed, and the verdict:
+    ``flaky`` (one passed: it does not block) or ``confirmed`` (it blocks)."""
+
+    fired: int
+    passed: int
+    verdict: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"fired": self.fired, "passed": self.passed, "verdict": self.verdict}
+
+    @classmethod
+    def from_json(cls, data: Json) -> ConfirmRecord:
+        return cls(
+            int(data.get("fired", 0)), int(data.get("passed", 0)), str(data.get("verdict", ""))
+        )
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """A case's pass rate against the baseline's (Fisher's exact test, one-sided)."""
+
+    verdict: str  # regression, no change, inconclusive
+    p_value: float
+    passed: int
+    runs: int
+    baseline_passed: int
+    baseline_runs: int
+    errored: tuple[str, ...] = ()  # this session's errored runs, left out
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "verdict": self.verdict,
+            "p_value": self.p_value,
+            "passed": self.passed,
+            "runs": self.runs,
+            "baseline_passed": self.baseline_passed,
+            "baseline_runs": self.baseline_runs,
+            "errored": list(self.errored),
+        }
+
+    @classmethod
+    def from_json(cls, data: Json) -> ComparisonRecord:
+        return cls(
+            str(data.get("verdict", "")),
+            float(data.get("p_value", 1.0)),
+            int(data.get("passed", 0)),
+            int(data.get("runs", 0)),
+            int(data.get("baseline_passed", 0)),
+            int(data.get("baseline_runs", 0)),
+            tuple(str(e) for e in data.get("errored") or ()),
+        )
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One run of a case: Cekura's ids and status, and the verdict under the case's gate."""
 
@@ -238,6 +294,8 @@ class CaseRecord:
     baseline: str | None = None
     quarantine: QuarantineRecord | None = None
     adaptive: AdaptiveRecord | None = None
+    confirm: ConfirmRecord | None = None
+    comparison: ComparisonRecord | None = None
     notes: tuple[str, ...] = ()
     # What the runs of its last attempt cost, estimated from their durations and metrics at
     # the spend pricing (``_fire/credits.py``); None: no run started, or none said how long.
@@ -296,6 +354,10 @@ class CaseRecord:
             data["adaptive"] = self.adaptive.to_json()
         if self.credits is not None:
             data["credits"] = self.credits
+        if self.confirm is not None:
+            data["confirm"] = self.confirm.to_json()
+        if self.comparison is not None:
+            data["comparison"] = self.comparison.to_json()
         if self.notes:
             data["notes"] = list(self.notes)
         return data
@@ -324,6 +386,8 @@ class CaseRecord:
             if isinstance(quarantine, Mapping)
             else None,
             adaptive=AdaptiveRecord.from_json(adaptive) if isinstance(adaptive, Mapping) else None,
+            confirm=_nested(data, "confirm", ConfirmRecord.from_json),
+            comparison=_nested(data, "comparison", ComparisonRecord.from_json),
             notes=tuple(data.get("notes") or ()),
             credits=number(data.get("credits")),
             scenario_version=_text_or_none(data.get("scenario_version")),
@@ -372,6 +436,33 @@ def case_record(
         credits=credits,
         scenario_version=gating.evaluator.scenario_version if gating.evaluator else None,
         metrics_hash=gating.evaluator.metrics_hash if gating.evaluator else None,
+        confirm=_confirm(gating),
+        comparison=_comparison(gating),
+    )
+
+
+def _nested(data: Json, key: str, read: Callable[[Json], _T]) -> _T | None:
+    value = data.get(key)
+    return read(value) if isinstance(value, Mapping) else None
+
+
+def _confirm(gating: Gating) -> ConfirmRecord | None:
+    c = gating.confirmation
+    return None if c is None else ConfirmRecord(c.fired, c.passed, c.verdict)
+
+
+def _comparison(gating: Gating) -> ComparisonRecord | None:
+    if gating.compared is None:
+        return None
+    c = gating.compared.comparison
+    return ComparisonRecord(
+        c.verdict,
+        c.p_value,
+        c.now.passed,
+        c.now.runs,
+        c.before.passed,
+        c.before.runs,
+        gating.compared.errored,
     )
 
 

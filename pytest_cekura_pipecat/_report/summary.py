@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .._fire.credits import credits
 from .._judge.gating import REPORT_SCHEMA_VERSION
 from .._text import visible
-from .record import CaseRecord
+from .record import CaseRecord, ComparisonRecord
 
 if TYPE_CHECKING:
     import pytest
@@ -121,9 +121,17 @@ class Totals:
         return sum(c.quarantine is not None for c in self.records)
 
     @property
+    def flaky(self) -> int:
+        """Failing cases a confirmation run passed (confirm = N): they do not block."""
+        return sum(c.confirm is not None and c.confirm.verdict == "flaky" for c in self.records)
+
+    @property
     def gated(self) -> bool:
-        """Some case was gated by a baseline or a quarantine."""
-        return any(c.baseline is not None or c.quarantine is not None for c in self.records)
+        """Some case was gated by a baseline, a quarantine or confirmation runs."""
+        return any(
+            c.baseline is not None or c.quarantine is not None or c.confirm is not None
+            for c in self.records
+        )
 
     @property
     def text(self) -> str:
@@ -163,7 +171,8 @@ class Totals:
         """The report's ``gate``, or None when no case was gated."""
         if not self.gated:
             return None
-        return {**self.baseline, "quarantined": self.quarantined}
+        flaky = {"flaky": self.flaky} if any(c.confirm for c in self.records) else {}
+        return {**self.baseline, "quarantined": self.quarantined, **flaky}
 
 
 @dataclass
@@ -402,4 +411,38 @@ def gate_lines(cases: Sequence[CaseRecord]) -> list[str]:
             f"quarantined: {c.name} ({c.outcome or 'unknown'}): until {q.until} "
             f"[{state}]{owner}: {q.reason}{issue}"
         )
+    return lines + second_look_lines(cases)
+
+
+def second_look_lines(cases: Sequence[CaseRecord]) -> list[str]:
+    """Lines for the failing cases confirmed or compared: flaky (a confirmation run
+    passed: it does not block) and each pass rate compared with the baseline's."""
+    lines: list[str] = []
+    flaky = [c for c in cases if c.confirm is not None and c.confirm.verdict == "flaky"]
+    if flaky:
+        lines.append(
+            f"flaky on confirmation ({len(flaky)}, not blocking): "
+            + ", ".join(
+                f"{c.name} ({c.confirm.passed}/{c.confirm.fired})" for c in flaky if c.confirm
+            )
+        )
+    lines.extend(
+        f"confirmed failure: {c.name} (0/{c.confirm.fired} confirmation runs passed)"
+        for c in cases
+        if c.confirm is not None and c.confirm.verdict == "confirmed"
+    )
+    lines.extend(
+        f"pass rate of {c.name}: {describe_comparison(c.comparison)}"
+        for c in cases
+        if c.comparison is not None
+    )
     return lines
+
+
+def describe_comparison(c: ComparisonRecord) -> str:
+    """One line: the comparison's verdict, both counts, the p-value, runs left out."""
+    errored = f"; errored, left out: {', '.join(c.errored)}" if c.errored else ""
+    return (
+        f"{c.verdict}: {c.passed}/{c.runs} against {c.baseline_passed}/{c.baseline_runs} in "
+        f"the baseline (Fisher's exact test, one-sided p = {c.p_value:.3g}){errored}"
+    )

@@ -184,6 +184,12 @@ def _check_enum_metrics(value: object) -> str | None:
     return None
 
 
+def _check_then(value: object) -> str | None:
+    if not isinstance(value, (list, tuple)) or not all(v in OUTCOMES for v in value):
+        return f"must be a list of outcomes ({', '.join(OUTCOMES)})"
+    return None
+
+
 # The check of each field beyond the timing ones, by name.
 _FIELD_CHECKS: Mapping[str, Callable[[object], str | None]] = MappingProxyType(
     {
@@ -199,6 +205,7 @@ _FIELD_CHECKS: Mapping[str, Callable[[object], str | None]] = MappingProxyType(
         "numeric_metrics": _check_numeric_metrics,
         "score": _check_score,
         "enum_metrics": _check_enum_metrics,
+        "then": _check_then,
     }
 )
 
@@ -279,6 +286,9 @@ class ScenarioScript:
     # turn's ``tool_calls``: ``[{name, arguments, result}]``); the text ``transcript`` is
     # made from it. Empty: a short generated conversation.
     turns: tuple[Mapping[str, Any], ...] = ()
+    # The outcomes of this scenario's later runs, in turn (the first run plays ``outcome``;
+    # past the end, the last one repeats): a flaky scenario, ``("pass",)`` after a fail.
+    then: tuple[Outcome, ...] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -297,6 +307,7 @@ class ScenarioScript:
         object.__setattr__(self, "turns", tuple(dict(t) for t in self.turns))
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "then", tuple(self.then))
         object.__setattr__(self, "max_duration", float(self.max_duration))
         if phases:
             object.__setattr__(self, "seconds", sum(seconds for _, seconds in phases))

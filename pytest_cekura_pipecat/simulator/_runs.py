@@ -145,6 +145,7 @@ class RunStore:
         self._runs: dict[int, Run] = {}
         self._next_run = FIRST_RUN_ID
         self._next_result = FIRST_RESULT_ID
+        self._played: dict[int, int] = {}  # runs created per scenario id with later outcomes
 
     def script_for(self, scenario_id: int) -> ScenarioScript | None:
         script = self._scripts.get(scenario_id)
@@ -185,7 +186,7 @@ class RunStore:
             run = Run(
                 id=self._next_run,
                 result_id=result.id,
-                script=script,
+                script=self._in_turn(script),
                 created=now,
                 created_wall=wall,
                 room_url=room_url,
@@ -197,6 +198,17 @@ class RunStore:
             self._runs[run.id] = run
         self._results[result.id] = result
         return result
+
+    def _in_turn(self, script: ScenarioScript) -> ScenarioScript:
+        """The script a new run of the scenario plays: its ``then`` outcomes in turn."""
+        if not script.then:
+            return script
+        before = self._played.get(script.id, 0)
+        self._played[script.id] = before + 1
+        if before == 0:
+            return script
+        outcome = script.then[min(before, len(script.then)) - 1]
+        return dataclasses.replace(script, outcome=outcome, then=(), failed_metrics=())
 
     def result(self, result_id: int) -> Result | None:
         return self._results.get(result_id)
@@ -215,6 +227,7 @@ class RunStore:
         return {run.room_url for run in self._runs.values() if run.status(now) not in TERMINAL}
 
     def clear(self) -> None:
+        self._played.clear()
         self._results.clear()
         self._runs.clear()
 

@@ -379,6 +379,17 @@ def test_fail_defaults_to_task_completed_metric() -> None:
     assert ScenarioScript(8).failed_metrics == ()
 
 
+def test_then_plays_a_scenario_s_later_runs_in_turn(clock: FakeClock) -> None:
+    flaky = ScenarioScript(110, outcome="fail", seconds=S, then=("error", "pass"))
+    with Simulator([flaky], clock=clock) as simulator, _client(simulator) as client:
+        first = start(client, 110, 110)["id"]
+        second = start(client, 110, 110)["id"]
+        clock.advance(S)
+        runs = [*result(client, first)["runs"].values(), *result(client, second)["runs"].values()]
+    assert [r["status"] for r in runs] == ["completed", "failed", "completed", "completed"]
+    assert [r["success"] for r in runs] == [False, None, True, True]  # the last one repeats
+
+
 def test_stuck_run_stays_running(client: httpx.Client, clock: FakeClock) -> None:
     result_id = start(client, 105)["id"]
     clock.advance(75)
@@ -779,6 +790,10 @@ def test_load_scenarios(tmp_path: Path) -> None:
     [
         ('[[scenario]]\nid = 102\ncolour = "red"', "scenario 102: colour: unknown key"),
         ('[[scenario]]\nid = 102\noutcome = "meh"', "scenario 102: outcome: must be one of"),
+        (
+            '[[scenario]]\nid = 102\nthen = ["meh"]',
+            "scenario 102: then: must be a list of outcomes",
+        ),
         ("[[scenario]]\nid = 102\nseconds = -1", "scenario 102: seconds: must be a finite number"),
         ('[[scenario]]\nid = 102\nseconds = "2"', "scenario 102: seconds: must be a number"),
         (
