@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .._api.client import HttpPolicy
+from .._api.recording import Recorder, RecordingError, Replay, process_name
 from .._config.options import Settings
 from .._fire.bot_rooms import BotStartRooms
 from .._fire.ledger import Ledger
@@ -43,6 +44,10 @@ def runtime(
     notice: Callable[[str], None] | None,
 ) -> role.Runtime:
     """What every role needs to talk to Cekura (its client factory)."""
+    try:
+        recording = _recording(settings, redactor)
+    except RecordingError as exc:
+        raise pytest.UsageError(str(exc)) from None
     return role.Runtime(
         api_url=settings.api_url,
         api_key=api_key,
@@ -61,7 +66,17 @@ def runtime(
         redactor=redactor,
         notice=notice,
         api_url_source=settings.api_url_source,
+        recording=recording,
     )
+
+
+def _recording(settings: Settings, redactor: Redactor) -> Recorder | Replay | None:
+    """This process's recorder (--cekura-record) or replay (--cekura-replay), if any."""
+    if settings.replay:
+        return Replay.load(Path(settings.replay), redactor)
+    if settings.record:
+        return Recorder(Path(settings.record), redactor, process_name())
+    return None
 
 
 def build_session(
