@@ -4,11 +4,13 @@ recording with the server stopped and no connection possible."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from helpers import API_KEY, ROOM_TOKEN, Suite
 
@@ -127,3 +129,92 @@ def test_replay_refuses_a_different_suite_in_one_line(
             "(replay the suite that was recorded)"
         ]
     )
+
+
+GUARD = """
+import os, socket
+
+_DIR = {marks!r}
+open(os.path.join(_DIR, "loaded-%d" % os.getpid()), "w").close()
+
+
+def _refuse(*args, **kwargs):
+    open(os.path.join(_DIR, "connected-%d" % os.getpid()), "a").write(repr(args) + "\\n")
+    raise OSError("a network connection was attempted")
+
+
+socket.socket.connect = _refuse
+socket.socket.connect_ex = _refuse
+socket.create_connection = _refuse
+"""
+
+
+def test_xdist_records_and_replays_without_network(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    suite.sim.stop()
+    with Simulator(SCRIPTS, api_key=API_KEY) as sim:
+        suite.pytester.makeini(
+            f"""
+            [pytest]
+            cekura_api_url = {sim.url}
+            cekura_poll_interval = 0.1
+            cekura_max_reads_per_minute = 6000
+            cekura_room_concurrency = 100
+            """
+        )
+        suite.toml(CASES.format(threshold=""))
+        suite.run("-n", "2", "--cekura-record=rec").assert_outcomes(passed=2, failed=1)
+    rec = suite.pytester.path / "rec"
+    names = {path.name.split("-")[0] for path in rec.glob("*-*.json")}
+    assert "main" in names and names & {"gw0", "gw1"}  # the watcher's reads, a worker's start
+    # Every worker of the replay loads a guard that fails and notes any connection.
+    marks, site = tmp_path / "marks", tmp_path / "site"
+    marks.mkdir()
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(GUARD.format(marks=str(marks)))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ["PYTHONPATH"]]))
+    tried = _no_connections(monkeypatch)  # the controller (this process)
+    suite.toml(CASES.format(threshold='thresholds = { expected_outcome_score = ">= 95" }'))
+    # pytest-rerunfailures connects its xdist processes over loopback: not ours to test.
+    result = suite.run("-n", "2", "--cekura-replay=rec", "-p", "no:rerunfailures")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["  cekura.toml::books-a-table: passed -> failed"])
+    assert len(list(marks.glob("loaded-*"))) >= 2  # the guard ran in the workers
+    assert list(marks.glob("connected-*")) == [] and tried == []
+    # A recording made under xdist replays in one process too.
+    assert "no recorded answer" not in result.stdout.str()
+    again = suite.run("-n", "0", "--cekura-replay=rec")
+    again.assert_outcomes(passed=1, failed=2)
+    assert "no recorded answer" not in again.stdout.str()
+
+
+def test_local_server_serves_a_recording(recorded: tuple[Suite, Path]) -> None:
+    """A user's own tests get real answers: the local server plays the recording back."""
+    suite, rec = recorded
+    with Simulator.from_recording(rec) as sim:
+        suite.pytester.makeini(
+            f"""
+            [pytest]
+            cekura_api_url = {sim.url}
+            cekura_poll_interval = 0.1
+            cekura_max_reads_per_minute = 6000
+            cekura_room_concurrency = 100
+            """
+        )
+        suite.toml(CASES.format(threshold='thresholds = { expected_outcome_score = ">= 95" }'))
+        result = suite.run("-n", "0")
+        result.assert_outcomes(passed=1, failed=2)
+        assert sim.requests and all(r.status != 410 for r in sim.requests)
+        answer = httpx.get(f"{sim.url}/test_framework/v2/results/999999/")
+        assert answer.status_code == 410
+        assert "not in the recording" in answer.text
+
+
+def test_local_server_cli_refuses_a_bad_recording(tmp_path: Path, capsys: Any) -> None:
+    from pytest_cekura_pipecat.simulator.__main__ import EXIT_USAGE, main
+
+    assert main(["--recording", str(tmp_path / "none")]) == EXIT_USAGE
+    assert "not a directory (a --cekura-record DIR)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--recording", str(tmp_path), "--default-outcome", "pass"])
