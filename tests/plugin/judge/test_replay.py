@@ -114,6 +114,22 @@ def test_replay_with_a_new_threshold_flips_without_network(
     assert "no recorded answer" not in result.stdout.str()
 
 
+def test_replay_names_a_request_it_has_no_answer_for(
+    recorded: tuple[Suite, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite, _ = recorded
+    _no_connections(monkeypatch)
+    result = suite.run("-n", "0", "--cekura-replay=rec", "--cekura-batch-size=1")
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "cekura: --cekura-replay: * request(s) had no recorded answer (answered HTTP 410), "
+            "the first POST /test_framework/v1/scenarios/run_scenarios_pipecat/: replay with "
+            "the firing options of the recorded session"
+        ]
+    )
+
+
 def test_replay_refuses_a_different_suite_in_one_line(
     recorded: tuple[Suite, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,6 +203,18 @@ def test_xdist_records_and_replays_without_network(
     again = suite.run("-n", "0", "--cekura-replay=rec")
     again.assert_outcomes(passed=1, failed=2)
     assert "no recorded answer" not in again.stdout.str()
+    # A worker cannot stop the session: every case errors with the one line.
+    suite.toml(CASES.format(threshold="").replace("scenario = 303", "scenario = 304"))
+    other = suite.run("-n", "2", "--cekura-replay=rec", "-p", "no:rerunfailures")
+    outcomes = other.parseoutcomes()
+    assert "passed" not in outcomes and outcomes.get("errors", 0) >= 2
+    assert other.stdout.str().count("run (not started)") == 3
+    other.stdout.fnmatch_lines(
+        [
+            "*--cekura-replay: this suite differs from the recording: cekura.toml::late-booking "
+            "scenario 304 here, 303 in the recording*"
+        ]
+    )
 
 
 def test_local_server_serves_a_recording(recorded: tuple[Suite, Path]) -> None:
