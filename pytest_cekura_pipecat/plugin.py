@@ -157,6 +157,18 @@ class CekuraPlugin:
         self.log_records = RecordFactory(self.redactor)
         self.log_records.install()
         mask_debug_trace(self.redactor, config.trace)
+        if self.settings.record:
+            self._new_recording(Path(self.settings.record))
+
+    def _new_recording(self, directory: Path) -> None:
+        """--cekura-record: an earlier recording in the directory is forgotten, before any
+        process of this session records (an xdist worker leaves it to the controller)."""
+        from ._api.recording import RecordingError, clear
+
+        try:
+            clear(directory)
+        except RecordingError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def _identity(self) -> tuple[Owner, bytes]:
         """The session's owner and its key for the shared secrets file: new here."""
@@ -642,6 +654,9 @@ class XdistWorker(CekuraPlugin):
 
     def _refuse(self, problem: str) -> None:
         self.session().refuse(None, problem)  # no exit in a worker: every case errors with it
+
+    def _new_recording(self, directory: Path) -> None:
+        pass  # the controller cleared it before starting this worker
 
     def _recording_lines(self, summary: Summary) -> list[str]:
         return []  # the controller has every case

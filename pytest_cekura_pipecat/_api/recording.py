@@ -35,6 +35,7 @@ from .._errors import CekuraError
 from .._files import SharedDirError, write_atomic
 from .._redact import Redactor
 from .._text import loads
+from .client import MAX_BODY
 
 FORMAT = 1
 SESSION_FILE = "session.json"
@@ -201,7 +202,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             if response.is_stream_consumed:  # answered whole (a transport of tests)
                 raw = response.content
             else:
-                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                raw = await _whole(response)
         finally:
             await response.aclose()
         decoded = httpx.Response(response.status_code, headers=response.headers, content=raw)
@@ -216,6 +217,18 @@ class RecordingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+async def _whole(response: httpx.Response) -> bytes:
+    """The raw body, within the client's size cap (a larger one fails as a read error)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise httpx.ReadError(f"the answer is larger than {MAX_BODY // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Replay:
@@ -310,6 +323,21 @@ def _read(path: Path) -> Exchange:
 
 
 # -- the recorded session: its suite and its outcomes ------------------------------------
+
+
+def clear(directory: Path) -> None:
+    """Forget an earlier recording in ``directory`` (its answers and its session), before a
+    new one is made there: answers of two sessions must never mix. Other files stay."""
+    if not directory.is_dir():
+        return
+    for path in [*directory.glob("*-*.json"), directory / SESSION_FILE]:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise RecordingError(
+                f"--cekura-record: cannot remove the earlier recording's {path}: "
+                f"{exc.strerror or exc}"
+            ) from None
 
 
 def read_session(directory: Path) -> RecordedSession | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -114,3 +115,29 @@ def test_replay_refuses_another_format_in_one_line(tmp_path: Path) -> None:
         RecordingError, match=r"main-000001.json: format 99, this version reads format 1"
     ):
         Replay.load(tmp_path, Redactor())
+
+
+def test_recorder_keeps_the_clients_size_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_cekura_pipecat._api import recording
+
+    monkeypatch.setattr(recording, "MAX_BODY", 10)
+
+    class Streamed(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for _ in range(3):
+                yield b"0123456"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Streamed())
+
+    transport = Recorder(tmp_path, Redactor()).transport(httpx.MockTransport(answer))
+
+    async def get() -> None:
+        async with httpx.AsyncClient(transport=transport, base_url="https://api") as client:
+            await client.get("/r/")
+
+    with pytest.raises(httpx.ReadError, match="larger than"):
+        asyncio.run(get())
+    assert list(tmp_path.iterdir()) == []  # nothing kept of it

@@ -58,9 +58,13 @@ def recorded(suite: Suite) -> Iterator[tuple[Suite, Path]]:
             """
         )
         suite.toml(CASES.format(threshold=""))
+        rec = suite.pytester.path / "rec"
+        rec.mkdir()
+        (rec / "gw9-000001.json").write_text("{}")  # an earlier recording's: forgotten
+        (rec / "README").write_text("mine")  # not a recording's: kept
         result = suite.run("-n", "0", "--cekura-record=rec")
         result.assert_outcomes(passed=2, failed=1)
-    yield suite, suite.pytester.path / "rec"
+    yield suite, rec
 
 
 def _no_connections(monkeypatch: pytest.MonkeyPatch) -> list[object]:
@@ -81,6 +85,7 @@ def test_recording_keeps_every_answer_masked(recorded: tuple[Suite, Path]) -> No
     _, rec = recorded
     files = sorted(rec.glob("main-*.json"))
     assert files  # one file per request
+    assert not (rec / "gw9-000001.json").exists() and (rec / "README").read_text() == "mine"
     text = "".join(path.read_text() for path in files)
     assert API_KEY not in text and ROOM_TOKEN not in text
     first = json.loads(files[0].read_text())
