@@ -188,6 +188,10 @@ class CekuraPlugin:
         """This process's firing role (``_roles/build.py``): each subclass builds its own."""
         raise NotImplementedError
 
+    def _process_name(self) -> str:
+        """This process in a recording's file names."""
+        return "main"
+
     def _notice(self) -> Callable[[str], None] | None:
         """Where a line for the user's terminal goes, now (an unreachable API host)."""
         return TerminalNotice(self.config, self._erase_progress)
@@ -219,7 +223,9 @@ class CekuraPlugin:
         ledger = None
         if not settings.replay:
             ledger = Ledger.for_config(config, self.owner, fresh=settings.fresh)
-        runtime = build.runtime(settings, self.api_key, self.redactor, self._notice())
+        runtime = build.runtime(
+            settings, self.api_key, self.redactor, self._notice(), self._process_name()
+        )
         hooks = Hooks(
             config.hook, lambda case: config.hook.pytest_cekura_room(case=case, config=config)
         )
@@ -657,6 +663,9 @@ class XdistWorker(CekuraPlugin):
 
     def _new_recording(self, directory: Path) -> None:
         pass  # the controller cleared it before starting this worker
+
+    def _process_name(self) -> str:
+        return self._given_text("workerid") or "worker"
 
     def _recording_lines(self, summary: Summary) -> list[str]:
         return []  # the controller has every case

@@ -21,7 +21,6 @@ suite that differs, and says which cases flipped.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -126,11 +125,6 @@ def request_body(content: bytes, redactor: Redactor) -> str:
     except (ValueError, RecursionError):
         text = content.decode("utf-8", "replace")
     return redactor(text)
-
-
-def process_name() -> str:
-    """This process in file names: the xdist worker's id, or ``main``."""
-    return os.environ.get("PYTEST_XDIST_WORKER") or "main"
 
 
 class Recorder:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .._api.client import HttpPolicy
-from .._api.recording import Recorder, RecordingError, Replay, process_name
+from .._api.recording import Recorder, RecordingError, Replay
 from .._config.options import Settings
 from .._fire.bot_rooms import BotStartRooms
 from .._fire.ledger import Ledger
@@ -42,10 +42,12 @@ def runtime(
     api_key: str | None,
     redactor: Redactor,
     notice: Callable[[str], None] | None,
+    process: str = "main",
 ) -> role.Runtime:
-    """What every role needs to talk to Cekura (its client factory)."""
+    """What every role needs to talk to Cekura (its client factory). ``process``: this
+    process in a recording's file names (``main``, or the xdist worker's id)."""
     try:
-        recording = _recording(settings, redactor)
+        recording = _recording(settings, redactor, process)
     except RecordingError as exc:
         raise pytest.UsageError(str(exc)) from None
     return role.Runtime(
@@ -70,12 +72,12 @@ def runtime(
     )
 
 
-def _recording(settings: Settings, redactor: Redactor) -> Recorder | Replay | None:
+def _recording(settings: Settings, redactor: Redactor, process: str) -> Recorder | Replay | None:
     """This process's recorder (--cekura-record) or replay (--cekura-replay), if any."""
     if settings.replay:
         return Replay.load(Path(settings.replay), redactor)
     if settings.record:
-        return Recorder(Path(settings.record), redactor, process_name())
+        return Recorder(Path(settings.record), redactor, process)
     return None
 
 
