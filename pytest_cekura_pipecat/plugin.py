@@ -157,18 +157,31 @@ class CekuraPlugin:
         self.log_records = RecordFactory(self.redactor)
         self.log_records.install()
         mask_debug_trace(self.redactor, config.trace)
-        if self.settings.record:
-            self._new_recording(Path(self.settings.record))
+        self.recording = self._open_recording()
+
+    def _open_recording(self) -> Any:
+        """This process's recorder (--cekura-record) or replay (--cekura-replay), or None;
+        made here, so that a directory that cannot be used is a usage error."""
+        settings = self.settings
+        if not (settings.record or settings.replay):
+            return None
+        from ._api.recording import Recorder, RecordingError, Replay
+
+        try:
+            if settings.replay:
+                return Replay.load(Path(settings.replay), self.redactor)
+            assert settings.record is not None
+            self._new_recording(Path(settings.record))
+            return Recorder(Path(settings.record), self.redactor, self._process_name())
+        except RecordingError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def _new_recording(self, directory: Path) -> None:
         """--cekura-record: an earlier recording in the directory is forgotten, before any
         process of this session records (an xdist worker leaves it to the controller)."""
-        from ._api.recording import RecordingError, clear
+        from ._api.recording import clear
 
-        try:
-            clear(directory)
-        except RecordingError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        clear(directory)
 
     def _identity(self) -> tuple[Owner, bytes]:
         """The session's owner and its key for the shared secrets file: new here."""
@@ -224,7 +237,7 @@ class CekuraPlugin:
         if not settings.replay:
             ledger = Ledger.for_config(config, self.owner, fresh=settings.fresh)
         runtime = build.runtime(
-            settings, self.api_key, self.redactor, self._notice(), self._process_name()
+            settings, self.api_key, self.redactor, self._notice(), self.recording
         )
         hooks = Hooks(
             config.hook, lambda case: config.hook.pytest_cekura_room(case=case, config=config)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .._api.client import HttpPolicy
-from .._api.recording import Recorder, RecordingError, Replay
+from .._api.recording import Recorder, Replay
 from .._config.options import Settings
 from .._fire.bot_rooms import BotStartRooms
 from .._fire.ledger import Ledger
@@ -42,14 +42,10 @@ def runtime(
     api_key: str | None,
     redactor: Redactor,
     notice: Callable[[str], None] | None,
-    process: str = "main",
+    recording: Recorder | Replay | None = None,
 ) -> role.Runtime:
-    """What every role needs to talk to Cekura (its client factory). ``process``: this
-    process in a recording's file names (``main``, or the xdist worker's id)."""
-    try:
-        recording = _recording(settings, redactor, process)
-    except RecordingError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    """What every role needs to talk to Cekura (its client factory). ``recording``: what
+    carries its requests instead of the network (--cekura-record, --cekura-replay)."""
     return role.Runtime(
         api_url=settings.api_url,
         api_key=api_key,
@@ -70,15 +66,6 @@ def runtime(
         api_url_source=settings.api_url_source,
         recording=recording,
     )
-
-
-def _recording(settings: Settings, redactor: Redactor, process: str) -> Recorder | Replay | None:
-    """This process's recorder (--cekura-record) or replay (--cekura-replay), if any."""
-    if settings.replay:
-        return Replay.load(Path(settings.replay), redactor)
-    if settings.record:
-        return Recorder(Path(settings.record), redactor, process)
-    return None
 
 
 def build_session(

@@ -251,3 +251,28 @@ def test_local_server_cli_refuses_a_bad_recording(tmp_path: Path, capsys: Any) -
     assert "not a directory (a --cekura-record DIR)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--recording", str(tmp_path), "--default-outcome", "pass"])
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--cekura-replay=nowhere"],
+            "ERROR: --cekura-replay: */nowhere is not a directory (a --cekura-record DIR)",
+        ),
+        (
+            ["--cekura-replay=.", "--cekura-record=rec"],
+            "ERROR: --cekura-record and --cekura-replay are both set: keep one",
+        ),
+        (
+            ["--cekura-replay=.", "--cekura-simulate"],
+            "ERROR: --cekura-simulate and --cekura-replay are both set: keep one",
+        ),
+        (["--cekura-replay=."], "ERROR: --cekura-replay: * holds no recorded answer"),
+    ],
+)
+def test_replay_options_are_refused_in_one_line(suite: Suite, args: list[str], line: str) -> None:
+    suite.toml(CASES.format(threshold=""))
+    result = suite.run("-n", "0", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([line])
