@@ -25,7 +25,8 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -115,6 +116,16 @@ def _normalised(value: Any) -> Any:
     return value
 
 
+def proxy_for(base_url: str) -> str | None:
+    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``): a client given a transport of its own reads none."""
+    parts = urlsplit(base_url)
+    if not parts.hostname or proxy_bypass(parts.hostname):
+        return None
+    proxies = getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all") or None
+
+
 def request_body(content: bytes, redactor: Redactor) -> str:
     """A request body as it is matched: canonical JSON without the per-session room fields,
     every known secret masked."""
@@ -144,9 +155,15 @@ class Recorder:
                 f"--cekura-record: cannot create {directory}: {exc.strerror or exc}"
             ) from None
 
-    def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> RecordingTransport:
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-        return RecordingTransport(self, inner or httpx.AsyncHTTPTransport(limits=limits))
+    def transport(
+        self, base_url: str = "", inner: httpx.AsyncBaseTransport | None = None
+    ) -> RecordingTransport:
+        """A transport over the network to ``base_url`` (through the proxy the environment
+        names for it, as the client's own would be), recording every answer."""
+        if inner is None:
+            limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+            inner = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy_for(base_url))
+        return RecordingTransport(self, inner)
 
     def keep(self, request: httpx.Request, response: httpx.Response) -> None:
         """One exchange, masked, as its own file (a failure to write is a note, once)."""
@@ -248,7 +265,7 @@ class Replay:
             raise RecordingError(f"--cekura-replay: {directory} holds no recorded answer")
         return cls(exchanges, redactor)
 
-    def transport(self) -> ReplayTransport:
+    def transport(self, base_url: str = "") -> ReplayTransport:
         return ReplayTransport(self)
 
     def answer(self, request: httpx.Request) -> httpx.Response:

@@ -71,7 +71,7 @@ class Runtime:
             self.policy,
             notice=self.notice,
             url_source=self.api_url_source,
-            transport=self.recording.transport() if self.recording is not None else None,
+            transport=self.recording.transport(self.api_url) if self.recording else None,
         )
 
     def notes(self) -> list[str]:

@@ -16,6 +16,7 @@ from pytest_cekura_pipecat._api.recording import (
     Recorder,
     RecordingError,
     Replay,
+    proxy_for,
     request_body,
 )
 from pytest_cekura_pipecat._redact import Redactor
@@ -93,7 +94,7 @@ def test_recorder_writes_one_masked_file_per_answer(tmp_path: Path) -> None:
         return httpx.Response(200, json={"echo": SECRET, "n": 1}, headers={"set-cookie": "x"})
 
     recorder = Recorder(tmp_path / "rec", redactor)
-    transport = recorder.transport(httpx.MockTransport(answer))
+    transport = recorder.transport(inner=httpx.MockTransport(answer))
 
     async def two() -> list[object]:
         async with httpx.AsyncClient(transport=transport, base_url="https://api") as client:
@@ -132,7 +133,7 @@ def test_recorder_keeps_the_clients_size_cap(
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, stream=Streamed())
 
-    transport = Recorder(tmp_path, Redactor()).transport(httpx.MockTransport(answer))
+    transport = Recorder(tmp_path, Redactor()).transport(inner=httpx.MockTransport(answer))
 
     async def get() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="https://api") as client:
@@ -141,3 +142,16 @@ def test_recorder_keeps_the_clients_size_cap(
     with pytest.raises(httpx.ReadError, match="larger than"):
         asyncio.run(get())
     assert list(tmp_path.iterdir()) == []  # nothing kept of it
+
+
+def test_recording_goes_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert proxy_for("https://api.cekura.ai") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert proxy_for("https://api.cekura.ai") == "http://proxy.internal:3128"
+    monkeypatch.setenv("NO_PROXY", "api.cekura.ai")
+    assert proxy_for("https://api.cekura.ai") is None
