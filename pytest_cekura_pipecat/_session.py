@@ -22,6 +22,13 @@ import pytest
 
 from ._api.catalogue import Evaluator
 from ._api.client import CekuraClient
+from ._api.recording import (
+    RecordedCase,
+    RecordingError,
+    read_session,
+    record_suite,
+    suite_problem,
+)
 from ._api.run import CekuraRun
 from ._config.case import BotKeys, Case, Room, environ, expand
 from ._config.options import DEFAULT_MAX_RUNS, Settings
@@ -48,6 +55,8 @@ if TYPE_CHECKING:
     from ._report.progress import Counts
 
 NO_KEY = "not fired: CEKURA_API_KEY is not set"
+# The room of every run of a replay: no bot is started, no room asked for; never sent.
+REPLAY_ROOM = Room("https://replay.invalid/room", None)
 
 
 def bot_from(case: Case, hooked: bool, cloud: str | None) -> str:
@@ -245,6 +254,32 @@ class CekuraSession:
             )
         return None
 
+    # -- record and replay -----------------------------------------------------------------
+
+    def recorded_suite(self, items: Sequence[pytest.Item]) -> str | None:
+        """Under --cekura-record, keep the suite about to be fired; under --cekura-replay,
+        why this suite is not the recorded one (one line), or None."""
+        if not (self.settings.record or self.settings.replay):
+            return None
+        agent = self.default_agent[0] if self.default_agent else None
+        cases = [
+            RecordedCase(
+                nodeid=nodeid,
+                scenario=case.scenario,
+                agent=case.agent if case.agent is not None else agent,
+                repeat=case.repeat,
+            )
+            for nodeid, case in self.selected(items)
+        ]
+        try:
+            if self.settings.replay:
+                return suite_problem(read_session(Path(self.settings.replay)), cases)
+            assert self.settings.record is not None
+            record_suite(Path(self.settings.record), cases)
+        except RecordingError as exc:
+            return str(exc)
+        return None
+
     # -- fire ------------------------------------------------------------------------------
 
     def start(self, items: Sequence[pytest.Item]) -> None:
@@ -307,12 +342,14 @@ class CekuraSession:
             entry=lambda case, entry: hook.pytest_cekura_entry(case=case, entry=entry),
             before_firing=self._start_bot,
         )
+        if self.settings.replay:  # no bot, no room: nothing but the recording answers
+            hooks = replace(hooks, room=lambda case: REPLAY_ROOM, before_firing=None)
         if client is not None and not problem:
             hooks = replace(hooks, spend=self.spend.hook(client, wiring.control))
-        if self.ledger is None:
-            wiring.control.note(OFF_NOTE)
-        else:
+        if self.ledger is not None:
             hooks = self._ledger_hooks(self.ledger, hooks, env)
+        elif not self.settings.replay:  # a replay keeps none on purpose
+            wiring.control.note(OFF_NOTE)
         return FireContext(
             client=None if problem else client,
             redactor=self.redactor,
@@ -685,7 +722,8 @@ class CekuraSession:
     def notes(self) -> list[str]:
         """The session's notes, masked; read for every test's report, so masked again only
         when one was added."""
-        known = [*self._role.notes(), *self.state.notes]
+        recording = self._runtime.notes() if self._runtime is not None else []
+        known = [*self._role.notes(), *self.state.notes, *recording]
         if known != self.state.masked_notes[0]:
             self.state.masked_notes = (known, [self.redactor(n) for n in dict.fromkeys(known)])
         return list(self.state.masked_notes[1])

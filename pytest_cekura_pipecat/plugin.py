@@ -50,6 +50,7 @@ pytest_plugins = ["pytest_cekura_pipecat._fixtures"]
 _PLUGIN_NAME = "cekura-session"
 _ITEMS_NAME = "cekura-items"
 _SECRETS = "secrets"  # in the shared directory: every process's secrets (see _redact.py)
+REPLAY_KEY = "no-key-needed-to-replay"  # the client's key under --cekura-replay (never sent)
 MARKER = "cekura"
 MARKER_HELP = (
     "cekura(scenario, pipecat_room_url=None, pipecat_token=None, publish_data_message=None, "
@@ -161,6 +162,31 @@ class CekuraPlugin:
         self.log_records = RecordFactory(self.redactor)
         self.log_records.install()
         mask_debug_trace(self.redactor, config.trace)
+        self.recording = self._open_recording()
+
+    def _open_recording(self) -> Any:
+        """This process's recorder (--cekura-record) or replay (--cekura-replay), or None;
+        made here, so that a directory that cannot be used is a usage error."""
+        settings = self.settings
+        if not (settings.record or settings.replay):
+            return None
+        from ._api.recording import Recorder, RecordingError, Replay
+
+        try:
+            if settings.replay:
+                return Replay.load(Path(settings.replay), self.redactor)
+            assert settings.record is not None
+            self._new_recording(Path(settings.record))
+            return Recorder(Path(settings.record), self.redactor, self._process_name())
+        except RecordingError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    def _new_recording(self, directory: Path) -> None:
+        """--cekura-record: an earlier recording in the directory is forgotten, before any
+        process of this session records (an xdist worker leaves it to the controller)."""
+        from ._api.recording import clear
+
+        clear(directory)
 
     def _identity(self) -> tuple[Owner, bytes]:
         """The session's owner and its key for the shared secrets file: new here."""
@@ -169,6 +195,8 @@ class CekuraPlugin:
     def _api(self, settings: options.Settings) -> tuple[options.Settings, str | None]:
         """The settings and API key this process talks to Cekura with: the local server's
         under --cekura-simulate (started here), else the environment's key."""
+        if settings.replay:
+            return settings, REPLAY_KEY  # nothing is sent: no key is needed, none is read
         if settings.simulate is None:
             return settings, os.environ.get("CEKURA_API_KEY") or None
         self.simulator = _start_simulator(settings.simulate)
@@ -177,6 +205,10 @@ class CekuraPlugin:
     def _firing(self, runtime: role.Runtime) -> Firing:
         """This process's firing role (``_roles/build.py``): each subclass builds its own."""
         raise NotImplementedError
+
+    def _process_name(self) -> str:
+        """This process in a recording's file names."""
+        return "main"
 
     def _notice(self) -> Callable[[str], None] | None:
         """Where a line for the user's terminal goes, now (an unreachable API host)."""
@@ -218,8 +250,13 @@ class CekuraPlugin:
         from ._session import Hooks
 
         config, settings = self.config, self.settings
-        ledger = Ledger.for_config(config, self.owner, fresh=settings.fresh)
-        runtime = build.runtime(settings, self.api_key, self.redactor, self._notice())
+        # A replay keeps no ledger: its results are recorded ones, never to be re-attached.
+        ledger = None
+        if not settings.replay:
+            ledger = Ledger.for_config(config, self.owner, fresh=settings.fresh)
+        runtime = build.runtime(
+            settings, self.api_key, self.redactor, self._notice(), self.recording
+        )
         hooks = Hooks(
             config.hook, lambda case: config.hook.pytest_cekura_room(case=case, config=config)
         )
@@ -282,6 +319,8 @@ class CekuraPlugin:
     @pytest.hookimpl
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         settings = self.settings
+        if settings.replay:
+            return [f"cekura: REPLAY of {settings.replay}: recorded answers, no network"]
         if settings.api_url_source == "simulator":
             return [
                 f"cekura: SIMULATED: local Cekura-compatible server at {settings.api_url}"
@@ -329,6 +368,9 @@ class CekuraPlugin:
                 if reporter is not None:
                     reporter.write_line(line)
             return True
+        problem = self.session().recorded_suite(session.items)
+        if problem:
+            self._refuse(problem)
         self._arm_sigterm()
         self._announce_missing_key(session)
         ledger = self.session().ledger
@@ -337,6 +379,10 @@ class CekuraPlugin:
         self.session().start(session.items)
         self._start_progress(session.config)
         return None
+
+    def _refuse(self, problem: str) -> None:
+        """A session that must not fire at all (a replay of another suite): one line."""
+        raise pytest.UsageError(problem)
 
     def _arm_sigterm(self) -> None:
         """SIGTERM as an interrupt from here on. What the session imports later (progress
@@ -439,6 +485,8 @@ class CekuraPlugin:
         table = summary.lines(width, every) if summary.records else summary.notes
         for line in table:  # masked, then inert: outside text (reasons, names, notes)
             terminalreporter.write_line(plain(self.redactor(line)))
+        for line in self._recording_lines(summary):
+            terminalreporter.write_line(plain(self.redactor(line)))
         self._write_outputs(terminalreporter, simulated)
         if simulated:
             terminalreporter.write_line(
@@ -451,6 +499,23 @@ class CekuraPlugin:
     def _unwatched_plan(self) -> Any:
         """The plan of a firing this process did not watch (an xdist controller's)."""
         return None
+
+    def _recording_lines(self, summary: Summary) -> list[str]:
+        """Under --cekura-record, keep each case's outcome; under --cekura-replay, say
+        which cases flipped against the recorded session (the process with every case)."""
+        if not (self.settings.record or self.settings.replay):
+            return []
+        from ._api.recording import RecordingError, flips, read_session, record_outcomes
+
+        outcomes = {r.nodeid: r.outcome for r in summary.cases() if r.outcome is not None}
+        try:
+            if self.settings.replay:
+                return flips(read_session(Path(self.settings.replay)), outcomes)
+            assert self.settings.record is not None
+            record_outcomes(Path(self.settings.record), outcomes)
+        except RecordingError as exc:
+            return [f"cekura: {exc}"]
+        return [f"cekura: recorded this session's answers in {self.settings.record}"]
 
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
         from ._report.ci import annotated_elsewhere
@@ -609,6 +674,8 @@ class XdistWorker(CekuraPlugin):
         return owner, key
 
     def _api(self, settings: options.Settings) -> tuple[options.Settings, str | None]:
+        if settings.replay:
+            return settings, REPLAY_KEY
         url = self._given_text("cekura_sim_url")
         if url is not None:  # the controller's local server (a worker starts none)
             return options.simulated(settings, url), str(self._given["cekura_sim_key"])
@@ -634,6 +701,18 @@ class XdistWorker(CekuraPlugin):
 
     def _start_progress(self, config: pytest.Config) -> None:
         pass  # the controller shows the progress line
+
+    def _refuse(self, problem: str) -> None:
+        self.session().refuse(None, problem)  # no exit in a worker: every case errors with it
+
+    def _new_recording(self, directory: Path) -> None:
+        pass  # the controller cleared it before starting this worker
+
+    def _process_name(self) -> str:
+        return self._given_text("workerid") or "worker"
+
+    def _recording_lines(self, summary: Summary) -> list[str]:
+        return []  # the controller has every case
 
     def _write_outputs(self, terminalreporter: Any, simulated: bool) -> None:
         pass  # under xdist the controller has every case; workers have a part

@@ -339,6 +339,20 @@ OPTIONS = [
         "DIR",
     ),
     _Option(
+        "cekura_record",
+        "Keep every answer Cekura gives this session in DIR (one file per request, secrets masked), for --cekura-replay.",
+        str,
+        None,
+        "DIR",
+    ),
+    _Option(
+        "cekura_replay",
+        "Run the suite against the answers recorded in DIR (--cekura-record), with no network: try thresholds, quarantine, baseline and hooks offline.",
+        str,
+        None,
+        "DIR",
+    ),
+    _Option(
         "cekura_pr_comment",
         "Write a Markdown pull-request comment body (totals, failing cases) to PATH.",
         str,
@@ -497,6 +511,8 @@ class Settings:
     history_window: int = 20
     html: str | None = None
     artifacts: str | None = None  # an absolute path: where evidence of failing runs goes
+    record: str | None = None  # a recording directory to write (absolute)
+    replay: str | None = None  # a recording directory to answer from (absolute)
 
 
 @dataclass(frozen=True)
@@ -676,6 +692,8 @@ def resolve(config: pytest.Config) -> Settings:
         history_window=_value(config, "cekura_history_window"),
         html=_value(config, "cekura_html"),
         artifacts=_input_path(config, "cekura_artifacts"),
+        record=_input_path(config, "cekura_record"),
+        replay=_replay(config, simulate),
         canary=_value(config, "cekura_canary"),
         baseline_strict=bool(
             config.getoption("cekura_baseline_strict", None)
@@ -745,6 +763,20 @@ def _input_path(config: pytest.Config, name: str) -> str | None:
     if not raw:
         return None
     return os.path.join(base, str(raw).strip())
+
+
+def _replay(config: pytest.Config, simulate: str | None) -> str | None:
+    """The recording to replay (a directory), alone: not with a recording or a simulation."""
+    replay = _input_path(config, "cekura_replay")
+    if replay is None:
+        return None
+    if _input_path(config, "cekura_record") is not None:
+        raise OptionError("--cekura-record and --cekura-replay are both set: keep one")
+    if simulate is not None:
+        raise OptionError("--cekura-simulate and --cekura-replay are both set: keep one")
+    if not os.path.isdir(replay):
+        raise OptionError(f"--cekura-replay: {replay} is not a directory (a --cekura-record DIR)")
+    return replay
 
 
 def simulated(settings: Settings, url: str) -> Settings:

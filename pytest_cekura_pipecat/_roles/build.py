@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .._api.client import HttpPolicy
+from .._api.recording import Recorder, Replay
 from .._config.options import Settings
 from .._fire.bot_rooms import BotStartRooms
 from .._fire.ledger import Ledger
@@ -41,8 +42,10 @@ def runtime(
     api_key: str | None,
     redactor: Redactor,
     notice: Callable[[str], None] | None,
+    recording: Recorder | Replay | None = None,
 ) -> role.Runtime:
-    """What every role needs to talk to Cekura (its client factory)."""
+    """What every role needs to talk to Cekura (its client factory). ``recording``: what
+    carries its requests instead of the network (--cekura-record, --cekura-replay)."""
     return role.Runtime(
         api_url=settings.api_url,
         api_key=api_key,
@@ -61,6 +64,7 @@ def runtime(
         redactor=redactor,
         notice=notice,
         api_url_source=settings.api_url_source,
+        recording=recording,
     )
 
 

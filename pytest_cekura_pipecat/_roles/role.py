@@ -26,6 +26,7 @@ from typing import Protocol
 
 from .._api.catalogue import Evaluator
 from .._api.client import CekuraClient, HttpPolicy
+from .._api.recording import Recorder, Replay
 from .._api.run import CekuraRun
 from .._config.case import Case
 from .._files import SharedDirError
@@ -58,6 +59,8 @@ class Runtime:
     redactor: Redactor
     notice: Callable[[str], None] | None = None  # a line for the terminal, now
     api_url_source: str = ""  # the option that set api_url, for messages
+    # What carries the requests (None: the network): a recording's or a replay's.
+    recording: Recorder | Replay | None = None
 
     def client(self) -> CekuraClient | None:
         if not self.api_key:
@@ -69,7 +72,15 @@ class Runtime:
             self.policy,
             notice=self.notice,
             url_source=self.api_url_source,
+            transport=self.recording.transport(self.api_url) if self.recording else None,
         )
+
+    def notes(self) -> list[str]:
+        """What the recording or the replay has to say (a file not written, an answer
+        not recorded)."""
+        if isinstance(self.recording, Replay):
+            return self.recording.notes()
+        return list(self.recording.problems) if self.recording is not None else []
 
 
 class Role(Protocol):

@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
         "--scenarios", metavar="FILE", help="scenarios TOML file ([[scenario]] tables)"
     )
     parser.add_argument(
+        "--recording",
+        metavar="DIR",
+        help="answer with a session recorded by --cekura-record=DIR instead of scripts",
+    )
+    parser.add_argument(
         "--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)"
     )
     parser.add_argument(
@@ -71,26 +76,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.scenarios is None and args.default_outcome is None:
-        parser.error("give --scenarios FILE, --default-outcome OUTCOME, or both")
+    if args.recording is not None and (args.scenarios or args.default_outcome):
+        parser.error("give --recording DIR, or scripts (--scenarios, --default-outcome): not both")
+    if args.recording is None and args.scenarios is None and args.default_outcome is None:
+        parser.error("give --scenarios FILE, --default-outcome OUTCOME, or both (or --recording)")
     try:
         check_loopback(args.host)
-        default = (
-            ScenarioScript(id=0, outcome=args.default_outcome, seconds=args.default_seconds)
-            if args.default_outcome
-            else None
-        )
-        simulator = Simulator(
-            args.scenarios,
-            api_key=args.api_key,
-            host=args.host,
-            port=args.port,
-            default_outcome=default,
-            pipecat_cloud_key=args.pipecat_cloud_key,
-            v1_reads=args.v1_reads,
-            room_exclusive=args.room_exclusive,
-            unknown_scenario_400=args.unknown_scenario_400,
-        )
+        simulator = _simulator(args)
         simulator.start()
     except SimulatorConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -101,7 +93,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    return _serve(simulator)
 
+
+def _simulator(args: argparse.Namespace) -> Simulator:
+    if args.recording is not None:
+        return Simulator.from_recording(
+            args.recording, api_key=args.api_key, host=args.host, port=args.port
+        )
+    default = (
+        ScenarioScript(id=0, outcome=args.default_outcome, seconds=args.default_seconds)
+        if args.default_outcome
+        else None
+    )
+    return Simulator(
+        args.scenarios,
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        default_outcome=default,
+        pipecat_cloud_key=args.pipecat_cloud_key,
+        v1_reads=args.v1_reads,
+        room_exclusive=args.room_exclusive,
+        unknown_scenario_400=args.unknown_scenario_400,
+    )
+
+
+def _serve(simulator: Simulator) -> int:
+    """Serve until SIGINT or SIGTERM."""
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 import struct
 import threading
@@ -24,6 +25,7 @@ from ._model import (
     V1Reads,
     Variants,
 )
+from ._recorded import RecordedApp, load_recording
 from ._runs import RunStore
 from ._scenarios import ScenariosArg, coerce_scenarios
 
@@ -254,6 +256,22 @@ class Simulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._url = ""
+
+    @classmethod
+    def from_recording(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        api_key: str = "sim-key",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> Simulator:
+        """A simulator that answers with a recorded session (``--cekura-record=DIR``):
+        each request gets what Cekura answered it then (polls in order, then the last
+        answer), HTTP 410 for one the recording has none for; any API key is accepted."""
+        simulator = cls(api_key=api_key, host=host, port=port)
+        simulator._app = RecordedApp(load_recording(directory), api_key)
+        return simulator
 
     def configure(self, **switches: Any) -> None:
         """Change the constructor's switches (``room_exclusive``, ``echo_secrets``,
