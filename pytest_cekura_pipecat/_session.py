@@ -34,6 +34,7 @@ from ._config.case import BotKeys, Case, Room, environ, expand
 from ._config.options import DEFAULT_MAX_RUNS, Settings
 from ._errors import CekuraError, ConfigError, NotEvaluated
 from ._fire.bot import SessionBot, bot_config, log_tail, ready_url_for
+from ._fire.bot_rooms import BotStartRooms
 from ._fire.credits import ActualCredits, Forecast, actual
 from ._fire.firing import FireContext, FireHooks, FirePolicy, Wiring, dry_run
 from ._fire.ledger import OFF_NOTE, Ledger, fingerprint
@@ -225,8 +226,6 @@ class CekuraSession:
         """A ``pytest_cekura_room`` hook that may give a room to any case (the bot start URL
         provider only does for cases with a start URL, unless it has a preset; a wrapper
         gives none of its own)."""
-        from ._fire.bot_rooms import BotStartRooms
-
         return any(
             not (impl.wrapper or impl.hookwrapper)
             and (not isinstance(impl.plugin, BotStartRooms) or impl.plugin.serves_every_case)
@@ -483,8 +482,6 @@ class CekuraSession:
     def bot_lines(self, selected: Sequence[tuple[str, Case]]) -> list[str]:
         """Where each case's bot comes from and which layer chose it (as written: no
         variable is expanded), and the bot the session starts."""
-        from ._fire.bot_rooms import BotStartRooms
-
         hooked = any(
             not (impl.wrapper or impl.hookwrapper or isinstance(impl.plugin, BotStartRooms))
             for impl in self.hooks.relay.pytest_cekura_room.get_hookimpls()
@@ -770,3 +767,37 @@ def _transcript_tail(runs: Sequence[CekuraRun], turns: int = 8) -> str:
         parts.append(f"\n  transcript of run {run.run_id}, last {len(tail)} turn(s):")
         parts.extend(f"\n    {line}" for line in tail)
     return "".join(parts)
+
+
+def build_session(
+    settings: Settings,
+    redactor: Redactor,
+    firing: tuple[role.Role, str | None],
+    hooks: Hooks,
+    *,
+    ledger: Ledger | None,
+    baseline: _gating.Baseline | None,
+    agent_flag: bool,
+    runtime: role.Runtime | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> CekuraSession:
+    """The session, from values. ``agent_flag``: --cekura-agent was given (the default
+    agent's messages name the option that set it); ``runtime``: how the session reads
+    Cekura before firing (the spend pre-flight); ``announce``: where its forecast goes."""
+    process, problem = firing
+    agent = settings.defaults.agent
+    default_agent = None
+    if agent is not None:
+        default_agent = agent, "--cekura-agent" if agent_flag else "ini key cekura_agent"
+    return CekuraSession(
+        settings,
+        redactor,
+        process,
+        hooks,
+        problem=problem,
+        ledger=ledger,
+        baseline=baseline,
+        default_agent=default_agent,
+        runtime=runtime,
+        announce=announce,
+    )

@@ -27,9 +27,18 @@ import pytest
 
 from . import hooks
 from ._config import options as options
+from ._errors import NotEvaluated
 from ._interrupt import SigtermAsInterrupt
 from ._notice import TerminalNotice
-from ._owner import Owner, cannot_write, ledger_lost
+from ._owner import (
+    Owner,
+    cannot_write,
+    ledger_directory,
+    ledger_lost,
+    make_shared_dir,
+    remove_stale,
+    shared_lost,
+)
 from ._redact import RecordFactory, Redactor, mask_debug_trace
 from ._text import plain
 
@@ -247,7 +256,7 @@ class CekuraPlugin:
         from ._fire.bot_rooms import PLUGIN_NAME
         from ._fire.ledger import Ledger
         from ._roles import build
-        from ._session import Hooks
+        from ._session import Hooks, build_session
 
         config, settings = self.config, self.settings
         # A replay keeps no ledger: its results are recorded ones, never to be re-attached.
@@ -260,7 +269,7 @@ class CekuraPlugin:
         hooks = Hooks(
             config.hook, lambda case: config.hook.pytest_cekura_room(case=case, config=config)
         )
-        session = build.build_session(
+        session = build_session(
             settings,
             self.redactor,
             self._firing(runtime),
@@ -583,8 +592,6 @@ class XdistController(CekuraPlugin):
         """The directory the controller shares with its workers (see ``_shared.py``); None
         when it cannot be made (``shared_problem`` says why)."""
         if self.shared_dir is None and self.shared_problem is None:
-            from ._owner import make_shared_dir, remove_stale, shared_lost
-
             remove_stale(self.owner)
             try:
                 self.shared_dir = make_shared_dir(self.owner)
@@ -602,8 +609,6 @@ class XdistController(CekuraPlugin):
         for the shared secrets file. Before the first worker, a cache or a temporary
         directory that cannot be written is said: none runs yet, let alone fires."""
         if self.shared_dir is None and self.shared_problem is None:
-            from ._owner import ledger_directory
-
             self.announce_ledger_lost(ledger_directory(self.config))
             if self.shared() is None and self.shared_problem is not None:
                 self.announce(self.shared_problem)
@@ -814,12 +819,13 @@ class ItemHooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        if call.excinfo is not None and report.failed:
-            from ._errors import NotEvaluated
-
-            if isinstance(call.excinfo.value, NotEvaluated):
-                # One line (no traceback into the plugin), for every kind of item.
-                report.longrepr = call.excinfo.getrepr(style="value")
+        if (
+            call.excinfo is not None
+            and report.failed
+            and isinstance(call.excinfo.value, NotEvaluated)
+        ):
+            # One line (no traceback into the plugin), for every kind of item.
+            report.longrepr = call.excinfo.getrepr(style="value")
         session = self.plugin._session
         verdict = session.state.verdicts.get(item.nodeid) if session is not None else None
         ends = call.when == "call" or (call.when == "setup" and not report.passed)

@@ -4,8 +4,8 @@ session has a Cekura case).
 
 The hook object of ``plugin.py`` (single process, xdist controller or xdist worker: chosen
 once, in ``pytest_configure``) calls the builder of its own role here (``single``,
-``controller``, ``worker``) and hands the result to ``build_session``. Nothing here knows the
-plugin or holds ``pytest.Config``.
+``controller``, ``worker``) and hands the result to ``_session.build_session``. Nothing
+here knows the plugin or holds ``pytest.Config``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,8 @@ from .._api.client import HttpPolicy
 from .._api.recording import Recorder, Replay
 from .._config.options import Settings
 from .._fire.bot_rooms import BotStartRooms
-from .._fire.ledger import Ledger
-from .._judge.gating import Baseline
 from .._owner import Owner, remove_stale
 from .._redact import Redactor
-from .._session import CekuraSession, Hooks
 from .._watch.watcher import WatchSettings
 from . import role
 from .shared import SharedDir
@@ -65,40 +62,6 @@ def runtime(
         notice=notice,
         api_url_source=settings.api_url_source,
         recording=recording,
-    )
-
-
-def build_session(
-    settings: Settings,
-    redactor: Redactor,
-    firing: Firing,
-    hooks: Hooks,
-    *,
-    ledger: Ledger | None,
-    baseline: Baseline | None,
-    agent_flag: bool,
-    runtime: role.Runtime | None = None,
-    announce: Callable[[str], None] | None = None,
-) -> CekuraSession:
-    """The session, from values. ``agent_flag``: --cekura-agent was given (the default
-    agent's messages name the option that set it); ``runtime``: how the session reads
-    Cekura before firing (the spend pre-flight); ``announce``: where its forecast goes."""
-    process, problem = firing
-    agent = settings.defaults.agent
-    default_agent = None
-    if agent is not None:
-        default_agent = agent, "--cekura-agent" if agent_flag else "ini key cekura_agent"
-    return CekuraSession(
-        settings,
-        redactor,
-        process,
-        hooks,
-        problem=problem,
-        ledger=ledger,
-        baseline=baseline,
-        default_agent=default_agent,
-        runtime=runtime,
-        announce=announce,
     )
 
 

@@ -50,12 +50,7 @@ LAZY: Mapping[str, str] = {
 # rule and of the circles. Delete an entry once the change that removes it is merged:
 # test_known_today_still_occur fails on an entry that no longer breaks a rule, so this set
 # only shrinks.
-KNOWN_TODAY: Mapping[tuple[str, str], str] = {
-    ("_roles.build", "_session"): "upward (roles import the face)",
-    ("_session", "_fire.bot_rooms"): "inside a function",
-    ("plugin", "_owner"): "a boundary module inside a function",
-    ("plugin", "_errors"): "a boundary module inside a function",
-}
+KNOWN_TODAY: Mapping[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pytest_cekura_pipecat._config.case import Case, Defaults
 from pytest_cekura_pipecat._config.options import Settings
 from pytest_cekura_pipecat._redact import Redactor
 from pytest_cekura_pipecat._roles import build
-from pytest_cekura_pipecat._session import Hooks
+from pytest_cekura_pipecat._session import Hooks, build_session
 
 PACKAGE = Path(pytest_cekura_pipecat.__file__).parent
 
@@ -131,7 +131,7 @@ def test_a_session_that_cannot_fire_is_built_from_values_and_refuses_every_case(
     runtime = build.runtime(settings, None, redactor, None)
     firing = build.controller(runtime, None, "cekura: the temporary directory is full")
     hooks = Hooks(_NoHooks(), lambda case: None)  # type: ignore[arg-type]
-    session = build.build_session(
+    session = build_session(
         settings, redactor, firing, hooks, ledger=None, baseline=None, agent_flag=False
     )
     try:
