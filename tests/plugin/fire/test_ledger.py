@@ -566,12 +566,12 @@ def test_a_shared_directory_that_cannot_be_made_is_said_before_any_worker_starts
     import errno
     import tempfile
 
-    from pytest_cekura_pipecat import _owner
+    from pytest_cekura_pipecat import _owner, plugin
 
     def full(owner: _owner.Owner) -> Path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(_owner, "make_shared_dir", full)
+    monkeypatch.setattr(plugin, "make_shared_dir", full)
     suite.toml(TWO_SLOW_CASES.replace("108", "101"))
     result = suite.run("-n", "2")
     result.assert_outcomes(errors=2)

@@ -194,7 +194,8 @@ def test_xdist_records_and_replays_without_network(
     marks.mkdir()
     site.mkdir()
     (site / "sitecustomize.py").write_text(GUARD.format(marks=str(marks)))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ["PYTHONPATH"]]))
+    path = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     tried = _no_connections(monkeypatch)  # the controller (this process)
     suite.toml(CASES.format(threshold='thresholds = { expected_outcome_score = ">= 95" }'))
     # pytest-rerunfailures connects its xdist processes over loopback: not ours to test.
