@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,17 +185,31 @@ def pytest_outcome(usage: Usage, n: int) -> str:
 
 class Bench:
     def __init__(
-        self, sim: Simulator, seconds: float, scratch: Path, sdk_poll: float = SDK_POLL_INTERVAL
+        self,
+        sim: Simulator,
+        seconds: float,
+        scratch: Path,
+        sdk_poll: float = SDK_POLL_INTERVAL,
+        against: Path | None = None,
     ) -> None:
         self.sim = sim
         self.seconds = seconds
         self.scratch = scratch
         self.sdk_poll = sdk_poll
+        self.against = against  # a source checkout of the plugin: the "before" rows run it
 
-    def _row(self, contender: str, cmd: Sequence[str], cwd: Path, n: int, sdk: bool) -> Row:
+    def _row(
+        self,
+        contender: str,
+        cmd: Sequence[str],
+        cwd: Path,
+        n: int,
+        sdk: bool,
+        env: dict[str, str] | None = None,
+    ) -> Row:
         self.sim.reset()
         print(f"  {contender:<14} N={n} ...", end="", file=sys.stderr, flush=True)
-        usage = run_measured(cmd, bench_env(), cwd)
+        usage = run_measured(cmd, env or bench_env(), cwd)
         requests = self.sim.requests
         starts = [r for r in requests if r.method == "POST" and "run_scenarios" in r.path]
         lag = (
@@ -220,14 +234,19 @@ class Bench:
         print(f" {usage.wall:6.1f} s", file=sys.stderr, flush=True)
         return row
 
-    def plugin(self, n: int, workers: int = 0) -> Row:
+    def plugin(self, n: int, workers: int = 0, before: bool = False) -> Row:
+        """The plugin on N cases; ``before``: the plugin of the ``--against`` checkout (its
+        directory first on PYTHONPATH), on the same suite and the same server."""
         suite = write_suite(self.scratch / f"suite-{n}", n)
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
         cmd += [f"--cekura-api-url={self.sim.url}", "--cekura-max-runs=0"]  # past the ceiling
         if workers:
             cmd += ["-n", str(workers)]
         name = f"plugin -n {workers}" if workers else "plugin"
-        return self._row(name, cmd, suite, n, sdk=False)
+        env = None
+        if before and self.against is not None:
+            name, env = f"{name} (before)", bench_env(PYTHONPATH=str(self.against))
+        return self._row(name, cmd, suite, n, sdk=False, env=env)
 
     def plain(self, n: int, workers: int = 0) -> Row:
         """pytest itself on N trivial tests: the part of the wall no plugin can remove."""
@@ -269,25 +288,62 @@ def _version(distribution: str) -> str:
 CONTENDERS = ("plugin", "xdist", "plain", "sdk")
 
 
-def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS, rounds: int = 1) -> int:
+def _round(bench: Bench, n: int, contender: str) -> list[Row]:
+    """One round of one row (``plain`` is two rows; with ``--against``, the plugin's rows
+    are followed by the same rows of the other checkout)."""
+    if contender == "plain":
+        return [bench.plain(n), bench.plain(n, XDIST_WORKERS)]
+    if contender == "sdk":
+        return [bench.sdk(n)]
+    workers = XDIST_WORKERS if contender == "xdist" else 0
+    rows = [bench.plugin(n, workers)]
+    if bench.against is not None:
+        rows.append(bench.plugin(n, workers, before=True))
+    return rows
+
+
+def _ratios(measured: Mapping[str, list[Row]]) -> None:
+    """Each plugin row against the same row of the --against checkout: now ÷ before."""
+
+    def med(rows: list[Row], value: Callable[[Row], float | None]) -> float | None:
+        known = [v for v in map(value, rows) if v is not None]
+        return statistics.median(known) if known else None
+
+    pairs = [(name, name + " (before)") for name in measured if name + " (before)" in measured]
+    if not pairs:
+        return
+    print()
+    print("| row | wall now ÷ before | CPU now ÷ before | peak RSS now ÷ before |")
+    print("|---|---|---|---|")
+    for now, before in pairs:
+        cells = []
+        for value in (
+            lambda r: r.usage.wall,
+            lambda r: r.usage.cpu,
+            lambda r: r.usage.peak_rss_mib,
+        ):
+            a, b = med(measured[now], value), med(measured[before], value)
+            cells.append(f"{a / b:.2f}" if a is not None and b else "-")
+        print(f"| {now} | {' | '.join(cells)} |")
+
+
+def compare(
+    n: int,
+    seconds: float,
+    contenders: Sequence[str] = CONTENDERS,
+    rounds: int = 1,
+    against: Path | None = None,
+) -> int:
     script = ScenarioScript(id=0, seconds=seconds)
     with (
         Simulator(scripts(n, seconds), api_key=API_KEY, default_outcome=script) as sim,
         tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
     ):
-        bench = Bench(sim, seconds, Path(scratch))
+        bench = Bench(sim, seconds, Path(scratch), against=against)
         measured: dict[str, list[Row]] = {}
         for _ in range(rounds):  # rows alternate, so drift of the machine affects all alike
             for contender in contenders:
-                if contender == "plugin":
-                    got = [bench.plugin(n)]
-                elif contender == "xdist":
-                    got = [bench.plugin(n, XDIST_WORKERS)]
-                elif contender == "plain":
-                    got = [bench.plain(n), bench.plain(n, XDIST_WORKERS)]
-                else:
-                    got = [bench.sdk(n)]
-                for row in got:
+                for row in _round(bench, n, contender):
                     measured.setdefault(row.contender, []).append(row)
     rounds_text = f" · median of {rounds} rounds" if rounds > 1 else ""
     print(
@@ -341,6 +397,7 @@ def compare(n: int, seconds: float, contenders: Sequence[str] = CONTENDERS, roun
         f"results.wait(poll_interval={SDK_POLL_INTERVAL}), which returns when the result's "
         "status is terminal."
     )
+    _ratios(measured)
     ok = all(r.usage.exit_code == 0 for runs in measured.values() for r in runs)
     return 0 if ok else 1
 
@@ -535,6 +592,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="result reads a minute and exit lag of the plugin (and the official SDK) on N",
     )
+    parser.add_argument(
+        "--against",
+        metavar="DIR",
+        type=Path,
+        help="also run the plugin rows with the plugin of another source checkout (DIR first "
+        "on PYTHONPATH), alternating, and print now ÷ before for each",
+    )
     parser.add_argument("--sdk-client", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--sdk-poll", type=float, default=SDK_POLL_INTERVAL, help=argparse.SUPPRESS)
     return parser
@@ -556,7 +620,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(contenders) - set(CONTENDERS))
     if unknown:
         _parser().error(f"--only: unknown row(s) {', '.join(unknown)}")
-    return compare(args.cases, args.seconds, contenders, args.rounds)
+    against = args.against.resolve() if args.against else None
+    if against is not None and not (against / "pytest_cekura_pipecat" / "plugin.py").is_file():
+        _parser().error(f"--against {args.against}: not a checkout of pytest-cekura-pipecat")
+    return compare(args.cases, args.seconds, contenders, args.rounds, against)
 
 
 if __name__ == "__main__":
