@@ -191,12 +191,14 @@ class Bench:
         scratch: Path,
         sdk_poll: float = SDK_POLL_INTERVAL,
         against: Path | None = None,
+        code: Path | None = None,
     ) -> None:
         self.sim = sim
         self.seconds = seconds
         self.scratch = scratch
         self.sdk_poll = sdk_poll
         self.against = against  # a source checkout of the plugin: the "before" rows run it
+        self.code = code  # a source checkout the other plugin rows run (None: the installed)
 
     def _row(
         self,
@@ -239,11 +241,11 @@ class Bench:
         directory first on PYTHONPATH), on the same suite and the same server."""
         suite = write_suite(self.scratch / f"suite-{n}", n)
         cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-        cmd += [f"--cekura-api-url={self.sim.url}", "--cekura-max-runs=0"]  # past the ceiling
+        cmd += [f"--cekura-api-url={self.sim.url}", f"--cekura-max-runs={n}"]  # past the default
         if workers:
             cmd += ["-n", str(workers)]
         name = f"plugin -n {workers}" if workers else "plugin"
-        env = None
+        env = bench_env(PYTHONPATH=str(self.code)) if self.code is not None else None
         if before and self.against is not None:
             name, env = f"{name} (before)", bench_env(PYTHONPATH=str(self.against))
         return self._row(name, cmd, suite, n, sdk=False, env=env)
@@ -316,6 +318,9 @@ def _ratios(measured: Mapping[str, list[Row]]) -> None:
     print("| row | wall now ÷ before | CPU now ÷ before | peak RSS now ÷ before |")
     print("|---|---|---|---|")
     for now, before in pairs:
+        if any(r.usage.exit_code != 0 for r in [*measured[now], *measured[before]]):
+            print(f"| {now} | - | - | - |  (a run did not pass: no ratio)")
+            continue
         cells = []
         for value in (
             lambda r: r.usage.wall,
@@ -333,13 +338,14 @@ def compare(
     contenders: Sequence[str] = CONTENDERS,
     rounds: int = 1,
     against: Path | None = None,
+    code: Path | None = None,
 ) -> int:
     script = ScenarioScript(id=0, seconds=seconds)
     with (
         Simulator(scripts(n, seconds), api_key=API_KEY, default_outcome=script) as sim,
         tempfile.TemporaryDirectory(prefix="cekura-bench-") as scratch,
     ):
-        bench = Bench(sim, seconds, Path(scratch), against=against)
+        bench = Bench(sim, seconds, Path(scratch), against=against, code=code)
         measured: dict[str, list[Row]] = {}
         for _ in range(rounds):  # rows alternate, so drift of the machine affects all alike
             for contender in contenders:
@@ -599,6 +605,13 @@ def _parser() -> argparse.ArgumentParser:
         help="also run the plugin rows with the plugin of another source checkout (DIR first "
         "on PYTHONPATH), alternating, and print now ÷ before for each",
     )
+    parser.add_argument(
+        "--code",
+        metavar="DIR",
+        type=Path,
+        help="run the plugin rows with the plugin of this source checkout instead of the "
+        "installed one (with --against: compare two revisions)",
+    )
     parser.add_argument("--sdk-client", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--sdk-poll", type=float, default=SDK_POLL_INTERVAL, help=argparse.SUPPRESS)
     return parser
@@ -620,10 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(contenders) - set(CONTENDERS))
     if unknown:
         _parser().error(f"--only: unknown row(s) {', '.join(unknown)}")
-    against = args.against.resolve() if args.against else None
-    if against is not None and not (against / "pytest_cekura_pipecat" / "plugin.py").is_file():
-        _parser().error(f"--against {args.against}: not a checkout of pytest-cekura-pipecat")
-    return compare(args.cases, args.seconds, contenders, args.rounds, against)
+    checkouts = []
+    for flag, given in (("--against", args.against), ("--code", args.code)):
+        path = given.resolve() if given else None
+        if path is not None and not (path / "pytest_cekura_pipecat" / "plugin.py").is_file():
+            _parser().error(f"{flag} {given}: not a checkout of pytest-cekura-pipecat")
+        checkouts.append(path)
+    return compare(args.cases, args.seconds, contenders, args.rounds, *checkouts)
 
 
 if __name__ == "__main__":
