@@ -45,11 +45,10 @@ LAZY: Mapping[str, str] = {
     "only for a suite that asks for the cekura_simulator fixture",
 }
 
-# TODO(issue 30): KNOWN TODAY, imports that break a rule and are to go. Each entry is
+# Imports that break a rule and are on their way out, none today. Each entry is
 # (importing module, imported module): the rule it breaks. The test leaves them out of every
-# rule and of the circles. Delete an entry once the change that removes it is merged:
-# test_known_today_still_occur fails on an entry that no longer breaks a rule, so this set
-# only shrinks.
+# rule and of the circles; test_known_today_still_occur fails on an entry that no longer
+# breaks a rule, so this set only shrinks.
 KNOWN_TODAY: Mapping[tuple[str, str], str] = {}
 
 
