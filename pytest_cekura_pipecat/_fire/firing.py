@@ -446,6 +446,7 @@ async def _answered(
         item.slot.fired_at = now
         item.slot.dashboard_url = link
         item.slot.recovered = recovered
+        item.slot.agent = result.agent
     if ctx.hooks.on_fired is not None:
         ctx.hooks.on_fired([(item.case, item.slot) for item in batch])
     if ctx.hooks.on_batch is not None:

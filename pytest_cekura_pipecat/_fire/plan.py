@@ -31,6 +31,7 @@ class Slot:
     error: str | None = None  # why it never started (None once fired)
     dashboard_url: str | None = None
     recovered: str | None = None  # how a start request whose answer was lost was recovered
+    agent: int | None = None  # the result's agent, as the start answer gave it
 
     @property
     def key(self) -> str:

@@ -9,19 +9,23 @@ each slot's final ``CekuraRun`` exactly once. It alone enforces deadlines (a slo
 up on a result whose reads have failed for the whole retry window (an outage costs one window
 for the session, not one per case), and trips the circuit breaker.
 
-Every read takes from one budget for the session (``_budget.py``). Where two or more open
+Every read takes from one budget for the session (``budget.py``). Where two or more open
 results share an agent, one read of the agent's results list (every ``poll_interval``, twice
 as often while one of them reads ``evaluating``: every call is over, the end is near) shows
 each one's status and run counts; a result's own read is then made only when its list entry
 moved: at once when the list shows every run ended, else at most every ``900 /
-max_reads_per_minute`` seconds (15 s at the default, Cekura's own guidance), and at least every
-``3600 / max_reads_per_minute`` seconds however still it seems. A result the list does not
-cover (no agent known yet, alone for its agent, not on the list's first page, or the list
-endpoint answering 404/405 twice in a row: then never for the session) is read on its own
-schedule, twice as often while it reads ``evaluating``. Among the reads due, those the list
-asked for (and first reads, and re-reads a result's own answer asked for) come first; the
-rest go to the result most likely to have a run ended since its last read: the most open
-runs times the longest time since that read.
+max_reads_per_minute`` seconds (15 s at the default, Cekura's own guidance), and about every
+``3600 / max_reads_per_minute`` seconds however still it seems (later while the budget is
+kept for the ends). A result whose agent the start answer gave is not read before the list
+shows it moved: the start answer said what was created. A result the list does not cover
+(no agent known yet, alone for its agent, not on the list's first page, or the list endpoint
+answering 404/405 twice in a row: then never for the session) is read on its own schedule,
+twice as often while it reads ``evaluating``. Among the reads due, those the list asked for
+(and first reads, and re-reads a result's own answer asked for) come first; the rest go to
+the result most likely to have a run ended since its last read: the most open runs times
+the longest time since that read. Routine reads of one result leave a reserve of the minute
+unspent (one read per open result, and room for the list): when every result ends at once,
+their reads go out within a second or two, not when the minute turns.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ _SUMMARY_GRACE = 3.0
 _SUMMARY_POLL = 1.0
 _LIST_MAX = 100  # the largest page of the results list asked for
 _LIST_GONE_AFTER = 2  # results-list 404/405s in a row that stop its use for the session
+_LIST_ROOM = 5  # reads of the minute kept for the list reads that notice the ends
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ class _Watched:
     missing_since: float | None = None  # the first 404 of a result never read yet
     ended_at: float | None = None  # when a read first found every run of the result ended
     held: dict[str, _Finished] = field(default_factory=dict)  # waiting for the ai_summary
-    agent: int | None = None  # from its first read: whose results list shows it
+    agent: int | None = None  # from the start answer or its first read: whose list shows it
     read_at: float = 0.0  # when its last read was sent
     listed: ListedResult | None = None  # its entry in the latest results list that showed it
     listed_at: float | None = None  # when that list read was sent
@@ -146,6 +151,22 @@ class _Want:
     score: float  # among reads due at once, the higher first
     watched: _Watched | None = None
     agent: int | None = None
+
+    @property
+    def paced(self) -> bool:
+        """Whether it pays the budget's even pace: a routine read of one result. The list
+        is read on its own clock (every poll interval), so that no result's read can push
+        back the read that notices the ends."""
+        return self.routine and self.watched is not None
+
+
+def _entry_moved(watched: _Watched) -> bool:
+    """Whether a result's list entry moved since it was last read; never read (the start
+    answer is what is known of it): whether the entry shows any run ended."""
+    entry = watched.listed
+    if entry is None or watched.read or watched.known is not None:
+        return entry != watched.known
+    return entry.ended or any(n for n in (entry.success, entry.failed, entry.completed) if n)
 
 
 def _stamp(when: float) -> str:
@@ -255,7 +276,7 @@ class Watcher:
                     # interval later (the start answer already said what was created).
                     first = self._clock() + self.settings.poll_interval
                     watched = self._watched[slot.result_id] = _Watched(
-                        slot.result_id, next_poll=first, read_at=self._clock()
+                        slot.result_id, next_poll=first, read_at=self._clock(), agent=slot.agent
                     )
                 watched.slots.append(slot)
                 if self.tripped:  # fired while the breaker tripped: live, and never waited for
@@ -301,12 +322,18 @@ class Watcher:
         now = self._clock()
         times = [now + self.settings.poll_interval, self._earliest_deadline()]
         # A read in flight wakes the loop when it is answered.
-        stretch = self._stretch()
-        for want in self._wants(now):
-            times.append(max(want.due, self._budget.free_at(now, want.routine, stretch)))
+        times.extend(self._read_times(now))
         if self._details and self._details_task is None:
             times.append(now)
         return max(0.05, min(times) - now)
+
+    def _read_times(self, now: float) -> list[float]:
+        """When each read wanted can be sent, by its due time and the budget."""
+        stretch = self._stretch()
+        return [
+            max(want.due, self._budget.free_at(now, want.paced, stretch, self._reserve(want)))
+            for want in self._wants(now)
+        ]
 
     def _is_open(self, key: str, result_id: int) -> bool:
         watched = self._watched.get(result_id)
@@ -347,10 +374,14 @@ class Watcher:
         return task
 
     def _wait_budget(self) -> float:
-        """How long a tick waits for its requests: until the next deadline, at most one
-        poll interval."""
+        """How long a tick waits for its requests: until the next deadline or the next read
+        the budget lets out (a slow fetch of transcripts must not hold back the reads of
+        results that ended meanwhile), at most one poll interval. A read due already waits
+        for a connection: a request answered wakes the tick anyway."""
         now = self._clock()
-        return max(0.0, min(now + self.settings.poll_interval, self._earliest_deadline()) - now)
+        later = [t for t in self._read_times(now) if t > now]
+        until = min([now + self.settings.poll_interval, self._earliest_deadline(), *later])
+        return max(0.0, until - now)
 
     def _reap(self) -> None:
         for polls in (self._polls, self._listing):
@@ -373,6 +404,12 @@ class Watcher:
             if watched.agent is not None:
                 groups.setdefault(watched.agent, []).append(watched)
         return {agent: group for agent, group in groups.items() if len(group) > 1}
+
+    def _reserve(self, want: _Want) -> int:
+        """Reads of the minute a routine read of one result leaves unspent: one for each
+        open result, whose end will want a read at once, and a few for the list reads that
+        notice the ends. The list itself keeps the whole budget."""
+        return len(self._open) + _LIST_ROOM if want.watched is not None else 0
 
     def _stretch(self) -> float:
         """Routine reads take half the budget while a list is read, all of it otherwise."""
@@ -419,16 +456,21 @@ class Watcher:
         """When a result is to be read on its own, and whether the read is routine."""
         score = len(watched.open) * (now - watched.read_at)
         due = watched.next_poll
-        first = not watched.read and watched.missing_since is None
+        # A first read, unless the list shows the result: the start answer said what was
+        # created, so it is read like any result the list covers, once a run of it ended.
+        first = not (watched.read or covered) and watched.missing_since is None
         if (first and watched.failing_since is None) or watched.held or watched.terminal_polls:
             return _Want(due, False, score, watched)  # its own answer asked for this read
+        ended = watched.listed is not None and watched.listed.ended and _entry_moved(watched)
+        if ended and watched.failing_since is None:
+            # Read at once: the last verdicts are there (also when it is the last result
+            # open, which the list no longer covers).
+            return _Want(min(due, watched.listed_at or due), False, score, watched)
         if watched.failing_since is not None or not covered or watched.listed is None:
             if watched.status == "evaluating" and watched.failing_since is None:
                 due = min(due, watched.read_at + self._ending_every())  # the end is near
             return _Want(due, True, score, watched)
-        if watched.listed != watched.known:  # its list entry moved since it was read
-            if watched.listed.ended:  # read at once: the last verdicts are there
-                return _Want(min(due, watched.listed_at or due), False, score, watched)
+        if _entry_moved(watched):  # its list entry moved since it was read
             return _Want(
                 max(due, watched.read_at + self.settings.moved_every), True, score, watched
             )
@@ -438,17 +480,13 @@ class Watcher:
         """Send the reads that are due, best first, as far as the budget allows."""
         stretch = self._stretch()
         wants = sorted(self._wants(now), key=lambda want: (want.routine, -want.score))
-        # A routine read of one result never pushes back a list read due within its pace.
-        list_due = min((want.due for want in wants if want.agent is not None), default=math.inf)
-        pace = self._budget.spacing * stretch
         for want in wants:
             if len(self._polls) + len(self._listing) >= self.settings.concurrency:
                 break  # a read waiting for a connection would leave later, in a bunch
-            if want.due > now or self._budget.free_at(now, want.routine, stretch) > now:
+            free = self._budget.free_at(now, want.paced, stretch, self._reserve(want))
+            if want.due > now or free > now:
                 continue
-            if want.routine and want.watched is not None and list_due < now + pace:
-                continue
-            self._budget.spend(now, want.routine, stretch)
+            self._budget.spend(now, want.paced, stretch)
             if want.watched is not None:
                 watched = want.watched
                 watched.read_at, watched.known = now, watched.listed

@@ -633,10 +633,14 @@ def ending_at(
 
 
 def watch_many(
-    results: int, script: Callable[[int, float], Any], **settings: Any
+    results: int,
+    script: Callable[[int, float], Any],
+    start_agent: int | None = AGENT,
+    **settings: Any,
 ) -> tuple[dict[str, float], ListingClient]:
     """Watch ``results`` results of ``RUNS_EACH`` runs at the default budget and poll
-    interval; when each slot was published, and the client."""
+    interval, their agent as the start answer gave it (``start_agent``; None: learnt from
+    a first read); when each slot was published, and the client."""
     clock = Clock()
     client = ListingClient(clock, script, range(1, results + 1))
     when: dict[str, float] = {}
@@ -658,7 +662,7 @@ def watch_many(
         for i in range(RUNS_EACH)
     ]
     for each in slots:
-        each.fired_at = T0
+        each.fired_at, each.agent = T0, start_agent
     watcher.add(slots)
     watcher.close()
     asyncio.run(asyncio.wait_for(watcher.run(), 60))
@@ -680,7 +684,7 @@ def reads(client: ListingClient) -> list[float]:
 def test_reads_stay_within_the_budget_whatever_the_number_of_runs(agent: int | None) -> None:
     """1,000 runs in 20 results, ending over 10 minutes: at most 60 reads in any minute at
     the default budget, with the results list (one agent) and without it (none known)."""
-    when, client = watch_many(20, ending_at(lambda r: T0 + 30 * r, agent))
+    when, client = watch_many(20, ending_at(lambda r: T0 + 30 * r, agent), start_agent=agent)
     assert busiest_minute(reads(client)) <= 60
     late = max(when.values()) - (T0 + 600)
     if agent is not None:
@@ -691,27 +695,39 @@ def test_reads_stay_within_the_budget_whatever_the_number_of_runs(agent: int | N
         assert late <= 25.0
 
 
-def test_the_end_of_the_last_run_is_noticed_within_seconds() -> None:
-    """1,000 runs of 60 s in 20 results of one agent: the last verdict is published
-    within 5 simulated seconds of the last run's end, at the default budget."""
-    last_end = T0 + 60 + 19 * 0.1
-    when, client = watch_many(20, ending_at(lambda r: T0 + 60 + r * 0.1))
-    assert max(when.values()) - last_end <= 5.0
+@pytest.mark.parametrize("spread", [0.1, 0.0], ids=["staggered", "at-once"])
+def test_the_end_of_the_last_run_is_noticed_within_seconds(spread: float) -> None:
+    """1,000 runs of 60 s in 20 results of one agent: the last verdict is published within
+    2 simulated seconds of the last run's end, at the default budget, even when every result
+    ends at once (the budget kept room for their 20 reads)."""
+    last_end = T0 + 60 + 19 * spread
+    when, client = watch_many(20, ending_at(lambda r: T0 + 60 + r * spread))
+    assert max(when.values()) - last_end <= 2.0
     assert busiest_minute(reads(client)) <= 60
 
 
-def test_results_sharing_an_agent_are_read_through_its_list() -> None:
-    """While nothing moves, the list alone is read (every poll interval); a result's own read
-    comes when its entry moves, and at least once a minute."""
-    when, client = watch_many(20, ending_at(lambda r: T0 + 500))
+@pytest.mark.parametrize("start_agent", [AGENT, None], ids=["start-answer", "first-read"])
+def test_results_sharing_an_agent_are_read_through_its_list(start_agent: int | None) -> None:
+    """While nothing moves, the list is read every poll interval; a result's own read comes
+    when its entry moves, and at least once a minute. Its agent from the start answer, no
+    result is read before the list showed it; else each is read once to learn it."""
+    when, client = watch_many(20, ending_at(lambda r: T0 + 500), start_agent=start_agent)
     before_end = [(r, t) for r, t in client.gets if t < T0 + 500]
     first_reads = {r: t for r, t in reversed(before_end)}
     assert len(first_reads) == 20
-    again = [t for r, t in before_end if t > first_reads[r]]
-    # 20 results for 500 s: one read a minute each at most, not one every 3 s.
-    assert len(again) <= 20 * 9
-    assert len(client.lists) >= 100  # every 3-4 s (the poll interval, paced) for 500 s
+    if start_agent is not None:
+        assert min(first_reads.values()) >= T0 + 60  # the first, a minute after the start
+    else:
+        assert max(first_reads.values()) <= T0 + 5  # learnt the agent at once
+    # Each read again within two and a half minutes (60 s, then its turn among the reads
+    # due with it in what the list and the room kept for the ends leave), not every 3 s.
+    for result in range(1, 21):
+        times = [T0, *(t for r, t in before_end if r == result), T0 + 500]
+        assert max(b - a for a, b in itertools.pairwise(times)) <= 150.0
+    assert len(before_end) <= 20 * 13
+    assert len(client.lists) >= 160  # every poll interval (3 s) for 500 s
     assert max(when.values()) - (T0 + 500) <= 5.0
+    assert busiest_minute(reads(client)) <= 60
 
 
 def test_a_missing_results_list_falls_back_to_reading_each_result() -> None:
@@ -745,10 +761,30 @@ def test_the_budget_paces_routine_reads_and_caps_every_minute() -> None:
     assert budget.free_at(0.0, routine=False) == 0.0  # reads the list asked for: no pace
     for _ in range(9):
         budget.spend(0.5, routine=False)
-    assert budget.free_at(0.5, routine=False) == 1.0  # ten a second at most
-    for t in range(1, 51):
+    assert budget.free_at(0.5, routine=True) == 1.0  # ten a second at most, routine
+    assert budget.free_at(0.5, routine=False) == 0.5  # twenty, reads the list asked for
+    for _ in range(10):
+        budget.spend(0.5, routine=False)
+    assert budget.free_at(0.5, routine=False) == 1.0
+    for t in range(1, 41):
         budget.spend(float(t), routine=False)
-    assert budget.free_at(51.0, routine=False) == 62.0  # 60 in any minute (and 2 s of slack)
+    assert budget.free_at(41.0, routine=False) == 62.0  # 60 in any minute (and 2 s of slack)
+
+
+def test_routine_reads_leave_room_for_the_reads_at_the_end() -> None:
+    """20 open results: routine reads stop at 40 in the minute, the last 20 are the ends'."""
+    budget = ReadBudget(60)
+    for t in range(40):
+        assert budget.free_at(float(t), routine=True, reserve=20) == float(t)
+        budget.spend(float(t), routine=True)
+    assert budget.free_at(40.0, routine=True, reserve=20) == 62.0  # the first leaves the minute
+    assert budget.free_at(40.0, routine=True) == 40.0  # nothing to keep: the whole minute
+    for _ in range(20):  # every result ends at once: all read in one second
+        assert budget.free_at(40.5, routine=False) == 40.5
+        budget.spend(40.5, routine=False)
+    assert budget.free_at(40.5, routine=False) == 62.0
+    # At most half the minute is kept back, whatever the number of open results.
+    assert ReadBudget(60).free_at(0.0, routine=True, reserve=1000) == 0.0
 
 
 def test_a_large_budget_sends_a_seconds_worth_of_routine_reads_at_once() -> None:
