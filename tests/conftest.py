@@ -56,3 +56,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if config.option.numprocesses is None:
         config.option.numprocesses = 2
+        if config.option.dist == "no":
+            # A few tests take tens of seconds: an idle process takes queued tests from the
+            # busy one, so that the run does not end on one process alone.
+            config.option.dist = "worksteal"
