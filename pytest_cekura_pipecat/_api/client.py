@@ -55,6 +55,7 @@ SCENARIO_PATH = "/test_framework/v1/scenarios/{}/"
 SCENARIOS_PATH = "/test_framework/v1/scenarios/"
 BILLING_PATH = "/test_framework/billing/info/"
 _MAX_PAGES = 1000  # of a scenario list, 100 scenarios a page: 100,000 scenarios at most
+_PAGES_AT_ONCE = 4  # pages of a scenario list read at once, once the first gave the count
 RESULTS_PATH = "/test_framework/v2/results/"
 MAX_BODY = 32 * 1024 * 1024
 _V2_GONE_AFTER = 2  # v2 misses in a row, each answered on v1, that move an endpoint to v1
@@ -506,21 +507,47 @@ class CekuraClient:
             params["tags"] = ",".join(tags)
         if tag_filter_type:
             params["tag_filter_type"] = tag_filter_type
-        found: list[Scenario] = []
-        for number in range(1, _MAX_PAGES + 1):
-            page = {**params, "page": str(number)}
+        found, more, pages = await self._scenario_page(params, 1)
+        if more and pages is not None and pages > 1:
+            # The first page says how many there are: the others are read a few at once.
+            if pages > _MAX_PAGES:
+                raise ApiError(f"Cekura's scenario list has more than {_MAX_PAGES} pages", None)
+            limit = asyncio.Semaphore(_PAGES_AT_ONCE)
 
-            async def once(page: dict[str, str] = page) -> Any:
-                return await self._get_json(SCENARIOS_PATH, page)
+            async def page(number: int) -> list[Scenario]:
+                async with limit:
+                    return (await self._scenario_page(params, number))[0]
 
-            data: Any = await self._retrying("GET scenarios", once, lambda exc: True)
-            items = data.get("results") if isinstance(data, dict) else data
-            if not isinstance(items, list):
-                raise Transient("Cekura's scenario list could not be read: no results")
-            found.extend(self._validate(Scenario, item, "scenario list") for item in items)
-            if not isinstance(data, dict) or not data.get("next"):
+            for items in await asyncio.gather(*(page(n) for n in range(2, pages + 1))):
+                found.extend(items)
+            return found
+        for number in range(2, _MAX_PAGES + 1):  # no count: page after page, to the last
+            if not more:
                 return found
+            items, more, _ = await self._scenario_page(params, number)
+            found.extend(items)
         raise ApiError(f"Cekura's scenario list has more than {_MAX_PAGES} pages", None)
+
+    async def _scenario_page(
+        self, params: Mapping[str, str], number: int
+    ) -> tuple[list[Scenario], bool, int | None]:
+        """One page of the scenario list: its scenarios, whether another page follows, and
+        how many pages there are when the page says (its ``count`` over its length)."""
+
+        async def once() -> Any:
+            return await self._get_json(SCENARIOS_PATH, {**params, "page": str(number)})
+
+        data: Any = await self._retrying("GET scenarios", once, lambda exc: True)
+        items = data.get("results") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise Transient("Cekura's scenario list could not be read: no results")
+        found = [self._validate(Scenario, item, "scenario list") for item in items]
+        more = isinstance(data, dict) and bool(data.get("next"))
+        count = data.get("count") if isinstance(data, dict) else None
+        pages = None
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0 and items:
+            pages = -(-count // len(items))
+        return found, more, pages
 
     async def billing(self) -> Billing:
         """Credits left and used (Cekura's figures lag up to 30 minutes)."""

@@ -281,6 +281,56 @@ def test_a_scenario_that_cannot_be_read_assumes_the_longest_call() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("counted", [True, False], ids=["count", "next-only"])
+def test_the_scenario_list_is_read_to_its_last_page(counted: bool) -> None:
+    """250 scenarios, 100 a page: with a count, pages 2 and 3 are read at once after the
+    first; without one, page after page while ``next`` says so. Order is kept."""
+    total, asked = 250, []
+    third = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        asked.append(page)
+        if counted and page == 2:
+            await third.wait()  # answered only once page 3 was asked: both are in flight
+        if page == 3:
+            third.set()
+        ids = list(range((page - 1) * 100, min(page * 100, total)))
+        body: dict[str, object] = {"results": [{"id": i, "agent": 5} for i in ids]}
+        body["next"] = "more" if page * 100 < total else None
+        if counted:
+            body["count"] = total
+        return json_answer(200, body)
+
+    async def main() -> None:
+        client = _client(httpx.MockTransport(answer))
+        try:
+            found = await asyncio.wait_for(client.scenarios(agent_id=5), 60)
+        finally:
+            await client.aclose()
+        assert [s.id for s in found] == list(range(total))
+        assert sorted(asked) == [1, 2, 3] and asked[0] == 1
+
+    asyncio.run(main())
+
+
+def test_a_count_that_says_one_page_does_not_stop_a_list_that_has_more() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        last = page == 2
+        body = {"count": 1, "next": None if last else "more", "results": [{"id": page}]}
+        return json_answer(200, body)
+
+    async def main() -> None:
+        client = _client(httpx.MockTransport(answer))
+        try:
+            assert [s.id for s in await client.scenarios(agent_id=5)] == [1, 2]
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
 # -- the arithmetic -------------------------------------------------------------------------
 
 
