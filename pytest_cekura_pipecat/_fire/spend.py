@@ -301,7 +301,8 @@ class SessionSpend:
             found = await check(client, self._full(pairs), self.policy, self.catalogue)
             control.forecast(found.forecast)
             control.evaluators(self.catalogue.evaluators())
-            control.note(found.forecast.line())
+            if found.forecast.cases:  # none when Cekura could not be reached: no estimate
+                control.note(found.forecast.line())
             for line in found.notes:
                 control.note(line)
             for _, slot in pairs:

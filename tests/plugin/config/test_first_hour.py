@@ -147,6 +147,7 @@ def test_a_url_that_never_answered_ends_the_session_at_once(
         ]
     )
     assert "unreachable since" not in _out(result)
+    assert "spend forecast" not in _out(result)  # nothing could be estimated
 
 
 @pytest.fixture
