@@ -179,15 +179,19 @@ def test_pass_rates_against_the_baseline_are_compared_statistically(suite: Suite
 # -- pure pieces ---------------------------------------------------------------------------
 
 
-def test_gate_with_confirmation_runs() -> None:
-    case = Case("c", 101, "cekura.toml", confirm=2)
-    ok = CekuraRun(
+def _passed(run_id: int) -> CekuraRun:
+    return CekuraRun(
         scenario_id=101,
-        run_id=2,
+        run_id=run_id,
         status="completed",
         success=True,
         expected_outcome=ExpectedOutcomeResult(100.0),
     )
+
+
+def test_gate_with_confirmation_runs() -> None:
+    case = Case("c", 101, "cekura.toml", confirm=2)
+    ok = _passed(2)
     bad = CekuraRun(scenario_id=101, run_id=3, status="completed", success=False)
     flaky = confirmation(case, [bad, ok])
     assert (flaky.fired, flaky.passed, flaky.verdict) == (2, 1, "flaky")
@@ -213,13 +217,7 @@ def test_confirm_is_validated_in_the_marker() -> None:
 
 def test_errored_runs_are_left_out_of_the_comparison_and_named() -> None:
     case = Case("c", 101, "cekura.toml", repeat=4, min_passes=4)
-    ok = CekuraRun(
-        scenario_id=101,
-        run_id=1,
-        status="completed",
-        success=True,
-        expected_outcome=ExpectedOutcomeResult(100.0),
-    )
+    ok = _passed(1)
     bad = CekuraRun(scenario_id=101, run_id=2, status="completed", success=False)
     broken = CekuraRun(scenario_id=101, run_id=3, status="failed", error_message="no join")
     runs = [ok, bad, broken, ok]

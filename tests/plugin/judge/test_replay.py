@@ -42,21 +42,25 @@ scenario = 303
 """
 
 
+def _point_at(suite: Suite, url: str, *extra: str) -> None:
+    """The suite's ini: this server, read fast, no run waiting for another's room."""
+    lines = [
+        "[pytest]",
+        f"cekura_api_url = {url}",
+        "cekura_poll_interval = 0.1",
+        "cekura_max_reads_per_minute = 6000",
+        *extra,
+        "cekura_room_concurrency = 100",
+    ]
+    suite.pytester.makeini("\n".join(lines) + "\n")
+
+
 @pytest.fixture
 def recorded(suite: Suite) -> Iterator[tuple[Suite, Path]]:
     """A session of three cases recorded against the local server, which is then stopped."""
     suite.sim.stop()
     with Simulator(SCRIPTS, api_key=API_KEY) as sim:
-        suite.pytester.makeini(
-            f"""
-            [pytest]
-            cekura_api_url = {sim.url}
-            cekura_poll_interval = 0.1
-            cekura_max_reads_per_minute = 6000
-            cekura_retry_window = 5
-            cekura_room_concurrency = 100
-            """
-        )
+        _point_at(suite, sim.url, "cekura_retry_window = 5")
         suite.toml(CASES.format(threshold=""))
         rec = suite.pytester.path / "rec"
         rec.mkdir()
@@ -175,15 +179,7 @@ def test_xdist_records_and_replays_without_network(
 ) -> None:
     suite.sim.stop()
     with Simulator(SCRIPTS, api_key=API_KEY) as sim:
-        suite.pytester.makeini(
-            f"""
-            [pytest]
-            cekura_api_url = {sim.url}
-            cekura_poll_interval = 0.1
-            cekura_max_reads_per_minute = 6000
-            cekura_room_concurrency = 100
-            """
-        )
+        _point_at(suite, sim.url)
         suite.toml(CASES.format(threshold=""))
         suite.run("-n", "2", "--cekura-record=rec").assert_outcomes(passed=2, failed=1)
     rec = suite.pytester.path / "rec"
@@ -227,15 +223,7 @@ def test_local_server_serves_a_recording(recorded: tuple[Suite, Path]) -> None:
     """A user's own tests get real answers: the local server plays the recording back."""
     suite, rec = recorded
     with Simulator.from_recording(rec) as sim:
-        suite.pytester.makeini(
-            f"""
-            [pytest]
-            cekura_api_url = {sim.url}
-            cekura_poll_interval = 0.1
-            cekura_max_reads_per_minute = 6000
-            cekura_room_concurrency = 100
-            """
-        )
+        _point_at(suite, sim.url)
         suite.toml(CASES.format(threshold='thresholds = { expected_outcome_score = ">= 95" }'))
         result = suite.run("-n", "0")
         result.assert_outcomes(passed=1, failed=2)
