@@ -339,7 +339,8 @@ def _case_outcome(case: Case, judged: Sequence[RunJudgement], override: bool | N
     if override is not None:
         return "passed" if override else "failed"
     passes = sum(j.outcome == "passed" for j in judged)
-    errors = sum(j.outcome == "error" for j in judged)
+    unknown = max(0, case.repeat - len(judged))  # runs never judged leave the case undecided
+    errors = sum(j.outcome == "error" for j in judged) + unknown
     if passes >= case.min_passes:
         return "passed"
     if passes + errors >= case.min_passes:

@@ -676,3 +676,19 @@ def test_a_hook_that_fails_passing_runs_says_so_first() -> None:
         "a pytest_cekura_verdict hook failed the case",
         "  scenario 101 failed its evaluation",
     ]
+
+
+@pytest.mark.parametrize(
+    ("runs", "repeat", "min_passes", "outcome"),
+    [
+        ([ERROR], 2, 2, "error"),  # one run judged of two: undecided, never a failure
+        ([FAIL], 3, 2, "error"),  # the two unjudged runs could still make it pass
+        ([FAIL, FAIL], 3, 2, "failed"),  # no unjudged run can make it pass
+        ([PASS], 3, 1, "passed"),
+    ],
+)
+def test_runs_never_judged_leave_the_case_undecided(
+    runs: list[tuple[str, bool | None]], repeat: int, min_passes: int, outcome: str
+) -> None:
+    ran = [_cekura(s, ok, run_id=90001 + i) for i, (s, ok) in enumerate(runs)]
+    assert decide(_case(repeat, min_passes), ran).outcome == outcome
