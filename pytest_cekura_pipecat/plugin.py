@@ -252,6 +252,10 @@ class CekuraPlugin:
         """The session if it was built (a session without Cekura cases never is)."""
         return self._session
 
+    def summarising(self) -> bool:
+        """Whether a case's record has come in (the summary tracks its later phases)."""
+        return self._summary is not None
+
     def _build(self) -> CekuraSession:
         from ._fire.bot_rooms import PLUGIN_NAME
         from ._fire.ledger import Ledger
@@ -775,8 +779,8 @@ class ItemHooks:
         data = getattr(report, "cekura", None)
         if data is not None:  # from a worker: masked here too, with every process's secrets
             report.cekura = self.plugin.redactor.tree(data)  # type: ignore[attr-defined]
-        if self.plugin.built() is not None or data is not None:
-            self.plugin.summary().add(report)
+        if self.plugin.built() is not None or data is not None or self.plugin.summarising():
+            self.plugin.summary().add(report)  # a case's later phases, once its record came
         if self.plugin.settings.artifacts:
             self._attach_evidence(report)
 
