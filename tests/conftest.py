@@ -3,6 +3,7 @@ project's default of two processes. Everything else the tests share is in ``help
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 # Imported here, before any pytester run: pytester restores sys.modules after each
@@ -13,6 +14,20 @@ import pytest
 from helpers import API_KEY, ROOM_TOKEN, SCRIPTS, Suite
 
 from pytest_cekura_pipecat.simulator import Simulator
+
+
+# What a CI runner sets that the plugin reads (its provider, links, step summary), and what
+# makes pytest print differently (``CI``, ``BUILD_NUMBER``).
+_RUNNER = ("GITHUB_", "GITLAB_", "CI_", "BUILDKITE", "CIRCLE", "BITBUCKET_", "JENKINS_")
+
+
+@pytest.fixture(autouse=True)
+def _not_on_a_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees the same machine, whichever CI runs the suite: a test that plays a
+    CI sets its variables itself, and nothing reaches the runner's own step summary."""
+    for name in list(os.environ):
+        if name.startswith(_RUNNER) or name in ("CI", "BUILD_NUMBER"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
