@@ -15,7 +15,6 @@ from helpers import API_KEY, ROOM_TOKEN, SCRIPTS, Suite
 
 from pytest_cekura_pipecat.simulator import Simulator
 
-
 # What a CI runner sets that the plugin reads (its provider, links, step summary), and what
 # makes pytest print differently (``CI``, ``BUILD_NUMBER``).
 _RUNNER = ("GITHUB_", "GITLAB_", "CI_", "BUILDKITE", "CIRCLE", "BITBUCKET_", "JENKINS_")

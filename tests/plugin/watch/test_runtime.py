@@ -91,7 +91,12 @@ def test_an_outage_stops_the_later_waves_of_a_shared_room(suite: Suite) -> None:
     gets one try, not a window of its own; the waves after it are not sent."""
     suite.toml(FOUR)
     down: list[float] = []
-    _when_started(suite, lambda: (down.append(time.monotonic()), suite.sim.stop()))
+
+    def outage() -> None:
+        down.append(time.monotonic())
+        suite.sim.stop()
+
+    _when_started(suite, outage)
     result, out, _ = _outage_run(suite, "--cekura-room-concurrency=1", "--cekura-retry-window=20")
     # Timed from the outage, not from the start: a loaded machine's start-up is not in it.
     since_outage = time.monotonic() - down[0]
