@@ -16,7 +16,7 @@ from .markdown import (
     md_text,
 )
 from .record import CaseRecord
-from .summary import BAD, describe_comparison, sort_key
+from .summary import BAD, baseline_class, describe_comparison, sort_key
 
 MARKER = "<!-- pytest-cekura-pipecat -->"
 COMMENT_LIMIT = 65536  # GitHub refuses a longer comment body
@@ -51,19 +51,19 @@ def _sections(cases: Sequence[CaseRecord]) -> list[Section]:
     excused = [c for c in cases if c.outcome == "xfailed"]
     sections: list[Section] = []
     if any(c.baseline is not None for c in cases):
+        kind = baseline_class
         sections += [
-            ("New failures", [c for c in failing if c.baseline == "new"]),
-            ("Known failures", [c for c in failing + excused if c.baseline == "known"]),
-            (
-                "Evaluator changed",
-                [c for c in failing + excused if c.baseline == "evaluator_changed"],
-            ),
-            ("Failing cases", [c for c in failing if c.baseline not in _CLASSED]),
-            ("Fixed", [c for c in cases if c.baseline == "fixed"]),
+            ("New failures", [c for c in failing if kind(c) == "new"]),
+            ("Known failures", [c for c in failing + excused if kind(c) == "known"]),
+            ("Evaluator changed", [c for c in failing + excused if kind(c) == "evaluator_changed"]),
+            ("Failing cases", [c for c in failing if kind(c) not in _CLASSED]),
+            ("Fixed", [c for c in cases if kind(c) == "fixed"]),
         ]
     else:
         sections.append(("Failing cases", failing))
-    quarantined = [c for c in excused if c.quarantine is not None and c.baseline not in _CLASSED]
+    quarantined = [
+        c for c in excused if c.quarantine is not None and baseline_class(c) not in _CLASSED
+    ]
     sections.append(("Quarantined", quarantined))
     flaky = [c for c in excused if c.confirm is not None and c.confirm.verdict == "flaky"]
     sections.append(("Flaky on confirmation, not blocking", flaky))

@@ -12,6 +12,7 @@ from .document import Report
 from .record import CaseRecord
 from .summary import (
     BAD,
+    baseline_class,
     cekura_summary,
     display_reason,
     failed_metrics,
@@ -118,7 +119,7 @@ def md_gate_lines(report: Report) -> list[str]:
             ("evaluator_changed", "Evaluator changed"),
         )
         for kind, title in kinds:
-            names = [md_code(c.name) for c in cases if c.baseline == kind]
+            names = [md_code(c.name) for c in cases if baseline_class(c) == kind]
             if names:
                 lines.append(f"- {title}: " + ", ".join(names[:50]))
         lines.append("")

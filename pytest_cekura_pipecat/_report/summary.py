@@ -34,6 +34,13 @@ _LABEL = {
     "xpassed": "XPASS",
 }
 BASELINE_KINDS = ("new", "known", "fixed", "evaluator_changed")
+COMPARISONS = ("regression", "no change", "inconclusive")  # a pass rate against the baseline
+
+
+def baseline_class(case: CaseRecord) -> str | None:
+    """The case's class against the baseline (new, known, fixed, evaluator_changed); None
+    for a case judged on its pass rate instead (``comparison``), or not gated."""
+    return None if case.comparison is not None else case.baseline
 
 
 def _phase_outcome(report: pytest.TestReport) -> str | None:
@@ -114,7 +121,16 @@ class Totals:
 
     @cached_property
     def baseline(self) -> dict[str, int]:
-        return {k: sum(c.baseline == k for c in self.records) for k in BASELINE_KINDS}
+        return {k: sum(baseline_class(c) == k for c in self.records) for k in BASELINE_KINDS}
+
+    @property
+    def compared(self) -> dict[str, int]:
+        """Cases judged on their pass rate against the baseline, by verdict ("no change" is
+        ``no_change``); empty when none was."""
+        verdicts = [c.comparison.verdict for c in self.records if c.comparison is not None]
+        if not verdicts:
+            return {}
+        return {v.replace(" ", "_"): verdicts.count(v) for v in COMPARISONS}
 
     @property
     def quarantined(self) -> int:
@@ -172,7 +188,7 @@ class Totals:
         if not self.gated:
             return None
         flaky = {"flaky": self.flaky} if any(c.confirm for c in self.records) else {}
-        return {**self.baseline, "quarantined": self.quarantined, **flaky}
+        return {**self.baseline, "quarantined": self.quarantined, **flaky, **self.compared}
 
 
 @dataclass
@@ -381,7 +397,7 @@ def gate_lines(cases: Sequence[CaseRecord]) -> list[str]:
     evaluator, apart), and the quarantined cases."""
     lines: list[str] = []
     if any(c.baseline for c in cases):
-        groups = {kind: [c.name for c in cases if c.baseline == kind] for kind in BASELINE_KINDS}
+        groups = {k: [c.name for c in cases if baseline_class(c) == k] for k in BASELINE_KINDS}
         lines.append(
             "baseline: "
             + ", ".join(
@@ -393,7 +409,7 @@ def gate_lines(cases: Sequence[CaseRecord]) -> list[str]:
                 )
             )
         )
-        changed = [c for c in cases if c.baseline == "evaluator_changed"]
+        changed = [c for c in cases if baseline_class(c) == "evaluator_changed"]
         if changed:
             lines.append(
                 f"baseline: {len(changed)} failure(s) under a changed evaluator (scenario "

@@ -166,6 +166,20 @@ def test_pass_rates_against_the_baseline_are_compared_statistically(suite: Suite
     compared = _report(suite, "seven.json")["R"]["comparison"]
     assert compared["verdict"] == "inconclusive"  # type: ignore[index]
     assert compared["p_value"] == pytest.approx(0.10526, abs=1e-5)  # type: ignore[index]
+    # Judged on its pass rate instead of new/known: counted apart, in every output.
+    seven.stdout.fnmatch_lines(["baseline: 0 new failure(s), 0 known failure(s), 0 fixed"])
+    assert "New failures" not in comment
+    gate = _report(suite, "seven.json")[""]["gate"]
+    assert gate == {
+        "new": 0,
+        "known": 0,
+        "fixed": 0,
+        "evaluator_changed": 0,
+        "quarantined": 0,
+        "regression": 0,
+        "no_change": 0,
+        "inconclusive": 1,
+    }
 
     suite.toml(ROOM + '[[case]]\nname = "R"\nscenario = 112\nrepeat = 10\n')
     two = suite.run("-rA", "--cekura-baseline=base.json", "--cekura-report=two.json")
@@ -174,6 +188,7 @@ def test_pass_rates_against_the_baseline_are_compared_statistically(suite: Suite
         ["*regression: passed 2/10 runs against 10/10 in the baseline*p = 0.000357*"]
     )
     assert _report(suite, "two.json")["R"]["comparison"]["verdict"] == "regression"  # type: ignore[index]
+    assert _report(suite, "two.json")[""]["gate"]["regression"] == 1  # type: ignore[index]
 
 
 # -- pure pieces ---------------------------------------------------------------------------
