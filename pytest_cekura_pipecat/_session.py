@@ -555,7 +555,7 @@ class CekuraSession:
             reason = self.state.problem
             runs = [
                 CekuraRun(scenario_id=case.scenario, status="not_started", error_message=reason)
-            ] * case.repeat  # every planned run unstarted: the case errors, whatever min_passes
+            ]
         else:
             attempt = self.state.attempts.get(nodeid, 0)
             runs = self._top_up(nodeid, case, self._role.runs(nodeid, attempt), attempt)
