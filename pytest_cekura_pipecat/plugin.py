@@ -779,8 +779,8 @@ class ItemHooks:
         data = getattr(report, "cekura", None)
         if data is not None:  # from a worker: masked here too, with every process's secrets
             report.cekura = self.plugin.redactor.tree(data)  # type: ignore[attr-defined]
-        if self.plugin.built() is not None or data is not None or self.plugin.summarising():
-            self.plugin.summary().add(report)  # a case's later phases, once its record came
+        if data is not None or self.plugin.summarising():
+            self.plugin.summary().add(report)  # a record, or a later phase of a case with one
         if self.plugin.settings.artifacts:
             self._attach_evidence(report)
 
