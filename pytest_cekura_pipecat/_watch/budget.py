@@ -9,10 +9,10 @@ for reads the list asked for: no burst of the whole minute at once), and *routin
 reads the list asked for (a result it shows ended) always find room. Routine reads also
 leave ``reserve`` reads of the minute unspent (one for each open result, at most half the
 minute): when every result ends at once, the reads that fetch their verdicts go out at once
-instead of waiting for the minute to turn. A pace faster than one a second may send a second's worth at once (a test's budget
-of thousands a minute is not cut to one read per turn of the watcher's loop). The minute is
-counted as 62 s: a read arrives a little after it is sent, and a slow one must not make the
-server see one read too many in its minute.
+instead of waiting for the minute to turn. A pace faster than one a second may send a
+second's worth at once (a test's budget of thousands a minute is not cut to one read per
+turn of the watcher's loop). The minute is counted as 62 s: a read arrives a little after
+it is sent, and a slow one must not make the server see one read too many in its minute.
 """
 
 from __future__ import annotations
